@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole check: lint, then the test suite.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k coordinates`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/python -m pytest -n 2 "$@"

@@ -1,0 +1,3 @@
+from spherevae.cli import main
+
+raise SystemExit(main())
