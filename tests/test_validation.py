@@ -28,7 +28,7 @@ def test_check_latents_rank_and_type():
         check_latents(torch.randn(2, 3, 4), "x", ndim=2)
     with pytest.raises(TypeError, match="floating-point"):
         check_latents(torch.ones(2, 3, dtype=torch.int64), "x")
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         check_latents([[1.0, 2.0]], "x")
 
 

@@ -37,7 +37,92 @@ def _demo_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `spherevae train`")
+    p.add_argument("--num-samples", type=int, default=10_000, help="samples per sampler for FID")
+    p.add_argument("--samplers", nargs="+", default=None,
+                   help="samplers to evaluate (default: prior/vmf/gaussian or vmf/prior_sphere/gaussian_sphere)")
+    p.add_argument("--backbone", default="domain", help="FID features: domain (default) or inception")
+    p.add_argument("--inception-weights", default=None,
+                   help="local Inception-v3 FID weights file (or env SPHEREVAE_INCEPTION_WEIGHTS)")
+    p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--tsne-points", type=int, default=10_000)
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    import json
+
+    from spherevae.evaluation import evaluate_run
+
+    metrics = evaluate_run(
+        args.run_dir, num_samples=args.num_samples,
+        samplers=tuple(args.samplers) if args.samplers else None, backbone=args.backbone,
+        inception_weights=args.inception_weights, max_test=args.max_test,
+        tsne_points=args.tsne_points, figures=not args.no_figures, device=args.device,
+        seed=args.seed,
+    )
+    shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    return 0
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", help="evaluated run directories")
+    p.add_argument("--out", default="report.html", help="output HTML file")
+    p.add_argument("--title", default="spherevae report")
+
+
+def _report_run(args: argparse.Namespace) -> int:
+    from spherevae.report import load_run_summary, write_report
+
+    path = write_report([load_run_summary(d) for d in args.run_dirs], args.out, title=args.title)
+    print(f"report: {path}")
+    return 0
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="a sweep YAML file (configs/sweeps/)")
+    p.add_argument("--backend", default=None, help="local (default) or ray")
+    p.add_argument("--workers", type=int, default=None, help="runs at a time")
+    p.add_argument("overrides", nargs="*", help="key.sub=value applied to every run")
+
+
+def _sweep_run(args: argparse.Namespace) -> int:
+    from spherevae.experiments import load_sweep, run_sweep
+
+    rows = run_sweep(load_sweep(args.config, args.overrides), backend=args.backend,
+                     workers=args.workers)
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _quickstart_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/quickstart", help="output directory")
+    p.add_argument("--configs-dir", default=None, help="where the fmnist-*-cpu.yaml configs are")
+    p.add_argument("overrides", nargs="*", help="key.sub=value applied to both runs")
+
+
+def _quickstart_run(args: argparse.Namespace) -> int:
+    from spherevae.experiments import run_quickstart
+
+    run_quickstart(args.out, configs_dir=args.configs_dir, overrides=args.overrides)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "quickstart": Command(
+        "train a standard and a compressed VAE on Fashion-MNIST, evaluate, report (CPU)",
+        _quickstart_arguments,
+        _quickstart_run,
+    ),
+    "evaluate": Command("evaluate a trained run: FID, k-NN, collapse, figures",
+                        _evaluate_arguments, _evaluate_run),
+    "report": Command("write one self-contained HTML page comparing runs",
+                      _report_arguments, _report_run),
+    "sweep": Command("train and evaluate a grid of runs (local or ray backend)",
+                     _sweep_arguments, _sweep_run),
     "demo": Command(
         "show the coordinate transform and the compressed loss on random latents",
         _demo_arguments,

@@ -1,0 +1,283 @@
+"""Evaluate a trained run: reconstruction, generation (FID), latent analysis, figures.
+
+``evaluate_run(run_dir)`` loads the run's model and dataset, encodes the test set,
+fits the samplers to the test latents (the paper's protocol for the vMF), decodes
+``num_samples`` samples per sampler and measures, per sampler, the FID against the
+*reconstructed* test set (the paper's protocol) and against the real test set.
+It also measures k-NN accuracy on the latents, posterior collapse, the replica
+angle, and draws every figure. Results go to ``RUN_DIR/eval/metrics.json`` and
+``RUN_DIR/eval/*.png``.
+
+Conventions, stated once:
+
+- Test latents are the encoder means ``mu`` (projected to radius sqrt(n) when the
+  model projects z), never sampled z.
+- The reconstruction of the test set decodes those latents (deterministic).
+- Metric names carry the FID backbone and the reference set:
+  ``fid_<backbone>_<sampler>_recon`` and ``fid_<backbone>_<sampler>_test``; the
+  headline ``fid_<backbone>_recon`` uses the run's main sampler (``prior`` for the
+  standard VAE, ``vmf`` for the compressed one, as in the paper).
+- Domain-feature FIDs are not comparable to published Inception FIDs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["DEFAULT_SAMPLERS", "EvalConfig", "encode_dataset", "evaluate_run"]
+
+# Which samplers each objective is evaluated with; the first is the headline one.
+DEFAULT_SAMPLERS: dict[str, tuple[str, ...]] = {
+    "standard": ("prior", "vmf", "gaussian"),
+    "compressed": ("vmf", "prior_sphere", "gaussian_sphere"),
+    "authors": ("vmf", "prior_sphere", "gaussian_sphere"),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of :func:`evaluate_run` (all have defaults that follow the paper)."""
+
+    num_samples: int = 10_000
+    samplers: tuple[str, ...] | None = None
+    backbone: str = "domain"
+    inception_weights: str | None = None
+    knn_k: int = 5
+    knn_train_max: int = 20_000
+    tsne_points: int = 10_000
+    max_test: int | None = None
+    batch_size: int = 500
+    seed: int = 0
+    figures: bool = True
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
+        if self.max_test is not None and self.max_test < 2:
+            raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
+
+
+@dataclass
+class _Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> _Stage:
+        return _Stage(self, name)
+
+
+@dataclass
+class _Stage:
+    timer: _Timer
+    name: str
+    start: float = 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.timings[self.name] = round(time.perf_counter() - self.start, 3)
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder means and log-variances of uint8 images ``(N, C, H, W)``: ``(N, n)`` each."""
+    mus, logvars = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device=device, dtype=torch.float32) / 255.0
+        mu, logvar = model.encode(x)
+        mus.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+@torch.no_grad()
+def _decode(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: str) -> torch.Tensor:
+    out = [
+        model.decode(z[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, z.shape[0], batch_size)
+    ]
+    return torch.cat(out).clamp_(0.0, 1.0)
+
+
+def _test_latents(model: torch.nn.Module, mu: torch.Tensor) -> torch.Tensor:
+    radius = getattr(model, "radius", None)
+    if radius is None:
+        return mu
+    from spherevae.coordinates import project_to_sphere
+
+    return project_to_sphere(mu, radius, validate=False)
+
+
+def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir``; keyword options are :class:`EvalConfig` fields.
+
+    Returns the metrics dict (also written to ``run_dir/eval/metrics.json``).
+    """
+    from spherevae.data import load_dataset
+    from spherevae.metrics import (
+        FID,
+        collapse_stats,
+        kid,
+        knn_accuracy,
+        precision_recall,
+        reconstruction_metrics,
+        replica_angles,
+    )
+    from spherevae.sampling import fit_sampler
+    from spherevae.training import load_run
+
+    opts = EvalConfig(**options)
+    run_dir = Path(run_dir)
+    out = run_dir / "eval"
+    timer = _Timer()
+    log: Callable[[str], None] = print if opts.progress else (lambda _msg: None)
+
+    with timer("load"):
+        cfg, model = load_run(run_dir, device=opts.device)
+        model.eval()
+        data_kw = {"root": cfg.data.root, "download": cfg.data.download}
+        test = load_dataset(cfg.data.name, "test", **data_kw)
+        train = load_dataset(cfg.data.name, "train", **data_kw)
+        expected = tuple(model.config.image_shape)
+        if tuple(test.images.shape[1:]) != expected:
+            raise ValueError(
+                f"dataset {cfg.data.name!r} has images of shape {tuple(test.images.shape[1:])} "
+                f"but the model in {run_dir} expects {expected}"
+            )
+    test_images = test.images if opts.max_test is None else test.images[: opts.max_test]
+    test_labels = None if test.labels is None else test.labels[: test_images.shape[0]]
+    gen = torch.Generator().manual_seed(opts.seed)
+
+    with timer("encode"):
+        log(f"evaluate {run_dir}: encoding {test_images.shape[0]} test images")
+        mu, logvar = encode_dataset(model, test_images, batch_size=opts.batch_size, device=opts.device)
+        latents = _test_latents(model, mu)
+        x_test = test_images.float() / 255.0
+        x_hat = _decode(model, latents, opts.batch_size, opts.device)
+        metrics: dict[str, Any] = {"num_test": int(test_images.shape[0])}
+        metrics.update(reconstruction_metrics(x_test, x_hat))
+
+    objective = cfg.objective.name
+    samplers = opts.samplers or DEFAULT_SAMPLERS.get(objective, DEFAULT_SAMPLERS["standard"])
+    radius = getattr(model, "radius", None) or math.sqrt(mu.shape[1])
+    samples: dict[str, torch.Tensor] = {}
+    with timer("sample"):
+        for i, name in enumerate(samplers):
+            sampler = fit_sampler(name, latents, radius=radius, seed=opts.seed + i)
+            z = sampler.sample(opts.num_samples, generator=gen)
+            samples[name] = _decode(model, z, opts.batch_size, opts.device)
+
+    with timer("fid"):
+        log(f"FID ({opts.backbone} features), {opts.num_samples} samples per sampler")
+        fid = FID.from_backbone(
+            opts.backbone,
+            dataset=train,
+            weights=opts.inception_weights,
+            device=opts.device,
+        )
+        fid_ref = fid.features(x_hat)
+        fid_real = fid.features(x_test)
+        backbone = fid.backbone_name
+        main = samplers[0]
+        for name, images in samples.items():
+            feats = fid.features(images)
+            metrics[f"fid_{backbone}_{name}_recon"] = fid.distance(feats, fid_ref)
+            metrics[f"fid_{backbone}_{name}_test"] = fid.distance(feats, fid_real)
+            if name == main:
+                pr = precision_recall(fid_real, feats)
+                metrics[f"precision_{backbone}_{name}"] = pr["precision"]
+                metrics[f"recall_{backbone}_{name}"] = pr["recall"]
+                metrics[f"kid_{backbone}_{name}_recon"] = kid(feats, fid_ref)
+        metrics[f"fid_{backbone}_recon"] = metrics[f"fid_{backbone}_{main}_recon"]
+        metrics[f"fid_{backbone}_test"] = metrics[f"fid_{backbone}_{main}_test"]
+        metrics[f"fid_{backbone}_reconstruction_vs_test"] = fid.distance(fid_ref, fid_real)
+        metrics["main_sampler"] = main
+        metrics["fid_backbone"] = backbone
+
+    with timer("latents"):
+        if test_labels is not None and train.labels is not None:
+            n_train = min(opts.knn_train_max, train.images.shape[0])
+            perm = torch.randperm(train.images.shape[0], generator=gen)[:n_train]
+            mu_train, _ = encode_dataset(
+                model, train.images[perm], batch_size=opts.batch_size, device=opts.device
+            )
+            metrics[f"knn_accuracy_k{opts.knn_k}"] = knn_accuracy(
+                _test_latents(model, mu_train), train.labels[perm], latents, test_labels, k=opts.knn_k
+            )
+        collapse = collapse_stats(mu)
+        metrics.update({f"collapse_{k}": v for k, v in collapse.items() if not hasattr(v, "shape")})
+        angles = replica_angles(latents)
+        metrics["replica_angle_mean"] = float(angles.mean())
+        metrics["replica_angle_std"] = float(angles.std())
+
+    if opts.figures:
+        with timer("figures"):
+            _figures(out, cfg, model, test_images, x_hat, samples, samplers[0], mu, logvar,
+                     latents, test_labels, angles, run_dir, opts, gen)
+
+    metrics["timings_s"] = timer.timings
+    metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, out / "metrics.json")
+    log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out / 'metrics.json'}")
+    return metrics
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, latents, labels,
+             angles, run_dir, opts, gen) -> None:
+    from spherevae import plots
+    from spherevae.coordinates import hyperspherical_cosines
+
+    out.mkdir(parents=True, exist_ok=True)
+    k = 16
+    x = test_images[:k].float() / 255.0
+    plots.save_figure(
+        plots.reconstruction_figure(x, x_hat[:k], samples[main][:k]), out / "samples.png"
+    )
+    plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")
+    n_tsne = min(opts.tsne_points, latents.shape[0])
+    plots.save_figure(
+        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne], seed=opts.seed),
+        out / "tsne.png",
+    )
+    sigma = torch.exp(0.5 * logvar)
+    z = model.reparameterize(mu, logvar, generator=gen)
+    _, cos_mu = hyperspherical_cosines(mu)
+    plots.save_figure(plots.latent_histograms(mu, sigma, z, cos_mu), out / "latent_histograms.png")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    if rows:
+        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
+    # Interpolate between the first test images of two different classes.
+    i0, i1 = 0, 1
+    if labels is not None:
+        others = (labels != labels[0]).nonzero()
+        i1 = int(others[0]) if len(others) else 1
+    z0, z1 = latents[i0], latents[i1]
+    lin = _decode(model, plots.interpolate_linear(z0, z1, 10), opts.batch_size, opts.device)
+    sph = _decode(model, plots.interpolate_sphere(z0, z1, 10), opts.batch_size, opts.device)
+    plots.save_figure(plots.interpolation_figure(lin, sph), out / "interpolation.png")

@@ -1,0 +1,468 @@
+"""Sweeps: a base run config crossed with a grid, trained and evaluated run by run.
+
+A sweep is a YAML file::
+
+    name: fmnist-fig2
+    base: ../fmnist-compressed-cpu.yaml     # a run config, relative to this file
+    out_dir: sweeps/fmnist-fig2             # relative to the working directory
+    overrides: [train.epochs=8]             # applied to every run
+    variants:                               # named override sets, crossed with the grid
+      standard: [objective.name=standard]
+      compressed: [objective.name=compressed]
+    grid:                                   # cartesian product of key -> values
+      model.latent_dim: [16, 64, 256]
+      objective.beta: [0.5, 1.0]
+      train.seed: [0, 1]
+    evaluate: {num_samples: 10000}          # keyword arguments of evaluate_run
+
+Every run gets its own directory ``out_dir/runs/<run name>``. A run whose
+``eval/metrics.json`` exists is finished and skipped, so a crashed or interrupted
+sweep resumes where it stopped. A failing run is recorded with its error in the
+results table and does not stop the sweep. Results are collected into
+``results.csv`` and ``results.json`` and drawn as the MSE-FID plane (Fig 2).
+
+Backends (registry :data:`BACKENDS`): ``local`` (one run at a time or ``workers``
+processes) and ``ray`` (the optional ``ray`` extra: a local instance or a cluster).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BACKENDS",
+    "RunResult",
+    "RunSpec",
+    "SweepConfig",
+    "collect_results",
+    "expand_grid",
+    "load_sweep",
+    "run_sweep",
+]
+
+_SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers"}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep. ``base`` is an absolute path to a run config."""
+
+    name: str
+    base: Path
+    out_dir: Path
+    overrides: tuple[str, ...] = ()
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"sweep field 'name' must be a non-empty string, got {self.name!r}")
+        if not Path(self.base).is_file():
+            raise FileNotFoundError(f"sweep field 'base': run config {self.base} does not exist")
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"sweep field 'backend' must be one of {sorted(BACKENDS)}, got {self.backend!r}"
+            )
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"sweep field 'workers' must be an integer >= 1, got {self.workers!r}")
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"sweep field 'grid.{key}' must list at least one value")
+        for name, ovr in self.variants.items():
+            for item in ovr:
+                if "=" not in item:
+                    raise ValueError(
+                        f"sweep field 'variants.{name}': override {item!r} must look like key.sub=value"
+                    )
+        for item in self.overrides:
+            if "=" not in item:
+                raise ValueError(f"sweep field 'overrides': {item!r} must look like key.sub=value")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its name, directory and the overrides on the base config."""
+
+    name: str
+    run_dir: Path
+    base: Path
+    overrides: tuple[str, ...]
+    params: dict[str, Any]
+    evaluate: dict[str, Any]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its metrics, or its error."""
+
+    name: str
+    params: dict[str, Any]
+    status: str  # "done" | "skipped" (already finished) | "failed"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read and validate a sweep YAML file; ``overrides`` are appended to its own."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep config {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"sweep config {path} must be a mapping, got {type(raw).__name__}")
+    unknown = set(raw) - _SWEEP_KEYS
+    if unknown:
+        raise ValueError(
+            f"sweep config {path}: unknown field(s) {sorted(unknown)}; known fields: {sorted(_SWEEP_KEYS)}"
+        )
+    for required in ("name", "base"):
+        if required not in raw:
+            raise ValueError(f"sweep config {path}: missing field {required!r}")
+    grid = {str(k): tuple(v if isinstance(v, list) else [v]) for k, v in (raw.get("grid") or {}).items()}
+    variants = {str(k): tuple(v or ()) for k, v in (raw.get("variants") or {}).items()}
+    return SweepConfig(
+        name=raw["name"],
+        base=(path.parent / raw["base"]).resolve(),
+        out_dir=Path(raw.get("out_dir", f"sweeps/{raw['name']}")),
+        overrides=tuple(raw.get("overrides") or ()) + tuple(overrides),
+        variants=variants,
+        grid=grid,
+        evaluate=dict(raw.get("evaluate") or {}),
+        backend=raw.get("backend", "local"),
+        workers=int(raw.get("workers", 1)),
+    )
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def expand_grid(sweep: SweepConfig) -> list[RunSpec]:
+    """All runs of a sweep, in a deterministic order (variants outermost)."""
+    keys = list(sweep.grid)
+    variants = sweep.variants or {"": ()}
+    specs = []
+    for variant, variant_overrides in variants.items():
+        for values in itertools.product(*(sweep.grid[k] for k in keys)):
+            params = dict(zip(keys, values, strict=True))
+            parts = ([variant] if variant else []) + [f"{_short(k)}={v}" for k, v in params.items()]
+            name = "-".join(parts) or "run"
+            overrides = (
+                *sweep.overrides,
+                *variant_overrides,
+                *(f"{k}={v}" for k, v in params.items()),
+            )
+            if variant:
+                params = {"variant": variant, **params}
+            specs.append(
+                RunSpec(
+                    name=name,
+                    run_dir=sweep.out_dir / "runs" / name,
+                    base=sweep.base,
+                    overrides=overrides,
+                    params=params,
+                    evaluate=dict(sweep.evaluate),
+                )
+            )
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("sweep grid produces duplicate run names; give the values distinct strings")
+    return specs
+
+
+def _metrics_path(run_dir: Path) -> Path:
+    return run_dir / "eval" / "metrics.json"
+
+
+def execute_run(spec: RunSpec) -> RunResult:
+    """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
+    done = _metrics_path(spec.run_dir)
+    if done.is_file():
+        return RunResult(spec.name, spec.params, "skipped", json.loads(done.read_text()))
+    try:
+        import torch
+
+        from spherevae.config import load_config
+        from spherevae.evaluation import evaluate_run
+        from spherevae.training import train
+
+        # Each worker process gets one core's worth of threads: workers * threads
+        # must not oversubscribe the machine.
+        threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN")
+        if threads:
+            torch.set_num_threads(int(threads))
+        cfg = load_config(spec.base, [*spec.overrides, f"train.out_dir={spec.run_dir}"])
+        resume = (spec.run_dir / "checkpoints" / "last.pt").is_file()
+        run_dir = train(cfg, resume=resume)
+        metrics = evaluate_run(run_dir, **spec.evaluate)
+        return RunResult(spec.name, spec.params, "done", metrics)
+    except Exception as exc:  # a failed run is reported, not lost, and the sweep goes on
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        tb = traceback.format_exc()
+        (spec.run_dir / "error.txt").write_text(tb)
+        return RunResult(spec.name, spec.params, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+Backend = Callable[[list[RunSpec], int, Callable[[RunResult], None]], list[RunResult]]
+
+
+def _local_backend(
+    specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
+) -> list[RunResult]:
+    results = []
+    if workers == 1:
+        for spec in specs:
+            result = execute_run(spec)
+            on_result(result)
+            results.append(result)
+        return results
+    import multiprocessing as mp
+
+    env_threads = os.environ.setdefault(
+        "SPHEREVAE_THREADS_PER_RUN", str(max(1, (os.cpu_count() or 1) // workers))
+    )
+    del env_threads
+    # spawn, not fork: torch's thread pools do not survive a fork.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(execute_run, spec) for spec in specs]
+        for fut in as_completed(futures):
+            result = fut.result()
+            on_result(result)
+            results.append(result)
+    return results
+
+
+def _ray_backend(
+    specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
+) -> list[RunResult]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            "the ray backend needs the optional ray package: pip install 'spherevae[ray]'"
+        ) from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        # RAY_ADDRESS selects a cluster; without it a local instance is started.
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS"),
+            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(workers, 1),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    try:
+        remote = ray.remote(num_cpus=1)(execute_run)
+        pending = {remote.remote(spec): spec for spec in specs}
+        results = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            spec = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # the worker itself died
+                result = RunResult(spec.name, spec.params, "failed", error=f"ray: {exc}")
+            on_result(result)
+            results.append(result)
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+BACKENDS: dict[str, Backend] = {"local": _local_backend, "ray": _ray_backend}
+
+
+def collect_results(out_dir: Path, results: Iterable[RunResult]) -> list[dict[str, Any]]:
+    """Write ``results.json`` and ``results.csv`` (one row per run) and return the rows."""
+    rows = []
+    for r in sorted(results, key=lambda r: r.name):
+        row = {"name": r.name, "status": r.status, **r.params}
+        if r.error:
+            row["error"] = r.error
+        row.update({k: v for k, v in r.metrics.items() if isinstance(v, (int, float, str, bool))})
+        rows.append(row)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "results.json", json.dumps(rows, indent=2, sort_keys=True))
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    tmp = out_dir / "results.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out_dir / "results.csv")
+    return rows
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    fid_key: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every run of ``sweep`` not yet finished, then collect results and draw Fig 2.
+
+    Returns the rows of the results table (also written to ``out_dir``).
+    """
+    backend = backend or sweep.backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+    specs = expand_grid(sweep)
+    sweep.out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(sweep.out_dir / "sweep.json", json.dumps(_sweep_record(sweep, specs), indent=2))
+    log(f"sweep {sweep.name}: {len(specs)} runs, backend {backend}, out {sweep.out_dir}")
+    count = {"n": 0}
+
+    def on_result(result: RunResult) -> None:
+        count["n"] += 1
+        tail = f": {result.error}" if result.error else ""
+        log(f"[{count['n']}/{len(specs)}] {result.name}: {result.status}{tail}")
+
+    results = BACKENDS[backend](specs, workers or sweep.workers, on_result)
+    rows = collect_results(sweep.out_dir, results)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        log(f"{len(failed)} run(s) failed; see error.txt in their run directories")
+    _draw_plane(sweep.out_dir, rows, fid_key, log)
+    return rows
+
+
+def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:
+    record = asdict(sweep)
+    record["base"] = str(sweep.base)
+    record["out_dir"] = str(sweep.out_dir)
+    record["runs"] = [{"name": s.name, "overrides": list(s.overrides)} for s in specs]
+    return record
+
+
+def _draw_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None, log) -> None:
+    done = [r for r in rows if r["status"] in ("done", "skipped")]
+    if not done:
+        return
+    key = fid_key or next((k for k in done[0] if k.startswith("fid_") and "recon" in k), None)
+    if key is None or "rmse_percent" not in done[0]:
+        log("no FID column in the results: MSE-FID plane not drawn")
+        return
+    from spherevae.plots import mse_fid_plane, save_figure
+
+    plane_rows = [
+        {
+            "n": r.get("model.latent_dim", r.get("latent_dim")),
+            "beta": r.get("objective.beta", r.get("beta")),
+            "objective": r.get("variant", r.get("objective", "")),
+            "mse": r["rmse_percent"],
+            "fid": r[key],
+            "seed": r.get("train.seed", 0),
+        }
+        for r in done
+        if key in r
+    ]
+    fig = mse_fid_plane(plane_rows, fid_label=key, mse_label="RMSE (% of range)")
+    save_figure(fig, out_dir / "mse_fid_plane.png")
+    log(f"MSE-FID plane: {out_dir / 'mse_fid_plane.png'}")
+
+
+QUICKSTART_CONFIGS = ("fmnist-standard-cpu.yaml", "fmnist-compressed-cpu.yaml")
+
+
+def run_quickstart(
+    out_dir: str | os.PathLike[str] = "runs/quickstart",
+    *,
+    configs_dir: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    evaluate: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The README's main job: train a standard and a compressed VAE on Fashion-MNIST,
+    evaluate both, write the HTML report, and print the headline metrics.
+
+    Finished runs are skipped, so running it again only redoes what is missing.
+    Returns the path of the report.
+    """
+    from spherevae.report import load_run_summary, write_report
+
+    out_dir = Path(out_dir)
+    configs_dir = Path(configs_dir) if configs_dir else _default_configs_dir()
+    specs = []
+    for name in QUICKSTART_CONFIGS:
+        base = configs_dir / name
+        if not base.is_file():
+            raise FileNotFoundError(f"quickstart config {base} does not exist")
+        run_name = name.removesuffix(".yaml")
+        specs.append(
+            RunSpec(run_name, out_dir / run_name, base, tuple(overrides), {"config": run_name},
+                    dict(evaluate or {}))
+        )
+    results = []
+    for spec in specs:
+        log(f"== {spec.name}: train + evaluate -> {spec.run_dir}")
+        result = execute_run(spec)
+        if result.status == "failed":
+            raise RuntimeError(f"quickstart run {spec.name} failed: {result.error} "
+                               f"(traceback in {spec.run_dir / 'error.txt'})")
+        results.append(result)
+    report = out_dir / "report.html"
+    write_report([load_run_summary(s.run_dir) for s in specs], report,
+                 title="spherevae quickstart: standard vs compressed VAE on Fashion-MNIST")
+    log("")
+    log(headline_table(results))
+    log(f"\nreport: {report.resolve()}")
+    return report
+
+
+HEADLINE_KEYS = (
+    ("rmse_percent", "RMSE % (test recon.)"),
+    ("mse_sum", "MSE/image (summed)"),
+    ("fid_domain_recon", "FID domain vs recon (main sampler)"),
+    ("fid_domain_test", "FID domain vs test (main sampler)"),
+    ("main_sampler", "main sampler"),
+    ("knn_accuracy_k5", "k-NN accuracy (k=5)"),
+    ("replica_angle_mean", "replica angle (rad)"),
+)
+
+
+def headline_table(results: Sequence[RunResult]) -> str:
+    """A plain-text table of the headline metrics, one column per run."""
+    names = [r.name for r in results]
+    width = max(len(label) for _, label in HEADLINE_KEYS) + 2
+    colw = max(12, *(len(n) + 2 for n in names))
+    lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names)]
+    for key, label in HEADLINE_KEYS:
+        cells = []
+        for r in results:
+            v = r.metrics.get(key, "-")
+            cells.append((f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(colw))
+        lines.append(label.ljust(width) + "".join(cells))
+    return "\n".join(lines)
+
+
+def _default_configs_dir() -> Path:
+    # Configs live in the repository (configs/); an installed package has none.
+    here = Path(__file__).resolve().parents[2] / "configs"
+    if here.is_dir():
+        return here
+    return Path.cwd() / "configs"
