@@ -1,0 +1,114 @@
+"""Sweep expansion, validation and result collection (the integration tests that
+train real runs are in test_experiments_integration.py)."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from spherevae.experiments import (
+    RunResult,
+    collect_results,
+    expand_grid,
+    headline_table,
+    load_sweep,
+)
+
+
+def _write(tmp_path: Path, text: str, base: bool = True) -> Path:
+    if base:
+        (tmp_path / "base.yaml").write_text("train: {epochs: 1}\n")
+    p = tmp_path / "sweep.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_expand_grid_is_the_cartesian_product_with_variants(tmp_path):
+    p = _write(
+        tmp_path,
+        """
+name: s
+base: base.yaml
+out_dir: OUT
+overrides: [train.epochs=2]
+variants:
+  standard: [objective.name=standard]
+  compressed: [objective.name=compressed]
+grid:
+  model.latent_dim: [16, 32, 64]
+  objective.beta: [0.5, 1.0]
+""".replace("OUT", str(tmp_path / "out")),
+    )
+    sweep = load_sweep(p, ["train.seed=3"])
+    specs = expand_grid(sweep)
+    assert len(specs) == 2 * 3 * 2
+    names = [s.name for s in specs]
+    assert len(set(names)) == len(names)
+    first = specs[0]
+    assert first.name == "standard-latent_dim=16-beta=0.5"
+    # sweep-wide overrides first, then the variant's, then the grid point's
+    assert first.overrides == (
+        "train.epochs=2",
+        "train.seed=3",
+        "objective.name=standard",
+        "model.latent_dim=16",
+        "objective.beta=0.5",
+    )
+    assert first.params == {"variant": "standard", "model.latent_dim": 16, "objective.beta": 0.5}
+    assert first.run_dir == tmp_path / "out" / "runs" / first.name
+    assert sweep.base == (tmp_path / "base.yaml").resolve()
+
+
+def test_grid_without_variants_and_scalar_values(tmp_path):
+    p = _write(tmp_path, "name: s\nbase: base.yaml\ngrid: {train.seed: 7}\n")
+    specs = expand_grid(load_sweep(p))
+    assert [s.name for s in specs] == ["seed=7"]
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("name: s\nbase: base.yaml\nbogus: 1\n", ValueError, r"unknown field\(s\) \['bogus'\]"),
+        ("base: base.yaml\n", ValueError, "missing field 'name'"),
+        ("name: s\nbase: nothere.yaml\n", FileNotFoundError, "nothere.yaml"),
+        ("name: s\nbase: base.yaml\nbackend: slurm\n", ValueError, r"'backend' must be one of \['local', 'ray'\]"),
+        ("name: s\nbase: base.yaml\nworkers: 0\n", ValueError, "'workers' must be an integer >= 1"),
+        ("name: s\nbase: base.yaml\ngrid: {a.b: []}\n", ValueError, "grid.a.b"),
+        ("name: s\nbase: base.yaml\noverrides: [oops]\n", ValueError, "key.sub=value"),
+    ],
+)
+def test_bad_sweep_configs_name_the_field(tmp_path, text, error, match):
+    with pytest.raises(error, match=match):
+        load_sweep(_write(tmp_path, text))
+
+
+def test_missing_sweep_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_sweep(tmp_path / "none.yaml")
+
+
+def test_collect_results_writes_matching_csv_and_json(tmp_path):
+    results = [
+        RunResult("b", {"n": 2}, "done", {"fid_domain_recon": 3.5, "rmse_percent": 9.0, "nested": {"x": 1}}),
+        RunResult("a", {"n": 1}, "failed", error="ValueError: boom"),
+    ]
+    rows = collect_results(tmp_path, results)
+    assert [r["name"] for r in rows] == ["a", "b"]
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+    with (tmp_path / "results.csv").open() as f:
+        csv_rows = list(csv.DictReader(f))
+    assert csv_rows[0]["error"] == "ValueError: boom"
+    assert float(csv_rows[1]["fid_domain_recon"]) == 3.5
+    assert "nested" not in csv_rows[1]  # only scalars go to the table
+
+
+def test_headline_table_lists_every_run():
+    table = headline_table([
+        RunResult("standard", {}, "done", {"rmse_percent": 10.0, "main_sampler": "prior"}),
+        RunResult("compressed", {}, "done", {"rmse_percent": 11.5}),
+    ])
+    lines = table.splitlines()
+    assert "standard" in lines[0] and "compressed" in lines[0]
+    rmse = next(line for line in lines if line.startswith("RMSE"))
+    assert "10" in rmse and "11.5" in rmse
