@@ -223,6 +223,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise TypeError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads "3e-4" (no dot) as a string; accept it as a number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"{where} must be a number, got {value!r}")
         return float(value)
