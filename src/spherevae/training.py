@@ -322,15 +322,14 @@ def _resolve_device(name: str) -> torch.device:
 @torch.no_grad()
 def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[str, float]:
     """Summed squared error per image and RMSE in % of range, decoding the mean ``mu``."""
-    from spherevae.coordinates import project_to_sphere
-
     model.eval()
     total = None
     count = 0
     for x, _ in loader:
         with autocast():
             mu, _ = model.encode(x)
-            z = project_to_sphere(mu, model.radius, validate=False) if model.radius else mu
+            # Decode the mean, on the sphere when the model samples there.
+            z = mu * (model.radius / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12)) if model.radius else mu
             err = (model.decode(z).float() - x.float()).square().flatten(1).sum(1).sum()
         total = err if total is None else total + err
         count += x.shape[0]
