@@ -34,7 +34,9 @@ def bare_loop(cfg: RunConfig) -> float:
     model = build_model(cfg, tuple(ds.images.shape[1:]))
     objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
-    loader = BatchLoader(ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True)
+    loader = BatchLoader(
+        ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True
+    )
     gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     t0 = time.perf_counter()
     for epoch in range(cfg.train.epochs):
@@ -60,9 +62,14 @@ def trainer_run(cfg: RunConfig) -> float:
 def overhead(args: argparse.Namespace) -> None:
     out = tempfile.mkdtemp(prefix="bench-trainer-")
     over = [
-        f"train.out_dir={out}", f"train.epochs={args.epochs}", "train.progress=false",
-        "train.tensorboard=false", f"train.checkpoint_every={args.epochs}", "data.max_test=256",
-        "train.eval_batch_size=256", *args.overrides,
+        f"train.out_dir={out}",
+        f"train.epochs={args.epochs}",
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.checkpoint_every={args.epochs}",
+        "data.max_test=256",
+        "train.eval_batch_size=256",
+        *args.overrides,
     ]
     cfg = load_config(args.config, over)
     # The bare loop has one optimiser; compare like with like.
@@ -76,11 +83,19 @@ def overhead(args: argparse.Namespace) -> None:
         ours.append(trainer_run(run_cfg))
     shutil.rmtree(out, ignore_errors=True)
     ratios = [o / b for o, b in zip(ours, bare, strict=True)]
-    print(f"config {args.config} ({cfg.objective.name}), {cfg.train.epochs} epochs x {args.repeats} repeats, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"bare loop   median {statistics.median(bare):.3f} s   runs {[round(b, 3) for b in bare]}")
-    print(f"trainer     median {statistics.median(ours):.3f} s   runs {[round(o, 3) for o in ours]}")
-    print(f"ratio trainer/bare: median {statistics.median(ratios):.3f}  (overhead {100 * (statistics.median(ratios) - 1):+.1f}%)")
+    print(
+        f"config {args.config} ({cfg.objective.name}), {cfg.train.epochs} epochs x {args.repeats} repeats, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"bare loop   median {statistics.median(bare):.3f} s   runs {[round(b, 3) for b in bare]}"
+    )
+    print(
+        f"trainer     median {statistics.median(ours):.3f} s   runs {[round(o, 3) for o in ours]}"
+    )
+    print(
+        f"ratio trainer/bare: median {statistics.median(ratios):.3f}  (overhead {100 * (statistics.median(ratios) - 1):+.1f}%)"
+    )
 
 
 def epoch_time(args: argparse.Namespace) -> None:
@@ -88,17 +103,24 @@ def epoch_time(args: argparse.Namespace) -> None:
 
     for path in args.configs:
         out = tempfile.mkdtemp(prefix="bench-epoch-")
-        cfg = load_config(path, [f"train.out_dir={out}", "train.epochs=1", "train.progress=false", *args.overrides])
+        cfg = load_config(
+            path,
+            [f"train.out_dir={out}", "train.epochs=1", "train.progress=false", *args.overrides],
+        )
         run = train(cfg)
         row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
         steps = cfg.data.max_train or "all"
-        print(f"{path}: {row['epoch_time_s']:.1f} s/epoch (train images: {steps}, batch {cfg.train.batch_size}, "
-              f"threads {torch.get_num_threads()}; includes the test pass)  test RMSE% {row['test_rmse_percent']:.2f}")
+        print(
+            f"{path}: {row['epoch_time_s']:.1f} s/epoch (train images: {steps}, batch {cfg.train.batch_size}, "
+            f"threads {torch.get_num_threads()}; includes the test pass)  test RMSE% {row['test_rmse_percent']:.2f}"
+        )
         shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="what", required=True)
     o = sub.add_parser("overhead")
     o.add_argument("--config", default="configs/digits-tiny.yaml")
@@ -108,7 +130,12 @@ def main() -> None:
     e = sub.add_parser("epoch")
     e.add_argument("--config", dest="configs", action="append", required=True)
     e.add_argument("overrides", nargs="*")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable timings on a shared machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: stable timings on a shared machine)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     {"overhead": overhead, "epoch": epoch_time}[args.what](args)

@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, weights-only loading."""
 
 import os
+import pickle
 
 import pytest
 import torch
@@ -14,7 +15,13 @@ def test_round_trip_of_state_dicts_and_rng_state(tmp_path):
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
     g = torch.Generator().manual_seed(5)
-    obj = {"epoch": 3, "model": model.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(), "cfg": {"a": [1, 2]}}
+    obj = {
+        "epoch": 3,
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "rng": g.get_state(),
+        "cfg": {"a": [1, 2]},
+    }
     path = save_checkpoint(obj, tmp_path / "sub" / "last.pt")
     back = load_checkpoint(path)
     assert back["epoch"] == 3 and back["cfg"] == {"a": [1, 2]}
@@ -29,13 +36,15 @@ def test_round_trip_of_state_dicts_and_rng_state(tmp_path):
 def test_objects_that_need_unpickling_code_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"module": torch.nn.Linear(2, 2)}, path)  # a pickled class, not a state dict
-    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+    with pytest.raises(Exception, match=r"[Ww]eights only load failed|Unsupported global"):
         load_checkpoint(path)
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     path = save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
-    with pytest.raises(Exception):  # a lambda cannot be pickled: fails mid-write
+    with pytest.raises(
+        (AttributeError, TypeError, pickle.PicklingError)
+    ):  # a lambda cannot be pickled
         save_checkpoint({"epoch": 2, "bad": lambda: 0}, path)
     assert load_checkpoint(path) == {"epoch": 1}
     assert os.listdir(tmp_path) == ["last.pt"]

@@ -41,8 +41,16 @@ def test_errors_are_one_line(argv, message, capsys):
 
 
 def test_divergence_exits_1_with_the_reason(tmp_path, capsys):
-    argv = ["train", "--config", TINY, f"train.out_dir={tmp_path}", "objective.name=standard",
-            "optim.lr_decay=1e8", "train.epochs=6", "train.log_every=1"]
+    argv = [
+        "train",
+        "--config",
+        TINY,
+        f"train.out_dir={tmp_path}",
+        "objective.name=standard",
+        "optim.lr_decay=1e8",
+        "train.epochs=6",
+        "train.log_every=1",
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert "training diverged at epoch" in err and len(err.splitlines()) == 1

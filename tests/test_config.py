@@ -26,8 +26,15 @@ def test_shipped_configs_load_and_round_trip(path, tmp_path):
 def test_overrides_are_parsed_as_yaml_scalars():
     cfg = load_config(
         CONFIGS[0],
-        ["optim.lr=3e-4", "train.amp=bf16", "model.channels=[8, 16]", "schedule.params.quench_epochs=7",
-         "model.project_to_sphere=false", "optim.grad_clip=null", "train.epochs=2"],
+        [
+            "optim.lr=3e-4",
+            "train.amp=bf16",
+            "model.channels=[8, 16]",
+            "schedule.params.quench_epochs=7",
+            "model.project_to_sphere=false",
+            "optim.grad_clip=null",
+            "train.epochs=2",
+        ],
     )
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
     assert cfg.train.amp == "bf16"
@@ -47,7 +54,9 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
 
 
 def test_unknown_key_names_the_key_and_the_known_ones():
-    with pytest.raises(ValueError, match=r"'optim\.learning_rate'.*known keys here: \['lr', 'betas'"):
+    with pytest.raises(
+        ValueError, match=r"'optim\.learning_rate'.*known keys here: \['lr', 'betas'"
+    ):
         load_config(None, ["optim.learning_rate=0.1"])
     with pytest.raises(ValueError, match=r"unknown config key 'optimizer'.*'optim'"):
         config_from_dict({"optimizer": {}})
@@ -56,7 +65,10 @@ def test_unknown_key_names_the_key_and_the_known_ones():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("objective.name=vq", r"objective\.name must be one of \['authors', 'compressed', 'standard'\], got 'vq'"),
+        (
+            "objective.name=vq",
+            r"objective\.name must be one of \['authors', 'compressed', 'standard'\], got 'vq'",
+        ),
         ("train.amp=fp8", r"train\.amp must be one of \['bf16', 'fp16', 'none'\]"),
         ("optim.lr=-1", r"optim\.lr must be a finite number > 0, got -1"),
         ("optim.betas=[0.9, 1.5]", r"optim\.betas\[1\] must be in \[0, 1\)"),
@@ -73,9 +85,9 @@ def test_bad_values_name_the_field_and_the_allowed_values(override, message):
 
 
 def test_malformed_overrides_are_rejected():
-    with pytest.raises(ValueError, match="must look like key.sub=value"):
+    with pytest.raises(ValueError, match=r"must look like key\.sub=value"):
         apply_overrides({}, ["train.epochs"])
-    with pytest.raises(ValueError, match="must be section.field"):
+    with pytest.raises(ValueError, match=r"must be section\.field"):
         apply_overrides({}, ["epochs=3"])
     with pytest.raises(ValueError, match="'train' is a value, not a section"):
         apply_overrides({"train": 3}, ["train.epochs=3"])

@@ -12,7 +12,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from spherevae.distributed import DistInfo, all_gather_with_grad, average_gradients, init_distributed
+from spherevae.distributed import (
+    DistInfo,
+    all_gather_with_grad,
+    average_gradients,
+    init_distributed,
+)
 
 WORLD = 2
 BATCH = 6  # per rank
@@ -29,7 +34,11 @@ def _batch_stats_loss(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     # Nonlinear in the batch mean and std, like the hyperspherical prior loss: wrong
     # if any rank saw only its shard.
     s_mu = mu.std(0, unbiased=True)
-    return (mu.mean(0) - 0.3).square().sum() + (s_mu - 0.5).square().sum() + (sigma.mean(0) - 1).pow(4).sum()
+    return (
+        (mu.mean(0) - 0.3).square().sum()
+        + (s_mu - 0.5).square().sum()
+        + (sigma.mean(0) - 1).pow(4).sum()
+    )
 
 
 def _latent_loss(mu, sigma):
@@ -59,7 +68,9 @@ def _forward(model, x, gather):
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
     try:
         model, x = _setup()
         shard = x[rank * BATCH : (rank + 1) * BATCH]
@@ -67,8 +78,12 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         loss.backward()
         average_gradients(model.parameters())
         torch.save(
-            {"loss": loss.detach(), "mu_grad": mu.grad, "sigma_grad": sigma.grad,
-             "params": {k: p.grad for k, p in model.named_parameters()}},
+            {
+                "loss": loss.detach(),
+                "mu_grad": mu.grad,
+                "sigma_grad": sigma.grad,
+                "params": {k: p.grad for k, p in model.named_parameters()},
+            },
             f"{out_dir}/rank{rank}.pt",
         )
     finally:

@@ -79,8 +79,17 @@ def test_load_run_gives_the_config_and_final_weights(tmp_path):
 
 def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr x 1e8 after every epoch: epoch 0 is fine, then the weights blow up.
-    cfg = cfg_for(tmp_path, "objective.name=standard", "optim.lr_decay=1e8", "train.epochs=6", "train.log_every=1")
-    with pytest.raises(TrainingDiverged, match=r"diverged at epoch [1-5], step \d+ of 23: the .* term became NaN or inf") as info:
+    cfg = cfg_for(
+        tmp_path,
+        "objective.name=standard",
+        "optim.lr_decay=1e8",
+        "train.epochs=6",
+        "train.log_every=1",
+    )
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"diverged at epoch [1-5], step \d+ of 23: the .* term became NaN or inf",
+    ) as info:
         train(cfg)
     assert "last good checkpoint" in str(info.value)
     ckpt = load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")
@@ -119,7 +128,15 @@ def test_authors_two_step_gradients_equal_the_two_separate_updates(tmp_path):
 
 
 def test_authors_beta_is_auto_balanced_after_epoch_0_then_held(tmp_path):
-    run = train(cfg_for(tmp_path, "objective.name=authors", "objective.beta=0.5", "objective.dataset_weight=10.0", "train.epochs=3"))
+    run = train(
+        cfg_for(
+            tmp_path,
+            "objective.name=authors",
+            "objective.beta=0.5",
+            "objective.dataset_weight=10.0",
+            "train.epochs=3",
+        )
+    )
     rows = metrics(run)
     assert rows[0]["beta"] == 0.5
     expected = 0.5 * rows[0]["train_mse_sum"] / (rows[0]["train_latent"] + 1e-3)
@@ -130,7 +147,9 @@ def test_authors_beta_is_auto_balanced_after_epoch_0_then_held(tmp_path):
 
 def test_objective_registry_and_sphere_defaults(tmp_path):
     assert set(OBJECTIVES) == set(OBJECTIVE_NAMES)
-    assert build_model(cfg_for(tmp_path, "objective.name=compressed"), (1, 8, 8)).radius == pytest.approx(math.sqrt(8))
+    assert build_model(
+        cfg_for(tmp_path, "objective.name=compressed"), (1, 8, 8)
+    ).radius == pytest.approx(math.sqrt(8))
     assert build_model(cfg_for(tmp_path, "objective.name=standard"), (1, 8, 8)).radius is None
     on = cfg_for(tmp_path, "objective.name=standard", "model.project_to_sphere=true")
     assert build_model(on, (1, 8, 8)).radius == pytest.approx(math.sqrt(8))

@@ -40,11 +40,14 @@ def _demo_run(args: argparse.Namespace) -> int:
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML run config (e.g. configs/digits-tiny.yaml)")
     p.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value",
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
         help="config overrides, values parsed as YAML (e.g. train.epochs=5 optim.lr=3e-4)",
     )
     p.add_argument(
-        "--resume", metavar="RUN_DIR",
+        "--resume",
+        metavar="RUN_DIR",
         help="continue the stopped run in RUN_DIR (its config.yaml, then the overrides)",
     )
 

@@ -175,9 +175,13 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"model.latent_dim must be an integer >= 2, got {cfg.model.latent_dim!r}")
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
-        raise ValueError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:<i>' or 'mps', got {dev!r}")
+        raise ValueError(
+            f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:<i>' or 'mps', got {dev!r}"
+        )
     if not cfg.train.run_name or "/" in cfg.train.run_name:
-        raise ValueError(f"train.run_name must be a non-empty name without '/', got {cfg.train.run_name!r}")
+        raise ValueError(
+            f"train.run_name must be a non-empty name without '/', got {cfg.train.run_name!r}"
+        )
 
 
 # --- dict <-> dataclass -------------------------------------------------------------
@@ -213,7 +217,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ValueError(f"{where} must have {len(args)} entries, got {list(value)!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if tp is bool:
         if not isinstance(value, bool):
             raise TypeError(f"{where} must be true or false, got {value!r}")
@@ -282,7 +288,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     out = _deepcopy_dict(data)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key.sub=value (e.g. train.epochs=5)")
+            raise ValueError(
+                f"override {item!r} must look like key.sub=value (e.g. train.epochs=5)"
+            )
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) < 2 or not all(parts):

@@ -67,14 +67,20 @@ def quench_anneal(
     this is the paper's schedule exactly. Set ``reference_epochs = quench_epochs`` for
     the unscaled curve.
     """
-    quench = quench_epochs if quench_epochs is not None else round(quench_fraction * clock.total_epochs)
+    quench = (
+        quench_epochs if quench_epochs is not None else round(quench_fraction * clock.total_epochs)
+    )
     if quench <= 0 or clock.epoch > quench:
         return 1.0
     return math.sqrt(clock.epoch * reference_epochs / quench) + 1.0
 
 
 def linear_warmup(
-    clock: Clock, *, warmup_fraction: float = 0.1, warmup_epochs: float | None = None, start: float = 0.0
+    clock: Clock,
+    *,
+    warmup_fraction: float = 0.1,
+    warmup_epochs: float | None = None,
+    start: float = 0.0,
 ) -> float:
     """``m`` rises linearly per step from ``start`` to 1 over the warm-up, then stays at 1."""
     warm = warmup_epochs if warmup_epochs is not None else warmup_fraction * clock.total_epochs
@@ -123,7 +129,9 @@ def _check_params(name: str, fn: Callable[..., float], params: Mapping[str, Any]
     # Values that would make the curve meaningless are caught here, not mid-run.
     for key in ("cycles", "ratio", "reference_epochs", "quench_fraction", "warmup_fraction"):
         if key in params:
-            check_positive(params[key], f"schedule.params.{key}", allow_zero=key.endswith("fraction"))
+            check_positive(
+                params[key], f"schedule.params.{key}", allow_zero=key.endswith("fraction")
+            )
 
 
 def make_schedule(name: str, params: Mapping[str, Any] | None = None) -> Schedule:

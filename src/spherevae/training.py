@@ -117,9 +117,14 @@ class StandardObjective:
         mu, logvar = model.encode(x)
         z = model.reparameterize(mu, logvar, generator=generator)
         x_hat = model.decode(z)
-        terms = self._vae_loss(x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs)
+        terms = self._vae_loss(
+            x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs
+        )
         total = terms.reconstruction + (self.beta * multiplier) * terms.latent
-        return StepOutput({"model": total}, {"loss": total, "reconstruction": terms.reconstruction, "latent": terms.latent})
+        return StepOutput(
+            {"model": total},
+            {"loss": total, "reconstruction": terms.reconstruction, "latent": terms.latent},
+        )
 
     def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
         """Hook after each epoch with the epoch's mean terms (the standard VAE has none)."""
@@ -170,7 +175,9 @@ class CompressedObjective(StandardObjective):
         recon = _reconstruction(x, model.decode(z))
         latent = self._latent(mu, logvar)
         total = recon + (self.beta * multiplier) * latent
-        return StepOutput({"model": total}, {"loss": total, "reconstruction": recon, "latent": latent})
+        return StepOutput(
+            {"model": total}, {"loss": total, "reconstruction": recon, "latent": latent}
+        )
 
 
 # The authors' code scales the encoder loss by this constant (facts file).
@@ -210,10 +217,16 @@ class AuthorsObjective(CompressedObjective):
         self.balanced = False
         weight = cfg.objective.dataset_weight
         if weight is None:
-            check_choice(dataset, "data.name (for the authors' dataset_weight; or set objective.dataset_weight)", AUTHORS_DATASET_WEIGHTS)
+            check_choice(
+                dataset,
+                "data.name (for the authors' dataset_weight; or set objective.dataset_weight)",
+                AUTHORS_DATASET_WEIGHTS,
+            )
             weight = AUTHORS_DATASET_WEIGHTS[dataset]
         try:
-            self.latent_loss = AuthorsLatentLoss(model.latent_dim, dataset_weight=weight, **cfg.objective.loss_overrides)
+            self.latent_loss = AuthorsLatentLoss(
+                model.latent_dim, dataset_weight=weight, **cfg.objective.loss_overrides
+            )
         except TypeError as exc:
             raise ValueError(f"objective.loss_overrides: {exc}") from None
         self.latent_loss.to(next(model.parameters()).device)
@@ -282,7 +295,9 @@ def build_model(cfg: RunConfig, image_shape: tuple[int, int, int]) -> nn.Module:
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     for key, value in cfg.model.extra.items():
         if key not in known:
-            raise ValueError(f"model.extra.{key} is not a ModelConfig field; known: {sorted(known)}")
+            raise ValueError(
+                f"model.extra.{key} is not a ModelConfig field; known: {sorted(known)}"
+            )
         kwargs[key] = tuple(value) if isinstance(value, list) else value
     model_cfg = ModelConfig(**kwargs)
     # Parameter init draws from the global RNG inside torch.nn; fork it so training
@@ -329,7 +344,11 @@ def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[s
         with autocast():
             mu, _ = model.encode(x)
             # Decode the mean, on the sphere when the model samples there.
-            z = mu * (model.radius / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12)) if model.radius else mu
+            z = (
+                mu * (model.radius / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                if model.radius
+                else mu
+            )
             err = (model.decode(z).float() - x.float()).square().flatten(1).sum(1).sum()
         total = err if total is None else total + err
         count += x.shape[0]
@@ -394,13 +413,17 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     if device.type == "cuda" and dist_info.world_size > 1:
         device = torch.device("cuda", dist_info.local_rank)
     if t.batch_size % dist_info.world_size:
-        raise ValueError(f"train.batch_size={t.batch_size} must be divisible by the world size {dist_info.world_size}")
+        raise ValueError(
+            f"train.batch_size={t.batch_size} must be divisible by the world size {dist_info.world_size}"
+        )
     run_dir = cfg.run_dir
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist")
     if not resume and (run_dir / "metrics.jsonl").exists():
-        raise ValueError(f"run directory {str(run_dir)!r} already holds a run; pass --resume or choose another train.run_name")
+        raise ValueError(
+            f"run directory {str(run_dir)!r} already holds a run; pass --resume or choose another train.run_name"
+        )
 
     train_ds, test_ds = _load_split(cfg, "train"), _load_split(cfg, "test")
     model = build_model(cfg, tuple(train_ds.images.shape[1:])).to(device)
@@ -412,12 +435,17 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
         name: torch.optim.Adam(ps, lr=lrs[name], betas=o.betas, weight_decay=o.weight_decay)
         for name, ps in groups.items()
     }
-    schedulers = {n: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay) for n, opt in optimizers.items()}
+    schedulers = {
+        n: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay)
+        for n, opt in optimizers.items()
+    }
     amp_dtype = AMP_MODES[t.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == "float16")
 
     def autocast() -> Any:
-        return torch.autocast(device.type, dtype=getattr(torch, amp_dtype or "float32"), enabled=amp_dtype is not None)
+        return torch.autocast(
+            device.type, dtype=getattr(torch, amp_dtype or "float32"), enabled=amp_dtype is not None
+        )
 
     if t.compile:
         model.encoder.compile()
@@ -426,13 +454,22 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     noise = torch.Generator(device).manual_seed(t.seed + 1 + 7919 * dist_info.rank)
     per_rank = t.batch_size // dist_info.world_size
     loader = BatchLoader(
-        train_ds, per_rank, shuffle=True, seed=t.seed, drop_last=True, device=device,
-        rank=dist_info.rank, world_size=dist_info.world_size, keep_on_device=cfg.data.keep_on_device,
+        train_ds,
+        per_rank,
+        shuffle=True,
+        seed=t.seed,
+        drop_last=True,
+        device=device,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        keep_on_device=cfg.data.keep_on_device,
     )
     test_loader = BatchLoader(test_ds, t.eval_batch_size, shuffle=False, seed=t.seed, device=device)
     steps = len(loader)
     if steps == 0:
-        raise ValueError(f"train.batch_size={t.batch_size} is larger than the {train_ds.images.shape[0]} training images")
+        raise ValueError(
+            f"train.batch_size={t.batch_size} is larger than the {train_ds.images.shape[0]} training images"
+        )
 
     start_epoch, last_good = 0, None
     if resume:
@@ -456,8 +493,10 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=(t.epochs - start_epoch) * steps, disable=not (t.progress and dist_info.is_main),
-        desc=run_dir.name, dynamic_ncols=True,
+        total=(t.epochs - start_epoch) * steps,
+        disable=not (t.progress and dist_info.is_main),
+        desc=run_dir.name,
+        dynamic_ncols=True,
     )
     model.train()
     for epoch in range(start_epoch, t.epochs):
@@ -492,9 +531,13 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
                 bad = first_bad.tolist()  # the host read: once per log_every steps
                 if max(bad) >= 0:
                     bar.close()
-                    raise TrainingDiverged(_divergence_message(bad, epoch, steps, run_dir, last_good))
+                    raise TrainingDiverged(
+                        _divergence_message(bad, epoch, steps, run_dir, last_good)
+                    )
                 mean = (sums / (step + 1)).tolist()
-                bar.set_postfix(epoch=epoch, loss=f"{mean[0]:.4g}", beta=f"{objective.beta:.3g}", m=f"{m:.3g}")
+                bar.set_postfix(
+                    epoch=epoch, loss=f"{mean[0]:.4g}", beta=f"{objective.beta:.3g}", m=f"{m:.3g}"
+                )
             bar.update(1)
 
         means = dict(zip(TERMS, (sums / steps).tolist(), strict=True))
@@ -545,7 +588,10 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     if writer is not None:
         writer.close()
     if dist_info.is_main:
-        save_checkpoint({"model": model.state_dict(), "model_config": _model_config_dict(model)}, run_dir / "model.pt")
+        save_checkpoint(
+            {"model": model.state_dict(), "model_config": _model_config_dict(model)},
+            run_dir / "model.pt",
+        )
     return run_dir
 
 
@@ -558,7 +604,9 @@ def _mean_over_ranks(means: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(means, v.tolist(), strict=True))
 
 
-def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[RunConfig, nn.Module]:
+def load_run(
+    run_dir: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[RunConfig, nn.Module]:
     """The config and trained VAE (eval mode) of a run; falls back to the last checkpoint."""
     from spherevae.models import VAE, ModelConfig
 
@@ -572,4 +620,3 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tupl
     model = VAE(ModelConfig(**mc))
     model.load_state_dict(state["model"])
     return cfg, model.to(device).eval()
-
