@@ -114,9 +114,8 @@ class StandardObjective:
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
     ) -> StepOutput:
-        mu, logvar = model.encode(x)
-        z = model.reparameterize(mu, logvar, generator=generator)
-        x_hat = model.decode(z)
+        out = model(x, generator)
+        x_hat, mu, logvar = out.x_hat, out.mu, out.logvar
         terms = self._vae_loss(
             x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs
         )
@@ -170,9 +169,9 @@ class CompressedObjective(StandardObjective):
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
     ) -> StepOutput:
-        mu, logvar = model.encode(x)
-        z = model.reparameterize(mu, logvar, generator=generator)
-        recon = _reconstruction(x, model.decode(z))
+        out = model(x, generator)
+        mu, logvar = out.mu, out.logvar
+        recon = _reconstruction(x, out.x_hat)
         latent = self._latent(mu, logvar)
         total = recon + (self.beta * multiplier) * latent
         return StepOutput(
@@ -245,9 +244,9 @@ class AuthorsObjective(CompressedObjective):
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
     ) -> StepOutput:
-        mu, logvar = model.encode(x)
-        z = model.reparameterize(mu, logvar, generator=generator)
-        recon = _reconstruction(x, model.decode(z))
+        out = model(x, generator)
+        mu, logvar = out.mu, out.logvar
+        recon = _reconstruction(x, out.x_hat)
         latent = self._latent(mu, logvar)
         encoder_loss = AUTHORS_ENCODER_SCALE * (recon + self.beta * latent * multiplier)
         return StepOutput(
@@ -342,14 +341,9 @@ def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[s
     count = 0
     for x, _ in loader:
         with autocast():
-            mu, _ = model.encode(x)
-            # Decode the mean, on the sphere when the model samples there.
-            z = (
-                mu * (model.radius / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-                if model.radius
-                else mu
-            )
-            err = (model.decode(z).float() - x.float()).square().flatten(1).sum(1).sum()
+            # Decode the mean (projected onto the sphere when the model samples there).
+            x_hat = model(x, sample=False).x_hat
+            err = (x_hat.float() - x.float()).square().flatten(1).sum(1).sum()
         total = err if total is None else total + err
         count += x.shape[0]
     model.train()
@@ -448,8 +442,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
         )
 
     if t.compile:
-        model.encoder.compile()
-        model.decoder.compile()
+        model.compile()  # in place: state-dict keys stay the same
     schedule = make_schedule(cfg.schedule.name, cfg.schedule.params)
     noise = torch.Generator(device).manual_seed(t.seed + 1 + 7919 * dist_info.rank)
     per_rank = t.batch_size // dist_info.world_size
