@@ -224,7 +224,7 @@ class AuthorsObjective(CompressedObjective):
             weight = AUTHORS_DATASET_WEIGHTS[dataset]
         try:
             self.latent_loss = AuthorsLatentLoss(
-                model.latent_dim, dataset_weight=weight, **cfg.objective.loss_overrides
+                model.latent_dim, sigma_angle_weight=weight, **cfg.objective.loss_overrides
             )
         except TypeError as exc:
             raise ValueError(f"objective.loss_overrides: {exc}") from None
