@@ -111,7 +111,53 @@ def _quickstart_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML run config (e.g. configs/digits-tiny.yaml)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides, values parsed as YAML (e.g. train.epochs=5 optim.lr=3e-4)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the stopped run in RUN_DIR (its config.yaml, then the overrides)",
+    )
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spherevae.config import load_config
+    from spherevae.training import TrainingDiverged, train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.config:
+            raise ValueError("give either --config or --resume RUN_DIR, not both")
+        cfg = load_config(run_dir / "config.yaml", args.overrides)
+        # The run stays where it is, whatever out_dir/run_name the overrides say.
+        cfg.train.out_dir, cfg.train.run_name = str(run_dir.parent), run_dir.name
+    else:
+        if not args.config:
+            raise ValueError("--config is required (or --resume RUN_DIR)")
+        cfg = load_config(args.config, args.overrides)
+    try:
+        run_dir = train(cfg, resume=bool(args.resume))
+    except TrainingDiverged as exc:
+        print(f"spherevae train: error: {exc}", file=sys.stderr)
+        return 1
+    print(run_dir)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train a VAE from a YAML config (standard, compressed or the authors' objective)",
+        _train_arguments,
+        _train_run,
+    ),
     "quickstart": Command(
         "train a standard and a compressed VAE on Fashion-MNIST, evaluate, report (CPU)",
         _quickstart_arguments,

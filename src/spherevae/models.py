@@ -1,0 +1,477 @@
+"""ResNet-type VAE: encoder, reparameterisation (optionally onto a sphere), decoder.
+
+The architecture follows paper section 4.1 ("a ResNet-type architecture for both
+encoder and decoder"); the paper gives no further detail, so the sizes are ours and
+configurable through :class:`ModelConfig`.
+
+Shapes (``s = len(channels)`` stages, ``h, w = H / 2**s, W / 2**s``)::
+
+    x (B, C, H, W) in [0, 1]
+      -> stem 3x3 conv                          (B, channels[0], H, W)
+      -> per stage i: stride-2 conv, residual blocks  (B, channels[i], H/2**(i+1), ...)
+      -> flatten -> linear                      mu, logvar (B, n)
+    z = mu + sigma * eps  [-> sqrt(n) * z / |z|  when project_to_sphere, eq 8]
+      -> linear -> reshape                      (B, channels[-1], h, w)
+      -> per stage, deepest first: residual blocks, 2x upsample
+      -> norm, act, 3x3 conv, sigmoid           x_hat (B, C, H, W) in [0, 1]
+
+Design decisions (see also the :class:`ModelConfig` field docs):
+
+- **Normalisation defaults to GroupNorm.** With BatchNorm, in train mode each sample's
+  ``mu`` and ``x_hat`` depend on the other samples of its batch, and in eval mode on
+  running statistics collected from *posterior* latents, which is wrong for decoding
+  prior samples. GroupNorm treats every sample on its own, identically in train and
+  eval mode, and needs no SyncBatchNorm under DDP. ``norm="batch"`` remains available.
+- **logvar is soft-limited** to ``(logvar_min, logvar_max)`` with a scaled tanh, which
+  is close to the identity in the middle of the range and never lets ``exp(logvar)``
+  overflow (float16 included) or ``log sigma`` reach -inf.
+- **The logvar head starts at ``sigma = init_sigma`` for every input** (zero weights,
+  matching bias): the noise starts below the prior's unit scale so the decoder gets
+  an informative ``z`` from the first step.
+- **``forward`` samples in eval mode too** (``sample=True`` by default), so a
+  validation loss estimates the same quantity as the training loss; pass
+  ``sample=False`` for a deterministic reconstruction from ``mu``. :meth:`VAE.embed`
+  always returns ``mu``, never a sampled ``z``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from spherevae._validation import check_choice, check_floating
+
+__all__ = [
+    "BLOCKS",
+    "MODEL_PRESETS",
+    "NORMS",
+    "UPSAMPLERS",
+    "Decoder",
+    "Encoder",
+    "ModelConfig",
+    "VAE",
+    "VAEOutput",
+]
+
+
+# --------------------------------------------------------------------------- building blocks
+
+def _batch_norm(channels: int, groups: int) -> nn.Module:
+    return nn.BatchNorm2d(channels)
+
+
+def _group_norm(channels: int, groups: int) -> nn.Module:
+    return nn.GroupNorm(groups, channels)
+
+
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "batch": _batch_norm,
+    "group": _group_norm,
+}
+"""Normalisation layers by name: ``factory(channels, groups) -> nn.Module``."""
+
+
+def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block (He et al. 2016): ``x + conv(act(norm(conv(act(norm(x))))))``.
+
+    Shape-preserving: ``(B, channels, H, W) -> (B, channels, H, W)``.
+    """
+
+    def __init__(self, channels: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            norm(channels), nn.SiLU(), _conv3x3(channels, channels),
+            norm(channels), nn.SiLU(), _conv3x3(channels, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class PostActBlock(nn.Module):
+    """Post-activation residual block (He et al. 2015): ``act(x + norm(conv(act(norm(conv(x))))))``.
+
+    Shape-preserving: ``(B, channels, H, W) -> (B, channels, H, W)``.
+    """
+
+    def __init__(self, channels: int, norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv3x3(channels, channels), norm(channels), nn.SiLU(),
+            _conv3x3(channels, channels), norm(channels),
+        )
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"preact": PreActBlock, "postact": PostActBlock}
+"""Residual block classes by name: ``cls(channels, norm)``."""
+
+
+def _nearest_upsample(c_in: int, c_out: int) -> nn.Module:
+    # Nearest-neighbour then a 3x3 conv: no checkerboard artefacts.
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv3x3(c_in, c_out))
+
+
+def _transpose_upsample(c_in: int, c_out: int) -> nn.Module:
+    # kernel 4, stride 2, padding 1 doubles H and W exactly.
+    return nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=False)
+
+
+UPSAMPLERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "nearest": _nearest_upsample,
+    "transpose": _transpose_upsample,
+}
+"""2x upsampling layers by name: ``factory(c_in, c_out) -> nn.Module``."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`VAE`; validated on construction.
+
+    Attributes:
+        image_shape: ``(C, H, W)`` of the inputs; ``H`` and ``W`` divisible by ``2**len(channels)``.
+        latent_dim: ``n >= 2``, the number of latent dimensions.
+        channels: channels of each resolution stage, shallowest first; one 2x
+            down/upsampling per stage.
+        blocks_per_stage: residual blocks per stage (``>= 0``) in encoder and decoder.
+        project_to_sphere: renormalise sampled ``z`` to radius ``sqrt(n)`` (paper eq 8).
+        norm: a key of :data:`NORMS`; ``"group"`` by default (see the module docstring).
+        norm_groups: groups of GroupNorm; must divide every entry of ``channels``.
+        block: a key of :data:`BLOCKS`: ``"preact"`` or ``"postact"`` residual blocks.
+        upsample: a key of :data:`UPSAMPLERS`: ``"nearest"`` (+ conv) or ``"transpose"`` conv.
+        init_sigma: the posterior ``sigma`` of every input at initialisation.
+        logvar_min, logvar_max: soft limits of ``logvar`` (``sigma`` in
+            ``[exp(min/2), exp(max/2)]``, about ``[3.4e-4, 55]`` by default).
+    """
+
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    latent_dim: int = 128
+    channels: tuple[int, ...] = (32, 64)
+    blocks_per_stage: int = 1
+    project_to_sphere: bool = False
+    norm: str = "group"
+    norm_groups: int = 8
+    block: str = "preact"
+    upsample: str = "nearest"
+    init_sigma: float = 0.5
+    logvar_min: float = -16.0
+    logvar_max: float = 8.0
+
+    def __post_init__(self) -> None:
+        # Lists (from YAML or JSON) become tuples so the frozen config stays hashable.
+        object.__setattr__(self, "image_shape", _int_tuple(self.image_shape, "image_shape"))
+        object.__setattr__(self, "channels", _int_tuple(self.channels, "channels"))
+        self._validate()
+
+    def _validate(self) -> None:
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(
+                f"ModelConfig.image_shape must be 3 positive ints (C, H, W), got {self.image_shape}"
+            )
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(
+                f"ModelConfig.channels must be a non-empty tuple of positive ints, got {self.channels}"
+            )
+        factor = 2 ** len(self.channels)
+        _, height, width = self.image_shape
+        if height % factor or width % factor:
+            raise ValueError(
+                f"ModelConfig.image_shape: H and W must be divisible by 2**len(channels) = {factor} "
+                f"({len(self.channels)} stages), got (H, W) = ({height}, {width}); "
+                f"use fewer stages or another image size"
+            )
+        _check_int(self.latent_dim, "latent_dim", minimum=2)
+        _check_int(self.blocks_per_stage, "blocks_per_stage", minimum=0)
+        _check_int(self.norm_groups, "norm_groups", minimum=1)
+        if not isinstance(self.project_to_sphere, bool):
+            raise TypeError(
+                f"ModelConfig.project_to_sphere must be a bool, got {type(self.project_to_sphere).__name__}"
+            )
+        check_choice(self.norm, "ModelConfig.norm", NORMS)
+        check_choice(self.block, "ModelConfig.block", BLOCKS)
+        check_choice(self.upsample, "ModelConfig.upsample", UPSAMPLERS)
+        if self.norm == "group" and any(c % self.norm_groups for c in self.channels):
+            raise ValueError(
+                f"ModelConfig.norm_groups must divide every entry of channels with norm='group', "
+                f"got norm_groups={self.norm_groups} and channels={self.channels}"
+            )
+        if not (math.isfinite(self.logvar_min) and math.isfinite(self.logvar_max)
+                and self.logvar_min < self.logvar_max):
+            raise ValueError(
+                f"ModelConfig.logvar_min < logvar_max must be finite, "
+                f"got logvar_min={self.logvar_min}, logvar_max={self.logvar_max}"
+            )
+        lo, hi = math.exp(0.5 * self.logvar_min), math.exp(0.5 * self.logvar_max)
+        if not lo < self.init_sigma < hi:
+            raise ValueError(
+                f"ModelConfig.init_sigma must lie strictly inside (exp(logvar_min/2), "
+                f"exp(logvar_max/2)) = ({lo:.3g}, {hi:.3g}), got {self.init_sigma}"
+            )
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.channels)
+
+    @property
+    def bottleneck_shape(self) -> tuple[int, int, int]:
+        """``(channels[-1], H / 2**s, W / 2**s)``: the encoder's last feature map."""
+        _, height, width = self.image_shape
+        factor = 2**self.num_stages
+        return self.channels[-1], height // factor, width // factor
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """The preset ``name`` of :data:`MODEL_PRESETS` with some fields replaced.
+
+        Example: ``ModelConfig.from_preset("cifar10", latent_dim=1000, project_to_sphere=True)``.
+        """
+        check_choice(name, "preset", MODEL_PRESETS)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; the fields are {sorted(fields)}")
+        return cls(**{**MODEL_PRESETS[name], **overrides})
+
+
+def _int_tuple(value: Any, name: str) -> tuple[int, ...]:
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"ModelConfig.{name} must be a tuple of ints, got {value!r}") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise TypeError(f"ModelConfig.{name} must be a tuple of ints, got {value!r}")
+    return items
+
+
+def _check_int(value: Any, name: str, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"ModelConfig.{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"ModelConfig.{name} must be an int >= {minimum}, got {value}")
+
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # 8x8 grey digits, < 50k parameters: for tests.
+    "tiny": dict(image_shape=(1, 8, 8), latent_dim=4, channels=(8, 16), blocks_per_stage=1,
+                 norm_groups=4),
+    # Paper sec 4.3 uses n = 128 on MNIST.
+    "mnist": dict(image_shape=(1, 28, 28), latent_dim=128, channels=(32, 64), blocks_per_stage=2),
+    # Small enough for an epoch of Fashion-MNIST at batch 128 in well under a minute on 2
+    # CPU cores (docs/bench/models.md).
+    "fashion-mnist-cpu": dict(image_shape=(1, 28, 28), latent_dim=32, channels=(8, 16),
+                              blocks_per_stage=1, norm_groups=4),
+    # Paper: n = 200 (and up to 1000) on CIFAR10.
+    "cifar10": dict(image_shape=(3, 32, 32), latent_dim=200, channels=(64, 128, 256),
+                    blocks_per_stage=2),
+    # Paper appendix A.14: n = 1000 on CelebA64.
+    "celeba64": dict(image_shape=(3, 64, 64), latent_dim=1000, channels=(64, 128, 256, 256),
+                     blocks_per_stage=2),
+}
+"""Named architectures: keyword arguments of :class:`ModelConfig`."""
+
+
+# --------------------------------------------------------------------------- networks
+
+class Encoder(nn.Module):
+    """``x (B, C, H, W) -> features (B, channels[-1] * h * w)``, ``h, w = H, W / 2**s``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        norm = _norm_factory(config)
+        block = BLOCKS[config.block]
+        layers: list[nn.Module] = [_conv3x3(config.image_shape[0], config.channels[0])]
+        c_prev = config.channels[0]
+        for c in config.channels:
+            layers.append(_conv3x3(c_prev, c, stride=2))  # strided conv: learnt downsampling
+            layers += [block(c, norm) for _ in range(config.blocks_per_stage)]
+            c_prev = c
+        # Pre-activation blocks leave an un-normalised sum; normalise before the head.
+        layers += [norm(c_prev), nn.SiLU(), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """``z (B, n) -> x_hat (B, C, H, W)`` in ``[0, 1]``; mirrors :class:`Encoder`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        norm = _norm_factory(config)
+        block = BLOCKS[config.block]
+        upsample = UPSAMPLERS[config.upsample]
+        bottleneck = config.bottleneck_shape
+        self.fc = nn.Linear(config.latent_dim, math.prod(bottleneck))
+        self.unflatten = nn.Unflatten(1, bottleneck)
+        layers: list[nn.Module] = []
+        # Deepest stage first; each stage ends by upsampling to the next shallower width.
+        widths = list(reversed(config.channels))
+        for c, c_next in zip(widths, widths[1:] + widths[-1:]):
+            layers += [block(c, norm) for _ in range(config.blocks_per_stage)]
+            layers.append(upsample(c, c_next))
+        layers += [norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], config.image_shape[0], 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(self.unflatten(self.fc(z))))
+
+
+def _norm_factory(config: ModelConfig) -> Callable[[int], nn.Module]:
+    make = NORMS[config.norm]
+    return lambda channels: make(channels, config.norm_groups)
+
+
+# --------------------------------------------------------------------------- the VAE
+
+@dataclass
+class VAEOutput:
+    """What :meth:`VAE.forward` returns.
+
+    Attributes:
+        x_hat: ``(B, C, H, W)`` reconstruction in ``[0, 1]``.
+        mu, logvar: ``(B, n)`` posterior mean and log-variance.
+        z: ``(B, n)`` the latent that was decoded (sampled, projected when the model projects).
+    """
+
+    x_hat: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """``(B, n)`` posterior standard deviation ``exp(logvar / 2)``."""
+        return torch.exp(0.5 * self.logvar)
+
+
+class VAE(nn.Module):
+    """Gaussian-posterior VAE with ResNet encoder and decoder (paper secs 1.1, 3, 4.1).
+
+    Example::
+
+        model = VAE(ModelConfig.from_preset("cifar10", project_to_sphere=True))
+        out = model(x, generator=torch.Generator().manual_seed(0))   # VAEOutput
+        out.x_hat, out.mu, out.sigma, out.z
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        n = config.latent_dim
+        self.encoder = Encoder(config)
+        self.head = nn.Linear(math.prod(config.bottleneck_shape), 2 * n)  # -> (mu, raw logvar)
+        self.decoder = Decoder(config)
+        # The soft limit maps raw -> mid + half * tanh((raw - mid) / half), in (min, max).
+        self._logvar_mid = 0.5 * (config.logvar_max + config.logvar_min)
+        self._logvar_half = 0.5 * (config.logvar_max - config.logvar_min)
+        self._init_logvar_head()
+
+    def _init_logvar_head(self) -> None:
+        # Zero weights and the bias that the soft limit maps to log(init_sigma**2): every
+        # input starts at sigma = init_sigma exactly, and the weights still get gradients.
+        target = 2.0 * math.log(self.config.init_sigma)
+        raw = self._logvar_mid + self._logvar_half * math.atanh(
+            (target - self._logvar_mid) / self._logvar_half
+        )
+        n = self.latent_dim
+        with torch.no_grad():
+            self.head.weight[n:].zero_()
+            self.head.bias[n:].fill_(raw)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def radius(self) -> float | None:
+        """``sqrt(n)`` when sampled latents are projected onto a sphere (eq 8), else ``None``."""
+        return math.sqrt(self.latent_dim) if self.config.project_to_sphere else None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, C, H, W) -> (mu, logvar)``, each ``(B, n)``; logvar soft-limited."""
+        self._check_images(x)
+        mu, raw = self.head(self.encoder(x)).chunk(2, dim=1)
+        logvar = self._logvar_mid + self._logvar_half * torch.tanh(
+            (raw - self._logvar_mid) / self._logvar_half
+        )
+        return mu, logvar
+
+    def reparameterize(
+        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``z = mu + sigma * eps`` with ``eps ~ N(0, I)``, then ``sqrt(n) z / |z|`` if projecting.
+
+        Args:
+            mu, logvar: ``(B, n)``.
+            generator: source of ``eps`` (on ``mu``'s device); ``None`` uses torch's default.
+
+        Returns:
+            ``z`` of shape ``(B, n)``.
+        """
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        return self._to_sphere(mu + torch.exp(0.5 * logvar) * eps)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z (B, n) -> x_hat (B, C, H, W)`` in ``[0, 1]``."""
+        check_floating(z, "z")
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"z must have shape (B, n) = (B, {self.latent_dim}), got {tuple(z.shape)}"
+            )
+        return self.decoder(z)
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, sample: bool = True
+    ) -> VAEOutput:
+        """Encode, sample (or take ``mu`` when ``sample=False``), decode.
+
+        Sampling does not depend on ``train()``/``eval()``: pass ``sample=False`` for a
+        deterministic reconstruction (``z = mu``, projected when the model projects).
+        """
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator) if sample else self._to_sphere(mu)
+        return VAEOutput(x_hat=self.decoder(z), mu=mu, logvar=logvar, z=z)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean ``mu`` of shape ``(B, n)``: deterministic, never a sampled ``z``.
+
+        ``mu`` is not projected; project it with
+        ``coordinates.project_to_sphere(mu, model.radius)`` if you need it on the sphere.
+        """
+        return self.encode(x)[0]
+
+    def _to_sphere(self, z: torch.Tensor) -> torch.Tensor:
+        if self.radius is None:
+            return z
+        # Imported here so the model is usable while coordinates is being rewritten.
+        from spherevae.coordinates import project_to_sphere
+
+        return project_to_sphere(z, self.radius, validate=False)
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        check_floating(x, "x")
+        expected = self.config.image_shape
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            c, h, w = expected
+            raise ValueError(
+                f"x must have shape (B, C, H, W) = (B, {c}, {h}, {w}) for this model, "
+                f"got {tuple(x.shape)}"
+            )
