@@ -31,6 +31,7 @@ import csv
 import itertools
 import json
 import os
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -205,8 +206,20 @@ def execute_run(spec: RunSpec) -> RunResult:
         threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN")
         if threads:
             torch.set_num_threads(int(threads))
-        cfg = load_config(spec.base, [*spec.overrides, f"train.out_dir={spec.run_dir}"])
+        cfg = load_config(
+            spec.base,
+            [
+                *spec.overrides,
+                f"train.out_dir={spec.run_dir.parent}",
+                f"train.run_name={spec.run_dir.name}",
+            ],
+        )
         resume = (spec.run_dir / "checkpoints" / "last.pt").is_file()
+        if not resume and spec.run_dir.exists():
+            # A run that died before its first checkpoint: keep its files for
+            # inspection, start afresh beside them.
+            stale = spec.run_dir.with_name(f"{spec.run_dir.name}.incomplete-{int(time.time())}")
+            spec.run_dir.rename(stale)
         run_dir = train(cfg, resume=resume)
         metrics = evaluate_run(run_dir, **spec.evaluate)
         return RunResult(spec.name, spec.params, "done", metrics)
