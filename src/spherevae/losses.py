@@ -205,7 +205,8 @@ class LatentStats(NamedTuple):
 
     @property
     def count(self) -> int:
-        return next(m.count for m in self if m is not None)
+        """Number of samples (0 when no group was computed)."""
+        return next((m.count for m in self if m is not None), 0)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
@@ -227,8 +228,9 @@ def latent_batch_stats(
     ``(2, batch, n)`` tensor: ``O(batch * n)``, one kernel sequence.
 
     Args:
-        mu, sigma: ``(batch, n)``, same shape, ``batch >= 2``, ``n >= 2``
-            (``sigma`` may be ``None`` when ``include_sigma`` is false).
+        mu, sigma: ``(batch, n)``, same shape, ``n >= 2`` (``sigma`` may be ``None`` when
+            ``include_sigma`` is false). A batch of 1 is allowed here (a DDP rank may hold
+            one sample); the losses check that the merged batch has at least 2.
     """
     check_latents(mu, "mu", ndim=2, validate=validate)
     include_sigma = include_sigma and sigma is not None
@@ -236,11 +238,6 @@ def latent_batch_stats(
         assert sigma is not None
         check_latents(sigma, "sigma", ndim=2, validate=validate)
         check_same_shape(mu, sigma, "mu", "sigma")
-    if mu.shape[0] < 2:
-        raise ValueError(
-            "the batch statistics need a batch of at least 2 samples (a standard deviation "
-            f"over one sample is undefined), got mu of shape {tuple(mu.shape)}"
-        )
     groups = [t for t, use in ((mu, include_mu), (sigma, include_sigma)) if use]
     if not groups:
         return LatentStats(None, None, None, None)
@@ -587,7 +584,7 @@ class HypersphericalPriorLoss(nn.Module):
 
     def terms_from_stats(self, stats: LatentStats) -> dict[str, torch.Tensor]:
         """The terms from precomputed (e.g. merged across DDP ranks) batch statistics."""
-        if stats.count < 2:
+        if any(m is not None for m in stats) and stats.count < 2:
             raise ValueError(f"the batch statistics need at least 2 samples, got {stats.count}")
         out: dict[str, torch.Tensor] = {}
         for group, cos_m, r_m, use in (
@@ -630,7 +627,7 @@ def sum_terms(terms: Mapping[str, torch.Tensor], like: torch.Tensor) -> torch.Te
 
 
 def _sum_terms(terms: Mapping[str, torch.Tensor], stats: LatentStats) -> torch.Tensor:
-    like = next(m.mean for m in stats if m is not None)
+    like = next((m.mean for m in stats if m is not None), torch.zeros(()))
     return sum_terms(terms, like)
 
 
