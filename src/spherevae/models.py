@@ -52,10 +52,10 @@ __all__ = [
     "MODEL_PRESETS",
     "NORMS",
     "UPSAMPLERS",
+    "VAE",
     "Decoder",
     "Encoder",
     "ModelConfig",
-    "VAE",
     "VAEOutput",
 ]
 
@@ -322,7 +322,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         # Deepest stage first; each stage ends by upsampling to the next shallower width.
         widths = list(reversed(config.channels))
-        for c, c_next in zip(widths, widths[1:] + widths[-1:]):
+        for c, c_next in zip(widths, widths[1:] + widths[-1:], strict=True):
             layers += [block(c, norm) for _ in range(config.blocks_per_stage)]
             layers.append(upsample(c, c_next))
         layers += [norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], config.image_shape[0], 3, padding=1)]
