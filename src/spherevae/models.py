@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spherevae import coordinates
 from spherevae._validation import check_choice, check_floating
 
 __all__ = [
@@ -461,10 +462,7 @@ class VAE(nn.Module):
     def _to_sphere(self, z: torch.Tensor) -> torch.Tensor:
         if self.radius is None:
             return z
-        # Imported here so the model is usable while coordinates is being rewritten.
-        from spherevae.coordinates import project_to_sphere
-
-        return project_to_sphere(z, self.radius, validate=False)
+        return coordinates.project_to_sphere(z, self.radius, validate=False)
 
     def _check_images(self, x: torch.Tensor) -> None:
         check_floating(x, "x")
