@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spherevae import coordinates
 from spherevae._validation import check_choice, check_floating
 
 __all__ = [
@@ -52,10 +53,10 @@ __all__ = [
     "MODEL_PRESETS",
     "NORMS",
     "UPSAMPLERS",
+    "VAE",
     "Decoder",
     "Encoder",
     "ModelConfig",
-    "VAE",
     "VAEOutput",
 ]
 
@@ -322,7 +323,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         # Deepest stage first; each stage ends by upsampling to the next shallower width.
         widths = list(reversed(config.channels))
-        for c, c_next in zip(widths, widths[1:] + widths[-1:]):
+        for c, c_next in zip(widths, widths[1:] + widths[-1:], strict=True):
             layers += [block(c, norm) for _ in range(config.blocks_per_stage)]
             layers.append(upsample(c, c_next))
         layers += [norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], config.image_shape[0], 3, padding=1)]
@@ -461,10 +462,7 @@ class VAE(nn.Module):
     def _to_sphere(self, z: torch.Tensor) -> torch.Tensor:
         if self.radius is None:
             return z
-        # Imported here so the model is usable while coordinates is being rewritten.
-        from spherevae.coordinates import project_to_sphere
-
-        return project_to_sphere(z, self.radius, validate=False)
+        return coordinates.project_to_sphere(z, self.radius, validate=False)
 
     def _check_images(self, x: torch.Tensor) -> None:
         check_floating(x, "x")
