@@ -140,7 +140,8 @@ def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
         x: tensor of arguments ``>= 0``, any shape; computed in float64 and cast back.
             ``x = 0`` gives ``0`` for ``v = 0`` and ``-inf`` otherwise.
 
-    Differentiable in ``x`` (pure torch). Relative accuracy ~1e-12 or better.
+    Differentiable in ``x`` (pure torch). Error below ~1e-10 absolute and 1e-11 relative
+    (tested against the positive power series for orders 0..2047, ``x`` up to 1e5).
     """
     order = _check_order(order)
     check_floating(x, "x")
