@@ -387,3 +387,19 @@ def test_decode_samples_batches_in_eval_mode_without_grad() -> None:
     assert torch.allclose(images, expected)
     with pytest.raises(TypeError, match="decode"):
         decode_samples(nn.Linear(2, 2), z)
+
+
+@given(
+    n=st.sampled_from([2, 3, 17, 128, 1000, 4096]),
+    log_kappa=st.floats(-3.0, 5.0),
+    seed=st.integers(0, 2**16),
+)
+def test_vmf_density_properties(n: int, log_kappa: float, seed: int) -> None:
+    # Mode at loc; entropy below the uniform's log|S^{n-1}| and decreasing in kappa.
+    kappa = 10.0**log_kappa
+    dist = VonMisesFisher(unit(n, seed), kappa)
+    other = unit(n, seed + 1)
+    assert dist.log_prob(dist.loc) >= dist.log_prob(other)
+    h = dist.entropy().item()
+    assert math.isfinite(h) and h <= ref_log_area(n) + 1e-9
+    assert VonMisesFisher(unit(n, seed), 2 * kappa).entropy().item() <= h + 1e-9

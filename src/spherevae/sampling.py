@@ -539,14 +539,20 @@ def _component_log_density(
 ) -> torch.Tensor:
     """``log N(z_i | mean_k, cov_k)`` as ``(N, K)``; ``covs`` is ``(K, n)`` if ``diagonal``."""
     n = z.shape[1]
-    diff = z.unsqueeze(1) - means.unsqueeze(0)  # (N, K, n)
     if diagonal:
+        diff = z.unsqueeze(1) - means.unsqueeze(0)  # (N, K, n)
         maha = (diff * diff / covs).sum(-1)
         logdet = torch.log(covs).sum(-1)
     else:
         chol = torch.linalg.cholesky(covs)  # (K, n, n)
-        sol = torch.linalg.solve_triangular(chol, diff.permute(1, 2, 0), upper=False)  # (K, n, N)
-        maha = (sol * sol).sum(1).T
+        # One component at a time keeps memory at O(N n), not O(N K n).
+        maha = torch.stack(
+            [
+                torch.linalg.solve_triangular(chol[k], (z - means[k]).T, upper=False).pow(2).sum(0)
+                for k in range(means.shape[0])
+            ],
+            dim=1,
+        )
         logdet = 2.0 * torch.log(chol.diagonal(dim1=-2, dim2=-1)).sum(-1)
     return -0.5 * (n * math.log(2 * math.pi) + logdet + maha)
 
@@ -586,12 +592,13 @@ class GaussianMixture:
         *,
         covariance_type: str = "full",
         max_iter: int = 100,
-        tol: float = 1e-4,
+        tol: float = 1e-3,
         reg_covar: float = 1e-6,
         seed: int = 0,
         validate: bool = True,
     ) -> GaussianMixture:
-        """EM on ``z`` ``(N, n)`` until the mean log-likelihood gains less than ``tol``.
+        """EM on ``z`` ``(N, n)`` until the mean log-likelihood gains less than ``tol``
+        (sklearn's defaults: ``tol = 1e-3``, ``max_iter = 100``, ``reg_covar = 1e-6``).
 
         ``reg_covar`` is added to every variance (as in sklearn) so that components
         collapsing onto few points stay invertible.
@@ -618,8 +625,12 @@ class GaussianMixture:
                 covs = (resp.T @ (x * x)) / counts[:, None] - means * means
                 covs = covs.clamp_min(0.0) + reg_covar
             else:
-                diff = x.unsqueeze(0) - means.unsqueeze(1)  # (K, N, n)
-                covs = torch.einsum("kin,kim->knm", diff * resp.T.unsqueeze(-1), diff) / counts[:, None, None]
+                covs = torch.stack(
+                    [
+                        ((x - means[k]) * resp[:, k : k + 1]).T @ (x - means[k]) / counts[k]
+                        for k in range(n_components)
+                    ]
+                )
                 covs = covs + reg_covar * eye
             joint = _component_log_density(x, means, covs, diagonal) + torch.log(weights)
             log_norm = torch.logsumexp(joint, dim=1, keepdim=True)
@@ -653,7 +664,11 @@ class GaussianMixture:
             x = means + eps * torch.sqrt(covs)[comp]
         else:
             chol = _scale_factor(covs)
-            x = means + (chol[comp] @ eps.unsqueeze(-1)).squeeze(-1)
+            x = means.clone()
+            # Per component, so no (num, n, n) gather of Cholesky factors is formed.
+            for k in range(chol.shape[0]):
+                rows = comp == k
+                x[rows] += eps[rows] @ chol[k].T
         return x.reshape(*shape, n).to(self.means.dtype)
 
 
