@@ -1,0 +1,301 @@
+"""Metrics: reconstruction, FID (pluggable feature backbones), precision/recall, KID,
+k-NN accuracy on latents, posterior collapse and the replica angle.
+
+FID names always carry the backbone (``fid_domain_...``). The ``domain`` backbone
+is a small classifier trained here on the dataset itself: its FIDs measure the same
+thing on a different feature space and are NOT comparable to published Inception FIDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spherevae._validation import check_same_shape
+
+__all__ = [
+    "FEATURE_BACKBONES",
+    "FID",
+    "DomainClassifier",
+    "collapse_stats",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "kid",
+    "knn_accuracy",
+    "precision_recall",
+    "reconstruction_metrics",
+    "replica_angles",
+]
+
+
+def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
+    """``mse_sum``: squared error summed over pixels, mean over images (the loss's scale);
+    ``rmse_percent``: 100*sqrt(mean squared error per pixel), images in [0, 1] (the
+    scale of the paper's reported "MSE", see docs/objectives.md)."""
+    check_same_shape(x, x_hat, "x", "x_hat")
+    se = (x.double() - x_hat.double()).pow(2)
+    return {
+        "mse_sum": float(se.flatten(1).sum(1).mean()),
+        "rmse_percent": float(100.0 * se.mean().sqrt()),
+    }
+
+
+def _as_f64(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("features must be finite")
+    return a
+
+
+def frechet_distance_from_stats(
+    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray
+) -> float:
+    """|mu1-mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}), in float64.
+
+    tr((S1 S2)^{1/2}) = sum of sqrt of the eigenvalues of A S2 A with A = S1^{1/2}
+    (symmetric PSD, so eigh is stable; tiny negative eigenvalues from rounding are clipped).
+    """
+    w1, v1 = np.linalg.eigh(s1)
+    a = (v1 * np.sqrt(np.clip(w1, 0, None))) @ v1.T
+    m = a @ s2 @ a
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+def frechet_distance(feats_a: Any, feats_b: Any) -> float:
+    """Fréchet distance between Gaussians fitted to two (N, D) feature arrays."""
+    a, b = _as_f64(feats_a), _as_f64(feats_b)
+    if a.shape[1] != b.shape[1] or a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"need (N>=2, D) arrays of the same D, got {a.shape} and {b.shape}")
+    return frechet_distance_from_stats(
+        a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    )
+
+
+def _pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(a, b).pow(2)
+
+
+def precision_recall(real: Any, fake: Any, *, k: int = 3, chunk: int = 2048) -> dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifold radii."""
+    r = torch.from_numpy(_as_f64(real))
+    f = torch.from_numpy(_as_f64(fake))
+
+    def radii(x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, x.shape[0], chunk):
+            d = torch.cdist(x[i : i + chunk], x)
+            out.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself
+        return torch.cat(out)
+
+    def coverage(points: torch.Tensor, ref: torch.Tensor, ref_radii: torch.Tensor) -> float:
+        inside = []
+        for i in range(0, points.shape[0], chunk):
+            d = torch.cdist(points[i : i + chunk], ref)
+            inside.append((d <= ref_radii[None]).any(1))
+        return float(torch.cat(inside).double().mean())
+
+    return {"precision": coverage(f, r, radii(r)), "recall": coverage(r, f, radii(f))}
+
+
+def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 1000, seed: int = 0) -> float:
+    """Kernel Inception Distance: unbiased MMD^2 with k(x,y) = (x.y/d + 1)^3, averaged
+    over random subsets (same estimator as Bińkowski et al. 2018)."""
+    a, b = _as_f64(feats_a), _as_f64(feats_b)
+    m = min(subset_size, a.shape[0], b.shape[0])
+    d = a.shape[1]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[rng.choice(a.shape[0], m, replace=False)]
+        y = b[rng.choice(b.shape[0], m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        vals.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+    return float(np.mean(vals))
+
+
+def knn_accuracy(
+    train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor,
+    *, k: int = 5, metric: str = "euclidean", chunk: int = 1024,
+) -> float:
+    """Accuracy of a k-NN majority vote (ties: smallest label) fitted on ``train_z``.
+
+    Protocol used in our results (the paper does not state one): fit on training-set
+    encoder means, evaluate on test-set means, k = 5, Euclidean distance.
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be one of ['cosine', 'euclidean'], got {metric!r}")
+    tr, te = train_z.float(), test_z.float()
+    if metric == "cosine":
+        tr = tr / tr.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        te = te / te.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    num_classes = int(train_y.max()) + 1
+    correct = 0
+    for i in range(0, te.shape[0], chunk):
+        d = torch.cdist(te[i : i + chunk], tr)
+        nn_idx = d.topk(k, dim=1, largest=False).indices
+        votes = torch.zeros(nn_idx.shape[0], num_classes).scatter_add_(
+            1, train_y[nn_idx], torch.ones(nn_idx.shape, dtype=torch.float32)
+        )
+        correct += int((votes.argmax(1) == test_y[i : i + chunk]).sum())
+    return correct / te.shape[0]
+
+
+def collapse_stats(mu: torch.Tensor, *, threshold: float = 0.05) -> dict[str, Any]:
+    """Posterior collapse (A.6-A.7): per-dimension std of ``mu`` over the data set and
+    the number of dimensions under ``threshold``, in Cartesian coordinates and in the
+    cosines of the hyperspherical angles. The threshold is relative: a dimension counts
+    as collapsed when its std is below ``threshold`` times the median std of all
+    dimensions (scale-free, so it works for both the standard and the projected model)."""
+    from spherevae.coordinates import hyperspherical_cosines
+
+    std_cart = mu.double().std(0)
+    _, cos = hyperspherical_cosines(mu.double())
+    std_cos = cos.std(0)
+    return {
+        "std_cartesian": std_cart,
+        "std_cos_phi": std_cos,
+        "collapsed_cartesian": int((std_cart < threshold * std_cart.median()).sum()),
+        "collapsed_cos_phi": int((std_cos < threshold * std_cos.median()).sum()),
+        "threshold_relative": threshold,
+    }
+
+
+def replica_angles(z: torch.Tensor) -> torch.Tensor:
+    """Angles (radians) between each latent and the mean latent (A.8-A.9)."""
+    z = z.double()
+    mean = z.mean(0)
+    cos = (z @ mean) / (z.norm(dim=1) * mean.norm()).clamp_min(1e-300)
+    return torch.arccos(cos.clamp(-1.0, 1.0))
+
+
+# ------------------------------------------------------------------ feature backbones
+
+
+class DomainClassifier(nn.Module):
+    """A small CNN classifier; its 128-d penultimate layer gives the domain features."""
+
+    VERSION = 1
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+            nn.Linear(256, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> nn.Module:
+    from spherevae.data import BatchLoader
+
+    torch.manual_seed(seed)  # init only; data order uses the loader's own generator
+    num_classes = int(dataset.labels.max()) + 1
+    model = DomainClassifier(dataset.images.shape[1], num_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loader = BatchLoader(dataset, 256, shuffle=True, seed=seed, device=device)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for x, y in loader:
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str = "cpu",
+                    cache: str | os.PathLike[str] | None = None) -> nn.Module:
+    """The domain classifier for ``dataset``, trained once and cached on disk by
+    (dataset name, image shape, seed, epochs, architecture version)."""
+    from spherevae.checkpoint import load_checkpoint, save_checkpoint
+    from spherevae.data import cache_dir
+
+    key = f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-e{epochs}-v{DomainClassifier.VERSION}"
+    key += "-" + hashlib.sha1(dataset.images[:64].numpy().tobytes()).hexdigest()[:8]
+    path = Path(cache or cache_dir() / "features") / f"domain-{key}.pt"
+    num_classes = int(dataset.labels.max()) + 1
+    if path.is_file():
+        model = DomainClassifier(dataset.images.shape[1], num_classes)
+        model.load_state_dict(load_checkpoint(path)["model"])
+        return model.to(device).eval()
+    model = _train_domain_classifier(dataset, seed=seed, epochs=epochs, device=device)
+    save_checkpoint({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
+    return model
+
+
+FEATURE_BACKBONES: dict[str, Callable[..., nn.Module]] = {"domain": domain_backbone}
+
+
+@dataclass
+class FID:
+    """FID with a pluggable feature extractor: ``features(images)`` then ``distance``."""
+
+    extractor: nn.Module
+    backbone_name: str
+    device: str = "cpu"
+    batch_size: int = 500
+
+    @classmethod
+    def from_backbone(cls, name: str, *, dataset: Any = None, weights: str | None = None,
+                      device: str = "cpu", seed: int = 0) -> FID:
+        if name not in FEATURE_BACKBONES:
+            raise ValueError(
+                f"FID backbone must be one of {sorted(FEATURE_BACKBONES)}, got {name!r} "
+                "(Inception-v3 features are not available in this version)"
+            )
+        if dataset is None or dataset.labels is None:
+            raise ValueError("the domain backbone needs a labelled training dataset")
+        return cls(FEATURE_BACKBONES[name](dataset, seed=seed, device=device), name, device)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """Features ``(N, D)`` float64 of float images in [0, 1] ``(N, C, H, W)``."""
+        self.extractor.eval()
+        out = []
+        extract = getattr(self.extractor, "features", self.extractor)
+        for i in range(0, images.shape[0], self.batch_size):
+            out.append(extract(images[i : i + self.batch_size].to(self.device).float()).double().cpu())
+        return torch.cat(out).numpy()
+
+    @staticmethod
+    def distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+        return frechet_distance(feats_a, feats_b)
+
+    @torch.no_grad()
+    def accuracy(self, dataset: Any) -> float:
+        correct = 0
+        for i in range(0, len(dataset), self.batch_size):
+            x = dataset.images[i : i + self.batch_size].to(self.device).float() / 255.0
+            correct += int((self.extractor(x).argmax(1).cpu() == dataset.labels[i : i + self.batch_size]).sum())
+        return correct / len(dataset)
+
+
