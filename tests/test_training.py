@@ -99,7 +99,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_chec
     )
     with pytest.raises(
         TrainingDiverged,
-        match=r"diverged at epoch [1-5], step \d+ of 23: the .* term became NaN or inf",
+        match=r"diverged at epoch [1-5], step \d+ of \d+: the .* term became NaN or inf",
     ) as info:
         train(cfg)
     assert "last good checkpoint" in str(info.value)
