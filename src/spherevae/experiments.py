@@ -428,7 +428,7 @@ def run_quickstart(
         run_name = name.removesuffix(".yaml")
         specs.append(
             RunSpec(run_name, out_dir / run_name, base, tuple(overrides), {"config": run_name},
-                    dict(evaluate or {}))
+                    {"tsne_points": 5000, **(evaluate or {})})
         )
     results = []
     for spec in specs:

@@ -1,0 +1,248 @@
+"""Figures as functions of arrays returning a matplotlib ``Figure`` (no pyplot, no
+global state). ``save_figure`` writes a PNG atomically."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "image_grid",
+    "interpolate_linear",
+    "interpolate_sphere",
+    "interpolation_figure",
+    "latent_histograms",
+    "mse_fid_plane",
+    "project_to_3d_sphere",
+    "reconstruction_figure",
+    "save_figure",
+    "sphere_projection",
+    "training_curves",
+    "tsne_figure",
+]
+
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+
+
+def _np(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def save_figure(fig, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def image_grid(images: Any, nrow: int = 8, pad: int = 1) -> np.ndarray:
+    """``(N, C, H, W)`` floats in [0, 1] -> ``uint8 (rows*(H+pad)+pad, ..., C)`` grid."""
+    x = _np(images).astype(np.float64)
+    n, c, h, w = x.shape
+    ncol = min(nrow, n)
+    nrows = -(-n // ncol)
+    grid = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c))
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = (
+            x[i].transpose(1, 2, 0)
+        )
+    return (np.clip(grid, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _show(ax, grid: np.ndarray, title: str) -> None:
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def reconstruction_figure(x: Any, x_hat: Any, x_samples: Any, titles: Sequence[str] = ("x", "x̂ (reconstruction)", "x_ε (samples)"), nrow: int = 4):
+    """Fig 1a: data, reconstructions and decoded samples side by side."""
+    fig = _figure(12, 4.4)
+    axes = fig.subplots(1, 3)
+    for ax, imgs, title in zip(axes, (x, x_hat, x_samples), titles, strict=True):
+        _show(ax, image_grid(imgs, nrow), title)
+    return fig
+
+
+def _group_sizes(n: int, groups: int) -> list[int]:
+    base = n // groups
+    return [base] * (groups - 1) + [n - base * (groups - 1)]
+
+
+def project_to_3d_sphere(z: Any, groups: int = 3) -> np.ndarray:
+    """Average the n dimensions in three contiguous groups (42/42/44 for n = 128, the
+    remainder in the last, as in the paper) and normalise to the unit sphere: ``(N, 3)``."""
+    z = _np(z).astype(np.float64)
+    if z.ndim != 2 or z.shape[1] < groups:
+        raise ValueError(f"z must have shape (N, n) with n >= {groups}, got {z.shape}")
+    bounds = np.cumsum([0, *_group_sizes(z.shape[1], groups)])
+    p = np.stack([z[:, a:b].mean(1) for a, b in itertools.pairwise(bounds)], 1)
+    norm = np.linalg.norm(p, axis=1, keepdims=True)
+    return p / np.where(norm > 0, norm, 1.0)
+
+
+def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000):
+    """Fig 1b: latents projected to the 2-sphere, coloured by class."""
+    p = project_to_3d_sphere(z)[:max_points]
+    fig = _figure(5, 5)
+    ax = fig.add_subplot(projection="3d")
+    u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
+    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
+    c = None if labels is None else _np(labels)[: len(p)]
+    ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=c, cmap="tab10", s=2)
+    ax.set_title("latents projected on the 2-sphere")
+    ax.set_box_aspect((1, 1, 1))
+    return fig
+
+
+def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float | None = None):
+    """Fig 1c: t-SNE of the latents (PCA to 50 dimensions first)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = _np(z).astype(np.float32)
+    if x.shape[1] > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    e = TSNE(2, init="pca", random_state=seed, perplexity=min(30, max(2, len(x) // 4))).fit_transform(x)
+    fig = _figure(5, 5)
+    ax = fig.add_subplot()
+    ax.scatter(e[:, 0], e[:, 1], c=None if labels is None else _np(labels), cmap="tab10", s=2)
+    title = "t-SNE of the latents"
+    if knn_accuracy is not None:
+        title += f" (k-NN accuracy {knn_accuracy:.3f})"
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def _stacked_hist(ax, values: np.ndarray, title: str, bins: int = 50) -> None:
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    img = np.stack([np.histogram(values[:, k], edges, density=True)[0] for k in range(values.shape[1])])
+    ax.imshow(img, aspect="auto", origin="lower", extent=(lo, hi, 0, values.shape[1]), cmap="jet")
+    idx = np.arange(values.shape[1]) + 0.5
+    ax.plot(values.mean(0), idx, "w.", ms=2)
+    ax.plot(values.std(0), idx, "k.", ms=2)
+    ax.set_title(f"{title}\nmean {values.mean():.3g}, std {values.std():.3g}", fontsize=9)
+    ax.set_ylabel("dimension index")
+
+
+def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
+    """Figs 8-9: per-dimension histograms (white dots: means, black: stds), norms and
+    the replica angle between the latents and their mean (red dashed: its mean)."""
+    mu, sigma, z, cos = (_np(a).astype(np.float64) for a in (mu, sigma, z, cos_phi_mu))
+    fig = _figure(16, 4)
+    axes = fig.subplots(1, 6)
+    for ax, vals, title in zip(axes[:4], (mu, sigma, z, cos), ("μ", "σ", "z", "cos φ_k(μ)"), strict=True):
+        _stacked_hist(ax, vals, title)
+    ax = axes[4]
+    ax.hist(np.linalg.norm(mu, axis=1), 50, alpha=0.6, label="|μ|", color="tab:orange")
+    ax.hist(np.linalg.norm(z, axis=1), 50, alpha=0.6, label="|z|", color="tab:blue")
+    ax.legend(fontsize=8)
+    ax.set_title("norms", fontsize=9)
+    m = mu.mean(0)
+    ang = np.arccos(np.clip(mu @ m / (np.linalg.norm(mu, axis=1) * np.linalg.norm(m) + 1e-300), -1, 1))
+    ax = axes[5]
+    ax.hist(ang, 50, color="0.5")
+    ax.axvline(ang.mean(), color="r", ls="--", label=f"mean {ang.mean():.2f}")
+    ax.axvline(np.pi / 2, color="k", ls=":", label="π/2")
+    ax.legend(fontsize=8)
+    ax.set_title("replica angle to the mean (rad)", fontsize=9)
+    return fig
+
+
+def training_curves(rows: Sequence[dict[str, Any]]):
+    """Per-epoch MSE (train/test), latent loss, beta and the schedule multiplier."""
+    fig = _figure(12, 3.5)
+    axes = fig.subplots(1, 3)
+    epochs = [r.get("epoch", i) for i, r in enumerate(rows)]
+    panels = (
+        (("train_rmse_percent", "test_rmse_percent"), "RMSE (% of range)"),
+        (("train_latent",), "latent loss"),
+        (("beta", "multiplier"), "β and multiplier"),
+    )
+    for ax, (keys, title) in zip(axes, panels, strict=True):
+        for key in keys:
+            ys = [r.get(key) for r in rows]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def interpolate_linear(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    t = torch.linspace(0, 1, steps, dtype=z0.dtype)[:, None]
+    return (1 - t) * z0 + t * z1
+
+
+def interpolate_sphere(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    """Great-circle interpolation (slerp) with the radius interpolated linearly.
+
+    Nearly parallel vectors fall back to normalised linear interpolation; exactly
+    antipodal ones go through a fixed orthogonal direction."""
+    r0, r1 = z0.norm(), z1.norm()
+    u0, u1 = z0 / r0, z1 / r1
+    t = torch.linspace(0, 1, steps, dtype=z0.dtype)[:, None]
+    cos = torch.clamp(u0 @ u1, -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega < 1e-6:
+        d = (1 - t) * u0 + t * u1
+        d = d / d.norm(dim=1, keepdim=True)
+    else:
+        if torch.pi - omega < 1e-6:  # antipodal: any orthogonal direction is a geodesic
+            e = torch.zeros_like(u0)
+            e[int(torch.argmin(u0.abs()))] = 1.0
+            w = e - (e @ u0) * u0
+            u1_perp = w / w.norm()
+        else:
+            u1_perp = (u1 - cos * u0) / torch.sin(omega)
+        d = torch.cos(t * omega) * u0 + torch.sin(t * omega) * u1_perp
+    return d * ((1 - t) * r0 + t * r1)
+
+
+def interpolation_figure(images_linear: Any, images_sphere: Any):
+    """A.11: decoded linear (top) and spherical (bottom) interpolations."""
+    fig = _figure(12, 3)
+    axes = fig.subplots(2, 1)
+    for ax, imgs, title in zip(axes, (images_linear, images_sphere), ("linear", "along the sphere"), strict=True):
+        _show(ax, image_grid(imgs, nrow=len(imgs)), title)
+    return fig
+
+
+def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse_label: str = "MSE"):
+    """Fig 2: one curve per (objective, beta) across n; standard dashed, compressed solid.
+    Rows need ``n``, ``beta``, ``objective``, ``mse``, ``fid`` (seeds are averaged)."""
+    groups: dict[tuple[str, Any], dict[Any, list[tuple[float, float]]]] = {}
+    for r in rows:
+        groups.setdefault((str(r["objective"]), r["beta"]), {}).setdefault(r["n"], []).append((r["mse"], r["fid"]))
+    fig = _figure(7, 5)
+    ax = fig.add_subplot()
+    for (objective, beta), by_n in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        ns = sorted(by_n)
+        pts = np.array([np.mean(by_n[n], axis=0) for n in ns])
+        ls = "--" if objective.startswith("standard") else "-"
+        (line,) = ax.plot(pts[:, 0], pts[:, 1], ls, marker="o", label=f"{objective} β={beta}")
+        for n, (x, y) in zip(ns, pts, strict=True):
+            ax.annotate(str(n), (x, y), fontsize=7, color=line.get_color())
+    ax.set_xlabel(mse_label)
+    ax.set_ylabel(fid_label)
+    ax.set_title("MSE-FID plane (dashed: standard, solid: compressed)")
+    ax.legend(fontsize=8)
+    return fig
