@@ -1,0 +1,75 @@
+"""Figures: the data drawn equal the inputs; pure helpers against plain loops."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from spherevae import plots
+
+
+def test_image_grid_places_images():
+    imgs = torch.zeros(3, 1, 2, 2)
+    imgs[1] = 1.0
+    grid = plots.image_grid(imgs, nrow=2, pad=1)
+    assert grid.shape == (2 * 3 + 1, 2 * 3 + 1, 1) and grid.dtype == np.uint8
+    assert (grid[1:3, 4:6] == 255).all() and (grid[1:3, 1:3] == 0).all()
+
+
+def test_project_to_3d_sphere_matches_loop():
+    z = torch.randn(20, 128, generator=torch.Generator().manual_seed(0))
+    p = plots.project_to_3d_sphere(z)
+    for i in range(20):
+        v = np.array([z[i, :42].mean(), z[i, 42:84].mean(), z[i, 84:].mean()], dtype=np.float64)
+        assert np.allclose(p[i], v / np.linalg.norm(v))
+
+
+@given(st.integers(2, 40), st.floats(0.1, 10.0))
+def test_slerp_keeps_radius_and_endpoints(n, radius):
+    g = torch.Generator().manual_seed(n)
+    z0 = torch.randn(n, generator=g, dtype=torch.float64)
+    z1 = torch.randn(n, generator=g, dtype=torch.float64)
+    z0, z1 = radius * z0 / z0.norm(), radius * z1 / z1.norm()
+    path = plots.interpolate_sphere(z0, z1, 7)
+    assert torch.allclose(path.norm(dim=1), torch.full((7,), radius, dtype=torch.float64))
+    assert torch.allclose(path[0], z0) and torch.allclose(path[-1], z1)
+
+
+def test_slerp_parallel_and_antipodal_are_finite():
+    z = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    for other in (z.clone(), -z):
+        path = plots.interpolate_sphere(z, other, 5)
+        assert torch.isfinite(path).all()
+        assert torch.allclose(path.norm(dim=1), torch.ones(5, dtype=torch.float64))
+
+
+def test_figures_render_to_png(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(200, 12, generator=g)
+    labels = torch.randint(0, 3, (200,), generator=g)
+    figs = {
+        "rec": plots.reconstruction_figure(torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8)),
+        "sphere": plots.sphere_projection(mu, labels),
+        "hist": plots.latent_histograms(mu, mu.abs(), mu, torch.rand(200, 11)),
+        "curves": plots.training_curves([{"epoch": 0, "train_rmse_percent": 3.0, "beta": 1.0}, {"epoch": 1}]),
+        "plane": plots.mse_fid_plane([
+            {"n": 16, "beta": 1, "objective": "standard", "mse": 10, "fid": 5},
+            {"n": 32, "beta": 1, "objective": "standard", "mse": 8, "fid": 7},
+            {"n": 16, "beta": 1, "objective": "compressed", "mse": 10, "fid": 3},
+        ], fid_label="fid_domain_recon"),
+    }
+    for name, fig in figs.items():
+        path = plots.save_figure(fig, tmp_path / f"{name}.png")
+        with Image.open(path) as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+    ax = figs["plane"].axes[0]
+    styles = sorted(line.get_linestyle() for line in ax.get_lines())
+    assert styles == ["-", "--"]  # compressed solid, standard dashed
+    assert ax.get_ylabel() == "fid_domain_recon"
+
+
+def test_project_rejects_too_few_dims():
+    with pytest.raises(ValueError, match="n >= 3"):
+        plots.project_to_3d_sphere(np.zeros((4, 2)))
