@@ -1,0 +1,118 @@
+"""Real tiny runs on the bundled digits: train -> evaluate -> report, sweeps that
+resume and record failures, and the Ray backend on a local Ray instance."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from spherevae.cli import main
+from spherevae.evaluation import evaluate_run
+from spherevae.experiments import load_sweep, run_sweep
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAST_EVAL = {"num_samples": 200, "tsne_points": 150, "knn_train_max": 500, "progress": False}
+
+
+def _sweep_file(tmp_path: Path, extra: str = "") -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(
+        f"""
+name: tiny
+base: {CONFIGS / 'digits-tiny.yaml'}
+out_dir: {tmp_path / 'out'}
+overrides: [train.epochs=1, train.progress=false]
+variants:
+  standard: [objective.name=standard]
+  compressed: [objective.name=compressed]
+grid:
+  model.latent_dim: [4, 8]
+evaluate: {json.dumps(FAST_EVAL)}
+{extra}
+"""
+    )
+    return p
+
+
+@pytest.mark.slow
+def test_sweep_runs_resumes_and_draws_the_plane(tmp_path):
+    sweep = load_sweep(_sweep_file(tmp_path))
+    rows = run_sweep(sweep, log=lambda _m: None)
+    assert [r["status"] for r in rows] == ["done"] * 4
+    out = tmp_path / "out"
+    assert (out / "results.csv").is_file() and (out / "mse_fid_plane.png").is_file()
+    for r in rows:
+        assert r["fid_domain_recon"] >= 0 and 0 <= r["knn_accuracy_k5"] <= 1
+    again = run_sweep(sweep, log=lambda _m: None)
+    assert [r["status"] for r in again] == ["skipped"] * 4
+    assert [r["fid_domain_recon"] for r in again] == [r["fid_domain_recon"] for r in rows]
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
+    p = _sweep_file(tmp_path).read_text().replace("[4, 8]", "[1, 4]")  # n = 1 is invalid
+    (tmp_path / "sweep.yaml").write_text(p)
+    rows = run_sweep(load_sweep(tmp_path / "sweep.yaml"), log=lambda _m: None)
+    status = {r["name"]: r["status"] for r in rows}
+    assert status["standard-latent_dim=1"] == "failed" and status["standard-latent_dim=4"] == "done"
+    failed = next(r for r in rows if r["name"] == "standard-latent_dim=1")
+    assert "latent_dim" in failed["error"]
+    assert (tmp_path / "out" / "runs" / "standard-latent_dim=1" / "error.txt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_backend_on_a_local_instance(tmp_path):
+    pytest.importorskip("ray")
+    p = _sweep_file(tmp_path).read_text().replace("[4, 8]", "[4]")
+    (tmp_path / "sweep.yaml").write_text(p)
+    rows = run_sweep(load_sweep(tmp_path / "sweep.yaml"), backend="ray", workers=2, log=lambda _m: None)
+    assert sorted(r["status"] for r in rows) == ["done", "done"]
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_report(tmp_path, capsys):
+    assert main(["train", "--config", str(CONFIGS / "digits-tiny.yaml"), f"train.out_dir={tmp_path}",
+                 "train.epochs=1"]) == 0
+    run = tmp_path / "digits-tiny"
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["fid_backbone"] == "domain" and "fid_domain_vmf_recon" in metrics
+    for fig in ("samples", "sphere_projection", "tsne", "latent_histograms", "training_curves", "interpolation"):
+        assert (run / "eval" / f"{fig}.png").is_file()
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert "fid_domain_recon" in (tmp_path / "r.html").read_text()
+
+
+def test_evaluate_errors_are_clear(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError):
+        evaluate_run(tmp_path / "nothing", progress=False)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not an evaluated run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_rejects_a_mismatched_dataset(tmp_path):
+    assert main(["train", "--config", str(CONFIGS / "digits-tiny.yaml"), f"train.out_dir={tmp_path}",
+                 "train.epochs=1"]) == 0
+    run = tmp_path / "digits-tiny"
+    cfg = (run / "config.yaml").read_text()
+    # Point the run at a dataset of another image shape (a copy of digits would match).
+    (run / "config.yaml").write_text(cfg.replace("name: digits", "name: mnist").replace("root: null", f"root: {tmp_path / 'mn'}"))
+    _write_idx_pair(tmp_path / "mn")
+    with pytest.raises(ValueError, match=r"expects \(1, 8, 8\)"):
+        evaluate_run(run, progress=False)
+
+
+def _write_idx_pair(d: Path) -> None:
+    import numpy as np
+
+    d.mkdir()
+    n = 4
+    for prefix in ("train", "t10k"):
+        images = np.zeros((n, 28, 28), np.uint8)
+        (d / f"{prefix}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + b"".join(int(v).to_bytes(4, "big") for v in images.shape) + images.tobytes())
+        labels = np.arange(n, dtype=np.uint8)
+        (d / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
