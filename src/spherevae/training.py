@@ -335,21 +335,33 @@ def _resolve_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[str, float]:
-    """Summed squared error per image and RMSE in % of range, decoding the mean ``mu``."""
+    """Summed squared error per image and RMSE in % of range, decoding the mean ``mu``;
+    also the replica angle of the test means (A.8-A.9), logged per epoch so the effect
+    of a schedule (e.g. the quench's drop) can be followed."""
+    from spherevae.metrics import replica_angles
+
     model.eval()
     total = None
     count = 0
+    mus = []
     for x, _ in loader:
         with autocast():
             # Decode the mean (projected onto the sphere when the model samples there).
-            x_hat = model(x, sample=False).x_hat
-            err = (x_hat.float() - x.float()).square().flatten(1).sum(1).sum()
+            out = model(x, sample=False)
+            err = (out.x_hat.float() - x.float()).square().flatten(1).sum(1).sum()
+        mus.append(out.mu.detach().float())
         total = err if total is None else total + err
         count += x.shape[0]
     model.train()
     mse_sum = float(total) / max(count, 1)  # one sync per evaluation
     pixels = math.prod(x.shape[1:])
-    return {"test_mse_sum": mse_sum, "test_rmse_percent": 100.0 * math.sqrt(mse_sum / pixels)}
+    angles = replica_angles(torch.cat(mus))
+    return {
+        "test_mse_sum": mse_sum,
+        "test_rmse_percent": 100.0 * math.sqrt(mse_sum / pixels),
+        "test_replica_angle_mean": float(angles.mean()),
+        "test_replica_angle_std": float(angles.std()) if angles.numel() > 1 else 0.0,
+    }
 
 
 def _tensorboard(run_dir: Path, enabled: bool) -> Any:
