@@ -15,7 +15,9 @@ Numerics. Every function divides ``x`` by its largest absolute entry (an exact r
 that the angles do not see and the radius undoes) before squaring, so vectors with
 entries near the float limits neither overflow nor underflow. No epsilon is added
 anywhere: normal inputs are computed exactly as the formulas say. float16 and bfloat16
-inputs are computed in float32 and cast back.
+inputs are computed in float32 and cast back. One limit remains: a tail whose squared
+norm underflows after the scaling (entries below ~1e-19 x max|x| in float32, ~1e-154 in
+float64) counts as zero; its cosine keeps the sign of ``x_k`` (+-1) or is 1 if ``x_k = 0``.
 
 :func:`hyperspherical_cosines` is the hot path of the compressed loss. Its backward pass
 is analytic and O(n) (one cumulative sum), see :class:`_Cosines`; autograd through the
@@ -51,7 +53,9 @@ def _max_scale(x: torch.Tensor) -> torch.Tensor:
     Detaching is exact: the angles are invariant to positive scaling, and the radius is
     homogeneous of degree 1, so the gradient terms through the scale cancel.
     """
-    s = x.detach().abs().amax(-1, keepdim=True)
+    x = x.detach()
+    # max(amax, -amin) reads x twice but allocates nothing; torch's inf-norm is ~20x slower.
+    s = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg())
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
@@ -63,38 +67,49 @@ def _tail_norms(xs: torch.Tensor) -> torch.Tensor:
 
 
 class _Cosines(torch.autograd.Function):
-    """``(xs, s) -> (r, cos_phi)`` with ``xs = x / s`` scaled, analytic O(n) backward.
+    """``x -> (r, cos_phi)`` with an analytic O(n) backward.
 
-    With ``T_k = ||xs_{k..n}||`` and ``c_k = xs_k / T_k``, the Jacobian is
-    ``dc_k/dxs_j = [j == k] / T_k - xs_k xs_j / T_k^3`` for ``j >= k`` and 0 for ``j < k``, so
-    for an upstream gradient ``g``:
-    ``dL/dxs_j = g_j / T_j - xs_j * sum_{k <= j} g_k c_k / T_k^2``, a prefix sum.
+    With ``xs = x / s`` (``s = max_j |x_j|``, treated as a constant: exact, see
+    :func:`_max_scale`), ``T_k = ||xs_{k..n}||`` and ``c_k = xs_k / T_k``, the Jacobian is
+    ``dc_k/dxs_j = [j == k] / T_k - xs_k xs_j / T_k^3`` for ``j >= k`` and 0 for ``j < k``,
+    so for an upstream gradient ``g``:
+    ``dL/dxs_j = g_j / T_j - xs_j * sum_{k <= j} g_k c_k / T_k^2``: one prefix sum.
+    The whole pass is ~18 elementwise sweeps over ``x``, against ~7 for ``x / |x|``.
     """
 
     @staticmethod
-    def forward(ctx, xs: torch.Tensor, s: torch.Tensor):  # type: ignore[override]
-        tails = _tail_norms(xs)
-        positive = tails > 0
-        inv_tails = torch.where(positive, tails.reciprocal(), torch.zeros_like(tails))
-        cos = torch.where(positive, xs * inv_tails, torch.ones_like(xs))[..., :-1]
-        r = tails[..., 0] * s[..., 0]
-        ctx.save_for_backward(xs, s, inv_tails)
+    def forward(ctx, x: torch.Tensor):  # type: ignore[override]
+        s = _max_scale(x)
+        inv_s = s.reciprocal()
+        xs = x * inv_s
+        # Summing from the end keeps small tails exact; "total minus prefix" would cancel.
+        tails_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
+        inv_tails = tails_sq.rsqrt()  # inf on all-zero tails
+        cos = (xs[..., :-1] * inv_tails[..., :-1]).nan_to_num_(nan=1.0, posinf=1.0, neginf=-1.0)
+        # An all-zero tail has x_k = 0, so 0 * inf = nan -> 1: the angle-0 convention.
+        inv_tails.nan_to_num_(posinf=0.0)  # zero tails get zero gradients below
+        r = tails_sq[..., 0].sqrt() * s[..., 0]
+        ctx.save_for_backward(xs, inv_s, inv_tails, cos)
         return r, cos
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None):  # type: ignore[override]
-        xs, s, inv_tails = ctx.saved_tensors
-        grad = torch.zeros_like(xs)
+        xs, inv_s, inv_tails, cos = ctx.saved_tensors
         if grad_cos is not None:
-            w = torch.nn.functional.pad(grad_cos, (0, 1)) * inv_tails  # g_k / T_k, 0 at k = n
-            # c_k / T_k = xs_k / T_k^2; zero tails contribute nothing (inv_tails = 0 there).
-            prefix = (w * xs * inv_tails * inv_tails).cumsum(-1)
-            grad = w - xs * prefix
+            inv_t = inv_tails[..., :-1]
+            w = grad_cos * inv_t  # g_k / T_k
+            prefix = (w * inv_t * cos).cumsum(-1)  # sum_{k <= j} g_k c_k / T_k^2
+            grad = torch.empty_like(xs)
+            torch.addcmul(w, xs[..., :-1], prefix, value=-1.0, out=grad[..., :-1])
+            grad[..., -1] = -xs[..., -1] * prefix[..., -1]
+        else:
+            grad = torch.zeros_like(xs)
         if grad_r is not None:
             # r = s * T_1, so dr/dxs = s * xs / T_1; the zero vector gets the zero subgradient.
-            grad = grad + (grad_r.unsqueeze(-1) * s) * (xs * inv_tails[..., :1])
-        return grad, None
+            coef = (grad_r.unsqueeze(-1) * inv_tails[..., :1]) * inv_s.reciprocal()
+            grad = torch.addcmul(grad, xs, coef)
+        return grad * inv_s
 
 
 def hyperspherical_cosines(
@@ -116,11 +131,11 @@ def hyperspherical_cosines(
     """
     check_latents(x, "x", validate=validate)
     xw = _working_dtype(x)
-    s = _max_scale(xw)
-    xs = xw / s
     if fast:
-        r, cos = _Cosines.apply(xs, s)
+        r, cos = _Cosines.apply(xw)
     else:
+        s = _max_scale(xw)
+        xs = xw / s
         tails_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
         positive = tails_sq > 0
         # Double where: the masked branch must not produce inf/nan gradients either.
