@@ -112,3 +112,21 @@ def test_headline_table_lists_every_run():
     assert "standard" in lines[0] and "compressed" in lines[0]
     rmse = next(line for line in lines if line.startswith("RMSE"))
     assert "10" in rmse and "11.5" in rmse
+
+
+def test_every_shipped_config_and_sweep_validates() -> None:
+    """Each file in configs/ loads; each sweep expands to runs whose configs all validate."""
+    from spherevae.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    run_configs = sorted(root.glob("*.yaml"))
+    sweeps = sorted((root / "sweeps").glob("*.yaml"))
+    assert len(run_configs) >= 8 and len(sweeps) >= 6
+    for path in run_configs:
+        load_config(path, [])
+    for path in sweeps:
+        specs = expand_grid(load_sweep(path))
+        assert specs, path
+        assert len({s.name for s in specs}) == len(specs), f"{path}: duplicate run names"
+        for spec in specs:
+            load_config(spec.base, list(spec.overrides))
