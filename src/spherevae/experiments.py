@@ -453,6 +453,10 @@ HEADLINE_KEYS = (
     ("fid_domain_recon", "FID domain vs recon (main sampler)"),
     ("fid_domain_test", "FID domain vs test (main sampler)"),
     ("main_sampler", "main sampler"),
+    # The full-covariance Gaussian fit ("same mean and covariance", sec 4.4): on the
+    # sphere for compressed runs, plain for standard runs; "-" where not evaluated.
+    ("fid_domain_gaussian_recon", "FID domain vs recon (Gaussian fit)"),
+    ("fid_domain_gaussian_sphere_recon", "FID domain vs recon (Gaussian fit on sphere)"),
     ("knn_accuracy_k5", "k-NN accuracy (k=5)"),
     ("replica_angle_mean", "replica angle (rad)"),
 )
