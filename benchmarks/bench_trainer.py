@@ -99,22 +99,34 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 def epoch_time(args: argparse.Namespace) -> None:
+    """One-epoch runs of each config, interleaved (A B, B A, ...) ``--repeats`` times, so
+    the ratio between configs is measured side by side under the same machine load."""
     import json
 
+    times: dict[str, list[float]] = {path: [] for path in args.configs}
+    rmse: dict[str, float] = {}
+    for rep in range(args.repeats):
+        order = args.configs if rep % 2 == 0 else list(reversed(args.configs))
+        for path in order:
+            out = tempfile.mkdtemp(prefix="bench-epoch-")
+            cfg = load_config(
+                path,
+                [f"train.out_dir={out}", "train.epochs=1", "train.progress=false", *args.overrides],
+            )
+            run = train(cfg)
+            row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+            times[path].append(row["epoch_time_s"])
+            rmse[path] = row["test_rmse_percent"]
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"  {path}: {row['epoch_time_s']:.1f} s", flush=True)
+    first = statistics.median(times[args.configs[0]])
+    print(f"| config | train images | s/epoch (median of {args.repeats}) | ratio to first | test RMSE% after 1 epoch |")
+    print("|---|---|---|---|---|")
     for path in args.configs:
-        out = tempfile.mkdtemp(prefix="bench-epoch-")
-        cfg = load_config(
-            path,
-            [f"train.out_dir={out}", "train.epochs=1", "train.progress=false", *args.overrides],
-        )
-        run = train(cfg)
-        row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-        steps = cfg.data.max_train or "all"
-        print(
-            f"{path}: {row['epoch_time_s']:.1f} s/epoch (train images: {steps}, batch {cfg.train.batch_size}, "
-            f"threads {torch.get_num_threads()}; includes the test pass)  test RMSE% {row['test_rmse_percent']:.2f}"
-        )
-        shutil.rmtree(out, ignore_errors=True)
+        cfg = load_config(path, list(args.overrides))
+        med = statistics.median(times[path])
+        print(f"| {path} | {cfg.data.max_train or 'all'} | {med:.1f} | {med / first:.3f} | {rmse[path]:.2f} |")
+    print(f"(batch {cfg.train.batch_size}, torch threads {torch.get_num_threads()}, epoch time includes the test pass)")
 
 
 def main() -> None:
@@ -129,6 +141,7 @@ def main() -> None:
     o.add_argument("overrides", nargs="*")
     e = sub.add_parser("epoch")
     e.add_argument("--config", dest="configs", action="append", required=True)
+    e.add_argument("--repeats", type=int, default=3)
     e.add_argument("overrides", nargs="*")
     p.add_argument(
         "--threads",

@@ -73,3 +73,24 @@ def test_figures_render_to_png(tmp_path):
 def test_project_rejects_too_few_dims():
     with pytest.raises(ValueError, match="n >= 3"):
         plots.project_to_3d_sphere(np.zeros((4, 2)))
+
+
+def test_theory_figures(tmp_path) -> None:
+    from spherevae.plots import (
+        concentration_figure,
+        cos_phi_distribution_figure,
+        save_figure,
+        volume_reduction_figure,
+    )
+
+    fig = volume_reduction_figure(ns=(3, 20))
+    assert len(fig.axes) == 2
+    angular, radial = (line.get_ydata() for line in fig.axes[1].get_lines())
+    assert angular[100] < radial[100]  # angles remove more volume at the same scale
+    fig = concentration_figure(ns=(2, 50), samples=2000)
+    assert len(fig.axes) == 5
+    fig = cos_phi_distribution_figure(n=12, samples=4000)
+    measured, exact, paper = (line.get_ydata() for line in fig.axes[-1].get_lines())
+    assert abs(measured - exact).max() < 0.05 < abs(measured - paper).max()
+    for i, f in enumerate((fig,)):
+        assert save_figure(f, tmp_path / f"t{i}.png").stat().st_size > 1000
