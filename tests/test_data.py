@@ -100,7 +100,7 @@ def test_not_found_lists_places(tmp_path):
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"dataset must be one of \['digits'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['celeba64', 'cifar10', 'digits'"):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="split must be one of"):
         load_dataset("digits", "valid")
@@ -179,3 +179,194 @@ def test_imagedataset_validation():
         ImageDataset(torch.zeros(2, 1, 2, 2), None, "x")
     with pytest.raises(ValueError, match="labels must be int64"):
         ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), "x")
+
+
+# ---------------------------------------------------------------------- CIFAR-10
+
+
+def _cifar_batch_bytes(n: int, seed: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A batch pickled exactly like the official files: protocol 2, bytes keys, a numpy array."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    obj = {b"batch_label": b"training batch", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * n}
+    return pickle.dumps(obj, protocol=2), data, np.array(labels)
+
+
+_CIFAR_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+
+
+def _write_cifar(directory: Path, *, as_tar: bool, n: int = 4) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import io
+    import pickle
+    import tarfile
+
+    files, truth = {}, {}
+    for i, name in enumerate([f"data_batch_{j}" for j in range(1, 6)] + ["test_batch"]):
+        raw, data, labels = _cifar_batch_bytes(n, i)
+        files[name] = raw
+        truth[name] = (data, labels)
+    files["batches.meta"] = pickle.dumps({b"label_names": _CIFAR_NAMES, b"num_vis": 3072}, protocol=2)
+    directory.mkdir(parents=True, exist_ok=True)
+    if as_tar:
+        with tarfile.open(directory / "cifar-10-python.tar.gz", "w:gz") as tar:
+            for name, raw in files.items():
+                info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+                info.size = len(raw)
+                tar.addfile(info, io.BytesIO(raw))
+    else:
+        (directory / "cifar-10-batches-py").mkdir()
+        for name, raw in files.items():
+            (directory / "cifar-10-batches-py" / name).write_bytes(raw)
+    return truth
+
+
+@pytest.mark.parametrize("as_tar", [True, False])
+def test_cifar10_reads_the_official_layout(tmp_path: Path, as_tar: bool) -> None:
+    truth = _write_cifar(tmp_path, as_tar=as_tar)
+    train = load_dataset("cifar10", "train", root=tmp_path, download=False)
+    test = load_dataset("cifar10", "test", root=tmp_path, download=False)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
+    assert train.classes[0] == "airplane" and train.classes[9] == "truck"
+    data, labels = truth["data_batch_2"]
+    # Row layout: 1024 R, 1024 G, 1024 B, each row-major: pixel (c=1, h=2, w=5) of image 0.
+    assert train.images[4, 1, 2, 5].item() == data[0, 1024 + 2 * 32 + 5]
+    assert train.labels[4:8].tolist() == labels.tolist()
+    assert test.labels.tolist() == truth["test_batch"][1].tolist()
+
+
+def test_cifar10_refuses_code_in_pickles(tmp_path: Path) -> None:
+    import pickle
+
+    from spherevae.data import UnsafePickleError
+
+    _write_cifar(tmp_path, as_tar=False)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    with pytest.raises(UnsafePickleError, match="refusing to unpickle global"):
+        load_dataset("cifar10", "test", root=tmp_path, download=False)
+    assert not marker.exists()
+
+
+def test_cifar10_corrupt_files(tmp_path: Path) -> None:
+    _write_cifar(tmp_path / "a", as_tar=False)
+    batch = tmp_path / "a" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:500])  # truncated
+    with pytest.raises(CorruptDatasetError, match="test_batch"):
+        load_dataset("cifar10", "test", root=tmp_path / "a", download=False)
+    _write_cifar(tmp_path / "b", as_tar=True)
+    tar = tmp_path / "b" / "cifar-10-python.tar.gz"
+    tar.write_bytes(tar.read_bytes()[:300])
+    with pytest.raises(CorruptDatasetError, match="tar"):
+        load_dataset("cifar10", "train", root=tmp_path / "b", download=False)
+    import pickle
+
+    _write_cifar(tmp_path / "c", as_tar=False)
+    bad = {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}
+    (tmp_path / "c" / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    with pytest.raises(CorruptDatasetError, match=r"shape \(N, 3072\)"):
+        load_dataset("cifar10", "test", root=tmp_path / "c", download=False)
+
+
+def test_cifar10_not_found_lists_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)cifar10.*Looked in: .*empty.*cifar-10-python.tar.gz"):
+        load_dataset("cifar10", "train", root=tmp_path / "empty", download=False)
+
+
+# ---------------------------------------------------------------------- CelebA 64
+
+
+def _write_celeba(directory: Path, n: int = 6, *, partition: bool = True) -> list[str]:
+    from PIL import Image
+
+    folder = directory / "img_align_celeba"
+    folder.mkdir(parents=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        img = np.zeros((218, 178, 3), np.uint8)
+        img[..., 2] = 255  # blue border
+        img[39:179, 19:159] = (255, 0, 0) if i % 2 == 0 else (0, 255, 0)  # centre 140x140: red/green
+        Image.fromarray(img).save(folder / name, quality=95)
+    if partition:
+        split = ["0", "0", "1", "2", "0", "2"][:n]
+        (directory / "list_eval_partition.txt").write_text("".join(f"{a} {b}\n" for a, b in zip(names, split, strict=True)))
+    return names
+
+
+def test_celeba64_crop_resize_partition_and_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write_celeba(tmp_path / "celeba")
+    train = load_dataset("celeba64", "train", root=tmp_path / "celeba", download=False)
+    test = load_dataset("celeba64", "test", root=tmp_path / "celeba", download=False)
+    assert train.images.shape == (3, 3, 64, 64) and test.images.shape == (2, 3, 64, 64)
+    assert train.labels is None
+    # The 140x140 centre crop keeps only the coloured face region: no blue border survives.
+    first = train.images[0].float()
+    assert first[0].mean() > 240 and first[2].mean() < 15
+    assert train.images[1, 1].float().mean() > 240  # 000002.jpg is green
+    # Cached: the second load needs no JPEG at all.
+    for jpg in (tmp_path / "celeba" / "img_align_celeba").glob("*.jpg"):
+        jpg.unlink()
+    again = load_dataset("celeba64", "train", root=tmp_path / "celeba", download=False)
+    assert torch.equal(again.images, train.images)
+
+
+def test_celeba64_without_partition_and_corrupt_jpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    names = _write_celeba(tmp_path / "c", n=10, partition=False)
+    assert len(load_dataset("celeba64", "test", root=tmp_path / "c", download=False)) == 1
+    (tmp_path / "c" / "img_align_celeba" / names[3]).write_bytes(b"not a jpeg")
+    with pytest.raises(CorruptDatasetError, match=names[3]):
+        load_dataset("celeba64", "train", root=tmp_path / "c", download=False)
+    with pytest.raises(DatasetNotFoundError, match="mmlab"):
+        load_dataset("celeba64", "train", root=tmp_path / "nothing", download=False)
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _write_folder(directory: Path, labelled: bool, mode: str = "RGB", n: int = 30) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sub = directory / (("cats", "dogs")[i % 2] if labelled else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        shape = (40, 50) if mode == "L" else (40, 50, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(sub / f"img{i}.png")
+
+
+def test_folder_labelled_split_deterministic_and_disjoint(tmp_path: Path) -> None:
+    _write_folder(tmp_path, labelled=True)
+    train = load_dataset("folder", "train", root=tmp_path, image_size=16, test_fraction=0.3)
+    test = load_dataset("folder", "test", root=tmp_path, image_size=16, test_fraction=0.3)
+    assert len(train) + len(test) == 30 and len(test) > 0
+    assert train.images.shape[1:] == (3, 16, 16) and train.classes == ("cats", "dogs")
+    assert set(train.labels.tolist()) <= {0, 1}
+    again = load_dataset("folder", "test", root=tmp_path, image_size=16, test_fraction=0.3)
+    assert torch.equal(again.images, test.images)
+    rows = {tuple(x.flatten().tolist()) for x in train.images}
+    assert not any(tuple(x.flatten().tolist()) in rows for x in test.images)
+
+
+def test_folder_flat_greyscale_and_errors(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "g", labelled=False, mode="L")
+    ds = load_dataset("folder", "train", root=tmp_path / "g", image_size=8)
+    assert ds.images.shape[1:] == (1, 8, 8) and ds.labels is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="holds no images"):
+        load_dataset("folder", "train", root=tmp_path / "empty")
+    with pytest.raises(ValueError, match="needs root"):
+        load_dataset("folder", "train")
+    with pytest.raises(ValueError, match=r"does not take option\(s\) \['size'\]; allowed"):
+        load_dataset("folder", "train", root=tmp_path / "g", size=3)
+    with pytest.raises(ValueError, match="does not take"):
+        load_dataset("digits", "train", image_size=3)

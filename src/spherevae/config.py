@@ -51,6 +51,7 @@ class DataConfig:
     keep_on_device: bool = False
     max_train: int | None = None
     max_test: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # reader options (e.g. folder: image_size)
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """Datasets held in memory as uint8 and converted per batch.
 
-Readers for the idx format (MNIST, Fashion-MNIST; ``.gz`` or raw) and scikit-learn's
-bundled digits. Files are looked up, in order, at: an explicit ``root``, the
+Readers: the idx format (MNIST, Fashion-MNIST; ``.gz`` or raw), CIFAR-10's python
+batches (the ``.tar.gz`` or its extracted folder, read with a restricted unpickler that
+can only rebuild numpy arrays), CelebA 64x64 (aligned JPEGs, centre crop 140 then resize;
+decoded once and cached as ``.npy``), any image folder, and scikit-learn's bundled
+digits. Files are looked up, in order, at: an explicit ``root``, the
 per-dataset environment variable (e.g. ``SPHEREVAE_FASHION_MNIST_DIR``),
 ``$SPHEREVAE_DATA_DIR/<name>``, the cache directory
 (``$XDG_CACHE_HOME/spherevae/<name>`` or ``~/.cache/spherevae/<name>``), then known
@@ -16,9 +19,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
+import pickle
 import shutil
+import tarfile
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,6 +41,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetSpec",
     "ImageDataset",
+    "UnsafePickleError",
     "cache_dir",
     "load_dataset",
     "read_idx",
@@ -49,6 +56,10 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class CorruptDatasetError(ValueError):
     """A dataset file exists but is not what it should be."""
+
+
+class UnsafePickleError(CorruptDatasetError):
+    """A pickle asked for something other than the numpy arrays a dataset file holds."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +145,12 @@ class DatasetSpec:
     name: str
     image_shape: tuple[int, int, int]
     classes: tuple[str, ...]
-    reader: Callable[[str, Path | None, bool], ImageDataset]
+    reader: Callable[..., ImageDataset]  # (split, root, download, **options)
     env_var: str | None = None
     system_dirs: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     help: str = ""
+    options: tuple[str, ...] = ()  # extra keyword options the reader accepts
 
 
 _IDX_FILES = {
@@ -271,6 +283,288 @@ def _digits_reader(split: str, root: Path | None, download: bool) -> ImageDatase
     )
 
 
+# ---------------------------------------------------------------------- CIFAR-10
+
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_TAR = "cifar-10-python.tar.gz"
+_CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
+_CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+# The only globals a CIFAR batch needs: numpy's array reconstruction (both module paths,
+# numpy 1 and 2) and, for pickles written by Python 3 of bytes, codecs.encode.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("codecs", "encode"),
+    ("_codecs", "encode"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays; any other global raises, so a malicious
+    or corrupt file cannot run code."""
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise UnsafePickleError(f"refusing to unpickle global {module}.{name}: not a numpy array")
+
+
+def _safe_unpickle(raw: bytes, source: str) -> object:
+    try:
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{source}: {exc}") from None
+    except Exception as exc:  # truncated or not a pickle at all
+        raise CorruptDatasetError(f"{source}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
+
+
+def _cifar_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    obj = _safe_unpickle(raw, source)
+    if not isinstance(obj, dict):
+        raise CorruptDatasetError(f"{source}: expected a dict, got {type(obj).__name__}")
+    data, labels = obj.get(b"data", obj.get("data")), obj.get(b"labels", obj.get("labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise CorruptDatasetError(f"{source}: 'data' must be uint8 of shape (N, 3072), got {shape}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise CorruptDatasetError(f"{source}: 'labels' must be {data.shape[0]} values in 0..9")
+    # Rows are 1024 red, 1024 green, 1024 blue values, each a 32x32 image in row-major order.
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar_members(directory: Path) -> Callable[[str], bytes] | None:
+    """A reader of batch files by name from ``directory``: the extracted folder or the tar.gz."""
+    for folder in (directory / _CIFAR_DIR, directory):
+        if (folder / "data_batch_1").is_file() or (folder / "test_batch").is_file():
+            return lambda name, folder=folder: _read_bytes(folder / name)
+    tar = directory / _CIFAR_TAR
+    if tar.is_file():
+        try:
+            archive = tarfile.open(tar, "r:gz")
+            names = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise CorruptDatasetError(f"{tar}: truncated or not a tar.gz ({exc})") from exc
+
+        def member(name: str) -> bytes:
+            if name not in names:
+                raise CorruptDatasetError(f"{tar}: no member {name}")
+            f = archive.extractfile(names[name])
+            try:
+                return f.read()  # type: ignore[union-attr]
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise CorruptDatasetError(f"{tar}: member {name} is truncated ({exc})") from exc
+
+        return member
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise CorruptDatasetError(f"{path} is missing (incomplete CIFAR-10 folder)")
+    return path.read_bytes()
+
+
+def _cifar_reader(split: str, root: Path | None, download: bool) -> ImageDataset:
+    spec = DATASETS["cifar10"]
+    looked: list[str] = []
+    member = None
+    for d in _candidate_dirs(spec, root):
+        member = _cifar_members(d)
+        if member is not None:
+            break
+        looked.append(str(d))
+    if member is None and download:
+        target = cache_dir() / spec.name
+        try:
+            download_file(spec.urls[0], target / _CIFAR_TAR, _CIFAR_MD5, timeout=120.0)
+            member = _cifar_members(target)
+        except (OSError, CorruptDatasetError) as exc:
+            looked.append(f"download {spec.urls[0]}: {exc}")
+    if member is None:
+        raise DatasetNotFoundError(
+            f"dataset 'cifar10' ({split}) not found. Looked in: {', '.join(looked)}. {spec.help}"
+        )
+    parts = [_cifar_batch(member(name), name) for name in _CIFAR_BATCHES[split]]
+    meta = _safe_unpickle(member("batches.meta"), "batches.meta")
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) if names else spec.classes
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), "cifar10", classes)
+
+
+# ---------------------------------------------------------------- image folders
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _decode_square(path: Path, size: int, crop: int | None, mode: str) -> np.ndarray:
+    """Decode, centre-crop (to ``crop`` or to the short side), resize to ``size``, ``(C, H, W)``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            w, h = img.size
+            side = min(w, h) if crop is None else min(crop, w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+            if side != size:
+                img = img.resize((size, size), Image.Resampling.LANCZOS)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise CorruptDatasetError(f"{path}: cannot be decoded as an image ({exc})") from exc
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _decode_many(paths: list[Path], size: int, crop: int | None, mode: str) -> np.ndarray:
+    from concurrent.futures import ThreadPoolExecutor
+
+    channels = 1 if mode == "L" else 3
+    out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
+    # Pillow releases the GIL while decoding, so threads scale with cores.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, arr in enumerate(pool.map(lambda p: _decode_square(p, size, crop, mode), paths)):
+            out[i] = arr
+    return out
+
+
+def _in_test_split(relative: str, test_fraction: float) -> bool:
+    """Deterministic split by a stable hash of the relative path (independent of file order)."""
+    digest = hashlib.sha1(relative.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
+
+
+def _folder_reader(
+    split: str, root: Path | None, download: bool, *, image_size: int = 64, test_fraction: float = 0.1,
+    greyscale: bool | None = None,
+) -> ImageDataset:
+    from PIL import Image
+
+    if root is None:
+        raise ValueError("dataset 'folder' needs root=DIR (data.root in a config): a folder of images")
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"image folder {root} does not exist")
+    if not isinstance(image_size, int) or image_size < 4:
+        raise ValueError(f"option image_size must be an integer >= 4, got {image_size!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"option test_fraction must lie in (0, 1), got {test_fraction!r}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetNotFoundError(f"image folder {root} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
+    subdirs = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    labelled = bool(subdirs) and all(len(p.relative_to(root).parts) > 1 for p in files)
+    if greyscale is None:
+        # Greyscale only when every image is: one colour image makes the set RGB.
+        greyscale = all(Image.open(p).mode in ("L", "1", "I;16") for p in files)
+    chosen = [p for p in files if _in_test_split(p.relative_to(root).as_posix(), test_fraction) == (split == "test")]
+    if not chosen:
+        raise DatasetNotFoundError(f"image folder {root}: the {split} split is empty ({len(files)} images)")
+    images = _decode_many(chosen, image_size, None, "L" if greyscale else "RGB")
+    labels = classes = None
+    if labelled:
+        index = {name: i for i, name in enumerate(subdirs)}
+        labels = torch.tensor([index[p.relative_to(root).parts[0]] for p in chosen], dtype=torch.int64)
+        classes = tuple(subdirs)
+    return ImageDataset(torch.from_numpy(images), labels, f"folder:{root.name}", classes)
+
+
+# ---------------------------------------------------------------------- CelebA 64
+
+_CELEBA_CROP = 140  # the usual CelebA-64 crop: the face region of the 178x218 aligned images
+_CELEBA_PARTITION = {"train": "0", "test": "2"}  # 1 = validation, unused
+
+
+def _celeba_source(directory: Path) -> Path | None:
+    for folder in (directory / "img_align_celeba", directory):
+        partition = (folder / "list_eval_partition.txt").is_file() or (
+            folder.parent / "list_eval_partition.txt"
+        ).is_file()
+        # With the partition file the JPEGs may be gone once the decoded cache exists.
+        if folder.is_dir() and (any(folder.glob("*.jpg")) or (partition and folder.name == "img_align_celeba")):
+            return folder
+    return None
+
+
+def _celeba_files(folder: Path, split: str) -> list[Path]:
+    partition = None
+    for candidate in (folder / "list_eval_partition.txt", folder.parent / "list_eval_partition.txt"):
+        if candidate.is_file():
+            partition = candidate
+            break
+    if partition is not None:
+        names = []
+        for line_no, line in enumerate(partition.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise CorruptDatasetError(f"{partition}:{line_no}: expected '<file> <0|1|2>', got {line!r}")
+            if parts[1] == _CELEBA_PARTITION[split]:
+                names.append(parts[0])
+        return [folder / n for n in names]
+    # No official partition: sorted names, the last 10% are the test set.
+    files = sorted(folder.glob("*.jpg"))
+    cut = len(files) - max(1, len(files) // 10)
+    return files[:cut] if split == "train" else files[cut:]
+
+
+def _celeba_reader(split: str, root: Path | None, download: bool) -> ImageDataset:
+    spec = DATASETS["celeba64"]
+    looked = []
+    for d in _candidate_dirs(spec, root):
+        folder = _celeba_source(d)
+        if folder is None:
+            looked.append(str(d))
+            continue
+        files = _celeba_files(folder, split)
+        if not files:
+            raise CorruptDatasetError(f"{folder}: the {split} partition is empty")
+        key = hashlib.sha1(
+            f"{folder.resolve()}|{split}|{len(files)}|{files[0].name}|{files[-1].name}|{_CELEBA_CROP}".encode(),
+            usedforsecurity=False,
+        ).hexdigest()[:16]
+        cached = cache_dir() / "celeba64" / f"{split}-{key}.npy"
+        images = _load_cached_array(cached, (len(files), 3, 64, 64))
+        if images is None:
+            missing = [f for f in files if not f.is_file()]
+            if missing:
+                raise CorruptDatasetError(
+                    f"{folder}: {len(missing)} images of the partition file are missing, e.g. {missing[0].name}"
+                )
+            images = _decode_many(files, 64, _CELEBA_CROP, "RGB")
+            _save_array_atomic(cached, images)
+        return ImageDataset(torch.from_numpy(images), None, "celeba64", None)
+    raise DatasetNotFoundError(
+        f"dataset 'celeba64' ({split}) not found. Looked in: {', '.join(looked)}. {spec.help}"
+    )
+
+
+def _load_cached_array(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged cache is rebuilt, not trusted
+    return arr if arr.shape == shape and arr.dtype == np.uint8 else None
+
+
+def _save_array_atomic(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 _FMNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -293,6 +587,29 @@ DATASETS: dict[str, DatasetSpec] = {
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         help="On Debian: apt-get install dataset-fashion-mnist.",
     ),
+    "cifar10": DatasetSpec(
+        "cifar10", (3, 32, 32),
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        _cifar_reader,
+        env_var="SPHEREVAE_CIFAR10_DIR",
+        system_dirs=("/usr/share/datasets/cifar10",),
+        urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        help="Get cifar-10-python.tar.gz (CIFAR-10 python version) from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html and pass root=DIR holding it (or its "
+        "extracted cifar-10-batches-py/).",
+    ),
+    "celeba64": DatasetSpec(
+        "celeba64", (3, 64, 64), (), _celeba_reader,
+        env_var="SPHEREVAE_CELEBA_DIR",
+        help="CelebA cannot be downloaded automatically (Google Drive). Get img_align_celeba.zip "
+        "and list_eval_partition.txt from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html, unzip "
+        "into DIR (DIR/img_align_celeba/*.jpg) and pass root=DIR or set SPHEREVAE_CELEBA_DIR.",
+    ),
+    "folder": DatasetSpec(
+        "folder", (3, 64, 64), (), _folder_reader,
+        help="Pass root=DIR: class subfolders of images (labelled) or images directly.",
+        options=("image_size", "test_fraction", "greyscale"),
+    ),
     "digits": DatasetSpec(
         "digits", (1, 8, 8), tuple(str(i) for i in range(10)), _digits_reader,
         help="scikit-learn's bundled digits (always available).",
@@ -302,14 +619,23 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def load_dataset(
     name: str, split: str = "train", *, root: str | os.PathLike[str] | None = None,
-    download: bool = True,
+    download: bool = True, **options: object,
 ) -> ImageDataset:
-    """Load split ``"train"`` or ``"test"`` of a registered dataset (see :data:`DATASETS`)."""
+    """Load split ``"train"`` or ``"test"`` of a registered dataset (see :data:`DATASETS`).
+
+    ``options`` go to the reader (``folder``: ``image_size``, ``test_fraction``, ``greyscale``).
+    """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    return DATASETS[name].reader(split, Path(root) if root is not None else None, download)
+    spec = DATASETS[name]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ValueError(
+            f"dataset {name!r} does not take option(s) {unknown}; allowed: {list(spec.options) or 'none'}"
+        )
+    return spec.reader(split, Path(root) if root is not None else None, download, **options)
 
 
 class BatchLoader:

@@ -150,7 +150,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     with timer("load"):
         cfg, model = load_run(run_dir, device=opts.device)
         model.eval()
-        data_kw = {"root": cfg.data.root, "download": cfg.data.download}
+        data_kw = {"root": cfg.data.root, "download": cfg.data.download, **cfg.data.options}
         test = load_dataset(cfg.data.name, "test", **data_kw)
         train = load_dataset(cfg.data.name, "train", **data_kw)
         expected = tuple(model.config.image_shape)

@@ -314,7 +314,9 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any]:
 def _load_split(cfg: RunConfig, split: str) -> Any:
     from spherevae.data import load_dataset
 
-    ds = load_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download)
+    ds = load_dataset(
+        cfg.data.name, split, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
+    )
     limit = cfg.data.max_train if split == "train" else cfg.data.max_test
     if limit is not None and limit < ds.images.shape[0]:
         labels = ds.labels[:limit] if ds.labels is not None else None
