@@ -252,7 +252,27 @@ def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str
     return model
 
 
-FEATURE_BACKBONES: dict[str, Callable[..., nn.Module]] = {"domain": domain_backbone}
+def _domain_entry(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                  seed: int = 0) -> nn.Module:
+    del weights
+    if dataset is None or getattr(dataset, "labels", None) is None:
+        raise ValueError("the domain backbone needs a labelled training dataset")
+    return domain_backbone(dataset, seed=seed, device=device)
+
+
+def _inception_entry(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                     seed: int = 0) -> nn.Module:
+    from spherevae.features import inception_backbone
+
+    return inception_backbone(dataset, weights=weights, device=device, seed=seed)
+
+
+# name -> builder(dataset=None, *, weights=None, device="cpu", seed=0). Only "inception"
+# FIDs are comparable to published numbers; "domain" FIDs compare runs with each other.
+FEATURE_BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "domain": _domain_entry,
+    "inception": _inception_entry,
+}
 
 
 @dataclass
@@ -268,13 +288,10 @@ class FID:
     def from_backbone(cls, name: str, *, dataset: Any = None, weights: str | None = None,
                       device: str = "cpu", seed: int = 0) -> FID:
         if name not in FEATURE_BACKBONES:
-            raise ValueError(
-                f"FID backbone must be one of {sorted(FEATURE_BACKBONES)}, got {name!r} "
-                "(Inception-v3 features are not available in this version)"
-            )
-        if dataset is None or dataset.labels is None:
-            raise ValueError("the domain backbone needs a labelled training dataset")
-        return cls(FEATURE_BACKBONES[name](dataset, seed=seed, device=device), name, device)
+            raise ValueError(f"FID backbone must be one of {sorted(FEATURE_BACKBONES)}, got {name!r}")
+        extractor = FEATURE_BACKBONES[name](dataset, weights=weights, device=device, seed=seed)
+        # Inception runs at 299x299: smaller batches keep memory modest on CPU.
+        return cls(extractor, name, device, batch_size=500 if name == "domain" else 50)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> np.ndarray:
