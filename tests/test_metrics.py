@@ -83,6 +83,10 @@ def test_collapse_counts_flat_dimensions_in_both_coordinates():
     stats = collapse_stats(mu)
     assert stats["collapsed_cartesian"] == 1
     assert torch.allclose(stats["std_cartesian"], mu.double().std(0))
+    # More than half collapsed (A.6's beta = 1 regime): all of them are still counted.
+    wide = torch.randn(2000, 10, generator=g)
+    wide[:, :7] *= 1e-3
+    assert collapse_stats(wide)["collapsed_cartesian"] == 7
 
 
 def test_replica_angles_against_loop():

@@ -165,8 +165,10 @@ def collapse_stats(mu: torch.Tensor, *, threshold: float = 0.05) -> dict[str, An
     """Posterior collapse (A.6-A.7): per-dimension std of ``mu`` over the data set and
     the number of dimensions under ``threshold``, in Cartesian coordinates and in the
     cosines of the hyperspherical angles. The threshold is relative: a dimension counts
-    as collapsed when its std is below ``threshold`` times the median std of all
-    dimensions (scale-free, so it works for both the standard and the projected model)."""
+    as collapsed when its std is below ``threshold`` times the *mean* std of all
+    dimensions (scale-free, so it works for both the standard and the projected model).
+    The mean, not the median: with more than half of the dimensions collapsed (the paper's
+    beta = 1 regime, A.6) the median is itself a collapsed dimension and would hide them."""
     from spherevae.coordinates import hyperspherical_cosines
 
     std_cart = mu.double().std(0)
@@ -175,8 +177,8 @@ def collapse_stats(mu: torch.Tensor, *, threshold: float = 0.05) -> dict[str, An
     return {
         "std_cartesian": std_cart,
         "std_cos_phi": std_cos,
-        "collapsed_cartesian": int((std_cart < threshold * std_cart.median()).sum()),
-        "collapsed_cos_phi": int((std_cos < threshold * std_cos.median()).sum()),
+        "collapsed_cartesian": int((std_cart < threshold * std_cart.mean()).sum()),
+        "collapsed_cos_phi": int((std_cos < threshold * std_cos.mean()).sum()),
         "threshold_relative": threshold,
     }
 
