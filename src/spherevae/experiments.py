@@ -376,8 +376,10 @@ def _draw_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None, 
     done = [r for r in rows if r["status"] in ("done", "skipped")]
     if not done:
         return
-    key = fid_key or next((k for k in done[0] if k.startswith("fid_") and "recon" in k), None)
-    if key is None or "rmse_percent" not in done[0]:
+    # The headline FID of each run (its main sampler) on its backbone, e.g. fid_domain_recon.
+    backbone = next((r["fid_backbone"] for r in done if "fid_backbone" in r), None)
+    key = fid_key or (f"fid_{backbone}_recon" if backbone else None)
+    if key is None or not any(key in r and "rmse_percent" in r for r in done):
         log("no FID column in the results: MSE-FID plane not drawn")
         return
     from spherevae.plots import mse_fid_plane, save_figure
