@@ -100,7 +100,7 @@ def test_not_found_lists_places(tmp_path):
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"dataset must be one of \['celeba64', 'cifar10', 'digits'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['celeba64', 'cifar10', 'digits', 'fashion-mnist', 'folder', 'mnist', 'synthetic'\]"):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="split must be one of"):
         load_dataset("digits", "valid")
@@ -370,3 +370,13 @@ def test_folder_flat_greyscale_and_errors(tmp_path: Path) -> None:
         load_dataset("folder", "train", root=tmp_path / "g", size=3)
     with pytest.raises(ValueError, match="does not take"):
         load_dataset("digits", "train", image_size=3)
+
+
+def test_synthetic_dataset_shape_determinism_and_options() -> None:
+    a = load_dataset("synthetic", "train", image_shape=[3, 32, 32], train_size=20, seed=1)
+    b = load_dataset("synthetic", "train", image_shape=(3, 32, 32), train_size=20, seed=1)
+    t = load_dataset("synthetic", "test", image_shape=(3, 32, 32), test_size=7, seed=1)
+    assert a.images.shape == (20, 3, 32, 32) and torch.equal(a.images, b.images) and len(t) == 7
+    assert not torch.equal(a.images[:7], t.images)
+    with pytest.raises(ValueError, match="image_shape"):
+        load_dataset("synthetic", "train", image_shape=(5, 2))

@@ -565,6 +565,24 @@ def _save_array_atomic(path: Path, arr: np.ndarray) -> None:
             os.unlink(tmp)
 
 
+def _synthetic_reader(
+    split: str, root: Path | None, download: bool, *, image_shape: tuple[int, ...] | list[int] = (3, 32, 32),
+    train_size: int = 50_000, test_size: int = 10_000, seed: int = 0,
+) -> ImageDataset:
+    """Uniform-noise uint8 images with random labels: for benchmarks and smoke tests of a
+    dataset's *shape* (a step costs the same whatever the pixels are). Deterministic."""
+    shape = tuple(int(v) for v in image_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape[1:]) < 4:
+        raise ValueError(f"option image_shape must be (C in {{1, 3}}, H >= 4, W >= 4), got {image_shape!r}")
+    size = train_size if split == "train" else test_size
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"option {split}_size must be an integer >= 1, got {size!r}")
+    g = torch.Generator().manual_seed(seed * 2 + (split == "test"))
+    images = torch.randint(0, 256, (size, *shape), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (size,), generator=g)
+    return ImageDataset(images, labels, "synthetic", tuple(str(i) for i in range(10)))
+
+
 _FMNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -609,6 +627,11 @@ DATASETS: dict[str, DatasetSpec] = {
         "folder", (3, 64, 64), (), _folder_reader,
         help="Pass root=DIR: class subfolders of images (labelled) or images directly.",
         options=("image_size", "test_fraction", "greyscale"),
+    ),
+    "synthetic": DatasetSpec(
+        "synthetic", (3, 32, 32), tuple(str(i) for i in range(10)), _synthetic_reader,
+        help="Noise images of a given shape, for benchmarks (always available).",
+        options=("image_shape", "train_size", "test_size", "seed"),
     ),
     "digits": DatasetSpec(
         "digits", (1, 8, 8), tuple(str(i) for i in range(10)), _digits_reader,

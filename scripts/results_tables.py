@@ -1,0 +1,254 @@
+"""Tables and figures of docs/results.md from the Fashion-MNIST sweeps.
+
+Run the sweeps first (each is resumable), then this script:
+
+    for s in fig1 fig2 beta-regimes quench authors; do
+        .venv/bin/spherevae sweep --config configs/sweeps/fmnist-$s.yaml
+    done
+    .venv/bin/python scripts/results_tables.py --sweeps sweeps --figures docs/figures/results > /tmp/tables.md
+
+It prints markdown tables and copies/draws the figures. Collapse counts are recomputed
+here from each run's model on the 10k test images with the current
+``spherevae.metrics.collapse_stats`` (so every row uses the same definition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    path = sweep_dir / "results.json"
+    if not path.is_file():
+        return []
+    return [r for r in json.loads(path.read_text()) if r.get("status") in ("done", "skipped")]
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+    return "-" if v is None else str(v)
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+
+
+def fid_gauss(r: dict[str, Any]) -> float | None:
+    return r.get("fid_domain_gaussian_sphere_recon", r.get("fid_domain_gaussian_recon"))
+
+
+_collapse_cache: dict[str, dict[str, int]] = {}
+
+
+def collapse(run_dir: Path) -> dict[str, int]:
+    """Collapsed-dimension counts from the run's model on the 10k test images."""
+    key = str(run_dir)
+    if key not in _collapse_cache:
+        from spherevae.data import load_dataset
+        from spherevae.evaluation import encode_dataset
+        from spherevae.metrics import collapse_stats
+        from spherevae.training import load_run
+
+        cfg, model = load_run(run_dir)
+        test = load_dataset(cfg.data.name, "test", root=cfg.data.root, download=False)
+        mu, _ = encode_dataset(model, test.images, batch_size=1000, device="cpu")
+        stats = collapse_stats(mu)
+        _collapse_cache[key] = {"cart": stats["collapsed_cartesian"], "cos": stats["collapsed_cos_phi"],
+                                "n": mu.shape[1]}
+    return _collapse_cache[key]
+
+
+def run_dir(sweep_dir: Path, row: dict[str, Any]) -> Path:
+    return sweep_dir / "runs" / row["name"]
+
+
+def fig1(sweeps: Path, figures: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-fig1")
+    if not rows:
+        return
+    print("### Fig 1: standard vs compressed, n = 128, beta = 1.0 (mean ± std over seeds)\n")
+    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | k-NN (k=5) | replica angle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for variant in ("standard", "compressed"):
+        rs = [r for r in rows if r["variant"] == variant]
+
+        def col(key: str, rs=rs) -> str:
+            return mean_std([r[key] for r in rs if key in r])
+
+        prior = "fid_domain_prior_recon" if variant == "standard" else "fid_domain_prior_sphere_recon"
+        prior_t = prior.replace("_recon", "_test")
+        gauss = [fid_gauss(r) for r in rs if fid_gauss(r) is not None]
+        print(f"| {variant} | {len(rs)} | {col('rmse_percent')} | {col('mse_sum')} | {col(prior)} | "
+              f"{col('fid_domain_vmf_recon')} | {mean_std(gauss)} | {col(prior_t)} | {col('fid_domain_vmf_test')} | "
+              f"{col('knn_accuracy_k5')} | {col('replica_angle_mean')} |")
+    print("\nPrior = N(0, I) for standard, uniform on the sphere of radius sqrt(n) for compressed; "
+          "Gaussian fit = `gaussian` (standard) / `gaussian_sphere` (compressed). FID on domain features, "
+          "10k samples vs the reconstructed test set unless marked 'vs test'.\n")
+    figures.mkdir(parents=True, exist_ok=True)
+    for variant in ("standard", "compressed"):
+        seed0 = next((r for r in rows if r["variant"] == variant and r.get("train.seed") == 0), None)
+        if seed0 is None:
+            continue
+        for name in ("samples", "sphere_projection", "tsne", "latent_histograms", "interpolation"):
+            src = run_dir(sweeps / "fmnist-fig1", seed0) / "eval" / f"{name}.png"
+            if src.is_file():
+                shutil.copyfile(src, figures / f"fig1-{variant}-{name}.png")
+
+
+def dominated(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
+    return any(o[0] <= point[0] and o[1] <= point[1] and o != point for o in others)
+
+
+def fig2(sweeps: Path, figures: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-fig2")
+    if not rows:
+        return
+    from spherevae.plots import mse_fid_plane, save_figure
+
+    print("### Fig 2: the MSE-FID plane (seed 0, 6 epochs of 15k images)\n")
+    print("| n | beta | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % | compressed FID vMF | compressed FID Gaussian fit on sphere |")
+    print("|---|---|---|---|---|---|---|---|")
+    by = {(r["variant"], r["model.latent_dim"], r["objective.beta"]): r for r in rows}
+    for n in sorted({r["model.latent_dim"] for r in rows}):
+        for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
+            s, c = by.get(("standard", n, beta), {}), by.get(("compressed", n, beta), {})
+            print(f"| {n} | {beta} | {fmt(s.get('rmse_percent'))} | {fmt(s.get('fid_domain_recon'))} | {fmt(fid_gauss(s))} | "
+                  f"{fmt(c.get('rmse_percent'))} | {fmt(c.get('fid_domain_recon'))} | {fmt(fid_gauss(c))} |")
+    print()
+    for label, getter in (("headline sampler (standard: prior, compressed: vMF)", lambda r: r.get("fid_domain_recon")),
+                          ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss)):
+        pts = {v: [(r["rmse_percent"], getter(r)) for r in rows if r["variant"] == v and getter(r) is not None]
+               for v in ("standard", "compressed")}
+        free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
+        free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
+        print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
+              f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
+              "points are not dominated by any compressed point.")
+        plane = [{"n": r["model.latent_dim"], "beta": r["objective.beta"], "objective": r["variant"],
+                  "mse": r["rmse_percent"], "fid": getter(r)} for r in rows if getter(r) is not None]
+        tag = "headline" if "headline" in label else "gaussian"
+        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {label}", mse_label="RMSE (% of range)"),
+                    figures / f"fig2-mse-fid-{tag}.png")
+    print()
+
+
+def beta_regimes(sweeps: Path) -> None:
+    rows = [(sweeps / "fmnist-fig2", r) for r in load_rows(sweeps / "fmnist-fig2") if r["model.latent_dim"] == 128]
+    rows += [(sweeps / "fmnist-beta-regimes", r) for r in load_rows(sweeps / "fmnist-beta-regimes")]
+    if not rows:
+        return
+    print("### Beta regimes (A.6), n = 128: collapsed dimensions (of 128 / 127 angles), MSE and FID\n")
+    print("| variant | beta | seed | collapsed (Cartesian) | collapsed (cos phi) | MSE/image | RMSE % | FID headline | FID Gaussian fit |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for sweep_dir, r in sorted(rows, key=lambda t: (t[1]["variant"], -t[1]["objective.beta"], t[1].get("train.seed", 0))):
+        c = collapse(run_dir(sweep_dir, r))
+        print(f"| {r['variant']} | {r['objective.beta']} | {r.get('train.seed', 0)} | {c['cart']} | {c['cos']} | "
+              f"{fmt(r['mse_sum'])} | {fmt(r['rmse_percent'])} | {fmt(r['fid_domain_recon'])} | {fmt(fid_gauss(r))} |")
+    print()
+
+
+def collapse_all_n(sweeps: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-fig2")
+    if not rows:
+        return
+    print("### Collapsed dimensions across the Fig 2 grid (Cartesian / cos phi)\n")
+    betas = sorted({r["objective.beta"] for r in rows}, reverse=True)
+    print("| variant | n | " + " | ".join(f"beta = {b}" for b in betas) + " |")
+    print("|---|---|" + "---|" * len(betas))
+    by = {(r["variant"], r["model.latent_dim"], r["objective.beta"]): r for r in rows}
+    for variant in ("standard", "compressed"):
+        for n in sorted({r["model.latent_dim"] for r in rows}):
+            cells = []
+            for b in betas:
+                r = by.get((variant, n, b))
+                if r is None:
+                    cells.append("-")
+                    continue
+                c = collapse(run_dir(sweeps / "fmnist-fig2", r))
+                cells.append(f"{c['cart']} / {c['cos']}")
+            print(f"| {variant} | {n} | " + " | ".join(cells) + " |")
+    print()
+
+
+def quench(sweeps: Path, figures: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-quench")
+    if not rows:
+        return
+    from matplotlib.figure import Figure
+
+    from spherevae.plots import save_figure
+
+    print("### Quench-then-anneal vs constant beta: replica angle (rad) of the test means per epoch\n")
+    curves = {}
+    for r in rows:
+        lines = (run_dir(sweeps / "fmnist-quench", r) / "metrics.jsonl").read_text().splitlines()
+        curves[r["name"]] = [json.loads(line) for line in lines]
+    epochs = max(len(c) for c in curves.values())
+    print("| run | " + " | ".join(f"epoch {e}" for e in range(epochs)) + " | final eval replica angle | FID vMF | RMSE % |")
+    print("|---|" + "---|" * (epochs + 3))
+    final = {r["name"]: r for r in rows}
+    for name, c in sorted(curves.items()):
+        cells = [f"{e['test_replica_angle_mean']:.3f} (x{e['multiplier']:.1f})" for e in c]
+        r = final[name]
+        print(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['replica_angle_mean'])} | {fmt(r['fid_domain_recon'])} | "
+              f"{fmt(r['rmse_percent'])} |")
+    print("\n(x m): the schedule's latent-pressure multiplier in that epoch.\n")
+    fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for name, c in sorted(curves.items()):
+        ax.plot([e["epoch"] for e in c], [e["test_replica_angle_mean"] for e in c],
+                "-" if name.startswith("quench") else "--", marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("replica angle of test means (rad)")
+    ax.set_title("quench (x(sqrt(e)+1) for epochs 0-2) vs constant beta")
+    ax.legend(fontsize=7)
+    save_figure(fig, figures / "quench-replica-angle.png")
+
+
+def authors(sweeps: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-authors")
+    paper = {(r["model.latent_dim"], r["objective.beta"]): r for r in load_rows(sweeps / "fmnist-fig2")
+             if r["variant"] == "compressed"}
+    if not rows:
+        return
+    print("### Paper equations (`compressed`) vs the authors' code (`authors`), same grid points\n")
+    print("| n | beta | paper RMSE % | authors RMSE % | paper FID vMF | authors FID vMF | paper FID Gaussian fit | authors FID Gaussian fit | paper replica angle | authors replica angle |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["model.latent_dim"], -r["objective.beta"])):
+        p = paper.get((r["model.latent_dim"], r["objective.beta"]), {})
+        print(f"| {r['model.latent_dim']} | {r['objective.beta']} | {fmt(p.get('rmse_percent'))} | {fmt(r['rmse_percent'])} | "
+              f"{fmt(p.get('fid_domain_recon'))} | {fmt(r['fid_domain_recon'])} | {fmt(fid_gauss(p))} | {fmt(fid_gauss(r))} | "
+              f"{fmt(p.get('replica_angle_mean'))} | {fmt(r['replica_angle_mean'])} |")
+    print()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweeps", default="sweeps")
+    p.add_argument("--figures", default="docs/figures/results")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    sweeps, figures = Path(args.sweeps), Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    fig1(sweeps, figures)
+    fig2(sweeps, figures)
+    beta_regimes(sweeps)
+    collapse_all_n(sweeps)
+    quench(sweeps, figures)
+    authors(sweeps)
+
+
+if __name__ == "__main__":
+    main()

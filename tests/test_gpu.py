@@ -1,0 +1,86 @@
+"""CUDA paths (skipped without a GPU; CI has none). Run on a GPU machine with
+``python -m pytest tests/test_gpu.py``; docs/benchmarks.md records where it ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_coordinates_match_cpu_values_and_gradients() -> None:
+    from spherevae.coordinates import hyperspherical_cosines, to_hyperspherical
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1000, generator=g, dtype=torch.float64)
+    x[0, 500:] = 0.0
+    w = torch.randn(64, 999, generator=g, dtype=torch.float64)
+    out = {}
+    for device in ("cpu", "cuda"):
+        xd = x.to(device).requires_grad_()
+        r, cos = hyperspherical_cosines(xd)
+        ((cos * w.to(device)).sum() + r.sum()).backward()
+        out[device] = (r.detach().cpu(), cos.detach().cpu(), xd.grad.cpu(), to_hyperspherical(xd.detach())[1].cpu())
+    for a, b in zip(out["cpu"], out["cuda"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    _, c16 = hyperspherical_cosines(x.float().cuda().bfloat16())
+    assert c16.dtype == torch.bfloat16 and (c16.float().cpu() - out["cpu"][1].float()).abs().max() < 2e-2
+
+
+def test_compressed_step_has_no_host_device_sync() -> None:
+    """Forward, compressed loss, backward and Adam step of a VAE under CUDA's sync checker."""
+    from spherevae.config import load_config
+    from spherevae.training import OBJECTIVES, build_model
+
+    cfg = load_config(CONFIGS / "cifar10-compressed.yaml", ["model.latent_dim=64"])
+    model = build_model(cfg, (3, 32, 32)).cuda()
+    objective = OBJECTIVES["compressed"](cfg, model, "cifar10")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    x = torch.rand(32, 3, 32, 32, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for _ in range(2):  # warm-up: lazy initialisation may sync once
+        step = objective.compute(model, x, 1.0, gen)
+        opt.zero_grad(set_to_none=True)
+        step.losses["model"].backward()
+        opt.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            step = objective.compute(model, x, 2.0, gen)
+        opt.zero_grad(set_to_none=True)
+        step.losses["model"].backward()
+        opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(step.losses["model"]).item()
+
+
+def test_vmf_fit_and_sample_on_gpu() -> None:
+    from spherevae.sampling import VonMisesFisher
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z = torch.randn(10_000, 1000, device="cuda", generator=g) + 3.0
+    vmf = VonMisesFisher.fit(z)
+    samples = vmf.sample((10_000,), generator=g)
+    assert samples.device.type == "cuda" and torch.isfinite(samples).all()
+    torch.testing.assert_close(samples.norm(dim=-1), torch.ones(10_000, device="cuda"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("extra", [["train.amp=bf16"], ["train.amp=bf16", "train.compile=true"]])
+def test_trainer_on_gpu(tmp_path: Path, extra: list[str]) -> None:
+    import json
+
+    from spherevae.config import load_config
+    from spherevae.training import train
+
+    cfg = load_config(CONFIGS / "digits-tiny.yaml", ["train.device=cuda", "train.epochs=2",
+                                                     f"train.out_dir={tmp_path}", *extra])
+    run = train(cfg)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
