@@ -4,18 +4,22 @@
 # pytest and hypothesis. Writes its logs to ${OUT:-gpu-results}/.
 #   bash benchmarks/gpu_session.sh tests      # GPU tests, coordinates and loss-overhead benchmarks
 #   bash benchmarks/gpu_session.sh epochs     # CIFAR-10-shaped epoch times, standard vs compressed
+#   bash benchmarks/gpu_session.sh all        # both
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-case "${1:-tests}" in
+MODE=${1:-tests}
+if [ "$MODE" = all ]; then bash "$0" tests; bash "$0" epochs; exit; fi
+case "$MODE" in
   tests)
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
     $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
     $PY benchmarks/bench_coordinates.py --device cuda --rounds 15 --skip-masked-above 2000 2>&1 | tee "$OUT/bench_coordinates_cuda.md"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
+    $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 --compile-loss 2>&1 | tee "$OUT/bench_loss_cuda_compiled.md"
     ;;
   epochs)
     for n in 200 1000; do

@@ -22,7 +22,7 @@ def test_coordinates_match_cpu_values_and_gradients() -> None:
     w = torch.randn(64, 999, generator=g, dtype=torch.float64)
     out = {}
     for device in ("cpu", "cuda"):
-        xd = x.to(device).requires_grad_()
+        xd = x.detach().to(device).clone().requires_grad_()
         r, cos = hyperspherical_cosines(xd)
         ((cos * w.to(device)).sum() + r.sum()).backward()
         out[device] = (r.detach().cpu(), cos.detach().cpu(), xd.grad.cpu(), to_hyperspherical(xd.detach())[1].cpu())

@@ -552,6 +552,25 @@ class HypersphericalPriorLoss(nn.Module):
             _check_range(gain_t, gain_key, 0.0)
             self.register_buffer(key, target.to(torch.get_default_dtype()))
             self.register_buffer(gain_key, gain_t.to(torch.get_default_dtype()))
+        self._register_fused()
+
+    def _register_fused(self) -> None:
+        """Targets and gains of all enabled terms packed as ``(g, n)`` tensors (``g``
+        groups among mu, sigma; columns: the n-1 angles, then the radius), so that
+        :meth:`forward` is a handful of kernels instead of one sequence per term: on a
+        GPU the per-kernel launch cost, not the arithmetic, is what a loss this small costs."""
+        groups = [g for g, use in (("mu", self.use_mu_terms), ("sigma", self.use_sigma_terms)) if use]
+        self._fused_groups = tuple(groups)
+        for what in ("mean_target", "std_target", "mean_gain", "std_gain"):
+            rows = []
+            for g in groups:
+                angle = getattr(self, f"{g}_angle_{what}").expand(self.latent_dim - 1)
+                radius = getattr(self, f"{g}_radius_{what}").reshape(1)
+                if not self.use_radius_terms and what.endswith("gain"):
+                    radius = torch.zeros_like(radius)
+                rows.append(torch.cat([angle, radius]))
+            packed = torch.stack(rows) if rows else torch.zeros(0, self.latent_dim)
+            self.register_buffer(f"_fused_{what}", packed, persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -614,8 +633,31 @@ class HypersphericalPriorLoss(nn.Module):
     def forward(
         self, mu: torch.Tensor, sigma: torch.Tensor, *, validate: bool = True
     ) -> torch.Tensor:
-        """The loss, a scalar. ``mu``, ``sigma``: ``(batch, n)``, ``batch >= 2``."""
-        return sum_terms(self.terms(mu, sigma, validate=validate), mu)
+        """The loss, a scalar. ``mu``, ``sigma``: ``(batch, n)``, ``batch >= 2``.
+
+        Equal to ``sum(self.terms(mu, sigma).values())`` (tested), computed on the packed
+        ``(g, batch, n)`` coordinates in one pass.
+        """
+        check_latents(mu, "mu", ndim=2, validate=validate)
+        if mu.shape[-1:] != (self.latent_dim,):
+            raise ValueError(f"mu must have shape (batch, {self.latent_dim}), got {tuple(mu.shape)}")
+        if mu.shape[0] < 2:
+            raise ValueError(f"the batch statistics need at least 2 samples, got {mu.shape[0]}")
+        if not self._fused_groups:
+            return torch.zeros((), dtype=mu.dtype, device=mu.device)
+        if self.use_sigma_terms:
+            check_latents(sigma, "sigma", ndim=2, validate=validate)
+            check_same_shape(mu, sigma, "mu", "sigma")
+        parts = [mu if g == "mu" else sigma for g in self._fused_groups]
+        stacked = _compute_dtype(torch.stack(parts) if len(parts) > 1 else parts[0][None])
+        r, cos = hyperspherical_cosines(stacked, validate=False)  # (g, B), (g, B, n-1)
+        coords = torch.cat([cos, r.unsqueeze(-1)], -1)  # (g, B, n)
+        mean = coords.mean(1)
+        var = (coords - mean.unsqueeze(1)).square().mean(1)  # population variance, two-pass
+        dtype = mean.dtype
+        mean_term = self._fused_mean_gain.to(dtype) * (mean - self._fused_mean_target.to(dtype)).square()
+        std_term = self._fused_std_gain.to(dtype) * _std_square_error(var, self._fused_std_target.to(dtype))
+        return (mean_term + std_term).sum()
 
 
 def sum_terms(terms: Mapping[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:

@@ -152,6 +152,8 @@ class CompressedObjective(StandardObjective):
         self.latent_loss = self._make_latent_loss(cfg, model, dataset, HypersphericalPriorLoss)
         self.latent_loss.to(next(model.parameters()).device)
         self._kwargs = _pass_validate_false(self.latent_loss.forward)
+        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
+        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
 
     @staticmethod
     def _make_latent_loss(cfg: RunConfig, model: nn.Module, dataset: str, cls: Any) -> nn.Module:
@@ -164,7 +166,7 @@ class CompressedObjective(StandardObjective):
     def _latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         mu_all = all_gather_with_grad(mu.float())
         sigma_all = all_gather_with_grad(torch.exp(0.5 * logvar.float()))
-        return self.latent_loss(mu_all, sigma_all, **self._kwargs)
+        return self._latent_call(mu_all, sigma_all, **self._kwargs)
 
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
@@ -230,6 +232,8 @@ class AuthorsObjective(CompressedObjective):
             raise ValueError(f"objective.loss_overrides: {exc}") from None
         self.latent_loss.to(next(model.parameters()).device)
         self._kwargs = _pass_validate_false(self.latent_loss.forward)
+        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
+        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         decoder = list(model.decoder.parameters())
