@@ -629,3 +629,32 @@ def test_large_n_runs_fast_and_matches_float64():
     loss = HypersphericalPriorLoss(n, "full")
     value32 = loss(mu.float(), sigma.float()).item()
     assert value32 == pytest.approx(loss.double()(mu, sigma).item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "switches",
+    [{}, {"use_sigma_terms": False}, {"use_radius_terms": False}, {"use_mu_terms": False}],
+)
+def test_fused_forward_gradients_equal_autograd_of_the_terms(preset, switches):
+    """The analytic backward of forward() against autograd through terms() (float64)."""
+    mu, sigma = latents(6, 9, seed=11)
+    mu[0, 5:] = 0.0  # trailing zeros
+    loss = HypersphericalPriorLoss(9, preset, **switches).double()
+    grads = []
+    for fn in (lambda m, s: loss(m, s), lambda m, s: sum(loss.terms(m, s).values())):
+        m, s = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+        fn(m, s).backward()
+        grads.append((m.grad, s.grad))
+    for fused, ref in zip(grads[0], grads[1], strict=True):
+        if ref is None:
+            assert fused is None or torch.count_nonzero(fused) == 0
+        else:
+            torch.testing.assert_close(fused, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_forward_gradcheck():
+    mu, sigma = latents(5, 4, seed=12)
+    loss = HypersphericalPriorLoss(4, "moderate").double()
+    m, s = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: loss(a, b), (m, s))

@@ -34,6 +34,8 @@ from torch.autograd.function import once_differentiable
 from spherevae._validation import check_finite, check_floating, check_latents
 
 __all__ = [
+    "cosines_backward",
+    "cosines_forward",
     "from_hyperspherical",
     "hyperspherical_cosines",
     "project_to_sphere",
@@ -66,6 +68,44 @@ def _tail_norms(xs: torch.Tensor) -> torch.Tensor:
     return sq.flip(-1).cumsum(-1).flip(-1).sqrt()
 
 
+def cosines_forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """No-autograd forward of :func:`hyperspherical_cosines` that also returns what the
+    analytic backward needs: ``(r, cos, xs, inv_s, inv_tails)`` with ``xs = x / s``
+    (``s = max_j |x_j|``, ``inv_s = 1/s`` of shape ``(..., 1)``) and ``inv_tails = 1 / T_k``
+    (0 on all-zero tails). For fused losses; most code wants :func:`hyperspherical_cosines`.
+    """
+    inv_s = _max_scale(x).reciprocal()
+    xs = x * inv_s
+    # Summing from the end keeps small tails exact; "total minus prefix" would cancel.
+    tails_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
+    inv_tails = tails_sq.rsqrt()  # inf on all-zero tails
+    cos = (xs[..., :-1] * inv_tails[..., :-1]).nan_to_num_(nan=1.0, posinf=1.0, neginf=-1.0)
+    # An all-zero tail has x_k = 0, so 0 * inf = nan -> 1: the angle-0 convention.
+    inv_tails.nan_to_num_(posinf=0.0)  # zero tails get zero gradients
+    r = tails_sq[..., 0].sqrt() / inv_s[..., 0]
+    return r, cos, xs, inv_s, inv_tails
+
+
+def cosines_backward(
+    grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None, cos: torch.Tensor, xs: torch.Tensor,
+    inv_s: torch.Tensor, inv_tails: torch.Tensor,
+) -> torch.Tensor:
+    """Gradient w.r.t. ``x`` from the gradients w.r.t. ``r`` and ``cos`` (see :class:`_Cosines`)."""
+    if grad_cos is not None:
+        inv_t = inv_tails[..., :-1]
+        w = grad_cos * inv_t  # g_k / T_k
+        prefix = (w * inv_t * cos).cumsum(-1)  # sum_{k <= j} g_k c_k / T_k^2
+        grad = torch.empty_like(xs)
+        torch.addcmul(w, xs[..., :-1], prefix, value=-1.0, out=grad[..., :-1])
+        grad[..., -1] = -xs[..., -1] * prefix[..., -1]
+    else:
+        grad = torch.zeros_like(xs)
+    if grad_r is not None:
+        # r = s * T_1, so dr/dxs = s * xs / T_1; the zero vector gets the zero subgradient.
+        grad = torch.addcmul(grad, xs, (grad_r.unsqueeze(-1) * inv_tails[..., :1]) / inv_s)
+    return grad * inv_s
+
+
 class _Cosines(torch.autograd.Function):
     """``x -> (r, cos_phi)`` with an analytic O(n) backward.
 
@@ -79,16 +119,7 @@ class _Cosines(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):  # type: ignore[override]
-        s = _max_scale(x)
-        inv_s = s.reciprocal()
-        xs = x * inv_s
-        # Summing from the end keeps small tails exact; "total minus prefix" would cancel.
-        tails_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
-        inv_tails = tails_sq.rsqrt()  # inf on all-zero tails
-        cos = (xs[..., :-1] * inv_tails[..., :-1]).nan_to_num_(nan=1.0, posinf=1.0, neginf=-1.0)
-        # An all-zero tail has x_k = 0, so 0 * inf = nan -> 1: the angle-0 convention.
-        inv_tails.nan_to_num_(posinf=0.0)  # zero tails get zero gradients below
-        r = tails_sq[..., 0].sqrt() * s[..., 0]
+        r, cos, xs, inv_s, inv_tails = cosines_forward(x)
         ctx.save_for_backward(xs, inv_s, inv_tails, cos)
         return r, cos
 
@@ -96,20 +127,7 @@ class _Cosines(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None):  # type: ignore[override]
         xs, inv_s, inv_tails, cos = ctx.saved_tensors
-        if grad_cos is not None:
-            inv_t = inv_tails[..., :-1]
-            w = grad_cos * inv_t  # g_k / T_k
-            prefix = (w * inv_t * cos).cumsum(-1)  # sum_{k <= j} g_k c_k / T_k^2
-            grad = torch.empty_like(xs)
-            torch.addcmul(w, xs[..., :-1], prefix, value=-1.0, out=grad[..., :-1])
-            grad[..., -1] = -xs[..., -1] * prefix[..., -1]
-        else:
-            grad = torch.zeros_like(xs)
-        if grad_r is not None:
-            # r = s * T_1, so dr/dxs = s * xs / T_1; the zero vector gets the zero subgradient.
-            coef = (grad_r.unsqueeze(-1) * inv_tails[..., :1]) * inv_s.reciprocal()
-            grad = torch.addcmul(grad, xs, coef)
-        return grad * inv_s
+        return cosines_backward(grad_r, grad_cos, cos, xs, inv_s, inv_tails)
 
 
 def hyperspherical_cosines(
