@@ -53,12 +53,13 @@ _collapse_cache: dict[str, dict[str, int]] = {}
 
 
 def collapse(run_dir: Path) -> dict[str, int]:
-    """Collapsed-dimension counts from the run's model on the 10k test images."""
+    """Collapsed-dimension counts and the tangent effective dimension of the directions
+    (projection to the sphere does not change them) from the run's model on the 10k test images."""
     key = str(run_dir)
     if key not in _collapse_cache:
         from spherevae.data import load_dataset
         from spherevae.evaluation import encode_dataset
-        from spherevae.metrics import collapse_stats
+        from spherevae.metrics import collapse_stats, tangent_effective_dim
         from spherevae.training import load_run
 
         cfg, model = load_run(run_dir)
@@ -66,7 +67,7 @@ def collapse(run_dir: Path) -> dict[str, int]:
         mu, _ = encode_dataset(model, test.images, batch_size=1000, device="cpu")
         stats = collapse_stats(mu)
         _collapse_cache[key] = {"cart": stats["collapsed_cartesian"], "cos": stats["collapsed_cos_phi"],
-                                "n": mu.shape[1]}
+                                "n": mu.shape[1], "tdim": tangent_effective_dim(mu)["effective_dim"]}
     return _collapse_cache[key]
 
 
@@ -79,8 +80,8 @@ def fig1(sweeps: Path, figures: Path) -> None:
     if not rows:
         return
     print("### Fig 1: standard vs compressed, n = 128, beta = 1.0 (mean ± std over seeds)\n")
-    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | k-NN (k=5) | replica angle |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | k-NN (k=5) | replica angle | tangent eff. dim |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for variant in ("standard", "compressed"):
         rs = [r for r in rows if r["variant"] == variant]
 
@@ -92,10 +93,13 @@ def fig1(sweeps: Path, figures: Path) -> None:
         gauss = [fid_gauss(r) for r in rs if fid_gauss(r) is not None]
         print(f"| {variant} | {len(rs)} | {col('rmse_percent')} | {col('mse_sum')} | {col(prior)} | "
               f"{col('fid_domain_vmf_recon')} | {mean_std(gauss)} | {col(prior_t)} | {col('fid_domain_vmf_test')} | "
-              f"{col('knn_accuracy_k5')} | {col('replica_angle_mean')} |")
+              f"{col('knn_accuracy_k5')} | {col('replica_angle_mean')} | "
+              f"{mean_std([collapse(run_dir(sweeps / 'fmnist-fig1', r))['tdim'] for r in rs])} |")
     print("\nPrior = N(0, I) for standard, uniform on the sphere of radius sqrt(n) for compressed; "
           "Gaussian fit = `gaussian` (standard) / `gaussian_sphere` (compressed). FID on domain features, "
-          "10k samples vs the reconstructed test set unless marked 'vs test'.\n")
+          "10k samples vs the reconstructed test set unless marked 'vs test'. Tangent eff. dim: participation "
+          "ratio of the spread of the test latents' directions around their mean direction "
+          "(`metrics.tangent_effective_dim`; a vMF fit spreads evenly over n - 1 = 127).\n")
     figures.mkdir(parents=True, exist_ok=True)
     for variant in ("standard", "compressed"):
         seed0 = next((r for r in rows if r["variant"] == variant and r.get("train.seed") == 0), None)

@@ -14,6 +14,7 @@ from spherevae.metrics import (
     precision_recall,
     reconstruction_metrics,
     replica_angles,
+    tangent_effective_dim,
 )
 
 
@@ -95,3 +96,53 @@ def test_replica_angles_against_loop():
     m = z.double().mean(0)
     ref = [float(np.arccos(np.dot(v, m) / (np.linalg.norm(v) * np.linalg.norm(m)))) for v in z.double().numpy()]
     assert np.allclose(replica_angles(z).numpy(), ref)
+
+
+def _tangent_pr_numpy(z):
+    """Second formula: participation ratio from the singular values of the centred
+    tangent projection (numpy SVD, float64), written independently of the library."""
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    m = u.mean(0)
+    m /= np.linalg.norm(m)
+    t = u - np.outer(u @ m, m)
+    s = np.linalg.svd(t - t.mean(0), compute_uv=False) ** 2
+    return s.sum() ** 2 / (s**2).sum(), s.max() / s.sum()
+
+
+def test_tangent_effective_dim_matches_svd_reference():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(500, 12)) * np.linspace(0.1, 2.0, 12) + 3.0
+    out = tangent_effective_dim(torch.from_numpy(z))
+    pr, top = _tangent_pr_numpy(z)
+    assert out["effective_dim"] == pytest.approx(pr, rel=1e-9)
+    assert out["top_fraction"] == pytest.approx(top, rel=1e-9)
+    assert out["max_dim"] == 11
+
+
+def test_tangent_effective_dim_extremes():
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    # Spread along a single tangent direction of the pole: effective dimension 1.
+    t = torch.randn(2000, 1, generator=gen, dtype=torch.float64) * 0.1
+    z = torch.zeros(2000, n, dtype=torch.float64)
+    z[:, 0], z[:, 1] = 1.0, t[:, 0]
+    assert tangent_effective_dim(z)["effective_dim"] == pytest.approx(1.0, abs=1e-6)
+    # Isotropic spread around the pole (what a vMF does): close to n - 1.
+    z = torch.randn(20000, n, generator=gen, dtype=torch.float64) * 0.05
+    z[:, 0] += 1.0
+    assert tangent_effective_dim(z)["effective_dim"] > 0.9 * (n - 1)
+    # All latents identical: no spread at all, no NaN.
+    same = torch.ones(10, n)
+    out = tangent_effective_dim(same)
+    assert out["effective_dim"] == 0.0 and out["top_fraction"] == 0.0
+
+
+def test_tangent_effective_dim_is_scale_invariant_and_rejects_bad_shapes():
+    z = torch.randn(300, 8, generator=torch.Generator().manual_seed(1)) + 2.0
+    a = tangent_effective_dim(z)["effective_dim"]
+    scale = torch.rand(300, 1, generator=torch.Generator().manual_seed(2)) * 10 + 0.1
+    assert tangent_effective_dim(z * scale)["effective_dim"] == pytest.approx(a, rel=1e-9)
+    with pytest.raises(ValueError, match="shape"):
+        tangent_effective_dim(torch.randn(10))
+    with pytest.raises(ValueError, match="shape"):
+        tangent_effective_dim(torch.randn(10, 1))

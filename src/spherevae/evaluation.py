@@ -137,6 +137,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         precision_recall,
         reconstruction_metrics,
         replica_angles,
+        tangent_effective_dim,
     )
     from spherevae.sampling import fit_sampler
     from spherevae.training import load_run
@@ -224,6 +225,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         angles = replica_angles(latents)
         metrics["replica_angle_mean"] = float(angles.mean())
         metrics["replica_angle_std"] = float(angles.std())
+        spread = tangent_effective_dim(latents)
+        metrics["tangent_effective_dim"] = spread["effective_dim"]
+        metrics["tangent_top_fraction"] = spread["top_fraction"]
 
     if opts.figures:
         with timer("figures"):

@@ -33,6 +33,7 @@ __all__ = [
     "precision_recall",
     "reconstruction_metrics",
     "replica_angles",
+    "tangent_effective_dim",
 ]
 
 
@@ -189,6 +190,40 @@ def replica_angles(z: torch.Tensor) -> torch.Tensor:
     mean = z.mean(0)
     cos = (z @ mean) / (z.norm(dim=1) * mean.norm()).clamp_min(1e-300)
     return torch.arccos(cos.clamp(-1.0, 1.0))
+
+
+def tangent_effective_dim(z: torch.Tensor) -> dict[str, float]:
+    """How many directions the latents' spread around their mean direction really uses.
+
+    ``z`` (N, n) is normalised to unit directions u, which are projected onto the tangent
+    space of the mean direction m (u - (u.m) m); returns the participation ratio
+    ``effective_dim = (sum lambda)^2 / sum lambda^2`` of that projection's covariance
+    eigenvalues lambda (1 when all spread lies along one direction, n - 1 when it is
+    isotropic), ``max_dim = n - 1``, and ``top_fraction`` = lambda_max / sum lambda.
+
+    Why it matters: a von Mises-Fisher distribution is isotropic around its mean
+    direction, so its samples have ``effective_dim`` close to n - 1 whatever the data's.
+    When the latents' is much smaller, vMF samples put their spread in directions the
+    decoder never saw, and a full-covariance fit (``gaussian_sphere``) is the better sampler.
+    The eigenvalues come from the (n, n) covariance: O(N n^2 + n^3), fine for n <= a few
+    thousand and run once per evaluation.
+    """
+    if z.ndim != 2 or z.shape[1] < 2 or z.shape[0] < 2:
+        raise ValueError(f"tangent_effective_dim: expected z of shape (N >= 2, n >= 2), got {tuple(z.shape)}")
+    u = z.double()
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    m = u.mean(0)
+    m = m / m.norm().clamp_min(1e-300)
+    tangent = u - (u @ m)[:, None] * m
+    lam = torch.linalg.eigvalsh(torch.cov(tangent.T)).clamp_min(0.0)
+    total = float(lam.sum())
+    if total == 0.0:
+        return {"effective_dim": 0.0, "max_dim": float(z.shape[1] - 1), "top_fraction": 0.0}
+    return {
+        "effective_dim": total**2 / float((lam**2).sum()),
+        "max_dim": float(z.shape[1] - 1),
+        "top_fraction": float(lam.max()) / total,
+    }
 
 
 # ------------------------------------------------------------------ feature backbones
