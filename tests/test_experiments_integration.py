@@ -78,7 +78,8 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
     assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["fid_backbone"] == "domain" and "fid_domain_vmf_recon" in metrics
-    for fig in ("samples", "sphere_projection", "tsne", "latent_histograms", "training_curves", "interpolation"):
+    assert 0 < metrics["tangent_effective_dim"] <= 7 + 1e-9  # n = 8: at most n - 1
+    for fig in ("samples", "samples_by_sampler", "sphere_projection", "tsne", "latent_histograms", "training_curves", "interpolation"):
         assert (run / "eval" / f"{fig}.png").is_file()
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
     assert "fid_domain_recon" in (tmp_path / "r.html").read_text()

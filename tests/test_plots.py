@@ -52,6 +52,8 @@ def test_figures_render_to_png(tmp_path):
     figs = {
         "rec": plots.reconstruction_figure(torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8), torch.rand(8, 1, 8, 8)),
         "sphere": plots.sphere_projection(mu, labels),
+        "samplers": plots.sampler_grid_figure({"vmf": torch.rand(8, 1, 8, 8), "prior": torch.rand(8, 1, 8, 8)},
+                                              {"vmf": 12.345}),
         "hist": plots.latent_histograms(mu, mu.abs(), mu, torch.rand(200, 11)),
         "curves": plots.training_curves([{"epoch": 0, "train_rmse_percent": 3.0, "beta": 1.0}, {"epoch": 1}]),
         "plane": plots.mse_fid_plane([
@@ -68,6 +70,10 @@ def test_figures_render_to_png(tmp_path):
     styles = sorted(line.get_linestyle() for line in ax.get_lines())
     assert styles == ["-", "--"]  # compressed solid, standard dashed
     assert ax.get_ylabel() == "fid_domain_recon"
+    titles = [a.get_title() for a in figs["samplers"].axes]
+    assert titles == ["vmf (FID 12.3)", "prior"]
+    with pytest.raises(ValueError, match="no samples"):
+        plots.sampler_grid_figure({})
 
 
 def test_project_rejects_too_few_dims():

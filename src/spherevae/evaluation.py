@@ -232,7 +232,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     if opts.figures:
         with timer("figures"):
             _figures(out, cfg, model, test_images, x_hat, samples, samplers[0], mu, logvar,
-                     latents, test_labels, angles, run_dir, opts, gen)
+                     latents, test_labels, angles, run_dir, opts, gen, metrics)
 
     metrics["timings_s"] = timer.timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
@@ -253,7 +253,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, latents, labels,
-             angles, run_dir, opts, gen) -> None:
+             angles, run_dir, opts, gen, metrics) -> None:
     from spherevae import plots
     from spherevae.coordinates import hyperspherical_cosines
 
@@ -262,6 +262,11 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
     x = test_images[:k].float() / 255.0
     plots.save_figure(
         plots.reconstruction_figure(x, x_hat[:k], samples[main][:k]), out / "samples.png"
+    )
+    fids = {name: metrics[f"fid_{metrics['fid_backbone']}_{name}_recon"] for name in samples}
+    plots.save_figure(
+        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids),
+        out / "samples_by_sampler.png",
     )
     plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")
     n_tsne = min(opts.tsne_points, latents.shape[0])
