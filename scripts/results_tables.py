@@ -105,7 +105,7 @@ def fig1(sweeps: Path, figures: Path) -> None:
         seed0 = next((r for r in rows if r["variant"] == variant and r.get("train.seed") == 0), None)
         if seed0 is None:
             continue
-        for name in ("samples", "sphere_projection", "tsne", "latent_histograms", "interpolation"):
+        for name in ("samples", "samples_by_sampler", "sphere_projection", "tsne", "latent_histograms", "interpolation"):
             src = run_dir(sweeps / "fmnist-fig1", seed0) / "eval" / f"{name}.png"
             if src.is_file():
                 shutil.copyfile(src, figures / f"fig1-{variant}-{name}.png")

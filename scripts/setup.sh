@@ -23,7 +23,8 @@ if ! $VPY -c "import torch" 2>/dev/null; then
     $VPY -m pip install -q "torch==${SPHEREVAE_TORCH_VERSION:-2.13.0}"
 fi
 extras="full"
-[[ $want_test == 1 ]] && extras="full,dev"
+# The tests also exercise the optional Ray backend and TensorBoard logging.
+[[ $want_test == 1 ]] && extras="full,dev,ray,tensorboard"
 $VPY -m pip install -q -e ".[${extras}]"
 
 apt_install() {

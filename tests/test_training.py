@@ -21,12 +21,6 @@ from spherevae.training import (
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 
 
-# models.VAE projects z with coordinates.project_to_sphere, which has not landed yet:
-# runs that go through a forward pass keep z in R^n until it does (the projection is
-# deterministic, so it changes nothing that these tests check).
-NO_SPHERE = "model.project_to_sphere=false"
-
-
 def cfg_for(tmp_path, *overrides):
     return load_config(TINY, [f"train.out_dir={tmp_path}", *overrides])
 
@@ -44,8 +38,7 @@ def test_resume_gives_bit_identical_weights(tmp_path, objective):
     common = [
         f"objective.name={objective}",
         "train.epochs=4",
-        "objective.dataset_weight=10.0",
-        NO_SPHERE,
+        "objective.dataset_weight=10.0"
     ]
     full = train(cfg_for(tmp_path, *common, "train.run_name=full"))
     part = cfg_for(tmp_path, *common, "train.run_name=part", "train.epochs=2")
@@ -76,7 +69,7 @@ def test_metrics_are_consistent_and_training_reduces_the_error(tmp_path):
 
 
 def test_load_run_gives_the_config_and_final_weights(tmp_path):
-    cfg = cfg_for(tmp_path, "train.epochs=1", NO_SPHERE)
+    cfg = cfg_for(tmp_path, "train.epochs=1")
     run = train(cfg)
     cfg2, model = load_run(run)
     assert cfg2 == cfg
@@ -114,7 +107,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_chec
 def test_authors_two_step_gradients_equal_the_two_separate_updates(tmp_path):
     """One forward + backward(inputs=...) per optimiser == encoder step on the scaled
     loss (decoder frozen) and decoder step on MSE(decoder(z.detach())) (encoder frozen)."""
-    cfg = cfg_for(tmp_path, "objective.name=authors", "objective.dataset_weight=10.0", NO_SPHERE)
+    cfg = cfg_for(tmp_path, "objective.name=authors", "objective.dataset_weight=10.0")
     model = build_model(cfg, (1, 8, 8)).double()
     obj = AuthorsObjective(cfg, model, "digits")
     obj.latent_loss.double()
@@ -146,7 +139,6 @@ def test_authors_beta_is_auto_balanced_after_epoch_0_then_held(tmp_path):
             "objective.beta=0.5",
             "objective.dataset_weight=10.0",
             "train.epochs=3",
-            NO_SPHERE,
         )
     )
     rows = metrics(run)
@@ -180,7 +172,7 @@ def test_same_seed_same_weights_and_global_rng_untouched(tmp_path):
 
 
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
-    cfg = cfg_for(tmp_path, "train.epochs=1", NO_SPHERE)
+    cfg = cfg_for(tmp_path, "train.epochs=1")
     train(cfg)
     with pytest.raises(ValueError, match="already holds a run; pass --resume"):
         train(cfg)
@@ -193,3 +185,16 @@ def test_bad_names_in_the_config_fail_before_training(tmp_path):
         build_model(cfg_for(tmp_path, "model.preset=huge"), (1, 8, 8))
     with pytest.raises(ValueError, match=r"model\.extra\.depth is not a ModelConfig field"):
         build_model(cfg_for(tmp_path, "model.extra.depth=3"), (1, 8, 8))
+
+
+def test_tensorboard_logs_the_epoch_metrics(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(cfg_for(tmp_path, "train.epochs=2", "train.tensorboard=true"))
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train_loss", "test_rmse_percent", "beta"} <= tags
+    logged = [e.value for e in acc.Scalars("test_rmse_percent")]
+    assert logged == pytest.approx([m["test_rmse_percent"] for m in metrics(run)], rel=1e-6)
