@@ -265,7 +265,8 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
     )
     fids = {name: metrics[f"fid_{metrics['fid_backbone']}_{name}_recon"] for name in samples}
     plots.save_figure(
-        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids),
+        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
+                                  fid_label=f"FID {metrics['fid_backbone']}"),
         out / "samples_by_sampler.png",
     )
     plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")

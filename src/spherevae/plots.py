@@ -80,15 +80,16 @@ def reconstruction_figure(x: Any, x_hat: Any, x_samples: Any, titles: Sequence[s
     return fig
 
 
-def sampler_grid_figure(samples: dict[str, Any], fids: dict[str, float] | None = None, nrow: int = 4):
+def sampler_grid_figure(samples: dict[str, Any], fids: dict[str, float] | None = None, nrow: int = 4,
+                        fid_label: str = "FID"):
     """Decoded samples of several samplers side by side, one panel each, titled with the
-    sampler's name and, when given, its FID (the caller's label says which backbone)."""
+    sampler's name and, when given, its FID; ``fid_label`` should name the backbone."""
     if not samples:
         raise ValueError("sampler_grid_figure: no samples given")
     fig = _figure(4 * len(samples), 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(samples)))
     for ax, (name, imgs) in zip(axes, samples.items(), strict=True):
-        title = name if not fids or name not in fids else f"{name} (FID {fids[name]:.1f})"
+        title = name if not fids or name not in fids else f"{name} ({fid_label} {fids[name]:.1f})"
         _show(ax, image_grid(imgs, nrow), title)
     return fig
 
