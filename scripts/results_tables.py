@@ -64,9 +64,10 @@ def collapse(run_dir: Path) -> dict[str, int]:
 
         cfg, model = load_run(run_dir)
         test = load_dataset(cfg.data.name, "test", root=cfg.data.root, download=False)
-        mu, _ = encode_dataset(model, test.images, batch_size=1000, device="cpu")
-        stats = collapse_stats(mu)
+        mu, logvar = encode_dataset(model, test.images, batch_size=1000, device="cpu")
+        stats = collapse_stats(mu, logvar=logvar)
         _collapse_cache[key] = {"cart": stats["collapsed_cartesian"], "cos": stats["collapsed_cos_phi"],
+                                "kl01": stats["collapsed_kl"], "kl1": int((stats["kl_per_dim"] < 0.1).sum()),
                                 "n": mu.shape[1], "tdim": tangent_effective_dim(mu)["effective_dim"]}
     return _collapse_cache[key]
 
@@ -154,11 +155,12 @@ def beta_regimes(sweeps: Path) -> None:
     if not rows:
         return
     print("### Beta regimes (A.6), n = 128: collapsed dimensions (of 128 / 127 angles), MSE and FID\n")
-    print("| variant | beta | seed | collapsed (Cartesian) | collapsed (cos phi) | MSE/image | RMSE % | FID headline | FID Gaussian fit |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| variant | beta | seed | collapsed (Cartesian) | collapsed (cos phi) | KL < 0.01 nats | KL < 0.1 nats | MSE/image | RMSE % | FID headline | FID Gaussian fit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for sweep_dir, r in sorted(rows, key=lambda t: (t[1]["variant"], -t[1]["objective.beta"], t[1].get("train.seed", 0))):
         c = collapse(run_dir(sweep_dir, r))
-        print(f"| {r['variant']} | {r['objective.beta']} | {r.get('train.seed', 0)} | {c['cart']} | {c['cos']} | "
+        kl = (c["kl01"], c["kl1"]) if r["variant"] == "standard" else ("n/a", "n/a")
+        print(f"| {r['variant']} | {r['objective.beta']} | {r.get('train.seed', 0)} | {c['cart']} | {c['cos']} | {kl[0]} | {kl[1]} | "
               f"{fmt(r['mse_sum'])} | {fmt(r['rmse_percent'])} | {fmt(r['fid_domain_recon'])} | {fmt(fid_gauss(r))} |")
     print()
 
@@ -167,7 +169,7 @@ def collapse_all_n(sweeps: Path) -> None:
     rows = load_rows(sweeps / "fmnist-fig2")
     if not rows:
         return
-    print("### Collapsed dimensions across the Fig 2 grid (Cartesian / cos phi)\n")
+    print("### Collapsed dimensions across the Fig 2 grid (Cartesian / cos phi / KL < 0.01 nats, standard only)\n")
     betas = sorted({r["objective.beta"] for r in rows}, reverse=True)
     print("| variant | n | " + " | ".join(f"beta = {b}" for b in betas) + " |")
     print("|---|---|" + "---|" * len(betas))
@@ -181,7 +183,8 @@ def collapse_all_n(sweeps: Path) -> None:
                     cells.append("-")
                     continue
                 c = collapse(run_dir(sweeps / "fmnist-fig2", r))
-                cells.append(f"{c['cart']} / {c['cos']}")
+                kl = f" / {c['kl01']}" if variant == "standard" else ""
+                cells.append(f"{c['cart']} / {c['cos']}{kl}")
             print(f"| {variant} | {n} | " + " | ".join(cells) + " |")
     print()
 

@@ -90,6 +90,27 @@ def test_collapse_counts_flat_dimensions_in_both_coordinates():
     assert collapse_stats(wide)["collapsed_cartesian"] == 7
 
 
+def test_collapse_kl_matches_a_plain_loop_and_counts_prior_like_dimensions():
+    g = torch.Generator().manual_seed(1)
+    mu = torch.randn(300, 5, generator=g)
+    logvar = torch.randn(300, 5, generator=g) * 0.5
+    mu[:, 1], logvar[:, 1] = 0.0, 0.0  # posterior == prior: KL exactly 0
+    mu[:, 3], logvar[:, 3] = 0.05 * mu[:, 3], 0.0  # almost prior: KL ~ 0.5 * 0.05^2
+    stats = collapse_stats(mu, logvar=logvar)
+    ref = []
+    for d in range(5):
+        total = 0.0
+        for i in range(300):
+            m, lv = float(mu[i, d]), float(logvar[i, d])
+            total += 0.5 * (m * m + np.exp(lv) - 1.0 - lv)
+        ref.append(total / 300)
+    assert np.allclose(stats["kl_per_dim"].numpy(), ref, rtol=1e-10)
+    assert stats["collapsed_kl"] == 2 and stats["kl_threshold_nats"] == 0.01
+    assert "collapsed_kl" not in collapse_stats(mu)
+    with pytest.raises(ValueError, match="logvar shape"):
+        collapse_stats(mu, logvar=logvar[:, :4])
+
+
 def test_replica_angles_against_loop():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(50, 5, generator=g) + 2.0

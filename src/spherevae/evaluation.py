@@ -220,7 +220,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
             metrics[f"knn_accuracy_k{opts.knn_k}"] = knn_accuracy(
                 _test_latents(model, mu_train), train.labels[perm], latents, test_labels, k=opts.knn_k
             )
-        collapse = collapse_stats(mu)
+        collapse = collapse_stats(mu, logvar=logvar)
         metrics.update({f"collapse_{k}": v for k, v in collapse.items() if not hasattr(v, "shape")})
         angles = replica_angles(latents)
         metrics["replica_angle_mean"] = float(angles.mean())

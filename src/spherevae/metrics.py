@@ -162,26 +162,50 @@ def knn_accuracy(
     return correct / te.shape[0]
 
 
-def collapse_stats(mu: torch.Tensor, *, threshold: float = 0.05) -> dict[str, Any]:
-    """Posterior collapse (A.6-A.7): per-dimension std of ``mu`` over the data set and
-    the number of dimensions under ``threshold``, in Cartesian coordinates and in the
-    cosines of the hyperspherical angles. The threshold is relative: a dimension counts
-    as collapsed when its std is below ``threshold`` times the *mean* std of all
-    dimensions (scale-free, so it works for both the standard and the projected model).
-    The mean, not the median: with more than half of the dimensions collapsed (the paper's
-    beta = 1 regime, A.6) the median is itself a collapsed dimension and would hide them."""
+def collapse_stats(
+    mu: torch.Tensor,
+    *,
+    threshold: float = 0.05,
+    logvar: torch.Tensor | None = None,
+    kl_threshold: float = 0.01,
+) -> dict[str, Any]:
+    """Posterior collapse (A.6-A.7), three ways.
+
+    ``mu`` (N, n): encoder means over a data set. Per-dimension std of ``mu`` and the
+    number of dimensions under ``threshold`` times the *mean* std, in Cartesian
+    coordinates and in the cosines of the hyperspherical angles (the paper's histogram
+    criterion, made scale-free so it works for the standard and the projected model; the
+    mean, not the median, because with more than half collapsed the median is collapsed).
+
+    With ``logvar`` (N, n): also the data-averaged KL of each dimension's posterior to
+    N(0, 1), ``kl_per_dim`` (nats), and ``collapsed_kl``, the count under ``kl_threshold``
+    (Lucas et al. 2019's delta-collapse, delta = 0.01 nats): the definition the paper quotes
+    ("the variational posterior collapses to the prior"). It only means something for a
+    model whose prior is N(0, I), i.e. the standard VAE. Short runs can show many
+    KL-collapsed dimensions (sigma ~ 1, no information) whose mean still varies a little
+    over the data, which the histogram criterion does not count.
+    """
     from spherevae.coordinates import hyperspherical_cosines
 
     std_cart = mu.double().std(0)
     _, cos = hyperspherical_cosines(mu.double())
     std_cos = cos.std(0)
-    return {
+    out: dict[str, Any] = {
         "std_cartesian": std_cart,
         "std_cos_phi": std_cos,
         "collapsed_cartesian": int((std_cart < threshold * std_cart.mean()).sum()),
         "collapsed_cos_phi": int((std_cos < threshold * std_cos.mean()).sum()),
         "threshold_relative": threshold,
     }
+    if logvar is not None:
+        if logvar.shape != mu.shape:
+            raise ValueError(f"collapse_stats: logvar shape {tuple(logvar.shape)} != mu shape {tuple(mu.shape)}")
+        m, lv = mu.double(), logvar.double()
+        kl = 0.5 * (m.square() + lv.exp() - 1.0 - lv).mean(0)
+        out["kl_per_dim"] = kl
+        out["collapsed_kl"] = int((kl < kl_threshold).sum())
+        out["kl_threshold_nats"] = kl_threshold
+    return out
 
 
 def replica_angles(z: torch.Tensor) -> torch.Tensor:
