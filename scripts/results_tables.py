@@ -138,13 +138,19 @@ def fig2(sweeps: Path, figures: Path) -> None:
                for v in ("standard", "compressed")}
         free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
         free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
+        labelled = [(r["rmse_percent"], getter(r), f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}")
+                    for r in rows if getter(r) is not None]
+        front = sorted((p for p in labelled if not dominated(p[:2], [q[:2] for q in labelled])), key=lambda p: p[0])
+        print(f"- {label}: joint Pareto front (s = standard, c = compressed), by RMSE: "
+              + ", ".join(f"{p[2]} ({p[0]:.2f}%, {p[1]:.1f})" for p in front))
         print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
               f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
               "points are not dominated by any compressed point.")
+        tag = "headline" if "headline" in label else "gaussian"
         plane = [{"n": r["model.latent_dim"], "beta": r["objective.beta"], "objective": r["variant"],
                   "mse": r["rmse_percent"], "fid": getter(r)} for r in rows if getter(r) is not None]
-        tag = "headline" if "headline" in label else "gaussian"
-        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {label}", mse_label="RMSE (% of range)"),
+        short = "prior / vMF" if tag == "headline" else "Gaussian fits"
+        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {short}", mse_label="RMSE (% of range)"),
                     figures / f"fig2-mse-fid-{tag}.png")
     print()
 
