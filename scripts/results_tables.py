@@ -81,8 +81,8 @@ def fig1(sweeps: Path, figures: Path) -> None:
     if not rows:
         return
     print("### Fig 1: standard vs compressed, n = 128, beta = 1.0 (mean ± std over seeds)\n")
-    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | k-NN (k=5) | replica angle | tangent eff. dim |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | precision / recall (headline sampler, vs test) | k-NN (k=5) | replica angle | tangent eff. dim |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for variant in ("standard", "compressed"):
         rs = [r for r in rows if r["variant"] == variant]
 
@@ -92,8 +92,10 @@ def fig1(sweeps: Path, figures: Path) -> None:
         prior = "fid_domain_prior_recon" if variant == "standard" else "fid_domain_prior_sphere_recon"
         prior_t = prior.replace("_recon", "_test")
         gauss = [fid_gauss(r) for r in rs if fid_gauss(r) is not None]
+        head = "prior" if variant == "standard" else "vmf"
+        pr = f"{col('precision_domain_' + head)} / {col('recall_domain_' + head)}"
         print(f"| {variant} | {len(rs)} | {col('rmse_percent')} | {col('mse_sum')} | {col(prior)} | "
-              f"{col('fid_domain_vmf_recon')} | {mean_std(gauss)} | {col(prior_t)} | {col('fid_domain_vmf_test')} | "
+              f"{col('fid_domain_vmf_recon')} | {mean_std(gauss)} | {col(prior_t)} | {col('fid_domain_vmf_test')} | {pr} | "
               f"{col('knn_accuracy_k5')} | {col('replica_angle_mean')} | "
               f"{mean_std([collapse(run_dir(sweeps / 'fmnist-fig1', r))['tdim'] for r in rs])} |")
     print("\nPrior = N(0, I) for standard, uniform on the sphere of radius sqrt(n) for compressed; "
