@@ -112,6 +112,8 @@ def test_wrong_network_is_refused(tmp_path: Path, weights_file) -> None:
         load_inception_weights(listed)
 
 
+# torch warns that the file uses pickle protocol 4: expected, the file is hostile on purpose.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_weights_file_with_code_is_not_executed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 

@@ -114,7 +114,7 @@ def test_collapse_kl_matches_a_plain_loop_and_counts_prior_like_dimensions():
 def test_replica_angles_against_loop():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(50, 5, generator=g) + 2.0
-    m = z.double().mean(0)
+    m = z.double().mean(0).numpy()
     ref = [float(np.arccos(np.dot(v, m) / (np.linalg.norm(v) * np.linalg.norm(m)))) for v in z.double().numpy()]
     assert np.allclose(replica_angles(z).numpy(), ref)
 

@@ -200,7 +200,8 @@ def training_curves(rows: Sequence[dict[str, Any]]):
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no logged key stays empty
+            ax.legend(fontsize=8)
     return fig
 
 
