@@ -228,6 +228,11 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         spread = tangent_effective_dim(latents)
         metrics["tangent_effective_dim"] = spread["effective_dim"]
         metrics["tangent_top_fraction"] = spread["top_fraction"]
+        if "vmf" in samples and spread["effective_dim"] < 0.1 * spread["max_dim"]:
+            # A vMF is isotropic around its mean direction; say so where it cannot fit.
+            log(f"note: the test latents spread along ~{spread['effective_dim']:.1f} of "
+                f"{spread['max_dim']:.0f} directions around their mean, but a vMF spreads "
+                "evenly over all of them; compare fid_*_gaussian_sphere_* (docs/evaluation.md)")
 
     if opts.figures:
         with timer("figures"):
