@@ -118,41 +118,75 @@ def dominated(point: tuple[float, float], others: list[tuple[float, float]]) -> 
     return any(o[0] <= point[0] and o[1] <= point[1] and o != point for o in others)
 
 
+def fig2_rows(sweeps: Path) -> list[dict[str, Any]]:
+    """Every Fig 2 grid point of every seed: fmnist-fig2 (seed 0), fmnist-fig2-seed1, and
+    the n = 128 seed-1 points that fmnist-beta-regimes already holds (same base config)."""
+    rows = [{**r, "train.seed": r.get("train.seed", 0)} for r in load_rows(sweeps / "fmnist-fig2")]
+    rows += load_rows(sweeps / "fmnist-fig2-seed1")
+    rows += [r for r in load_rows(sweeps / "fmnist-beta-regimes") if r["model.latent_dim"] == 128]
+    return rows
+
+
+def pareto_summary(label: str, points: list[tuple[float, float, str, str]]) -> None:
+    """Print the joint Pareto front and the domination counts of (rmse, fid, variant, name) points."""
+    pts = {v: [p[:2] for p in points if p[2] == v] for v in ("standard", "compressed")}
+    free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
+    free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
+    front = sorted((p for p in points if not dominated(p[:2], [q[:2] for q in points])), key=lambda p: p[0])
+    print(f"- {label}: joint Pareto front (s = standard, c = compressed), by RMSE: "
+          + ", ".join(f"{p[3]} ({p[0]:.2f}%, {p[1]:.1f})" for p in front)
+          + f" ({sum(p[2] == 'compressed' for p in front)} of {len(front)} compressed)")
+    print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
+          f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
+          "points are not dominated by any compressed point.")
+
+
 def fig2(sweeps: Path, figures: Path) -> None:
-    rows = load_rows(sweeps / "fmnist-fig2")
+    rows = fig2_rows(sweeps)
     if not rows:
         return
     from spherevae.plots import mse_fid_plane, save_figure
 
-    print("### Fig 2: the MSE-FID plane (seed 0, 6 epochs of 15k images)\n")
-    print("| n | beta | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % | compressed FID vMF | compressed FID Gaussian fit on sphere |")
-    print("|---|---|---|---|---|---|---|---|")
-    by = {(r["variant"], r["model.latent_dim"], r["objective.beta"]): r for r in rows}
+    seeds = sorted({r["train.seed"] for r in rows})
+    print(f"### Fig 2: the MSE-FID plane (seeds {', '.join(map(str, seeds))}: mean ± std; 6 epochs of 15k images)\n")
+    print("| n | beta | seeds | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % | compressed FID vMF | compressed FID Gaussian fit on sphere |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["model.latent_dim"], r["objective.beta"]), []).append(r)
+
+    def values(key: tuple[str, int, float], get) -> list[float]:
+        return [v for v in (get(r) for r in groups.get(key, [])) if v is not None]
+
+    headline = lambda r: r.get("fid_domain_recon")  # noqa: E731
+    rmse = lambda r: r.get("rmse_percent")  # noqa: E731
     for n in sorted({r["model.latent_dim"] for r in rows}):
         for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
-            s, c = by.get(("standard", n, beta), {}), by.get(("compressed", n, beta), {})
-            print(f"| {n} | {beta} | {fmt(s.get('rmse_percent'))} | {fmt(s.get('fid_domain_recon'))} | {fmt(fid_gauss(s))} | "
-                  f"{fmt(c.get('rmse_percent'))} | {fmt(c.get('fid_domain_recon'))} | {fmt(fid_gauss(c))} |")
+            s, c = ("standard", n, beta), ("compressed", n, beta)
+            k = min(len(groups.get(s, [])), len(groups.get(c, [])))
+            print(f"| {n} | {beta} | {k} | {mean_std(values(s, rmse))} | {mean_std(values(s, headline))} | "
+                  f"{mean_std(values(s, fid_gauss))} | {mean_std(values(c, rmse))} | {mean_std(values(c, headline))} | "
+                  f"{mean_std(values(c, fid_gauss))} |")
     print()
-    for label, getter in (("headline sampler (standard: prior, compressed: vMF)", lambda r: r.get("fid_domain_recon")),
-                          ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss)):
-        pts = {v: [(r["rmse_percent"], getter(r)) for r in rows if r["variant"] == v and getter(r) is not None]
-               for v in ("standard", "compressed")}
-        free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
-        free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
-        labelled = [(r["rmse_percent"], getter(r), f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}")
-                    for r in rows if getter(r) is not None]
-        front = sorted((p for p in labelled if not dominated(p[:2], [q[:2] for q in labelled])), key=lambda p: p[0])
-        print(f"- {label}: joint Pareto front (s = standard, c = compressed), by RMSE: "
-              + ", ".join(f"{p[2]} ({p[0]:.2f}%, {p[1]:.1f})" for p in front))
-        print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
-              f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
-              "points are not dominated by any compressed point.")
-        tag = "headline" if "headline" in label else "gaussian"
-        plane = [{"n": r["model.latent_dim"], "beta": r["objective.beta"], "objective": r["variant"],
-                  "mse": r["rmse_percent"], "fid": getter(r)} for r in rows if getter(r) is not None]
-        short = "prior / vMF" if tag == "headline" else "Gaussian fits"
-        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {short}", mse_label="RMSE (% of range)"),
+    for label, getter, tag, short in (
+        ("headline sampler (standard: prior, compressed: vMF)", headline, "headline", "prior / vMF"),
+        ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss, "gaussian", "Gaussian fits"),
+    ):
+        plane = []
+        for variant, n, beta in sorted(groups):
+            fids = values((variant, n, beta), getter)
+            if fids:
+                plane.append({"n": n, "beta": beta, "objective": variant,
+                              "mse": statistics.mean(values((variant, n, beta), rmse)), "fid": statistics.mean(fids)})
+        pareto_summary(f"{label}, seed means",
+                       [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}") for p in plane])
+        for seed in seeds:
+            pareto_summary(f"{label}, seed {seed} alone",
+                           [(r["rmse_percent"], getter(r), r["variant"],
+                             f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}")
+                            for r in rows if r["train.seed"] == seed and getter(r) is not None])
+        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {short}, seed mean",
+                                  mse_label="RMSE (% of range), seed mean"),
                     figures / f"fig2-mse-fid-{tag}.png")
     print()
 
