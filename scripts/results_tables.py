@@ -2,7 +2,7 @@
 
 Run the sweeps first (each is resumable), then this script:
 
-    for s in fig1 fig2 beta-regimes quench authors; do
+    for s in fig1 fig1-long fig2 fig2-seed1 beta-regimes quench authors; do
         .venv/bin/spherevae sweep --config configs/sweeps/fmnist-$s.yaml
     done
     .venv/bin/python scripts/results_tables.py --sweeps sweeps --figures docs/figures/results > /tmp/tables.md
@@ -112,6 +112,30 @@ def fig1(sweeps: Path, figures: Path) -> None:
             src = run_dir(sweeps / "fmnist-fig1", seed0) / "eval" / f"{name}.png"
             if src.is_file():
                 shutil.copyfile(src, figures / f"fig1-{variant}-{name}.png")
+
+
+def fig1_long(sweeps: Path, figures: Path) -> None:
+    rows = load_rows(sweeps / "fmnist-fig1-long")
+    if not rows:
+        return
+    print("### Fig 1, longer: 60k images, 18 epochs, n = 128, beta = 1.0, seed 0\n")
+    print("| variant | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID headline, vs test | k-NN (k=5) | "
+          "replica angle | tangent eff. dim | collapsed: Cartesian / cos phi / KL < 0.01 nats / KL < 0.1 nats |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: r["variant"] != "standard"):
+        c = collapse(run_dir(sweeps / "fmnist-fig1-long", r))
+        prior = "fid_domain_prior_recon" if r["variant"] == "standard" else "fid_domain_prior_sphere_recon"
+        kl = f"{c['kl01']} / {c['kl1']}" if r["variant"] == "standard" else "n/a / n/a"
+        print(f"| {r['variant']} | {fmt(r['rmse_percent'])} | {fmt(r['mse_sum'])} | {fmt(r.get(prior))} | "
+              f"{fmt(r.get('fid_domain_vmf_recon'))} | {fmt(fid_gauss(r))} | {fmt(r.get('fid_domain_test'))} | "
+              f"{fmt(r.get('knn_accuracy_k5'))} | {fmt(r.get('replica_angle_mean'))} | {c['tdim']:.2f} | "
+              f"{c['cart']} / {c['cos']} / {kl} |")
+    print()
+    for variant in ("standard", "compressed"):
+        for name in ("samples_by_sampler", "sphere_projection", "latent_histograms"):
+            src = run_dir(sweeps / "fmnist-fig1-long", {"name": f"{variant}-latent_dim=128-beta=1.0-seed=0"}) / "eval" / f"{name}.png"
+            if src.is_file():
+                shutil.copyfile(src, figures / f"fig1-long-{variant}-{name}.png")
 
 
 def dominated(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
@@ -292,6 +316,7 @@ def main() -> None:
     sweeps, figures = Path(args.sweeps), Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     fig1(sweeps, figures)
+    fig1_long(sweeps, figures)
     fig2(sweeps, figures)
     beta_regimes(sweeps)
     collapse_all_n(sweeps)
