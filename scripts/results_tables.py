@@ -68,12 +68,20 @@ def collapse(run_dir: Path) -> dict[str, int]:
         stats = collapse_stats(mu, logvar=logvar)
         _collapse_cache[key] = {"cart": stats["collapsed_cartesian"], "cos": stats["collapsed_cos_phi"],
                                 "kl01": stats["collapsed_kl"], "kl1": int((stats["kl_per_dim"] < 0.1).sum()),
-                                "n": mu.shape[1], "tdim": tangent_effective_dim(mu)["effective_dim"]}
+                                "tdim": tangent_effective_dim(mu)["effective_dim"]}
     return _collapse_cache[key]
 
 
 def run_dir(sweep_dir: Path, row: dict[str, Any]) -> Path:
     return sweep_dir / "runs" / row["name"]
+
+
+def copy_eval_figures(sweep_dir: Path, row: dict[str, Any], names: tuple[str, ...], dest: Path, prefix: str) -> None:
+    """Copy the run's ``eval/<name>.png`` figures to ``dest/<prefix>-<name>.png`` (those that exist)."""
+    for name in names:
+        src = run_dir(sweep_dir, row) / "eval" / f"{name}.png"
+        if src.is_file():
+            shutil.copyfile(src, dest / f"{prefix}-{name}.png")
 
 
 def fig1(sweeps: Path, figures: Path) -> None:
@@ -108,10 +116,8 @@ def fig1(sweeps: Path, figures: Path) -> None:
         seed0 = next((r for r in rows if r["variant"] == variant and r.get("train.seed") == 0), None)
         if seed0 is None:
             continue
-        for name in ("samples", "samples_by_sampler", "sphere_projection", "tsne", "latent_histograms", "interpolation"):
-            src = run_dir(sweeps / "fmnist-fig1", seed0) / "eval" / f"{name}.png"
-            if src.is_file():
-                shutil.copyfile(src, figures / f"fig1-{variant}-{name}.png")
+        copy_eval_figures(sweeps / "fmnist-fig1", seed0, ("samples", "samples_by_sampler", "sphere_projection", "tsne",
+                                                          "latent_histograms", "interpolation"), figures, f"fig1-{variant}")
 
 
 def fig1_long(sweeps: Path, figures: Path) -> None:
@@ -130,12 +136,9 @@ def fig1_long(sweeps: Path, figures: Path) -> None:
               f"{fmt(r.get('fid_domain_vmf_recon'))} | {fmt(fid_gauss(r))} | {fmt(r.get('fid_domain_test'))} | "
               f"{fmt(r.get('knn_accuracy_k5'))} | {fmt(r.get('replica_angle_mean'))} | {c['tdim']:.2f} | "
               f"{c['cart']} / {c['cos']} / {kl} |")
+        copy_eval_figures(sweeps / "fmnist-fig1-long", r, ("samples_by_sampler", "sphere_projection", "latent_histograms"),
+                          figures, f"fig1-long-{r['variant']}")
     print()
-    for variant in ("standard", "compressed"):
-        for name in ("samples_by_sampler", "sphere_projection", "latent_histograms"):
-            src = run_dir(sweeps / "fmnist-fig1-long", {"name": f"{variant}-latent_dim=128-beta=1.0-seed=0"}) / "eval" / f"{name}.png"
-            if src.is_file():
-                shutil.copyfile(src, figures / f"fig1-long-{variant}-{name}.png")
 
 
 def dominated(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
