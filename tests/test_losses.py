@@ -25,6 +25,7 @@ from spherevae.losses import (
     chi_std,
     latent_batch_stats,
     merge_latent_stats,
+    ones_cosines,
     vae_loss,
 )
 
@@ -85,9 +86,24 @@ def ref_prior_loss(mu: torch.Tensor, sigma: torch.Tensor, loss: HypersphericalPr
     return total
 
 
-def ref_authors(mu: torch.Tensor, sigma: torch.Tensor, w_sigma: float, full: bool) -> float:
-    """The released-code penalty from authors-code-facts.md, in plain Python."""
+def ref_authors(
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    w_sigma: float,
+    full: bool,
+    *,
+    c: float = 0.6,
+    eps: float = 0.0,
+    ones: list[float] | None = None,
+) -> float:
+    """The released-code penalty from authors-code-facts.md, in plain Python.
+
+    ``ones`` defaults to the plain-loop cosines of the all-ones vector; ``eps`` is their
+    ``+0.001`` under every tail norm; ``c`` the sigma-radius factor.
+    """
     d = mu.shape[1]
+    if ones is None:
+        ones = ref_cosines([1.0] * d)[1]
 
     def s(xs: list[float]) -> float:
         return math.sqrt(ref_var(xs, unbiased=True) + 1e-4)
@@ -96,19 +112,26 @@ def ref_authors(mu: torch.Tensor, sigma: torch.Tensor, w_sigma: float, full: boo
         u = (x + 1 - b) ** 2
         return u - math.log(u) - 1
 
-    r_mu, c_mu = ref_coords(mu)
-    r_sg, c_sg = ref_coords(sigma)
+    def coords(t: torch.Tensor) -> tuple[list[float], list[list[float]]]:
+        rows = [[float(x) for x in row] for row in t.double()]
+        radii = [math.sqrt(sum(x * x for x in v)) for v in rows]
+        cols = [
+            [v[k] / math.sqrt(sum(x * x for x in v[k:]) + eps) for v in rows] for k in range(d - 1)
+        ]
+        return radii, cols
+
+    r_mu, c_mu = coords(mu) if eps else ref_coords(mu)
+    r_sg, c_sg = coords(sigma) if eps else ref_coords(sigma)
     mu_ang = sig_ang = 0.0
     for i in range(d - 1):
         k = i + 1
         g = 50 * math.sqrt(d) / math.sqrt(k)
-        ones = 1 / math.sqrt(k + 1)
-        a = 1.0 if full else ones
-        mu_ang += g * pen(s(c_mu[i]), ones) + 0.05 * g * (ref_mean(c_mu[i]) - a) ** 2
-        sig_ang += g * pen(s(c_sg[i]), 0.0) + 0.05 * g * (ref_mean(c_sg[i]) - ones) ** 2
+        a = 1.0 if full else ones[i]
+        mu_ang += g * pen(s(c_mu[i]), ones[i]) + 0.05 * g * (ref_mean(c_mu[i]) - a) ** 2
+        sig_ang += g * pen(s(c_sg[i]), 0.0) + 0.05 * g * (ref_mean(c_sg[i]) - ones[i]) ** 2
     mu_rad = 50 * pen(s(r_mu), 0.0) + 50 * (ref_mean(r_mu) - math.sqrt(d - 0.5)) ** 2
     q = s(r_sg) ** 2 / 0.5
-    sig_rad = 50 * (q - math.log(q) - 1) + 50 * (ref_mean(r_sg) - 0.6 * math.sqrt(d - 0.5)) ** 2
+    sig_rad = 50 * (q - math.log(q) - 1) + 50 * (ref_mean(r_sg) - c * math.sqrt(d - 0.5)) ** 2
     return 1000 * mu_ang + 300 * mu_rad + w_sigma * sig_ang + 500 * sig_rad
 
 
@@ -232,15 +255,36 @@ def test_batch_stat_kld_per_dim_prior_and_validation():
 # ---------------------------------------------------------------- the all-ones finding
 
 
-@pytest.mark.parametrize("n", [2, 3, 10, 200])
-def test_all_ones_cosines_are_one_over_sqrt_n_minus_k_plus_1(n):
-    """Eq 10 gives cos phi_k(1,...,1) = 1/sqrt(n-k+1), not the 1/sqrt(k+1) of section 4.2."""
+@pytest.mark.parametrize("n", [2, 3, 10, 200, 1000])
+def test_all_ones_profile_is_derived_from_our_own_transform(n):
+    """The "(1, ..., 1)" profile is the cosines of torch.ones(n) by eq 10: o_k = 1/sqrt(n-k+1)
+    (o_1 = 1/sqrt(n), o_{n-1} = 1/sqrt(2)), not the 1/sqrt(k+1) printed in section 4.2."""
     _, cos = hyperspherical_cosines(torch.ones(1, n, dtype=torch.float64))
+    torch.testing.assert_close(ANGLE_TARGETS["all_ones"](n), cos[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(ones_cosines(n), cos[0], rtol=1e-12, atol=0)
+    # a second, independent formula and the plain loop agree
     k = torch.arange(1, n, dtype=torch.float64)
     torch.testing.assert_close(cos[0], 1 / torch.sqrt(n - k + 1), rtol=1e-12, atol=0)
-    torch.testing.assert_close(ANGLE_TARGETS["all_ones"](n), cos[0], rtol=1e-12, atol=0)
-    if n >= 3:  # the two profiles agree only at k = (n)/2, never everywhere
-        assert not torch.allclose(cos[0], ANGLE_TARGETS["paper_ones"](n))
+    if n <= 200:
+        want = torch.tensor(ref_cosines([1.0] * n)[1], dtype=torch.float64)
+        torch.testing.assert_close(ones_cosines(n), want, rtol=1e-12, atol=0)
+    assert float(ones_cosines(n)[0]) == pytest.approx(1 / math.sqrt(n))
+    assert float(ones_cosines(n)[-1]) == pytest.approx(1 / math.sqrt(2))
+    # the printed profile is the same vector indexed from the other end, kept by name only
+    torch.testing.assert_close(ANGLE_TARGETS["paper_printed"](n), cos[0].flip(0), rtol=1e-12, atol=0)
+    if n >= 3:
+        assert not torch.allclose(cos[0], ANGLE_TARGETS["paper_printed"](n))
+
+
+def test_no_preset_uses_the_printed_profile():
+    """Every preset (and the authors' loss by default) means o_k where the paper says "the
+    direction of (1, ..., 1)": the reversed profile only exists by its own name."""
+    for preset in PRESETS.values():
+        assert "paper_printed" not in preset.values()
+    for n in (3, 9):
+        loss = AuthorsLatentLoss(n, compression="half").double()
+        torch.testing.assert_close(loss.ones_target, ones_cosines(n), rtol=1e-7, atol=0)
+        torch.testing.assert_close(loss.mu_angle_mean_target, ones_cosines(n), rtol=1e-7, atol=0)
 
 
 # ---------------------------------------------------------------- presets
@@ -249,12 +293,13 @@ def test_all_ones_cosines_are_one_over_sqrt_n_minus_k_plus_1(n):
 def test_presets_targets_are_exactly_as_specified():
     n = 6
     k = torch.arange(1, n, dtype=torch.float64)
-    ones_paper = 1 / torch.sqrt(k + 1)
+    ones_paper = 1 / torch.sqrt(k + 1)  # the default gains 1/sqrt(k+1) (section 4.2)
+    ones = torch.tensor(ref_cosines([1.0] * n)[1], dtype=torch.float64)  # o_k, plain loop
     uniform_std = 1 / torch.sqrt(n - k + 1)
     expected_mu = {
-        "full": (torch.ones(n - 1, dtype=torch.float64), ones_paper),
-        "moderate": (ones_paper, ones_paper),
-        "equator": (torch.zeros(n - 1, dtype=torch.float64), ones_paper),
+        "full": (torch.ones(n - 1, dtype=torch.float64), ones),
+        "moderate": (ones, ones),
+        "equator": (torch.zeros(n - 1, dtype=torch.float64), ones),
         "uniform": (torch.zeros(n - 1, dtype=torch.float64), uniform_std),
         "gaussian": (torch.zeros(n - 1, dtype=torch.float64), uniform_std),
     }
@@ -264,7 +309,7 @@ def test_presets_targets_are_exactly_as_specified():
         torch.testing.assert_close(loss.mu_angle_mean_target, a, rtol=1e-7, atol=0)
         torch.testing.assert_close(loss.mu_angle_std_target, b, rtol=1e-7, atol=0)
         # shared sigma targets (the authors' code) and default gains scale/sqrt(k+1)
-        torch.testing.assert_close(loss.sigma_angle_mean_target, ones_paper, rtol=1e-7, atol=0)
+        torch.testing.assert_close(loss.sigma_angle_mean_target, ones, rtol=1e-7, atol=0)
         assert float(loss.sigma_angle_std_target.abs().max()) == 0.0
         assert float(loss.sigma_radius_mean_target) == pytest.approx(0.6 * math.sqrt(n - 0.5))
         assert float(loss.sigma_radius_std_target) == pytest.approx(math.sqrt(0.5))
@@ -614,6 +659,38 @@ def test_authors_weights_registry_and_numeric_weight():
         AuthorsLatentLoss(3, "imagenet")
     with pytest.raises(ValueError, match="compression"):
         AuthorsLatentLoss(3, compression="quarter")
+    with pytest.raises(ValueError, match="ones_profile"):
+        AuthorsLatentLoss(3, ones_profile="ones")
+    with pytest.raises(ValueError, match="tail_eps"):
+        AuthorsLatentLoss(3, tail_eps=-1.0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sigma_radius_factor": 1.0},
+        {"tail_eps": 1e-3},
+        {"tail_eps": 1e-3, "compression": "half", "sigma_radius_factor": 1.0},
+        {"ones_profile": "paper_printed", "compression": "half"},
+    ],
+)
+def test_authors_loss_options_match_reference(options):
+    """Each released-code variant, term by term, vs the plain-Python reference."""
+    n = 6
+    mu, sigma = latents(5, n, seed=3)
+    mu[0, 3:] = 1e-3  # a small tail, where their +0.001 bias matters
+    loss = AuthorsLatentLoss(n, "fashion-mnist", **options).double()
+    ref_kw: dict = {"c": options.get("sigma_radius_factor", 0.6), "eps": options.get("tail_eps", 0.0)}
+    if options.get("ones_profile") == "paper_printed":
+        ref_kw["ones"] = [1 / math.sqrt(k + 1) for k in range(1, n)]
+    want = ref_authors(mu, sigma, 225_000.0, options.get("compression", "full") == "full", **ref_kw)
+    assert loss(mu, sigma).item() == pytest.approx(want, rel=1e-7)
+    if options.get("tail_eps"):
+        exact = AuthorsLatentLoss(n, "fashion-mnist").double()
+        assert abs(exact(mu, sigma).item() - loss(mu, sigma).item()) > 1e-6 * abs(want)
+    mu.requires_grad_(True)
+    loss(mu, sigma).backward()
+    assert torch.isfinite(mu.grad).all()
 
 
 @given(batch=st.integers(2, 5), n=st.integers(2, 6), seed=st.integers(0, 10_000))

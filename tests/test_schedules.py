@@ -34,6 +34,15 @@ def test_quench_anneal_scaled_to_a_short_run_keeps_the_peak_pressure():
     assert unscaled(at(9, total=30)) == pytest.approx(4.0)
 
 
+def test_quench_without_anneal_keeps_rising_as_the_authors_half_compression():
+    """Authors' code, "half" compression: m = sqrt(epoch) + 1 for the whole run."""
+    m = make_schedule("quench_anneal", {"quench_epochs": 100, "anneal": False})
+    for e in (0, 50, 100, 101, 299):
+        assert m(at(e)) == pytest.approx(math.sqrt(e) + 1)
+    annealed = make_schedule("quench_anneal", {"quench_epochs": 100})
+    assert [m(at(e)) for e in range(101)] == [annealed(at(e)) for e in range(101)]
+
+
 def test_linear_warmup_rises_per_step_then_stays():
     m = make_schedule("linear_warmup", {"warmup_epochs": 2})
     assert m(at(0, 0)) == 0.0

@@ -131,22 +131,48 @@ def test_authors_two_step_gradients_equal_the_two_separate_updates(tmp_path):
     assert len(groups["encoder"]) + len(groups["decoder"]) == len(list(model.parameters()))
 
 
-def test_authors_beta_is_auto_balanced_after_epoch_0_then_held(tmp_path):
+@pytest.mark.parametrize(
+    ("objective", "balance"),
+    [("authors", None), ("compressed", "true"), ("standard", "true"), ("compressed", None)],
+)
+def test_beta_auto_balance_after_epoch_0_then_held(tmp_path, objective, balance):
+    """On by default for authors only; every objective honours objective.auto_balance=true
+    (it used to be silently ignored by compressed)."""
+    extra = [] if balance is None else [f"objective.auto_balance={balance}"]
     run = train(
         cfg_for(
             tmp_path,
-            "objective.name=authors",
+            f"objective.name={objective}",
             "objective.beta=0.5",
             "objective.dataset_weight=10.0",
             "train.epochs=3",
+            *extra,
         )
     )
     rows = metrics(run)
+    if objective == "compressed" and balance is None:
+        assert [r["beta"] for r in rows] == [0.5, 0.5, 0.5]
+        return
     assert rows[0]["beta"] == 0.5
     expected = 0.5 * rows[0]["train_mse_sum"] / (rows[0]["train_latent"] + 1e-3)
     assert rows[1]["beta"] == pytest.approx(expected, rel=1e-5)
+    assert rows[1]["beta"] != 0.5
     assert rows[2]["beta"] == rows[1]["beta"]
-    assert set(rows[0]["lr"]) == {"encoder", "decoder"}
+    groups = {"encoder", "decoder"} if objective == "authors" else {"model"}
+    assert set(rows[0]["lr"]) == groups
+
+
+def test_authors_half_compression_warns_when_the_quench_anneals(tmp_path):
+    cfg = cfg_for(
+        tmp_path,
+        "objective.name=authors",
+        "objective.dataset_weight=10.0",
+        "objective.loss_overrides.compression=half",
+        "schedule.name=quench_anneal",
+    )
+    model = build_model(cfg, (1, 8, 8))
+    with pytest.warns(UserWarning, match=r"schedule\.params\.anneal=false"):
+        AuthorsObjective(cfg, model, "digits")
 
 
 def test_objective_registry_and_sphere_defaults(tmp_path):

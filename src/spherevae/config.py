@@ -76,15 +76,16 @@ class ObjectiveConfig:
     """The loss. ``standard``: MSE + beta KLD (eq 2). ``compressed``: MSE + beta
     HypersphericalPriorLoss (eq 6) with ``loss_preset`` and ``loss_overrides``.
     ``authors``: the released code's two-step objective (docs/objectives.md), with
-    ``beta`` the auto-balance target and ``dataset_weight`` its sigma-angle gain
-    (``None``: chosen from the dataset name)."""
+    ``dataset_weight`` its sigma-angle gain (``None``: chosen from the dataset name).
+    ``auto_balance``: after epoch 0, ``beta <- beta * mean(MSE) / mean(latent)`` of that
+    epoch, then fixed; ``None`` lets the objective decide (on for ``authors`` only)."""
 
     name: str = "standard"
     beta: float = 1.0
     loss_preset: str = "full"
     loss_overrides: dict[str, Any] = field(default_factory=dict)
     dataset_weight: float | None = None
-    auto_balance: bool = True
+    auto_balance: bool | None = None
 
 
 @dataclass

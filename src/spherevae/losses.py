@@ -49,6 +49,8 @@ __all__ = [
     "ANGLE_TARGETS",
     "AUTHORS_COMPRESSION",
     "AUTHORS_SIGMA_ANGLE_WEIGHTS",
+    "AUTHORS_SIGMA_RADIUS_FACTORS",
+    "AUTHORS_TAIL_EPS",
     "PRESETS",
     "RADIUS_TARGETS",
     "AuthorsLatentLoss",
@@ -58,6 +60,7 @@ __all__ = [
     "Moments",
     "authors_penalty",
     "batch_stat_kld",
+    "biased_cosines",
     "chi_mean",
     "chi_std",
     "gaussian_kld",
@@ -65,6 +68,7 @@ __all__ = [
     "merge_latent_stats",
     "merge_moments",
     "moments",
+    "ones_cosines",
     "reconstruction_error",
     "sum_terms",
     "vae_loss",
@@ -215,6 +219,17 @@ def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def biased_cosines(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(r, cos)`` with ``cos_k = x_k / sqrt(x_k^2 + ... + x_n^2 + eps)``, plain autograd.
+
+    The authors' code computes its cosines this way (``eps = 1e-3``): a bias toward 0 for
+    small tails, so only their objective offers it. ``r = ||x||`` is exact.
+    """
+    tails_sq = x.square().flip(-1).cumsum(-1).flip(-1)
+    cos = x[..., :-1] * torch.rsqrt(tails_sq[..., :-1] + eps)
+    return torch.linalg.vector_norm(x, dim=-1), cos
+
+
 def latent_batch_stats(
     mu: torch.Tensor,
     sigma: torch.Tensor | None,
@@ -222,6 +237,7 @@ def latent_batch_stats(
     include_mu: bool = True,
     include_sigma: bool = True,
     validate: bool = True,
+    tail_eps: float = 0.0,
 ) -> LatentStats:
     """Moments over the batch of ``cos phi_k`` and ``r`` of ``mu`` and of ``sigma``.
 
@@ -232,6 +248,7 @@ def latent_batch_stats(
         mu, sigma: ``(batch, n)``, same shape, ``n >= 2`` (``sigma`` may be ``None`` when
             ``include_sigma`` is false). A batch of 1 is allowed here (a DDP rank may hold
             one sample); the losses check that the merged batch has at least 2.
+        tail_eps: 0 for the exact cosines; else :func:`biased_cosines` (the authors' code).
     """
     check_latents(mu, "mu", ndim=2, validate=validate)
     include_sigma = include_sigma and sigma is not None
@@ -243,7 +260,10 @@ def latent_batch_stats(
     if not groups:
         return LatentStats(None, None, None, None)
     stacked = _compute_dtype(torch.stack(groups) if len(groups) > 1 else groups[0][None])
-    r, cos = hyperspherical_cosines(stacked, validate=False)  # (g, B), (g, B, n-1)
+    if tail_eps > 0:
+        r, cos = biased_cosines(stacked, tail_eps)
+    else:
+        r, cos = hyperspherical_cosines(stacked, validate=False)  # (g, B), (g, B, n-1)
     out: list[Moments | None] = []
     i = 0
     for use in (include_mu, include_sigma):
@@ -328,17 +348,31 @@ def _k(n: int) -> torch.Tensor:
     return torch.arange(1, n, dtype=torch.float64)
 
 
+def ones_cosines(n: int) -> torch.Tensor:
+    """``cos phi_k`` of the all-ones vector by our own transform (eq 10), ``(n-1,)`` float64.
+
+    This is ``o_k = 1/sqrt(n-k+1)`` (``o_1 = 1/sqrt(n)``, ``o_{n-1} = 1/sqrt(2)``): what the
+    paper means by "the direction of (1, ..., 1)" and what the authors' code trains with.
+    Computed from :func:`~spherevae.coordinates.hyperspherical_cosines`, never retyped, so
+    the profile cannot drift from the convention the loss itself uses.
+    """
+    return hyperspherical_cosines(torch.ones(n, dtype=torch.float64), validate=False)[1]
+
+
 # Named per-angle profiles, functions of the latent dim n returning a (n-1,) float64 tensor.
 ANGLE_TARGETS: dict[str, Callable[[int], torch.Tensor]] = {
     # a_k = 1: every mu at the north pole (full compression, Fig 15).
     "pole": lambda n: torch.ones(n - 1, dtype=torch.float64),
     # a_k = 0: the equators.
     "equator": lambda n: torch.zeros(n - 1, dtype=torch.float64),
-    # 1/sqrt(k+1): what section 4.2 calls the cosines of (1, ..., 1).
-    "paper_ones": lambda n: 1.0 / torch.sqrt(_k(n) + 1.0),
-    # 1/sqrt(n-k+1): the true cosines of (1, ..., 1) by eq 10.
-    "all_ones": lambda n: 1.0 / torch.sqrt(n - _k(n) + 1.0),
-    # std of cos phi_k for a uniform direction: also 1/sqrt(n-k+1) (docs/objectives.md).
+    # o_k = 1/sqrt(n-k+1): the cosines of (1, ..., 1) by eq 10 (the default wherever the
+    # paper or the authors' code means that vector).
+    "all_ones": ones_cosines,
+    # 1/sqrt(k+1): the profile as PRINTED in section 4.2 (o_k indexed from the other end).
+    # Kept for ablations only; no preset uses it.
+    "paper_printed": lambda n: 1.0 / torch.sqrt(_k(n) + 1.0),
+    # std of cos phi_k for a uniform direction (the Beta moments, docs/objectives.md):
+    # numerically equal to o_k, derived independently.
     "uniform_std": lambda n: 1.0 / torch.sqrt(n - _k(n) + 1.0),
 }
 
@@ -366,7 +400,7 @@ RADIUS_TARGETS: dict[str, Callable[[int], float]] = {
 _SHARED_TARGETS: dict[str, object] = {
     "mu_radius_mean_target": "sqrt_n",
     "mu_radius_std_target": 0.0,
-    "sigma_angle_mean_target": "paper_ones",
+    "sigma_angle_mean_target": "all_ones",
     "sigma_angle_std_target": 0.0,
     "sigma_radius_mean_target": "authors_sigma",
     "sigma_radius_std_target": math.sqrt(0.5),
@@ -376,17 +410,17 @@ PRESETS: dict[str, dict[str, object]] = {
     "full": {
         **_SHARED_TARGETS,
         "mu_angle_mean_target": "pole",
-        "mu_angle_std_target": "paper_ones",
+        "mu_angle_std_target": "all_ones",
     },
     "moderate": {
         **_SHARED_TARGETS,
-        "mu_angle_mean_target": "paper_ones",
-        "mu_angle_std_target": "paper_ones",
+        "mu_angle_mean_target": "all_ones",
+        "mu_angle_std_target": "all_ones",
     },
     "equator": {
         **_SHARED_TARGETS,
         "mu_angle_mean_target": "equator",
-        "mu_angle_std_target": "paper_ones",
+        "mu_angle_std_target": "all_ones",
     },
     "uniform": {
         **_SHARED_TARGETS,
@@ -513,16 +547,18 @@ class HypersphericalPriorLoss(nn.Module):
     ``std_b`` is the population std over the batch (dim 0). Eq 6 is
     ``reconstruction + beta * loss(mu, sigma)``.
 
-    Presets (``PRESETS``; k = 1..n-1; "1/sqrt(k+1)" is the paper's all-ones profile)::
+    Presets (``PRESETS``; k = 1..n-1; ``o_k = 1/sqrt(n-k+1)`` are the cosines of the
+    all-ones vector, :func:`ones_cosines`; the paper prints them as 1/sqrt(k+1), the same
+    vector indexed from the other end, kept as the ``paper_printed`` profile)::
 
         preset    a_mu,k        b_mu,k          a_mu,r       b_mu,r    source
-        full      1             1/sqrt(k+1)     sqrt(n)      0         Fig 15, eq 8
-        moderate  1/sqrt(k+1)   1/sqrt(k+1)     sqrt(n)      0         Fig 14
-        equator   0             1/sqrt(k+1)     sqrt(n)      0         A.7
+        full      1             o_k             sqrt(n)      0         Fig 15, eq 8
+        moderate  o_k           o_k             sqrt(n)      0         Fig 14, A.8
+        equator   0             o_k             sqrt(n)      0         A.7
         uniform   0             1/sqrt(n-k+1)   sqrt(n)      0         exact uniform moments
         gaussian  0             1/sqrt(n-k+1)   E chi(n)     std chi(n) N(0, I_n) moments
 
-        every preset, sigma:  a_sigma,k = 1/sqrt(k+1), b_sigma,k = 0,
+        every preset, sigma:  a_sigma,k = o_k, b_sigma,k = 0,
                               a_sigma,r = 0.6 sqrt(n - 0.5), b_sigma,r = sqrt(0.5)
                               (the authors' released code; the paper gives none)
 
@@ -725,8 +761,13 @@ AUTHORS_SIGMA_ANGLE_WEIGHTS: dict[str, float] = {
     "celeba64": 500_000.0,
 }
 
-# Target of E_b[cos phi_k(mu)]: "full" compression at the pole, "half" at 1/sqrt(k+1).
-AUTHORS_COMPRESSION: dict[str, str] = {"full": "pole", "half": "paper_ones"}
+# Where E_b[cos phi_k(mu)] is pulled: "full" compression to the pole, "half" to the
+# all-ones profile (the same profile as the std targets, ``ones_profile``).
+AUTHORS_COMPRESSION = ("full", "half")
+# The authors' code writes sigma's radius target as c * sqrt(d - 0.5): c = 0.6 in the version
+# released beside the training script, 1.0 in the repository's later loss_functions.py.
+AUTHORS_SIGMA_RADIUS_FACTORS = (0.6, 1.0)
+AUTHORS_TAIL_EPS = 1e-3  # their "+0.001" inside every tail norm (option ``tail_eps``)
 
 _AUTHORS_EPS = 1e-4  # added to the batch variance before the sqrt
 _AUTHORS_GROUP_WEIGHTS = {"mu_angle": 1000.0, "mu_radius": 300.0, "sigma_radius": 500.0}
@@ -745,21 +786,32 @@ def _authors_std(m: Moments) -> torch.Tensor:
 class AuthorsLatentLoss(nn.Module):
     """The latent penalty of the authors' released training code (not eqs 4-5).
 
-    With ``G_k = 50 sqrt(d) / sqrt(k)``, ``s(v) = sqrt(Var_b[v] + 1e-4)`` (unbiased var)
-    and ``P`` from :func:`authors_penalty`::
+    With ``G_k = 50 sqrt(d) / sqrt(k)``, ``s(v) = sqrt(Var_b[v] + 1e-4)`` (unbiased var),
+    ``P`` from :func:`authors_penalty` and ``o_k`` the cosines of the all-ones vector
+    (:func:`ones_cosines`, ``1/sqrt(d-k+1)``; ``ones_profile`` selects another profile for
+    ablations)::
 
-        mu_angles    = sum_k G_k P(s(cos_k mu), 1/sqrt(k+1)) + 0.05 sum_k G_k (E_b cos_k mu - a_k)^2
+        mu_angles    = sum_k G_k P(s(cos_k mu), o_k) + 0.05 sum_k G_k (E_b cos_k mu - a_k)^2
         mu_radius    = 50 P(s(|mu|), 0) + 50 (E_b |mu| - sqrt(d - 0.5))^2
-        sigma_angles = sum_k G_k P(s(cos_k sigma), 0) + 0.05 sum_k G_k (E_b cos_k sigma - 1/sqrt(k+1))^2
-        sigma_radius = 50 ((s/b)^2 - log (s/b)^2 - 1) + 50 (E_b |sigma| - 0.6 sqrt(d - 0.5))^2,
+        sigma_angles = sum_k G_k P(s(cos_k sigma), 0) + 0.05 sum_k G_k (E_b cos_k sigma - o_k)^2
+        sigma_radius = 50 ((s/b)^2 - log (s/b)^2 - 1) + 50 (E_b |sigma| - c sqrt(d - 0.5))^2,
                        s = s(|sigma|), b = sqrt(0.5)
         total = 1000 mu_angles + 300 mu_radius + W_sigma sigma_angles + 500 sigma_radius
+
+    with ``a_k = 1`` (``compression="full"``) or ``a_k = o_k`` (``"half"``).
 
     Args:
         latent_dim: ``d >= 2``.
         sigma_angle_weight: ``W_sigma``, a number or a dataset name in
             ``AUTHORS_SIGMA_ANGLE_WEIGHTS`` (mnist 5e4, fashion-mnist 2.25e5, else 5e5).
-        compression: ``"full"`` (``a_k = 1``) or ``"half"`` (``a_k = 1/sqrt(k+1)``).
+        compression: ``"full"`` or ``"half"``.
+        sigma_radius_factor: ``c``, 0.6 (released beside the training script, default) or
+            1.0 (the repository's later loss_functions.py).
+        tail_eps: added under the square root of every tail norm of the cosines,
+            ``cos_k = x_k / sqrt(x_k^2 + ... + x_d^2 + tail_eps)``. Their code uses
+            ``AUTHORS_TAIL_EPS = 1e-3``; the default 0 is the exact transform.
+        ones_profile: a name in ``ANGLE_TARGETS`` for ``o_k`` (default ``"all_ones"``;
+            ``"paper_printed"`` reproduces the reversed profile, for the ablation only).
     """
 
     def __init__(
@@ -767,6 +819,10 @@ class AuthorsLatentLoss(nn.Module):
         latent_dim: int,
         sigma_angle_weight: float | str = "cifar10",
         compression: str = "full",
+        *,
+        sigma_radius_factor: float = 0.6,
+        tail_eps: float = 0.0,
+        ones_profile: str = "all_ones",
     ) -> None:
         super().__init__()
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 2:
@@ -778,19 +834,29 @@ class AuthorsLatentLoss(nn.Module):
             _check_gain(sigma_angle_weight, "sigma_angle_weight")
             weight = float(sigma_angle_weight)
         check_choice(compression, "compression", AUTHORS_COMPRESSION)
+        check_choice(ones_profile, "ones_profile", ANGLE_TARGETS)
+        for name, value in (("sigma_radius_factor", sigma_radius_factor), ("tail_eps", tail_eps)):
+            _check_gain(value, name)
         d = latent_dim
         self.latent_dim = d
         self.sigma_angle_weight = weight
         self.compression = compression
+        self.sigma_radius_factor = float(sigma_radius_factor)
+        self.tail_eps = float(tail_eps)
+        self.ones_profile = ones_profile
         dtype = torch.get_default_dtype()
+        ones = ANGLE_TARGETS[ones_profile](d)
+        a_mu = torch.ones_like(ones) if compression == "full" else ones
         self.register_buffer("gain", (50.0 * math.sqrt(d) / torch.sqrt(_k(d))).to(dtype))
-        self.register_buffer(
-            "mu_angle_mean_target", ANGLE_TARGETS[AUTHORS_COMPRESSION[compression]](d).to(dtype)
-        )
-        self.register_buffer("ones_target", ANGLE_TARGETS["paper_ones"](d).to(dtype))
+        self.register_buffer("mu_angle_mean_target", a_mu.to(dtype))
+        self.register_buffer("ones_target", ones.to(dtype))
 
     def extra_repr(self) -> str:
-        return f"latent_dim={self.latent_dim}, sigma_angle_weight={self.sigma_angle_weight}, compression={self.compression!r}"
+        return (
+            f"latent_dim={self.latent_dim}, sigma_angle_weight={self.sigma_angle_weight}, "
+            f"compression={self.compression!r}, sigma_radius_factor={self.sigma_radius_factor}, "
+            f"tail_eps={self.tail_eps}, ones_profile={self.ones_profile!r}"
+        )
 
     def terms(
         self, mu: torch.Tensor, sigma: torch.Tensor, *, validate: bool = True
@@ -801,10 +867,14 @@ class AuthorsLatentLoss(nn.Module):
             raise ValueError(
                 f"mu must have shape (batch, {self.latent_dim}), got {tuple(mu.shape)}"
             )
-        return self.terms_from_stats(latent_batch_stats(mu, sigma, validate=validate))
+        stats = latent_batch_stats(mu, sigma, validate=validate, tail_eps=self.tail_eps)
+        return self.terms_from_stats(stats)
 
     def terms_from_stats(self, stats: LatentStats) -> dict[str, torch.Tensor]:
-        """The terms from precomputed (e.g. merged across DDP ranks) batch statistics."""
+        """The terms from precomputed (e.g. merged across DDP ranks) batch statistics.
+
+        The statistics must have been computed with this loss's ``tail_eps``.
+        """
         if stats.count < 2:
             raise ValueError(f"the batch statistics need at least 2 samples, got {stats.count}")
         if any(m is None for m in stats):
@@ -817,17 +887,14 @@ class AuthorsLatentLoss(nn.Module):
         g = self.gain.to(dtype)
         ones = self.ones_target.to(dtype)
         a_mu = self.mu_angle_mean_target.to(dtype)
-        d = self.latent_dim
+        root = math.sqrt(self.latent_dim - 0.5)
         w = _AUTHORS_GROUP_WEIGHTS
-        s_sigma_r = _authors_std(stats.sigma_radius)
-        ratio_sq = s_sigma_r.square() / 0.5
+        ratio_sq = _authors_std(stats.sigma_radius).square() / 0.5
         return {
             "mu_angle_mean": w["mu_angle"] * 0.05 * (g * (stats.mu_cos.mean - a_mu).square()).sum(),
             "mu_angle_std": w["mu_angle"]
             * (g * authors_penalty(_authors_std(stats.mu_cos), ones)).sum(),
-            "mu_radius_mean": w["mu_radius"]
-            * 50.0
-            * (stats.mu_radius.mean - math.sqrt(d - 0.5)).square(),
+            "mu_radius_mean": w["mu_radius"] * 50.0 * (stats.mu_radius.mean - root).square(),
             "mu_radius_std": w["mu_radius"]
             * 50.0
             * authors_penalty(_authors_std(stats.mu_radius), 0.0),
@@ -838,7 +905,7 @@ class AuthorsLatentLoss(nn.Module):
             * (g * authors_penalty(_authors_std(stats.sigma_cos), 0.0)).sum(),
             "sigma_radius_mean": w["sigma_radius"]
             * 50.0
-            * (stats.sigma_radius.mean - 0.6 * math.sqrt(d - 0.5)).square(),
+            * (stats.sigma_radius.mean - self.sigma_radius_factor * root).square(),
             "sigma_radius_std": w["sigma_radius"] * 50.0 * (ratio_sq - torch.log(ratio_sq) - 1.0),
         }
 

@@ -56,6 +56,7 @@ def quench_anneal(
     quench_fraction: float = PAPER_QUENCH_EPOCHS / PAPER_EPOCHS,
     quench_epochs: int | None = None,
     reference_epochs: float = PAPER_QUENCH_EPOCHS,
+    anneal: bool = True,
 ) -> float:
     """The paper's quench-then-anneal (4.1, A.9): ``m = sqrt(e) + 1`` while quenching, then 1.
 
@@ -66,11 +67,15 @@ def quench_anneal(
     rescaled to ``e = epoch * reference_epochs / quench_epochs``; with 100 quench epochs
     this is the paper's schedule exactly. Set ``reference_epochs = quench_epochs`` for
     the unscaled curve.
+
+    ``anneal=False`` never drops back: ``m = sqrt(e) + 1`` for the whole run, with the same
+    rescaled ``e``. The authors' code does that with "half" compression (it drops back to 1
+    only with "full" compression).
     """
     quench = (
         quench_epochs if quench_epochs is not None else round(quench_fraction * clock.total_epochs)
     )
-    if quench <= 0 or clock.epoch > quench:
+    if quench <= 0 or (anneal and clock.epoch > quench):
         return 1.0
     return math.sqrt(clock.epoch * reference_epochs / quench) + 1.0
 
@@ -124,7 +129,10 @@ def _check_params(name: str, fn: Callable[..., float], params: Mapping[str, Any]
             raise ValueError(
                 f"schedule.params.{key} is not a parameter of schedule {name!r}; known: {known}"
             )
-        if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
+        if isinstance(sig.parameters[key].default, bool):  # a switch, e.g. anneal
+            if not isinstance(value, bool):
+                raise TypeError(f"schedule.params.{key} must be true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float | type(None)):
             raise TypeError(f"schedule.params.{key} must be a number, got {value!r}")
     # Values that would make the curve meaningless are caught here, not mid-run.
     for key in ("cycles", "ratio", "reference_epochs", "quench_fraction", "warmup_fraction"):

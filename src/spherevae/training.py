@@ -26,6 +26,7 @@ import inspect
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +98,25 @@ class StandardObjective:
     """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model."""
 
     default_project_to_sphere = False
+    default_auto_balance = False
 
     def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
         from spherevae.losses import vae_loss
 
         self._vae_loss = vae_loss
         self._vae_kwargs = _pass_validate_false(vae_loss)
+        self._init_beta(cfg)
+
+    def _init_beta(self, cfg: RunConfig) -> None:
+        """``beta``, and the auto-balance (``objective.auto_balance``, ``None``: the
+        objective's default): epoch 0 runs with ``beta = objective.beta``; after it,
+        ``beta = objective.beta * mean(MSE) / (mean(latent) + 1e-3)`` over that epoch,
+        then held fixed (the authors' code; offered to every objective)."""
+        self.beta_target = cfg.objective.beta
         self.beta = cfg.objective.beta
+        chosen = cfg.objective.auto_balance
+        self.auto_balance = self.default_auto_balance if chosen is None else bool(chosen)
+        self.balanced = False
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"model": list(model.parameters())}
@@ -126,13 +139,18 @@ class StandardObjective:
         )
 
     def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
-        """Hook after each epoch with the epoch's mean terms (the standard VAE has none)."""
+        """Hook after each epoch with the epoch's mean terms: the beta auto-balance."""
+        if self.auto_balance and not self.balanced:
+            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
+            self.balanced = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta}
+        return {"beta": self.beta, "balanced": self.balanced}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.beta = float(state["beta"])
+        # Checkpoints from before the auto-balance was shared hold only beta.
+        self.balanced = bool(state.get("balanced", False))
 
 
 class CompressedObjective(StandardObjective):
@@ -148,7 +166,7 @@ class CompressedObjective(StandardObjective):
     def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
         from spherevae.losses import HypersphericalPriorLoss
 
-        self.beta = cfg.objective.beta
+        self._init_beta(cfg)
         self.latent_loss = self._make_latent_loss(cfg, model, dataset, HypersphericalPriorLoss)
         self.latent_loss.to(next(model.parameters()).device)
         self._kwargs = _pass_validate_false(self.latent_loss.forward)
@@ -194,6 +212,21 @@ AUTHORS_DATASET_WEIGHTS: dict[str, float] = {
 }
 
 
+def _warn_if_schedule_differs(cfg: RunConfig, compression: str) -> None:
+    """The authors' quench drops back to m = 1 only with full compression: say so when the
+    configured schedule does otherwise (a deliberate ablation stays possible)."""
+    if cfg.schedule.name != "quench_anneal":
+        return
+    anneal = bool(cfg.schedule.params.get("anneal", True))
+    if anneal != (compression == "full"):
+        warnings.warn(
+            f"objective authors with compression={compression!r}: the authors' code "
+            f"{'anneals' if compression == 'full' else 'never anneals'} its quench; set "
+            f"schedule.params.anneal={str(compression == 'full').lower()} to match it",
+            stacklevel=3,
+        )
+
+
 class AuthorsObjective(CompressedObjective):
     """What the authors' released code does (docs/objectives.md), training side.
 
@@ -204,18 +237,19 @@ class AuthorsObjective(CompressedObjective):
       inputs=...)``), which is what "decoder step on detached z after the encoder
       step" computes: the decoder has not changed when the encoder steps, and the
       detached ``z`` was made before the encoder stepped.
-    - beta auto-balance: epoch 0 runs with ``beta = objective.beta``; after it,
-      ``beta = objective.beta * mean(MSE) / (mean(latent) + 1e-3)`` over that epoch,
-      then held fixed.
+    - beta auto-balance on by default (see :meth:`StandardObjective._init_beta`).
+    - The latent penalty is :class:`~spherevae.losses.AuthorsLatentLoss`; its options
+      (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``) go in
+      ``objective.loss_overrides``. With ``compression: half`` their quench never drops
+      back (``schedule.params.anneal: false``).
     """
+
+    default_auto_balance = True
 
     def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
         from spherevae.losses import AuthorsLatentLoss
 
-        self.beta_target = cfg.objective.beta
-        self.beta = cfg.objective.beta
-        self.auto_balance = cfg.objective.auto_balance
-        self.balanced = False
+        self._init_beta(cfg)
         weight = cfg.objective.dataset_weight
         if weight is None:
             check_choice(
@@ -234,6 +268,7 @@ class AuthorsObjective(CompressedObjective):
         self._kwargs = _pass_validate_false(self.latent_loss.forward)
         # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
         self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
+        _warn_if_schedule_differs(cfg, self.latent_loss.compression)
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         decoder = list(model.decoder.parameters())
@@ -258,17 +293,6 @@ class AuthorsObjective(CompressedObjective):
             {"loss": encoder_loss, "reconstruction": recon, "latent": latent},
         )
 
-    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
-        if self.auto_balance and not self.balanced:
-            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
-            self.balanced = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "balanced": self.balanced}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.beta = float(state["beta"])
-        self.balanced = bool(state["balanced"])
 
 
 OBJECTIVES: dict[str, type[StandardObjective]] = {
