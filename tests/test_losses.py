@@ -700,7 +700,7 @@ def test_authors_loss_property(batch, n, seed):
     assert loss(mu, sigma).item() == pytest.approx(ref_authors(mu, sigma, 50_000, True), rel=1e-7)
 
 
-def test_large_n_runs_fast_and_matches_float64():
+def test_large_n_float32_matches_float64():
     n = 1000
     mu, sigma = latents(8, n, seed=0)
     loss = HypersphericalPriorLoss(n, "full")
