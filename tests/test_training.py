@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spherevae.checkpoint import load_checkpoint
-from spherevae.config import OBJECTIVE_NAMES, load_config
+from spherevae.config import load_config
 from spherevae.training import (
     OBJECTIVES,
     AuthorsObjective,
@@ -17,6 +17,7 @@ from spherevae.training import (
     load_run,
     train,
 )
+from spherevae.weights import load_weights
 
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 
@@ -30,7 +31,7 @@ def metrics(run_dir):
 
 
 def weights(run_dir):
-    return load_checkpoint(run_dir / "model.pt")["model"]
+    return load_weights(run_dir / "model.safetensors")[0]
 
 
 @pytest.mark.parametrize("objective", ["compressed", "authors"])
@@ -100,7 +101,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_good_chec
     epoch = int(str(info.value).split("at epoch ")[1].split(",")[0])
     assert ckpt["epoch"] == epoch - 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
-    assert not (cfg.run_dir / "model.pt").exists()
+    assert not (cfg.run_dir / "model.safetensors").exists()
     assert len(metrics(cfg.run_dir)) == epoch  # no line for the diverged epoch
 
 
@@ -176,7 +177,7 @@ def test_authors_half_compression_warns_when_the_quench_anneals(tmp_path):
 
 
 def test_objective_registry_and_sphere_defaults(tmp_path):
-    assert set(OBJECTIVES) == set(OBJECTIVE_NAMES)
+    assert set(OBJECTIVES) == {"standard", "compressed", "authors"}
     assert build_model(
         cfg_for(tmp_path, "objective.name=compressed"), (1, 8, 8)
     ).radius == pytest.approx(math.sqrt(8))

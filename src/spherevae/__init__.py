@@ -8,7 +8,20 @@ The mathematical core imports only torch, numpy and scipy:
 - :mod:`spherevae.theory`: volume element, volume reduction, concentration of measure.
 
 Training, evaluation, figures and the CLI need the ``full`` extra
-(``pip install 'spherevae[full]'``).
+(``pip install 'spherevae[full]'``). The Python API (:mod:`spherevae.api`)::
+
+    run = spherevae.fit(model, train=x_train, test=x_test, objective="compressed")
+    run = spherevae.load("runs/mine"); run.encode(x); run.reconstruct(x); run.sample(16)
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Run", "fit", "load"]
+
+
+def __getattr__(name: str):  # lazy: `import spherevae` stays as light as the core
+    if name in __all__:
+        from spherevae import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'spherevae' has no attribute {name!r}")

@@ -38,7 +38,6 @@ __all__ = [
 
 # Mixed-precision modes -> autocast dtype name (None: full precision).
 AMP_MODES: dict[str, str | None] = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
-OBJECTIVE_NAMES = ("standard", "compressed", "authors")  # see training.OBJECTIVES
 
 
 @dataclass
@@ -152,7 +151,9 @@ class RunConfig:
 
 def validate(cfg: RunConfig) -> None:
     """Check values that types alone do not (ranges, names); raise naming the field."""
-    check_choice(cfg.objective.name, "objective.name", OBJECTIVE_NAMES)
+    from spherevae.objectives import OBJECTIVES  # the one registry (lazy: it imports torch)
+
+    check_choice(cfg.objective.name, "objective.name", OBJECTIVES)
     check_choice(cfg.train.amp, "train.amp", AMP_MODES)
     check_positive(cfg.objective.beta, "objective.beta", allow_zero=True)
     check_positive(cfg.optim.lr, "optim.lr")

@@ -718,6 +718,8 @@ class BatchLoader:
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             if sel.device != self._images.device:
                 sel = sel.to(self._images.device)
-            x = self._images[sel].to(self.device, non_blocking=True).float().div_(255.0)
+            x = self._images[sel].to(self.device, non_blocking=True)
+            # uint8 images are scaled to [0, 1]; float data (spherevae.fit) is used as given.
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
             y = None if self._labels is None else self._labels[sel].to(self.device, non_blocking=True)
             yield x, y

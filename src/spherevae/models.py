@@ -56,8 +56,12 @@ __all__ = [
     "VAE",
     "Decoder",
     "Encoder",
+    "ModelAdapter",
     "ModelConfig",
     "VAEOutput",
+    "check_vae_like",
+    "model_from_spec",
+    "model_spec",
 ]
 
 
@@ -473,3 +477,174 @@ class VAE(nn.Module):
                 f"x must have shape (B, C, H, W) = (B, {c}, {h}, {w}) for this model, "
                 f"got {tuple(x.shape)}"
             )
+
+
+# --------------------------------------------------------------------------- any encode/decode model
+
+
+def check_vae_like(model: Any) -> None:
+    """Raise ``TypeError`` unless ``model`` has ``encode`` and ``decode`` methods."""
+    for method in ("encode", "decode"):
+        if not callable(getattr(model, method, None)):
+            raise TypeError(
+                f"model must have an {method}() method (encode(x) -> (mu, logvar), "
+                f"decode(z) -> x_hat); {type(model).__name__} has none"
+            )
+
+
+class ModelAdapter(nn.Module):
+    """Any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decode(z) -> x_hat`` as a
+    spherevae VAE: the reparameterisation, the optional sphere projection (eq 8) and the
+    :class:`VAEOutput` the objectives and the trainer expect.
+
+    ``x`` may have any shape ``(B, ...)`` (images or vectors); ``mu``, ``logvar`` must be
+    ``(B, n)``. The wrapped model's parameters are this module's (prefix ``inner.``).
+
+    Args:
+        model: the user's model.
+        latent_dim: ``n``.
+        project_to_sphere: project sampled ``z`` (and ``mu`` when not sampling) to radius
+            ``sqrt(n)``.
+        source: how to rebuild ``model`` from code, recorded in the saved weights:
+            ``{"class": "package.module:Class", "kwargs": {...}}`` (JSON values), or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        latent_dim: int,
+        *,
+        project_to_sphere: bool = False,
+        source: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        check_vae_like(model)
+        _check_int(latent_dim, "latent_dim", minimum=2)
+        self.inner = model
+        self._latent_dim = latent_dim
+        self._project = bool(project_to_sphere)
+        self.source = source
+
+    @property
+    def latent_dim(self) -> int:
+        return self._latent_dim
+
+    @property
+    def radius(self) -> float | None:
+        """``sqrt(n)`` when latents are projected onto a sphere (eq 8), else ``None``."""
+        return math.sqrt(self._latent_dim) if self._project else None
+
+    @property
+    def decoder(self) -> nn.Module | None:  # type: ignore[override]
+        """The wrapped model's ``decoder`` submodule, if it has one (the authors' two-step
+        update needs it); ``None`` otherwise."""
+        inner = self.inner
+        return inner.decoder if isinstance(getattr(inner, "decoder", None), nn.Module) else None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.inner.encode(x)
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise TypeError(
+                f"{type(self.inner).__name__}.encode must return (mu, logvar), got {type(out).__name__}"
+            )
+        mu, logvar = out
+        n = self._latent_dim
+        if mu.dim() != 2 or mu.shape[1] != n or logvar.shape != mu.shape:
+            raise ValueError(
+                f"{type(self.inner).__name__}.encode must return mu and logvar of shape "
+                f"(B, {n}), got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+            )
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner.decode(z)
+
+    def reparameterize(
+        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``z = mu + sigma * eps``, projected to radius ``sqrt(n)`` when projecting."""
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        return self._to_sphere(mu + torch.exp(0.5 * logvar) * eps)
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, sample: bool = True
+    ) -> VAEOutput:
+        """As :meth:`VAE.forward`."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator) if sample else self._to_sphere(mu)
+        return VAEOutput(x_hat=self.inner.decode(z), mu=mu, logvar=logvar, z=z)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def _to_sphere(self, z: torch.Tensor) -> torch.Tensor:
+        if self.radius is None:
+            return z
+        return coordinates.project_to_sphere(z, self.radius, validate=False)
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """JSON description that rebuilds ``model`` with :func:`model_from_spec` (no pickle)."""
+    if isinstance(model, VAE):
+        mc = dataclasses.asdict(model.config)
+        return {
+            "kind": "vae",
+            "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in mc.items()},
+        }
+    if isinstance(model, ModelAdapter):
+        return {
+            "kind": "adapter",
+            "latent_dim": model.latent_dim,
+            "project_to_sphere": model.radius is not None,
+            "source": model.source,
+        }
+    raise TypeError(f"no spec for {type(model).__name__}: wrap it in ModelAdapter")
+
+
+def _import_class(path: str) -> type:
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"cannot import the model class {path!r} recorded with the run ({exc}); make it "
+            "importable or pass model=<an instance> to spherevae.load"
+        ) from None
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ValueError(f"{path!r} recorded with the run is not an nn.Module class")
+    return obj
+
+
+def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> nn.Module:
+    """The (untrained) model a :func:`model_spec` describes.
+
+    For a wrapped user model, ``model`` (an instance of the same architecture) is used if
+    given; otherwise the recorded ``source`` class is imported by name and called with its
+    recorded keyword arguments. Importing the user's own module is the only code that
+    runs: weights never carry code.
+    """
+    kind = spec.get("kind")
+    if kind == "vae":
+        mc = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["model_config"].items()}
+        return VAE(ModelConfig(**mc))
+    if kind != "adapter":
+        raise ValueError(f"unknown model spec kind {kind!r}; expected 'vae' or 'adapter'")
+    if model is None:
+        source = spec.get("source")
+        if not source:
+            raise ValueError(
+                "this run was trained on a user model whose class was not recorded: "
+                "pass model=<an instance of it> to spherevae.load"
+            )
+        model = _import_class(source["class"])(**(source.get("kwargs") or {}))
+    if isinstance(model, ModelAdapter):
+        model = model.inner
+    return ModelAdapter(
+        model, int(spec["latent_dim"]), project_to_sphere=bool(spec["project_to_sphere"]),
+        source=spec.get("source"),
+    )
+

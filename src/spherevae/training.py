@@ -1,7 +1,7 @@
-"""Training: objectives, the loop, resume, and loading a finished run.
+"""Training: the loop, resume, and loading a finished run.
 
-Read top to bottom: the objectives (what is minimised, registry :data:`OBJECTIVES`),
-then :func:`train` (one screen of loop), then :func:`load_run`.
+What is minimised lives in :mod:`spherevae.objectives` (registry :data:`OBJECTIVES`);
+read this module top to bottom: the model and data set-up, :func:`train`, :func:`load_run`.
 
 Conventions kept by the loop:
 
@@ -22,13 +22,9 @@ per epoch), ``checkpoints/last.pt``, ``model.pt`` (final weights + model config)
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +34,18 @@ from torch import nn
 from spherevae._validation import check_choice
 from spherevae.checkpoint import load_checkpoint, save_checkpoint
 from spherevae.config import AMP_MODES, RunConfig, load_config, save_config
-from spherevae.distributed import (
-    DistInfo,
-    all_gather_with_grad,
-    average_gradients,
-    init_distributed,
+from spherevae.distributed import DistInfo, average_gradients, init_distributed
+from spherevae.models import model_from_spec, model_spec
+from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep working
+    OBJECTIVES,
+    TERMS,
+    AuthorsObjective,
+    CompressedObjective,
+    StandardObjective,
+    StepOutput,
 )
 from spherevae.schedules import Clock, make_schedule
+from spherevae.weights import load_weights, save_weights
 
 __all__ = [
     "OBJECTIVES",
@@ -58,248 +59,11 @@ __all__ = [
     "train",
 ]
 
-TERMS = ("loss", "reconstruction", "latent")  # the scalars every objective reports
+WEIGHTS_FILE = "model.safetensors"  # a run's final weights (spherevae.weights)
 
 
 class TrainingDiverged(RuntimeError):
     """A loss term became NaN or inf; the message says where and which term."""
-
-
-# --- objectives ---------------------------------------------------------------------
-
-
-@dataclass
-class StepOutput:
-    """What one objective evaluation gives the loop.
-
-    ``losses`` maps optimiser name -> the loss whose gradient that optimiser follows;
-    ``terms`` holds the reported scalars (:data:`TERMS`), still on the device.
-    """
-
-    losses: dict[str, torch.Tensor]
-    terms: dict[str, torch.Tensor]
-
-
-def _reconstruction(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over pixels, mean over the batch (paper eq 1), in float32."""
-    return (x_hat.float() - x.float()).square().flatten(1).sum(1).mean()
-
-
-def _pass_validate_false(fn: Callable[..., Any]) -> dict[str, bool]:
-    # Finiteness checks are host syncs; skip them in the step where the callee allows it.
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return {}
-    return {"validate": False} if "validate" in params else {}
-
-
-class StandardObjective:
-    """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model."""
-
-    default_project_to_sphere = False
-    default_auto_balance = False
-
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
-        from spherevae.losses import vae_loss
-
-        self._vae_loss = vae_loss
-        self._vae_kwargs = _pass_validate_false(vae_loss)
-        self._init_beta(cfg)
-
-    def _init_beta(self, cfg: RunConfig) -> None:
-        """``beta``, and the auto-balance (``objective.auto_balance``, ``None``: the
-        objective's default): epoch 0 runs with ``beta = objective.beta``; after it,
-        ``beta = objective.beta * mean(MSE) / (mean(latent) + 1e-3)`` over that epoch,
-        then held fixed (the authors' code; offered to every objective)."""
-        self.beta_target = cfg.objective.beta
-        self.beta = cfg.objective.beta
-        chosen = cfg.objective.auto_balance
-        self.auto_balance = self.default_auto_balance if chosen is None else bool(chosen)
-        self.balanced = False
-
-    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        return {"model": list(model.parameters())}
-
-    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
-        return {"model": cfg.optim.lr}
-
-    def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
-    ) -> StepOutput:
-        out = model(x, generator)
-        x_hat, mu, logvar = out.x_hat, out.mu, out.logvar
-        terms = self._vae_loss(
-            x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs
-        )
-        total = terms.reconstruction + (self.beta * multiplier) * terms.latent
-        return StepOutput(
-            {"model": total},
-            {"loss": total, "reconstruction": terms.reconstruction, "latent": terms.latent},
-        )
-
-    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
-        """Hook after each epoch with the epoch's mean terms: the beta auto-balance."""
-        if self.auto_balance and not self.balanced:
-            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
-            self.balanced = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "balanced": self.balanced}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.beta = float(state["beta"])
-        # Checkpoints from before the auto-balance was shared hold only beta.
-        self.balanced = bool(state.get("balanced", False))
-
-
-class CompressedObjective(StandardObjective):
-    """The paper's eq 6: ``MSE + beta * m * HypersphericalPriorLoss(mu, sigma)``.
-
-    The prior loss uses batch statistics, so under DDP it is computed on ``(mu, sigma)``
-    gathered from all ranks (with gradients). ``z`` is projected to radius ``sqrt(n)``
-    by default (paper eq 8: ``model.project_to_sphere`` unset means on).
-    """
-
-    default_project_to_sphere = True
-
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
-        from spherevae.losses import HypersphericalPriorLoss
-
-        self._init_beta(cfg)
-        self.latent_loss = self._make_latent_loss(cfg, model, dataset, HypersphericalPriorLoss)
-        self.latent_loss.to(next(model.parameters()).device)
-        self._kwargs = _pass_validate_false(self.latent_loss.forward)
-        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
-        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
-
-    @staticmethod
-    def _make_latent_loss(cfg: RunConfig, model: nn.Module, dataset: str, cls: Any) -> nn.Module:
-        o = cfg.objective
-        try:
-            return cls(model.latent_dim, preset=o.loss_preset, **o.loss_overrides)
-        except TypeError as exc:
-            raise ValueError(f"objective.loss_overrides: {exc}") from None
-
-    def _latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        mu_all = all_gather_with_grad(mu.float())
-        sigma_all = all_gather_with_grad(torch.exp(0.5 * logvar.float()))
-        return self._latent_call(mu_all, sigma_all, **self._kwargs)
-
-    def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
-    ) -> StepOutput:
-        out = model(x, generator)
-        mu, logvar = out.mu, out.logvar
-        recon = _reconstruction(x, out.x_hat)
-        latent = self._latent(mu, logvar)
-        total = recon + (self.beta * multiplier) * latent
-        return StepOutput(
-            {"model": total}, {"loss": total, "reconstruction": recon, "latent": latent}
-        )
-
-
-# The authors' code scales the encoder loss by this constant (facts file).
-AUTHORS_ENCODER_SCALE = 1e-3
-# Their sigma-angle gain W_sigma per dataset family (facts file).
-AUTHORS_DATASET_WEIGHTS: dict[str, float] = {
-    "mnist": 50_000.0,
-    "digits": 50_000.0,
-    "fashion-mnist": 225_000.0,
-    "cifar10": 500_000.0,
-    "svhn": 500_000.0,
-    "celeba64": 500_000.0,
-}
-
-
-def _warn_if_schedule_differs(cfg: RunConfig, compression: str) -> None:
-    """The authors' quench drops back to m = 1 only with full compression: say so when the
-    configured schedule does otherwise (a deliberate ablation stays possible)."""
-    if cfg.schedule.name != "quench_anneal":
-        return
-    anneal = bool(cfg.schedule.params.get("anneal", True))
-    if anneal != (compression == "full"):
-        warnings.warn(
-            f"objective authors with compression={compression!r}: the authors' code "
-            f"{'anneals' if compression == 'full' else 'never anneals'} its quench; set "
-            f"schedule.params.anneal={str(compression == 'full').lower()} to match it",
-            stacklevel=3,
-        )
-
-
-class AuthorsObjective(CompressedObjective):
-    """What the authors' released code does (docs/objectives.md), training side.
-
-    - Two optimisers, two updates per batch. The encoder follows
-      ``0.001 * (MSE + beta * latent * m)`` with the decoder frozen; the decoder follows
-      the reconstruction loss of the DETACHED ``z`` with the encoder frozen. Both
-      gradients are taken at the same parameters from one forward pass (``backward(
-      inputs=...)``), which is what "decoder step on detached z after the encoder
-      step" computes: the decoder has not changed when the encoder steps, and the
-      detached ``z`` was made before the encoder stepped.
-    - beta auto-balance on by default (see :meth:`StandardObjective._init_beta`).
-    - The latent penalty is :class:`~spherevae.losses.AuthorsLatentLoss`; its options
-      (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``) go in
-      ``objective.loss_overrides``. With ``compression: half`` their quench never drops
-      back (``schedule.params.anneal: false``).
-    """
-
-    default_auto_balance = True
-
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
-        from spherevae.losses import AuthorsLatentLoss
-
-        self._init_beta(cfg)
-        weight = cfg.objective.dataset_weight
-        if weight is None:
-            check_choice(
-                dataset,
-                "data.name (for the authors' dataset_weight; or set objective.dataset_weight)",
-                AUTHORS_DATASET_WEIGHTS,
-            )
-            weight = AUTHORS_DATASET_WEIGHTS[dataset]
-        try:
-            self.latent_loss = AuthorsLatentLoss(
-                model.latent_dim, sigma_angle_weight=weight, **cfg.objective.loss_overrides
-            )
-        except TypeError as exc:
-            raise ValueError(f"objective.loss_overrides: {exc}") from None
-        self.latent_loss.to(next(model.parameters()).device)
-        self._kwargs = _pass_validate_false(self.latent_loss.forward)
-        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
-        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
-        _warn_if_schedule_differs(cfg, self.latent_loss.compression)
-
-    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        decoder = list(model.decoder.parameters())
-        ids = {id(p) for p in decoder}
-        # Everything not in the decoder (encoder, mu/logvar heads) is the encoder's.
-        return {"encoder": [p for p in model.parameters() if id(p) not in ids], "decoder": decoder}
-
-    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
-        dec = cfg.optim.decoder_lr if cfg.optim.decoder_lr is not None else cfg.optim.lr
-        return {"encoder": cfg.optim.lr, "decoder": dec}
-
-    def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
-    ) -> StepOutput:
-        out = model(x, generator)
-        mu, logvar = out.mu, out.logvar
-        recon = _reconstruction(x, out.x_hat)
-        latent = self._latent(mu, logvar)
-        encoder_loss = AUTHORS_ENCODER_SCALE * (recon + self.beta * latent * multiplier)
-        return StepOutput(
-            {"encoder": encoder_loss, "decoder": recon},
-            {"loss": encoder_loss, "reconstruction": recon, "latent": latent},
-        )
-
-
-
-OBJECTIVES: dict[str, type[StandardObjective]] = {
-    "standard": StandardObjective,
-    "compressed": CompressedObjective,
-    "authors": AuthorsObjective,
-}
 
 
 # --- model, data, device ------------------------------------------------------------
@@ -332,11 +96,6 @@ def build_model(cfg: RunConfig, image_shape: tuple[int, int, int]) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         return VAE(model_cfg)
-
-
-def _model_config_dict(model: nn.Module) -> dict[str, Any]:
-    mc = dataclasses.asdict(model.config)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in mc.items()}
 
 
 def _load_split(cfg: RunConfig, split: str) -> Any:
@@ -434,12 +193,23 @@ def _divergence_message(
 # --- the loop -----------------------------------------------------------------------
 
 
-def train(cfg: RunConfig, *, resume: bool = False) -> Path:
+def train(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    model: nn.Module | None = None,
+    data: tuple[Any, Any] | None = None,
+) -> Path:
     """Train the run described by ``cfg``; return its directory.
 
     ``resume=True`` continues from ``<run_dir>/checkpoints/last.pt`` and gives the same
     weights as a run that was never stopped. Under ``torchrun`` every rank trains on
     its shard of each (global) batch of ``train.batch_size`` images; rank 0 writes.
+
+    ``model`` (a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.ModelAdapter`)
+    and ``data`` (``(train, test)`` datasets with ``images``/``labels``, e.g.
+    :class:`spherevae.api.TensorData`) replace what ``cfg.model`` and ``cfg.data`` would
+    build: :func:`spherevae.fit` passes them. The final weights go to ``model.safetensors``.
     """
     from spherevae.data import BatchLoader
 
@@ -461,8 +231,10 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
             f"run directory {str(run_dir)!r} already holds a run; pass --resume or choose another train.run_name"
         )
 
-    train_ds, test_ds = _load_split(cfg, "train"), _load_split(cfg, "test")
-    model = build_model(cfg, tuple(train_ds.images.shape[1:])).to(device)
+    train_ds, test_ds = data if data is not None else (_load_split(cfg, "train"), _load_split(cfg, "test"))
+    if model is None:
+        model = build_model(cfg, tuple(train_ds.images.shape[1:]))
+    model = model.to(device)
     objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
     groups = objective.parameter_groups(model)
     lrs = objective.learning_rates(cfg)
@@ -609,7 +381,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
                     {
                         "epoch": epoch,
                         "model": model.state_dict(),
-                        "model_config": _model_config_dict(model),
+                        "model_spec": model_spec(model),
                         "optimizers": {n: opt.state_dict() for n, opt in optimizers.items()},
                         "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
                         "scaler": scaler.state_dict(),
@@ -623,10 +395,7 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     if writer is not None:
         writer.close()
     if dist_info.is_main:
-        save_checkpoint(
-            {"model": model.state_dict(), "model_config": _model_config_dict(model)},
-            run_dir / "model.pt",
-        )
+        save_weights(run_dir / WEIGHTS_FILE, model.state_dict(), model_spec(model))
     return run_dir
 
 
@@ -640,18 +409,27 @@ def _mean_over_ranks(means: dict[str, float], device: torch.device) -> dict[str,
 
 
 def load_run(
-    run_dir: str | Path, *, device: str | torch.device = "cpu"
+    run_dir: str | Path, *, device: str | torch.device = "cpu", model: nn.Module | None = None
 ) -> tuple[RunConfig, nn.Module]:
-    """The config and trained VAE (eval mode) of a run; falls back to the last checkpoint."""
-    from spherevae.models import VAE, ModelConfig
+    """The config and trained model (eval mode) of a run.
 
+    Weights come from ``model.safetensors``; runs from before it fall back to ``model.pt``
+    and then to the last checkpoint (both read with ``weights_only=True``). ``model``: an
+    instance of the architecture, needed only for a user model whose class was not
+    recorded (see :func:`spherevae.models.model_from_spec`).
+    """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
-    path = run_dir / "model.pt"
-    if not path.is_file():
-        path = run_dir / "checkpoints" / "last.pt"
-    state = load_checkpoint(path, map_location=device)
-    mc = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()}
-    model = VAE(ModelConfig(**mc))
-    model.load_state_dict(state["model"])
-    return cfg, model.to(device).eval()
+    if (run_dir / WEIGHTS_FILE).is_file():
+        state, spec = load_weights(run_dir / WEIGHTS_FILE, device=device)
+    else:
+        path = run_dir / "model.pt"
+        if not path.is_file():
+            path = run_dir / "checkpoints" / "last.pt"
+        ckpt = load_checkpoint(path, map_location=device)
+        state = ckpt["model"]
+        # Checkpoints written before model specs hold the VAE's config dict only.
+        spec = ckpt.get("model_spec") or {"kind": "vae", "model_config": ckpt["model_config"]}
+    net = model_from_spec(spec, model)
+    net.load_state_dict(state)
+    return cfg, net.to(device).eval()

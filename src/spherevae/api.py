@@ -1,0 +1,333 @@
+"""The Python API: train any encode/decode model, load any run, sample from it.
+
+::
+
+    import spherevae
+    run = spherevae.fit(model, train=x_train, test=x_test, objective="compressed",
+                        epochs=2, batch_size=64, out_dir="runs/mine", seed=0)
+    run = spherevae.load("runs/mine")          # any run dir, CLI-made or fit-made
+    mu, logvar = run.encode(x)                 # (B, n) each
+    x_hat = run.reconstruct(x)
+    x_new = run.sample(16, sampler="vmf")      # fitted once on the test latents, saved, reused
+
+``model`` is any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decode(z) ->
+x_hat`` (wrapped in :class:`~spherevae.models.ModelAdapter`), or a spherevae
+:class:`~spherevae.models.VAE`. Data: tensors or arrays ``(N, ...)`` (uint8 images are
+scaled to [0, 1], floats used as they are), a ``Dataset`` or a ``DataLoader`` (both read
+once into memory; items may be ``x`` or ``(x, label)``).
+
+Everything a run needs to be loaded again lives in its directory, without pickle:
+``config.yaml``, ``model.safetensors`` (weights + how to rebuild the model),
+``latents.safetensors`` (the test latents the samplers are fitted to) and
+``samplers/<name>.safetensors`` (each fitted sampler).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Run", "TensorData", "as_tensor_data", "fit", "load", "load_sampler", "save_sampler"]
+
+LATENTS_FILE = "latents.safetensors"
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """In-memory data for :func:`fit`: ``images`` ``(N, ...)`` uint8 or float, ``labels``
+    int64 ``(N,)`` or ``None`` (duck-compatible with :class:`spherevae.data.ImageDataset`)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    name: str = "in-memory"
+
+    def __post_init__(self) -> None:
+        x = self.images
+        if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
+            raise ValueError(
+                f"data must be a tensor of shape (N, ...) with N >= 1, got "
+                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
+        if not (x.dtype == torch.uint8 or x.is_floating_point()):
+            raise ValueError(f"data must be uint8 or floating point, got {x.dtype}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError("data holds NaN or inf values")
+        if self.labels is not None and self.labels.shape != (x.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({x.shape[0]},), got {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+
+def _split_item(item: Any) -> tuple[Any, Any]:
+    if isinstance(item, tuple | list):
+        return item[0], (item[1] if len(item) > 1 else None)
+    return item, None
+
+
+def as_tensor_data(data: Any, what: str = "data") -> TensorData:
+    """``data`` (tensor, array, Dataset, DataLoader, or ``(x, labels)``) as :class:`TensorData`."""
+    if isinstance(data, TensorData):
+        return data
+    if isinstance(data, torch.Tensor | np.ndarray):
+        return TensorData(torch.as_tensor(data))
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        return TensorData(data[0], None if data[1] is None else torch.as_tensor(data[1]).long())
+    if isinstance(data, torch.utils.data.DataLoader):
+        xs, ys = zip(*(_split_item(b) for b in data), strict=True)
+        labels = None if any(y is None for y in ys) else torch.cat([torch.as_tensor(y) for y in ys])
+        return TensorData(torch.cat([torch.as_tensor(x) for x in xs]), None if labels is None else labels.long())
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        xs, ys = zip(*(_split_item(data[i]) for i in range(len(data))), strict=True)  # type: ignore[arg-type]
+        labels = None if any(y is None for y in ys) else torch.as_tensor(list(ys)).long()
+        return TensorData(torch.stack([torch.as_tensor(x) for x in xs]), labels)
+    raise TypeError(
+        f"{what} must be a tensor, a numpy array, (x, labels), a sized Dataset or a DataLoader; "
+        f"got {type(data).__name__}"
+    )
+
+
+def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The import path (+ JSON kwargs) that rebuilds a user model, when it is importable."""
+    cls = type(model)
+    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
+        return None  # cannot be imported from another process: load needs model=
+    if kwargs is not None:
+        json.dumps(kwargs)  # raises TypeError early if not JSON
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
+
+
+@torch.no_grad()
+def _latent_dim_of(model: nn.Module, sample: torch.Tensor) -> int:
+    was = model.training
+    model.eval()
+    try:
+        mu, _ = model.encode(sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float())
+    finally:
+        model.train(was)
+    if mu.dim() != 2:
+        raise ValueError(f"model.encode must return mu of shape (B, n), got {tuple(mu.shape)}")
+    return int(mu.shape[1])
+
+
+def fit(
+    model: nn.Module,
+    *,
+    train: Any,
+    test: Any,
+    objective: str = "compressed",
+    epochs: int = 10,
+    batch_size: int = 128,
+    out_dir: str | Path = "runs/fit",
+    seed: int = 0,
+    beta: float = 1.0,
+    lr: float = 1e-3,
+    device: str = "auto",
+    schedule: str | None = None,
+    project_to_sphere: bool | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+) -> Run:
+    """Train ``model`` with ``objective`` and return the :class:`Run` in ``out_dir``.
+
+    Args:
+        model: a :class:`~spherevae.models.VAE`, or any module with ``encode``/``decode``.
+        train, test: data (see the module docstring); ``test`` gives the per-epoch test
+            metrics and the latents the samplers are fitted to.
+        objective: a name in :data:`spherevae.objectives.OBJECTIVES`.
+        out_dir: the run directory (its parent must exist or be creatable).
+        schedule: a name in :data:`spherevae.schedules.SCHEDULES`; ``None``: the
+            objective's ``default_schedule``.
+        project_to_sphere: ``None``: the objective's default (on for compressed/authors).
+        model_kwargs: JSON keyword arguments that rebuild ``model`` from its class, so that
+            :func:`load` needs no ``model=`` (default: the class is called with none).
+        overrides: further ``key.sub=value`` config overrides (e.g. ``["train.amp=bf16"]``).
+        resume: continue the run in ``out_dir`` (same weights as an uninterrupted run).
+    """
+    from spherevae._validation import check_choice
+    from spherevae.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+    from spherevae.models import VAE, ModelAdapter, check_vae_like
+    from spherevae.objectives import OBJECTIVES
+    from spherevae.training import train as train_loop
+
+    check_choice(objective, "objective", OBJECTIVES)
+    train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
+    if train_data.image_shape != test_data.image_shape:
+        raise ValueError(
+            f"train and test items differ in shape: {train_data.image_shape} vs {test_data.image_shape}"
+        )
+    out = Path(out_dir)
+    sphere = OBJECTIVES[objective].default_project_to_sphere if project_to_sphere is None else project_to_sphere
+    if not isinstance(model, VAE | ModelAdapter):
+        check_vae_like(model)
+        n = _latent_dim_of(model, train_data.images[:2])
+        model = ModelAdapter(model, n, project_to_sphere=sphere, source=_source_of(model, model_kwargs))
+    base = config_to_dict(RunConfig())
+    base["data"].update(name=train_data.name, download=False)
+    base["model"].update(latent_dim=model.latent_dim, project_to_sphere=sphere)
+    base["objective"].update(name=objective, beta=beta)
+    base["schedule"] = {"name": schedule or OBJECTIVES[objective].default_schedule, "params": {}}
+    base["optim"].update(lr=lr)
+    base["train"].update(
+        epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+        out_dir=str(out.parent), run_name=out.name, progress=False,
+    )
+    cfg = config_from_dict(apply_overrides(base, list(overrides or [])))
+    run_dir = train_loop(cfg, resume=resume, model=model, data=(train_data, test_data))
+    run = load(run_dir, model=model)
+    run._store_latents(test_data.images)
+    return run
+
+
+def load(run_dir: str | Path, *, model: nn.Module | None = None, device: str = "cpu") -> Run:
+    """The trained run in ``run_dir`` (made by the CLI, a sweep or :func:`fit`).
+
+    ``model``: an instance of the architecture, needed only for a user model whose class
+    could not be recorded (defined in ``__main__`` or inside a function).
+    """
+    from spherevae.training import load_run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml in it)")
+    cfg, net = load_run(run_dir, device=device, model=model)
+    return Run(run_dir, cfg, net, torch.device(device))
+
+
+@dataclass
+class Run:
+    """A trained run: its directory, resolved config and model (eval mode)."""
+
+    run_dir: Path
+    config: Any
+    model: nn.Module
+    device: torch.device
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.model.latent_dim)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """``eval/metrics.json`` (written by ``spherevae evaluate``); ``{}`` before it."""
+        path = self.run_dir / "eval" / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The per-epoch records of ``metrics.jsonl``."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x.to(self.device)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)``, each ``(B, n)`` on the CPU; ``x`` uint8 images or floats."""
+        mus, logvars = [], []
+        for chunk in torch.as_tensor(x).split(batch_size):
+            mu, logvar = self.model.encode(self._inputs(chunk))
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+        return torch.cat(mus), torch.cat(logvars)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """Decoded posterior means (projected to the sphere when the model projects)."""
+        parts = [self.model(self._inputs(c), sample=False).x_hat.float().cpu()
+                 for c in torch.as_tensor(x).split(batch_size)]
+        return torch.cat(parts)
+
+    def test_latents(self) -> torch.Tensor:
+        """The test set's latents the samplers are fitted to, ``(N, n)`` (``mu``, projected
+        to the sphere when the model projects), from ``latents.safetensors``; encoded from
+        the config's test split (and stored) on first use for a CLI-made run."""
+        from safetensors.torch import load_file
+
+        path = self.run_dir / LATENTS_FILE
+        if not path.is_file():
+            from spherevae.training import _load_split
+
+            self._store_latents(_load_split(self.config, "test").images)
+        return load_file(str(path))["z"]
+
+    def _store_latents(self, images: torch.Tensor) -> None:
+        from safetensors.torch import save
+
+        from spherevae.coordinates import project_to_sphere
+        from spherevae.weights import atomic_write_bytes
+
+        mu, logvar = self.encode(images)
+        radius = getattr(self.model, "radius", None)
+        z = project_to_sphere(mu, radius, validate=False) if radius is not None else mu.clone()
+        blob = save({"z": z.contiguous(), "mu": mu.contiguous(), "logvar": logvar.contiguous()})
+        atomic_write_bytes(self.run_dir / LATENTS_FILE, blob)
+
+    def sampler(self, name: str) -> Any:
+        """The fitted sampler ``name`` (a key of :data:`spherevae.sampling.SAMPLERS`),
+        fitted on :meth:`test_latents` with the run's seed and saved under ``samplers/``
+        on first use, loaded from there afterwards."""
+        from spherevae.sampling import fit_sampler
+
+        path = self.run_dir / "samplers" / f"{name}.safetensors"
+        if path.is_file():
+            return load_sampler(path)
+        radius = getattr(self.model, "radius", None)
+        fitted = fit_sampler(name, self.test_latents(), radius=radius, seed=self.config.train.seed)
+        save_sampler(fitted, path)
+        return fitted
+
+    @torch.no_grad()
+    def sample(self, num: int, sampler: str | None = None, *, seed: int = 0) -> torch.Tensor:
+        """``num`` decoded samples ``(num, ...)`` from ``sampler`` (default: the objective's
+        headline sampler, e.g. ``vmf`` for compressed runs, ``prior`` for standard ones)."""
+        from spherevae.objectives import OBJECTIVES
+        from spherevae.sampling import decode_samples
+
+        name = sampler or OBJECTIVES[self.config.objective.name].default_samplers[0]
+        z = self.sampler(name).sample(num, generator=torch.Generator().manual_seed(seed))
+        return decode_samples(self.model, z.float()).float().cpu()
+
+
+def save_sampler(sampler: Any, path: str | Path) -> Path:
+    """Write a fitted sampler as safetensors: its tensors, and its class and
+    hyper-parameters as JSON metadata (:func:`spherevae.sampling.sampler_to_state`)."""
+    from safetensors.torch import save
+
+    from spherevae.sampling import sampler_to_state
+    from spherevae.weights import atomic_write_bytes
+
+    tensors, meta = sampler_to_state(sampler)
+    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata={"sampler": json.dumps(meta)})
+    return atomic_write_bytes(path, blob)
+
+
+def load_sampler(path: str | Path) -> Any:
+    """A sampler written by :func:`save_sampler` (only registered sampler classes load)."""
+    from safetensors import safe_open
+
+    from spherevae.sampling import sampler_from_state
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["sampler"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return sampler_from_state(tensors, meta)
+

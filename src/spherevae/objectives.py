@@ -1,0 +1,333 @@
+"""Objectives: what the trainer minimises, one class per objective, one registry.
+
+An objective turns a batch into the losses of its optimisers and the scalars the loop
+reports (:class:`StepOutput`). It also declares what it needs from the rest of the
+library, so that no other module keeps a parallel list of objective names:
+
+- ``default_project_to_sphere``: whether ``z`` is projected to radius ``sqrt(n)`` (eq 8)
+  when ``model.project_to_sphere`` is unset;
+- ``default_auto_balance``: whether ``objective.auto_balance`` (unset) rebalances beta;
+- ``default_schedule``: the latent-pressure schedule its paper setting uses;
+- ``default_samplers``: the samplers evaluation fits to its latents, headline first.
+
+Add an objective: write a class with the :class:`Objective` surface (subclassing
+:class:`StandardObjective` is the short way) and :func:`register_objective` it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from spherevae._validation import check_choice
+from spherevae.config import RunConfig
+from spherevae.distributed import all_gather_with_grad
+
+__all__ = [
+    "AUTHORS_DATASET_WEIGHTS",
+    "AUTHORS_ENCODER_SCALE",
+    "OBJECTIVES",
+    "TERMS",
+    "AuthorsObjective",
+    "CompressedObjective",
+    "Objective",
+    "StandardObjective",
+    "StepOutput",
+    "register_objective",
+]
+
+TERMS = ("loss", "reconstruction", "latent")  # the scalars every objective reports
+
+
+@dataclass
+class StepOutput:
+    """What one objective evaluation gives the loop.
+
+    ``losses`` maps optimiser name -> the loss whose gradient that optimiser follows;
+    ``terms`` holds the reported scalars (keys :data:`TERMS`), still on the device.
+    """
+
+    losses: dict[str, torch.Tensor]
+    terms: dict[str, torch.Tensor]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """The surface the trainer uses (see the module docstring for the class attributes).
+
+    ``compute`` runs inside the training step: it must not read values back to the host.
+    ``end_epoch`` receives the epoch's mean :data:`TERMS` (host floats). ``state_dict`` /
+    ``load_state_dict`` hold what a resume needs (e.g. an auto-balanced beta): plain JSON
+    values only, so checkpoints never carry objects.
+    """
+
+    default_project_to_sphere: ClassVar[bool]
+    default_auto_balance: ClassVar[bool]
+    default_schedule: ClassVar[str]
+    default_samplers: ClassVar[tuple[str, ...]]
+    beta: float
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]: ...
+
+    def learning_rates(self, cfg: RunConfig) -> dict[str, float]: ...
+
+    def compute(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+    ) -> StepOutput: ...
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+
+def _reconstruction(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over pixels, mean over the batch (paper eq 1), in float32."""
+    return (x_hat.float() - x.float()).square().flatten(1).sum(1).mean()
+
+
+def _pass_validate_false(fn: Callable[..., Any]) -> dict[str, bool]:
+    # Finiteness checks are host syncs; skip them in the step where the callee allows it.
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return {}
+    return {"validate": False} if "validate" in params else {}
+
+
+class StandardObjective:
+    """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model."""
+
+    default_project_to_sphere = False
+    default_auto_balance = False
+    default_schedule = "constant"
+    # Evaluated with every sampler that applies to latents in R^n; "prior" is the headline.
+    default_samplers: tuple[str, ...] = ("prior", "vmf", "gaussian")
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+        from spherevae.losses import vae_loss
+
+        self._vae_loss = vae_loss
+        self._vae_kwargs = _pass_validate_false(vae_loss)
+        self._init_beta(cfg)
+
+    def _init_beta(self, cfg: RunConfig) -> None:
+        """``beta``, and the auto-balance (``objective.auto_balance``, ``None``: the
+        objective's default): epoch 0 runs with ``beta = objective.beta``; after it,
+        ``beta = objective.beta * mean(MSE) / (mean(latent) + 1e-3)`` over that epoch,
+        then held fixed (the authors' code; offered to every objective)."""
+        self.beta_target = cfg.objective.beta
+        self.beta = cfg.objective.beta
+        chosen = cfg.objective.auto_balance
+        self.auto_balance = self.default_auto_balance if chosen is None else bool(chosen)
+        self.balanced = False
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(model.parameters())}
+
+    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
+        return {"model": cfg.optim.lr}
+
+    def compute(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+    ) -> StepOutput:
+        out = model(x, generator)
+        x_hat, mu, logvar = out.x_hat, out.mu, out.logvar
+        terms = self._vae_loss(
+            x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs
+        )
+        total = terms.reconstruction + (self.beta * multiplier) * terms.latent
+        return StepOutput(
+            {"model": total},
+            {"loss": total, "reconstruction": terms.reconstruction, "latent": terms.latent},
+        )
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
+        """Hook after each epoch with the epoch's mean terms: the beta auto-balance."""
+        if self.auto_balance and not self.balanced:
+            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
+            self.balanced = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"beta": self.beta, "balanced": self.balanced}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.beta = float(state["beta"])
+        # Checkpoints from before the auto-balance was shared hold only beta.
+        self.balanced = bool(state.get("balanced", False))
+
+
+class CompressedObjective(StandardObjective):
+    """The paper's eq 6: ``MSE + beta * m * HypersphericalPriorLoss(mu, sigma)``.
+
+    The prior loss uses batch statistics, so under DDP it is computed on ``(mu, sigma)``
+    gathered from all ranks (with gradients). ``z`` is projected to radius ``sqrt(n)``
+    by default (paper eq 8: ``model.project_to_sphere`` unset means on).
+    """
+
+    default_project_to_sphere = True
+    default_schedule = "quench_anneal"
+    # Latents on the sphere: the paper's vMF is the headline (Fig 1), then the other readings.
+    default_samplers: tuple[str, ...] = ("vmf", "prior_sphere", "gaussian_sphere")
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+        from spherevae.losses import HypersphericalPriorLoss
+
+        self._init_beta(cfg)
+        self.latent_loss = self._make_latent_loss(cfg, model, dataset, HypersphericalPriorLoss)
+        self.latent_loss.to(next(model.parameters()).device)
+        self._kwargs = _pass_validate_false(self.latent_loss.forward)
+        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
+        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
+
+    @staticmethod
+    def _make_latent_loss(cfg: RunConfig, model: nn.Module, dataset: str, cls: Any) -> nn.Module:
+        o = cfg.objective
+        try:
+            return cls(model.latent_dim, preset=o.loss_preset, **o.loss_overrides)
+        except TypeError as exc:
+            raise ValueError(f"objective.loss_overrides: {exc}") from None
+
+    def _latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        mu_all = all_gather_with_grad(mu.float())
+        sigma_all = all_gather_with_grad(torch.exp(0.5 * logvar.float()))
+        return self._latent_call(mu_all, sigma_all, **self._kwargs)
+
+    def compute(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+    ) -> StepOutput:
+        out = model(x, generator)
+        mu, logvar = out.mu, out.logvar
+        recon = _reconstruction(x, out.x_hat)
+        latent = self._latent(mu, logvar)
+        total = recon + (self.beta * multiplier) * latent
+        return StepOutput(
+            {"model": total}, {"loss": total, "reconstruction": recon, "latent": latent}
+        )
+
+
+# The authors' code scales the encoder loss by this constant (facts file).
+AUTHORS_ENCODER_SCALE = 1e-3
+# Their sigma-angle gain W_sigma per dataset family (facts file).
+AUTHORS_DATASET_WEIGHTS: dict[str, float] = {
+    "mnist": 50_000.0,
+    "digits": 50_000.0,
+    "fashion-mnist": 225_000.0,
+    "cifar10": 500_000.0,
+    "svhn": 500_000.0,
+    "celeba64": 500_000.0,
+}
+
+
+def _warn_if_schedule_differs(cfg: RunConfig, compression: str) -> None:
+    """The authors' quench drops back to m = 1 only with full compression: say so when the
+    configured schedule does otherwise (a deliberate ablation stays possible)."""
+    if cfg.schedule.name != "quench_anneal":
+        return
+    anneal = bool(cfg.schedule.params.get("anneal", True))
+    if anneal != (compression == "full"):
+        warnings.warn(
+            f"objective authors with compression={compression!r}: the authors' code "
+            f"{'anneals' if compression == 'full' else 'never anneals'} its quench; set "
+            f"schedule.params.anneal={str(compression == 'full').lower()} to match it",
+            stacklevel=3,
+        )
+
+
+class AuthorsObjective(CompressedObjective):
+    """What the authors' released code does (docs/objectives.md), training side.
+
+    - Two optimisers, two updates per batch. The encoder follows
+      ``0.001 * (MSE + beta * latent * m)`` with the decoder frozen; the decoder follows
+      the reconstruction loss of the DETACHED ``z`` with the encoder frozen. Both
+      gradients are taken at the same parameters from one forward pass (``backward(
+      inputs=...)``), which is what "decoder step on detached z after the encoder
+      step" computes: the decoder has not changed when the encoder steps, and the
+      detached ``z`` was made before the encoder stepped.
+    - beta auto-balance on by default (see :meth:`StandardObjective._init_beta`).
+    - The latent penalty is :class:`~spherevae.losses.AuthorsLatentLoss`; its options
+      (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``) go in
+      ``objective.loss_overrides``. With ``compression: half`` their quench never drops
+      back (``schedule.params.anneal: false``).
+    """
+
+    default_auto_balance = True
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+        from spherevae.losses import AuthorsLatentLoss
+
+        self._init_beta(cfg)
+        weight = cfg.objective.dataset_weight
+        if weight is None:
+            check_choice(
+                dataset,
+                "data.name (for the authors' dataset_weight; or set objective.dataset_weight)",
+                AUTHORS_DATASET_WEIGHTS,
+            )
+            weight = AUTHORS_DATASET_WEIGHTS[dataset]
+        try:
+            self.latent_loss = AuthorsLatentLoss(
+                model.latent_dim, sigma_angle_weight=weight, **cfg.objective.loss_overrides
+            )
+        except TypeError as exc:
+            raise ValueError(f"objective.loss_overrides: {exc}") from None
+        self.latent_loss.to(next(model.parameters()).device)
+        self._kwargs = _pass_validate_false(self.latent_loss.forward)
+        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
+        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
+        _warn_if_schedule_differs(cfg, self.latent_loss.compression)
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        if not isinstance(getattr(model, "decoder", None), nn.Module):
+            raise ValueError(
+                "objective authors updates the decoder on its own: the model needs a "
+                "`decoder` submodule holding the decoder's parameters"
+            )
+        decoder = list(model.decoder.parameters())
+        ids = {id(p) for p in decoder}
+        # Everything not in the decoder (encoder, mu/logvar heads) is the encoder's.
+        return {"encoder": [p for p in model.parameters() if id(p) not in ids], "decoder": decoder}
+
+    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
+        dec = cfg.optim.decoder_lr if cfg.optim.decoder_lr is not None else cfg.optim.lr
+        return {"encoder": cfg.optim.lr, "decoder": dec}
+
+    def compute(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+    ) -> StepOutput:
+        out = model(x, generator)
+        mu, logvar = out.mu, out.logvar
+        recon = _reconstruction(x, out.x_hat)
+        latent = self._latent(mu, logvar)
+        encoder_loss = AUTHORS_ENCODER_SCALE * (recon + self.beta * latent * multiplier)
+        return StepOutput(
+            {"encoder": encoder_loss, "decoder": recon},
+            {"loss": encoder_loss, "reconstruction": recon, "latent": latent},
+        )
+
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "standard": StandardObjective,
+    "compressed": CompressedObjective,
+    "authors": AuthorsObjective,
+}
+
+
+def register_objective(name: str, cls: type[Objective]) -> None:
+    """Add ``cls`` to :data:`OBJECTIVES` under ``name`` (configs then accept it)."""
+    if name in OBJECTIVES:
+        raise ValueError(f"objective {name!r} is already registered; choose another name")
+    missing = [a for a in ("default_project_to_sphere", "default_auto_balance",
+                           "default_schedule", "default_samplers") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"objective class {cls.__name__} lacks the class attributes {missing}")
+    OBJECTIVES[name] = cls
