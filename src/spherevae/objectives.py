@@ -201,13 +201,16 @@ class CompressedObjective(StandardObjective):
         sigma_all = all_gather_with_grad(torch.exp(0.5 * logvar.float()))
         return self._latent_call(mu_all, sigma_all, **self._kwargs)
 
+    def _recon_and_latent(
+        self, model: nn.Module, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(x, generator)
+        return _reconstruction(x, out.x_hat), self._latent(out.mu, out.logvar)
+
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
     ) -> StepOutput:
-        out = model(x, generator)
-        mu, logvar = out.mu, out.logvar
-        recon = _reconstruction(x, out.x_hat)
-        latent = self._latent(mu, logvar)
+        recon, latent = self._recon_and_latent(model, x, generator)
         total = recon + (self.beta * multiplier) * latent
         return StepOutput(
             {"model": total}, {"loss": total, "reconstruction": recon, "latent": latent}
@@ -303,10 +306,7 @@ class AuthorsObjective(CompressedObjective):
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
     ) -> StepOutput:
-        out = model(x, generator)
-        mu, logvar = out.mu, out.logvar
-        recon = _reconstruction(x, out.x_hat)
-        latent = self._latent(mu, logvar)
+        recon, latent = self._recon_and_latent(model, x, generator)
         encoder_loss = AUTHORS_ENCODER_SCALE * (recon + self.beta * latent * multiplier)
         return StepOutput(
             {"encoder": encoder_loss, "decoder": recon},
