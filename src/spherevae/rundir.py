@@ -102,6 +102,28 @@ def _storage_error(path: Path, exc: OSError) -> StorageError:
     )
 
 
+def _file_mode(path: Path) -> int:
+    """The replaced file's mode, or 0o666 less the umask for a new one."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o22)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _storage_cause(exc: BaseException | None) -> OSError | None:
+    """The storage ``OSError`` behind ``exc``: writers such as ``torch.save`` mask a failed
+    write with an error of their own raised while handling it (``__context__``)."""
+    for _ in range(5):
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path``.
@@ -118,6 +140,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _storage_error(path, exc) if exc.errno in _STORAGE_ERRNOS else exc from None
+    with contextlib.suppress(OSError):  # mkstemp makes 0600; give what open() would
+        os.fchmod(fd, _file_mode(path))
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -126,8 +150,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
-            raise _storage_error(path, exc) from exc
+        cause = _storage_cause(exc)
+        if cause is not None:
+            raise _storage_error(path, cause) from exc
         raise
     _fsync_dir(path.parent)
 
