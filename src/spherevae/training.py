@@ -488,7 +488,8 @@ def _train(cfg: RunConfig, resume: bool, dist_info: DistInfo, changes: dict[str,
         )
     run_dir = cfg.run_dir
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if not resume and (run_dir / "metrics.jsonl").exists():
+    if not resume and (ckpt_path.is_file() or (run_dir / "model.pt").is_file()):
+        # (A run killed before its first checkpoint has nothing to resume: it starts again.)
         raise UserError(
             f"run directory {str(run_dir)!r} already holds a run; pass --resume or choose another train.run_name"
         )
