@@ -4,9 +4,10 @@
 
 1. Trains a reference run of ``--epochs`` epochs without interruption (a subprocess).
 2. Starts the same run in a subprocess (``spherevae train``, then ``--resume`` once a
-   checkpoint exists) and SIGKILLs it a random time after it took the run's lock (so the
-   kills land in data loading, steps, metric appends and checkpoint writes, not in Python's
-   start-up), ``--kills`` times. After each
+   checkpoint exists) and SIGKILLs it a random time (``0..--max-delay`` s) after it took the
+   run's lock or, every other time, after it appended its first new epoch, so that kills
+   land in data loading and config writes as well as in steps, metric appends and
+   checkpoint writes (not in Python's start-up), ``--kills`` times. After each
    kill it checks the run directory as a user would find it: ``checkpoints/last.pt``
    loads (``weights_only``), ``config.yaml`` and ``metrics.jsonl`` read (a cut-off last
    line is dropped with a warning, counted), the next start takes over the stale lock
@@ -75,15 +76,25 @@ def start(run: Path, tmp: Path, epochs: int, name: str = "killed") -> subprocess
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def wait_until_training(proc: subprocess.Popen, run: Path) -> None:
-    """Until ``proc`` holds the run's lock (it has started ``train``), or has exited."""
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def wait_until(proc: subprocess.Popen, run: Path, stage: str) -> None:
+    """Until ``proc`` holds the run's lock (``stage="start"``) or has also appended an epoch
+    to ``metrics.jsonl`` (``stage="epoch"``: it is in the training loop), or has exited."""
+    before = _lines(run / "metrics.jsonl")
     while proc.poll() is None:
         try:
-            if json.loads((run / ".lock").read_text()).get("pid") == proc.pid:
-                return
+            locked = json.loads((run / ".lock").read_text()).get("pid") == proc.pid
         except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
+            locked = False
+        if locked and (stage == "start" or _lines(run / "metrics.jsonl") > before):
+            return
+        time.sleep(0.02)
 
 
 def main() -> None:
@@ -104,7 +115,10 @@ def main() -> None:
     kills: list[dict] = []
     while len(kills) < args.kills:
         proc = start(run, tmp, args.epochs)
-        wait_until_training(proc, run)
+        # Alternate: kills timed from the start (data loading, fingerprint, config writes)
+        # and from the first new epoch (steps, metric appends, checkpoint writes).
+        stage = "start" if len(kills) % 2 == 0 else "epoch"
+        wait_until(proc, run, stage)
         delay = rng.uniform(0.0, args.max_delay)
         time.sleep(delay)
         if proc.poll() is not None:  # ended before the kill
@@ -121,7 +135,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             epochs_logged = len(read_jsonl(run / "metrics.jsonl"))
-        kills.append({"delay_after_start_s": round(delay, 2), "epochs_logged": epochs_logged, **state})
+        kills.append({"timed_from": stage, "delay_s": round(delay, 2), "epochs_logged": epochs_logged, **state})
         print(json.dumps(kills[-1]), file=sys.stderr)
     final = start(run, tmp, args.epochs)
     _, final_err = final.communicate()

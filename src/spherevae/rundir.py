@@ -295,25 +295,40 @@ class RunDirLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            fd, tmp = tempfile.mkstemp(prefix=".lock.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.holder, f)
-            try:
-                os.link(tmp, self.path)
+        for _ in range(5):
+            if self._create():
                 self.held = True
                 return
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
             other = self._read()
             if other is None or other.get("host") != self.holder["host"] or _pid_alive(int(other.get("pid", -1))):
                 raise RunDirLocked(self._busy_message(other))
             warnings.warn(f"{self.path}: removing a stale lock of pid {other['pid']} (no longer "
                           "running on this host; a killed run)", stacklevel=3)
             self.path.unlink(missing_ok=True)
-        raise RunDirLocked(self._busy_message(self._read()))  # pragma: no cover - a race lost 3 times
+        raise RunDirLocked(self._busy_message(self._read()))  # pragma: no cover - a race lost 5 times
+
+    def _create(self) -> bool:
+        """Create the lock file with its content in one step; False if it exists."""
+        fd, tmp = tempfile.mkstemp(prefix=".lock.", suffix=".tmp", dir=self.path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.holder, f)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # our temp file was cleaned by the holder: try again
+            return self._create()
+        except OSError:  # no hard links here: exclusive create (content follows at once)
+            try:
+                lock_fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(lock_fd, "w") as f:
+                json.dump(self.holder, f)
+            return True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def _busy_message(self, other: dict[str, Any] | None) -> str:
         who = (f"pid {other.get('pid')} on host {other.get('host')} since {other.get('time')}"

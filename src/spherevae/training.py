@@ -54,6 +54,7 @@ from spherevae.rundir import (
     UserError,
     append_jsonl,
     atomic_write_json,
+    atomic_write_text,
     check_fingerprint,
     clean_tmp_files,
     data_fingerprint,
@@ -421,8 +422,6 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if r.get("epoch", epochs_done) < epochs_done]
-    from spherevae.rundir import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
@@ -462,7 +461,8 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
     run_dir = cfg.run_dir
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist")
+        raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist (a run killed "
+                                "before its first checkpoint starts again without --resume)")
     if dist_info.is_main:
         make_run_dir(cfg.train.out_dir, run_dir)
     with RunDirLock(run_dir) if dist_info.is_main else contextlib.nullcontext():
