@@ -97,12 +97,23 @@ def wait_until(proc: subprocess.Popen, run: Path, stage: str) -> None:
         time.sleep(0.02)
 
 
+def compare(reference: Path, run: Path) -> dict[str, bool]:
+    """Final weights and per-epoch metrics (less the wall-clock time) against the reference."""
+    a, b = load_checkpoint(reference / "model.pt")["model"], load_checkpoint(run / "model.pt")["model"]
+    ma, mb = read_jsonl(reference / "metrics.jsonl"), read_jsonl(run / "metrics.jsonl")
+    for rows in (ma, mb):
+        for r in rows:
+            r.pop("epoch_time_s")
+    return {"weights_bit_identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
+            "metrics_identical": ma == mb}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-delay", type=float, default=6.0, help="longest wait after train starts (s)")
+    p.add_argument("--max-delay", type=float, default=3.0, help="longest wait after train starts (s)")
     p.add_argument("--out", default=None, help="also write the JSON summary here")
     args = p.parse_args()
     rng = random.Random(args.seed)
@@ -113,6 +124,7 @@ def main() -> None:
     assert ref.returncode == 0, "the reference run failed"
     run = tmp / "killed"
     kills: list[dict] = []
+    finished: list[dict[str, bool]] = []  # runs completed between kills, each compared
     while len(kills) < args.kills:
         proc = start(run, tmp, args.epochs)
         # Alternate: kills timed from the start (data loading, fingerprint, config writes)
@@ -125,8 +137,9 @@ def main() -> None:
             err = proc.stderr.read()
             if proc.returncode != 0:
                 raise SystemExit(f"a start after a kill failed (exit {proc.returncode}): {err}")
-            print(f"run finished before the kill at {delay:.1f} s; restarting it from scratch",
+            print(f"run finished before the kill at {delay:.1f} s; checked, restarting it",
                   file=sys.stderr)
+            finished.append(compare(reference, run))
             shutil.rmtree(run)
             continue
         proc.send_signal(signal.SIGKILL)
@@ -137,14 +150,17 @@ def main() -> None:
             epochs_logged = len(read_jsonl(run / "metrics.jsonl"))
         kills.append({"timed_from": stage, "delay_s": round(delay, 2), "epochs_logged": epochs_logged, **state})
         print(json.dumps(kills[-1]), file=sys.stderr)
+        if (run / "model.pt").exists():  # killed after its last epoch: check it, start afresh
+            done = start(run, tmp, args.epochs)  # takes over the lock, cleans, writes nothing new
+            _, err = done.communicate()
+            if done.returncode != 0:
+                raise SystemExit(f"a start after a kill failed (exit {done.returncode}): {err}")
+            finished.append(compare(reference, run))
+            shutil.rmtree(run)
     final = start(run, tmp, args.epochs)
     _, final_err = final.communicate()
     found = [ln for ln in final_err.splitlines() if "warning" in ln]
-    a, b = load_checkpoint(reference / "model.pt")["model"], load_checkpoint(run / "model.pt")["model"]
-    ma, mb = read_jsonl(reference / "metrics.jsonl"), read_jsonl(run / "metrics.jsonl")
-    for rows in (ma, mb):
-        for r in rows:
-            r.pop("epoch_time_s")
+    finished.append(compare(reference, run))
     summary = {
         "kills": len(kills),
         "unloadable_checkpoints": 0,  # inspect_run raised otherwise
@@ -154,8 +170,9 @@ def main() -> None:
         "stale_locks_left_by_kills": sum(k["lock_left"] for k in kills),
         "final_resume_exit_code": final.returncode,
         "final_resume_warnings": found,
-        "weights_bit_identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
-        "metrics_identical": ma == mb,
+        "completed_runs_compared": len(finished),
+        "weights_bit_identical": all(f["weights_bit_identical"] for f in finished),
+        "metrics_identical": all(f["metrics_identical"] for f in finished),
         "epochs": args.epochs,
         "per_kill": kills,
     }

@@ -259,7 +259,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
 def _check_device(name: str) -> None:
     from spherevae.training import _resolve_device
 
-    _resolve_device(name, what="--device (evaluate)")
+    _resolve_device(name, what="--device")
 
 
 def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
