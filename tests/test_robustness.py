@@ -539,6 +539,30 @@ def n5_every_file_of_a_run_is_written_atomically(tmp_path, capsys, trained):
     assert read_jsonl(trained / "history.jsonl")[0]["event"] == "start"
 
 
+def n6_jsonl_reader_edge_cases(tmp_path, capsys):
+    path = tmp_path / "log.jsonl"
+    assert read_jsonl(path) == []  # absent: nothing yet
+    path.write_text("")
+    assert read_jsonl(path) == []
+    path.write_text('{"a": 1}\n\n{"a": 2}\n\n')  # blank lines are not records
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    path.write_text('{"a": 1}\n[1, 2]\n{"a": 3}\n')  # a non-object line in the middle
+    with pytest.raises(UserError, match=r"line 2: not a JSON record"):
+        read_jsonl(path)
+
+
+def n7_schedules_sized_by_the_total_are_pinned_or_warned(tmp_path, capsys):
+    from spherevae.rundir import pin_schedule
+
+    assert pin_schedule("quench_anneal", {}, 300) == {"quench_epochs": 100}
+    assert pin_schedule("quench_anneal", {"quench_fraction": 0.5}, 9) == {"quench_fraction": 0.5, "quench_epochs": 4}
+    assert pin_schedule("quench_anneal", {"quench_epochs": 7}, 300) == {"quench_epochs": 7}
+    assert pin_schedule("linear_warmup", {}, 20) == {"warmup_epochs": 2.0}
+    assert pin_schedule("constant", {}, 20) == {}
+    with pytest.warns(UserWarning, match="stretches the cycles"):
+        assert pin_schedule("cyclical", {"cycles": 2}, 20) == {"cycles": 2}
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -585,6 +609,8 @@ CASES = [
     Case("N3", "an internal error (a bug)", "keeps its traceback", n3_internal_errors_keep_their_traceback),
     Case("N4", "lock after success / failure / same process", "released; held is refused", n4_lock_is_released_after_success_and_failure),
     Case("N5", "files of a finished run", "no tmp left; all parse", n5_every_file_of_a_run_is_written_atomically),
+    Case("N6", "empty / blank-line / damaged JSON-lines logs", "read, or error naming the line", n6_jsonl_reader_edge_cases),
+    Case("N7", "extend a run whose schedule is sized by the total", "pinned (quench, warm-up) or warned (cyclical)", n7_schedules_sized_by_the_total_are_pinned_or_warned),
 ]
 
 
