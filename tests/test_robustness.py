@@ -443,6 +443,20 @@ def t10_corrupt_eval_metrics_json(tmp_path, capsys, trained):
                "spherevae evaluate")
 
 
+def t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again(tmp_path, capsys, trained):
+    from spherevae.experiments import RunSpec, execute_run
+
+    run = copy_run(trained, tmp_path)
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text('{"fid": 3.')
+    spec = RunSpec(run.name, run, Path(TINY), (*FAST, "train.epochs=2"), {},
+                   {"num_samples": 50, "figures": False, "progress": False})
+    with pytest.warns(UserWarning, match=r"metrics.json is not valid JSON.*evaluating digits-tiny again"):
+        result = execute_run(spec)
+    assert result.status == "done", result.error
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_test"] > 0  # rewritten, valid
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def t11_evaluate_on_cuda_without_cuda(tmp_path, capsys, trained):
     user_error(capsys, ["evaluate", str(trained), "--device", "cuda"], "CUDA is not available")
@@ -596,6 +610,7 @@ CASES = [
     Case("T8", "cut-off last line in metrics.jsonl", "dropped with a warning naming the file", t8_cut_off_last_line_in_metrics_jsonl),
     Case("T9", "report --out a directory", "one line", t9_report_out_is_a_directory),
     Case("T10", "corrupt eval/metrics.json", "one line naming the file", t10_corrupt_eval_metrics_json),
+    Case("T10b", "corrupt eval/metrics.json in a sweep", "warned, evaluated again", t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again),
     Case("T11", "evaluate --device cuda without CUDA", "one line", t11_evaluate_on_cuda_without_cuda),
     Case("T12", "train.out_dir that is a file", "one line", t12_out_dir_that_is_a_file),
     Case("T13", "demo --latent-dim -5", "one line", t13_demo_with_a_negative_latent_dim),
