@@ -76,7 +76,7 @@ def test_unknown_key_names_the_key_and_the_known_ones():
         ("train.batch_size=0", r"train\.batch_size must be an integer >= 1, got 0"),
         ("train.device=tpu", r"train\.device must be 'auto', 'cpu'"),
         ("model.latent_dim=1", r"model\.latent_dim must be an integer >= 2, got 1"),
-        ("train.run_name=a/b", r"train\.run_name must be a non-empty name"),
+        ("train.run_name=a/b", r"train\.run_name must be a plain directory name"),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(override, message):

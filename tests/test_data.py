@@ -96,7 +96,8 @@ def test_not_found_lists_places(tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("mnist", "train", root=tmp_path / "nowhere", download=False)
     msg = str(info.value)
-    assert str(tmp_path / "nowhere") in msg and "cache" in msg and "train-images-idx3-ubyte.gz" in msg
+    assert str(tmp_path / "nowhere") in msg and "train-images-idx3-ubyte.gz" in msg
+    assert "only place looked" in msg  # an explicit root never falls back to other copies
 
 
 def test_unknown_names():

@@ -101,7 +101,8 @@ def test_evaluate_rejects_a_mismatched_dataset(tmp_path):
     # Point the run at a dataset of another image shape (a copy of digits would match).
     (run / "config.yaml").write_text(cfg.replace("name: digits", "name: mnist").replace("root: null", f"root: {tmp_path / 'mn'}"))
     _write_idx_pair(tmp_path / "mn")
-    with pytest.raises(ValueError, match=r"expects \(1, 8, 8\)"):
+    # The stored data fingerprint catches it first, naming what differs.
+    with pytest.raises(ValueError, match=r"not the data this run was trained on.*dataset 'digits' -> 'mnist'"):
         evaluate_run(run, progress=False)
 
 

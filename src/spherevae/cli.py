@@ -32,6 +32,11 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def _demo_run(args: argparse.Namespace) -> int:
     from spherevae.demo import run_demo
+    from spherevae.rundir import UserError
+
+    for flag, value in (("--latent-dim", args.latent_dim), ("--batch", args.batch)):
+        if value < 2:
+            raise UserError(f"{flag} must be an integer >= 2, got {value}")
 
     run_demo(latent_dim=args.latent_dim, batch=args.batch, seed=args.seed)
     return 0
@@ -185,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     from spherevae import __version__
 
     parser.add_argument("--version", action="version", version=f"spherevae {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: SPHEREVAE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, cmd in COMMANDS.items():
@@ -194,15 +201,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors the user can fix (bad input, a busy or damaged run directory, a full disk):
+# spherevae.rundir.UserError is a ValueError. Anything else is a bug: its traceback stays.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"spherevae {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"spherevae {args.command}: interrupted", file=sys.stderr)
-        return 130
+    """Run the CLI. A user error exits 2 with one line (``--debug``: the traceback)."""
+    import os
+    import warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line (`spherevae train --debug ...` too).
+    debug = "--debug" in argv or os.environ.get("SPHEREVAE_DEBUG", "") not in ("", "0")
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    prog = f"spherevae {args.command}"
+    with warnings.catch_warnings():
+        if not debug:  # one line per warning, not the warning's source line
+            warnings.showwarning = lambda msg, *_a, **_k: print(f"{prog}: warning: {msg}", file=sys.stderr)
+        try:
+            return int(args._run(args) or 0)
+        except USER_ERRORS as exc:
+            if debug:
+                raise
+            one_line = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"{prog}: error: {one_line}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130

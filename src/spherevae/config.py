@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spherevae._validation import check_choice, check_positive
+from spherevae.rundir import UserError, atomic_write_text, check_name
 
 __all__ = [
     "AMP_MODES",
@@ -181,10 +182,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(
             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:<i>' or 'mps', got {dev!r}"
         )
-    if not cfg.train.run_name or "/" in cfg.train.run_name:
-        raise ValueError(
-            f"train.run_name must be a non-empty name without '/', got {cfg.train.run_name!r}"
-        )
+    # A run name is one directory under out_dir: a separator or '..' would write elsewhere.
+    check_name(cfg.train.run_name, "train.run_name")
 
 
 # --- dict <-> dataclass -------------------------------------------------------------
@@ -298,8 +297,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         parts = key.strip().split(".")
         if len(parts) < 2 or not all(parts):
             raise ValueError(f"override key {key!r} must be section.field (e.g. optim.lr=1e-4)")
+        if not raw.strip():
+            # An empty value used to mean null and silently fall back to a default.
+            raise UserError(
+                f"override {item!r} has no value; write {key.strip()}=null to unset it"
+            )
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ValueError(f"override {item!r}: value is not valid YAML ({exc})") from None
         node = out
@@ -318,21 +322,35 @@ def _deepcopy_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read YAML ``path`` (``None``: all defaults), apply ``overrides``, validate."""
-    import yaml
 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
     return config_from_dict(apply_overrides(data, list(overrides or [])))
 
 
-def save_config(cfg: RunConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (``load_config(path)`` gives it back)."""
+def read_yaml(path: Path, what: str) -> Any:
+    """``yaml.safe_load`` of ``path``; malformed YAML raises one line naming file and line."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not a text file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically (``load_config(path)`` gives it back)."""
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

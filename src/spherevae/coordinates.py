@@ -11,9 +11,12 @@ Conventions (paper appendix A.1, eq 9), for ``x`` of shape ``(..., n)``, ``n >= 
   convention (``cos = 1``: the pole), and its gradient is 0. The zero vector has
   ``r = 0`` and all angles 0.
 
-Numerics. Every function divides ``x`` by its largest absolute entry (an exact rescaling
+Numerics. Every function divides ``x`` by its largest absolute entry ``s`` (a rescaling
 that the angles do not see and the radius undoes) before squaring, so vectors with
-entries near the float limits neither overflow nor underflow. No epsilon is added
+entries near the float limits neither overflow nor underflow. It divides by ``s`` and
+never multiplies by ``1 / s``: for a float32 subnormal ``s`` (below ~1.2e-38) the
+reciprocal overflows to inf, and near the float maximum it is itself subnormal and has
+lost digits; a division is correctly rounded at every finite scale. No epsilon is added
 anywhere: normal inputs are computed exactly as the formulas say. float16 and bfloat16
 inputs are computed in float32 and cast back. One limit remains: a tail whose squared
 norm underflows after the scaling (entries below ~1e-19 x max|x| in float32, ~1e-154 in
@@ -70,27 +73,29 @@ def _tail_norms(xs: torch.Tensor) -> torch.Tensor:
 
 def cosines_forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """No-autograd forward of :func:`hyperspherical_cosines` that also returns what the
-    analytic backward needs: ``(r, cos, xs, inv_s, inv_tails)`` with ``xs = x / s``
-    (``s = max_j |x_j|``, ``inv_s = 1/s`` of shape ``(..., 1)``) and ``inv_tails = 1 / T_k``
-    (0 on all-zero tails). For fused losses; most code wants :func:`hyperspherical_cosines`.
+    analytic backward needs: ``(r, cos, xs, s, inv_tails)`` with ``xs = x / s``
+    (``s = max_j |x_j|`` of shape ``(..., 1)``, 1 for the zero vector) and
+    ``inv_tails = 1 / T_k`` (0 on all-zero tails). For fused losses; most code wants
+    :func:`hyperspherical_cosines`.
     """
-    inv_s = _max_scale(x).reciprocal()
-    xs = x * inv_s
+    s = _max_scale(x)
+    xs = x / s  # not x * (1 / s): see the module docstring (subnormal s)
     # Summing from the end keeps small tails exact; "total minus prefix" would cancel.
     tails_sq = (xs * xs).flip(-1).cumsum(-1).flip(-1)
     inv_tails = tails_sq.rsqrt()  # inf on all-zero tails
     cos = (xs[..., :-1] * inv_tails[..., :-1]).nan_to_num_(nan=1.0, posinf=1.0, neginf=-1.0)
     # An all-zero tail has x_k = 0, so 0 * inf = nan -> 1: the angle-0 convention.
     inv_tails.nan_to_num_(posinf=0.0)  # zero tails get zero gradients
-    r = tails_sq[..., 0].sqrt() / inv_s[..., 0]
-    return r, cos, xs, inv_s, inv_tails
+    r = tails_sq[..., 0].sqrt() * s[..., 0]
+    return r, cos, xs, s, inv_tails
 
 
 def cosines_backward(
     grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None, cos: torch.Tensor, xs: torch.Tensor,
-    inv_s: torch.Tensor, inv_tails: torch.Tensor,
+    s: torch.Tensor, inv_tails: torch.Tensor,
 ) -> torch.Tensor:
-    """Gradient w.r.t. ``x`` from the gradients w.r.t. ``r`` and ``cos`` (see :class:`_Cosines`)."""
+    """Gradient w.r.t. ``x`` from the gradients w.r.t. ``r`` and ``cos`` (see :class:`_Cosines`);
+    ``s`` is the scale :func:`cosines_forward` returned."""
     if grad_cos is not None:
         inv_t = inv_tails[..., :-1]
         w = grad_cos * inv_t  # g_k / T_k
@@ -98,12 +103,13 @@ def cosines_backward(
         grad = torch.empty_like(xs)
         torch.addcmul(w, xs[..., :-1], prefix, value=-1.0, out=grad[..., :-1])
         grad[..., -1] = -xs[..., -1] * prefix[..., -1]
+        grad = grad / s  # dxs/dx = 1 / s, divided for the same reason as in the forward
     else:
         grad = torch.zeros_like(xs)
     if grad_r is not None:
-        # r = s * T_1, so dr/dxs = s * xs / T_1; the zero vector gets the zero subgradient.
-        grad = torch.addcmul(grad, xs, (grad_r.unsqueeze(-1) * inv_tails[..., :1]) / inv_s)
-    return grad * inv_s
+        # r = s * T_1, so dr/dx = xs / T_1 (scale-free); the zero vector gets the zero subgradient.
+        grad = torch.addcmul(grad, xs, grad_r.unsqueeze(-1) * inv_tails[..., :1])
+    return grad
 
 
 class _Cosines(torch.autograd.Function):
@@ -119,15 +125,15 @@ class _Cosines(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor):  # type: ignore[override]
-        r, cos, xs, inv_s, inv_tails = cosines_forward(x)
-        ctx.save_for_backward(xs, inv_s, inv_tails, cos)
+        r, cos, xs, s, inv_tails = cosines_forward(x)
+        ctx.save_for_backward(xs, s, inv_tails, cos)
         return r, cos
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None):  # type: ignore[override]
-        xs, inv_s, inv_tails, cos = ctx.saved_tensors
-        return cosines_backward(grad_r, grad_cos, cos, xs, inv_s, inv_tails)
+        xs, s, inv_tails, cos = ctx.saved_tensors
+        return cosines_backward(grad_r, grad_cos, cos, xs, s, inv_tails)
 
 
 def hyperspherical_cosines(
@@ -235,6 +241,18 @@ def from_hyperspherical(r: torch.Tensor, phi: torch.Tensor, *, validate: bool = 
     return x.to(out_dtype)
 
 
+def _check_radius(radius: float | torch.Tensor) -> None:
+    """A NaN, infinite, zero or negative radius would silently give NaN or flipped vectors."""
+    if isinstance(radius, torch.Tensor):
+        ok = bool(torch.isfinite(radius).all()) and bool((radius > 0).all())  # a host sync
+    elif isinstance(radius, int | float) and not isinstance(radius, bool):
+        ok = math.isfinite(radius) and radius > 0
+    else:
+        raise TypeError(f"radius must be a number or a tensor, got {type(radius).__name__}")
+    if not ok:
+        raise ValueError(f"radius must be finite and > 0, got {radius!r}")
+
+
 def project_to_sphere(
     z: torch.Tensor, radius: float | torch.Tensor, *, validate: bool = True
 ) -> torch.Tensor:
@@ -246,6 +264,8 @@ def project_to_sphere(
     neither overflow nor underflow.
     """
     check_latents(z, "z", min_dim=1, validate=validate)
+    if validate or not isinstance(radius, torch.Tensor):
+        _check_radius(radius)
     zw = _working_dtype(z)
     zs = zw / _max_scale(zw)
     norm_sq = (zs * zs).sum(-1, keepdim=True)

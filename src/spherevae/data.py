@@ -23,16 +23,17 @@ import io
 import math
 import os
 import pickle
-import shutil
 import tarfile
-import tempfile
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from spherevae.rundir import atomic_open
 
 __all__ = [
     "DATASETS",
@@ -185,24 +186,22 @@ def _md5(path: Path) -> str:
 
 def download_file(url: str, dest: Path, md5: str | None, *, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` via a temp file; verify ``md5``; leave nothing on failure."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
-        if md5 is not None and _md5(Path(tmp)) != md5:
+    h = hashlib.md5(usedforsecurity=False)
+    with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        for chunk in iter(lambda: resp.read(1 << 20), b""):
+            h.update(chunk)
+            out.write(chunk)
+        if md5 is not None and h.hexdigest() != md5:
             raise CorruptDatasetError(f"{url}: checksum mismatch (expected MD5 {md5}); nothing kept")
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dest
 
 
 def _candidate_dirs(spec: DatasetSpec, root: Path | None) -> list[Path]:
-    dirs: list[Path] = []
     if root is not None:
-        dirs.append(Path(root))
+        # An explicit root is the only place looked: falling back to another copy would
+        # train on data the user did not point at, and record a root that does not hold it.
+        return [Path(root)]
+    dirs: list[Path] = []
     if spec.env_var and os.environ.get(spec.env_var):
         dirs.append(Path(os.environ[spec.env_var]))
     if os.environ.get("SPHEREVAE_DATA_DIR"):
@@ -229,7 +228,7 @@ def _idx_reader(split: str, root: Path | None, download: bool, *, spec_name: str
             return _read_idx_pair(spec, found[0], found[1])  # type: ignore[arg-type]
         looked.append(str(d))
     if download and spec.urls:
-        target = cache_dir() / spec.name
+        target = root if root is not None else cache_dir() / spec.name
         errors = []
         for base in spec.urls:
             try:
@@ -241,8 +240,9 @@ def _idx_reader(split: str, root: Path | None, download: bool, *, spec_name: str
             except (OSError, CorruptDatasetError) as exc:
                 errors.append(f"{base}: {exc}")
         looked.append("download: " + "; ".join(errors))
+    only = " (an explicit root is the only place looked)" if root is not None else ""
     raise DatasetNotFoundError(
-        f"dataset {spec.name!r} ({split}) not found. Looked in: {', '.join(looked)}. "
+        f"dataset {spec.name!r} ({split}) not found. Looked in: {', '.join(looked)}{only}. "
         f"{spec.help} Or pass root=DIR holding {', '.join(s + '.gz' for s in stems)}."
     )
 
@@ -266,9 +266,16 @@ def _read_idx_pair(spec: DatasetSpec, images_path: Path, labels_path: Path) -> I
     )
 
 
+def _no_root(name: str, root: Path | None) -> None:
+    if root is not None:
+        raise ValueError(f"dataset {name!r} is built in and reads no files, but root={str(root)!r} "
+                         "was given (data.root): remove it")
+
+
 def _digits_reader(split: str, root: Path | None, download: bool) -> ImageDataset:
     from sklearn.datasets import load_digits
 
+    _no_root("digits", root)
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     # Deterministic split: a fixed permutation, the last 20% are the test set.
@@ -377,7 +384,7 @@ def _cifar_reader(split: str, root: Path | None, download: bool) -> ImageDataset
             break
         looked.append(str(d))
     if member is None and download:
-        target = cache_dir() / spec.name
+        target = root if root is not None else cache_dir() / spec.name
         try:
             download_file(spec.urls[0], target / _CIFAR_TAR, _CIFAR_MD5, timeout=120.0)
             member = _cifar_members(target)
@@ -432,6 +439,17 @@ def _decode_many(paths: list[Path], size: int, crop: int | None, mode: str) -> n
     return out
 
 
+def _image_mode(path: Path) -> str | None:
+    """The image's mode from its header, or None if it is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
 def _in_test_split(relative: str, test_fraction: float) -> bool:
     """Deterministic split by a stable hash of the relative path (independent of file order)."""
     digest = hashlib.sha1(relative.encode(), usedforsecurity=False).digest()
@@ -442,8 +460,6 @@ def _folder_reader(
     split: str, root: Path | None, download: bool, *, image_size: int = 64, test_fraction: float = 0.1,
     greyscale: bool | None = None,
 ) -> ImageDataset:
-    from PIL import Image
-
     if root is None:
         raise ValueError("dataset 'folder' needs root=DIR (data.root in a config): a folder of images")
     if not root.is_dir():
@@ -457,9 +473,17 @@ def _folder_reader(
         raise DatasetNotFoundError(f"image folder {root} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
     subdirs = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     labelled = bool(subdirs) and all(len(p.relative_to(root).parts) > 1 for p in files)
+    modes = {p: _image_mode(p) for p in files}  # reads headers only
+    unreadable = [p for p, mode in modes.items() if mode is None]
+    if unreadable:
+        warnings.warn(f"image folder {root}: skipping {len(unreadable)} file(s) that are not "
+                      f"readable images, e.g. {unreadable[0]}", stacklevel=3)
+        files = [p for p in files if modes[p] is not None]
+        if not files:
+            raise DatasetNotFoundError(f"image folder {root} holds no readable images")
     if greyscale is None:
         # Greyscale only when every image is: one colour image makes the set RGB.
-        greyscale = all(Image.open(p).mode in ("L", "1", "I;16") for p in files)
+        greyscale = all(modes[p] in ("L", "1", "I;16") for p in files)
     chosen = [p for p in files if _in_test_split(p.relative_to(root).as_posix(), test_fraction) == (split == "test")]
     if not chosen:
         raise DatasetNotFoundError(f"image folder {root}: the {split} split is empty ({len(files)} images)")
@@ -554,15 +578,8 @@ def _load_cached_array(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _save_array_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 def _synthetic_reader(
@@ -571,6 +588,7 @@ def _synthetic_reader(
 ) -> ImageDataset:
     """Uniform-noise uint8 images with random labels: for benchmarks and smoke tests of a
     dataset's *shape* (a step costs the same whatever the pixels are). Deterministic."""
+    _no_root("synthetic", root)
     shape = tuple(int(v) for v in image_shape)
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape[1:]) < 4:
         raise ValueError(f"option image_shape must be (C in {{1, 3}}, H >= 4, W >= 4), got {image_shape!r}")

@@ -28,6 +28,7 @@ __all__ = [
     "DistInfo",
     "all_gather_with_grad",
     "average_gradients",
+    "barrier",
     "cleanup_distributed",
     "init_distributed",
     "is_distributed",
@@ -123,3 +124,9 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
         n = g.numel()
         g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside a process group)."""
+    if is_distributed():
+        dist.barrier()

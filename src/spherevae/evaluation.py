@@ -22,16 +22,24 @@ Conventions, stated once:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from spherevae.rundir import (
+    atomic_write_json,
+    check_fingerprint,
+    data_fingerprint,
+    read_json,
+    read_jsonl,
+)
 
 __all__ = ["DEFAULT_SAMPLERS", "EvalConfig", "encode_dataset", "evaluate_run"]
 
@@ -144,6 +152,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
 
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
+    _check_device(opts.device)
     out = run_dir / "eval"
     timer = _Timer()
     log: Callable[[str], None] = print if opts.progress else (lambda _msg: None)
@@ -154,6 +163,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         data_kw = {"root": cfg.data.root, "download": cfg.data.download, **cfg.data.options}
         test = load_dataset(cfg.data.name, "test", **data_kw)
         train = load_dataset(cfg.data.name, "train", **data_kw)
+        _check_data(run_dir, cfg.data.name, train, test)
         expected = tuple(model.config.image_shape)
         if tuple(test.images.shape[1:]) != expected:
             raise ValueError(
@@ -241,12 +251,25 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
 
     metrics["timings_s"] = timer.timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=True, default=_json_default)
     log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out / 'metrics.json'}")
     return metrics
+
+
+def _check_device(name: str) -> None:
+    from spherevae.training import _resolve_device
+
+    _resolve_device(name, what="--device")
+
+
+def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
+    """The data found now must be the data the run was trained on (its fingerprint)."""
+    path = run_dir / "data_fingerprint.json"
+    if not path.is_file():  # a run made before fingerprints were stored
+        warnings.warn(f"{run_dir} has no data_fingerprint.json: cannot check that the data "
+                      "is the data it was trained on", stacklevel=3)
+        return
+    check_fingerprint(read_json(path), data_fingerprint(name, train, test), path)
 
 
 def _json_default(value: Any) -> Any:
@@ -284,7 +307,7 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
     z = model.reparameterize(mu, logvar, generator=gen)
     _, cos_mu = hyperspherical_cosines(mu)
     plots.save_figure(plots.latent_histograms(mu, sigma, z, cos_mu), out / "latent_histograms.png")
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     if rows:
         plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
     # Interpolate between the first test images of two different classes.

@@ -27,17 +27,21 @@ processes) and ``ray`` (the optional ``ray`` extra: a local instance or a cluste
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
-import json
 import os
+import signal
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from spherevae.rundir import UserError, atomic_write_json, atomic_write_text, check_name, read_json
 
 __all__ = [
     "BACKENDS",
@@ -117,12 +121,12 @@ class RunResult:
 
 def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
     """Read and validate a sweep YAML file; ``overrides`` are appended to its own."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    from spherevae.config import read_yaml
+
+    raw = read_yaml(path, "sweep config") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"sweep config {path} must be a mapping, got {type(raw).__name__}")
     unknown = set(raw) - _SWEEP_KEYS
@@ -162,6 +166,8 @@ def expand_grid(sweep: SweepConfig) -> list[RunSpec]:
             params = dict(zip(keys, values, strict=True))
             parts = ([variant] if variant else []) + [f"{_short(k)}={v}" for k, v in params.items()]
             name = "-".join(parts) or "run"
+            # A value with a separator (e.g. a path) would put the run outside out_dir/runs.
+            check_name(name, f"sweep run name {name!r} (from the grid and variants)")
             overrides = (
                 *sweep.overrides,
                 *variant_overrides,
@@ -193,7 +199,10 @@ def execute_run(spec: RunSpec) -> RunResult:
     """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
     done = _metrics_path(spec.run_dir)
     if done.is_file():
-        return RunResult(spec.name, spec.params, "skipped", json.loads(done.read_text()))
+        try:
+            return RunResult(spec.name, spec.params, "skipped", read_json(done))
+        except UserError as exc:  # damaged from outside (evaluate writes it atomically)
+            warnings.warn(f"{exc}; evaluating {spec.name} again", stacklevel=2)
     try:
         import torch
 
@@ -224,38 +233,57 @@ def execute_run(spec: RunSpec) -> RunResult:
         metrics = evaluate_run(run_dir, **spec.evaluate)
         return RunResult(spec.name, spec.params, "done", metrics)
     except Exception as exc:  # a failed run is reported, not lost, and the sweep goes on
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
         tb = traceback.format_exc()
-        (spec.run_dir / "error.txt").write_text(tb)
+        with contextlib.suppress(OSError):
+            atomic_write_text(spec.run_dir / "error.txt", tb)
         return RunResult(spec.name, spec.params, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
 Backend = Callable[[list[RunSpec], int, Callable[[RunResult], None]], list[RunResult]]
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``results`` holds the runs that finished before it."""
+
+    def __init__(self, results: list[RunResult], running: int) -> None:
+        super().__init__(f"sweep interrupted: {len(results)} run(s) finished, {running} stopped")
+        self.results = results
+        self.running = running
+
+
+def _ignore_sigint() -> None:
+    # Workers leave Ctrl-C to the parent, which stops them all at once (Pool.terminate).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _local_backend(
     specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
 ) -> list[RunResult]:
-    results = []
+    results: list[RunResult] = []
     if workers == 1:
-        for spec in specs:
-            result = execute_run(spec)
-            on_result(result)
-            results.append(result)
+        try:
+            for spec in specs:
+                result = execute_run(spec)
+                on_result(result)
+                results.append(result)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(results, 1) from None
         return results
     import multiprocessing as mp
 
-    env_threads = os.environ.setdefault(
-        "SPHEREVAE_THREADS_PER_RUN", str(max(1, (os.cpu_count() or 1) // workers))
-    )
-    del env_threads
+    os.environ.setdefault("SPHEREVAE_THREADS_PER_RUN", str(max(1, (os.cpu_count() or 1) // workers)))
     # spawn, not fork: torch's thread pools do not survive a fork.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(execute_run, spec) for spec in specs]
-        for fut in as_completed(futures):
-            result = fut.result()
+    pool = mp.get_context("spawn").Pool(min(workers, len(specs)) or 1, initializer=_ignore_sigint)
+    try:
+        for result in pool.imap_unordered(execute_run, specs):
             on_result(result)
             results.append(result)
+    except KeyboardInterrupt:
+        pool.terminate()  # SIGTERM to every worker now; their runs resume from checkpoints
+        pool.join()
+        raise SweepInterrupted(results, min(workers, len(specs) - len(results))) from None
+    pool.close()
+    pool.join()
     return results
 
 
@@ -280,7 +308,7 @@ def _ray_backend(
     try:
         remote = ray.remote(num_cpus=1)(execute_run)
         pending = {remote.remote(spec): spec for spec in specs}
-        results = []
+        results: list[RunResult] = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
@@ -292,6 +320,8 @@ def _ray_backend(
             on_result(result)
             results.append(result)
         return results
+    except KeyboardInterrupt:
+        raise SweepInterrupted(results, len(pending)) from None
     finally:
         if started_here:
             ray.shutdown()
@@ -309,24 +339,16 @@ def collect_results(out_dir: Path, results: Iterable[RunResult]) -> list[dict[st
             row["error"] = r.error
         row.update({k: v for k, v in r.metrics.items() if isinstance(v, (int, float, str, bool))})
         rows.append(row)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "results.json", json.dumps(rows, indent=2, sort_keys=True))
+    atomic_write_json(out_dir / "results.json", rows, indent=2, sort_keys=True)
     columns: list[str] = []
     for row in rows:
         columns.extend(c for c in row if c not in columns)
-    tmp = out_dir / "results.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out_dir / "results.csv")
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "results.csv", buf.getvalue())
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_sweep(
@@ -346,7 +368,7 @@ def run_sweep(
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
     specs = expand_grid(sweep)
     sweep.out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(sweep.out_dir / "sweep.json", json.dumps(_sweep_record(sweep, specs), indent=2))
+    atomic_write_json(sweep.out_dir / "sweep.json", _sweep_record(sweep, specs), indent=2)
     log(f"sweep {sweep.name}: {len(specs)} runs, backend {backend}, out {sweep.out_dir}")
     count = {"n": 0}
 
@@ -355,7 +377,16 @@ def run_sweep(
         tail = f": {result.error}" if result.error else ""
         log(f"[{count['n']}/{len(specs)}] {result.name}: {result.status}{tail}")
 
-    results = BACKENDS[backend](specs, workers or sweep.workers, on_result)
+    try:
+        results = BACKENDS[backend](specs, workers or sweep.workers, on_result)
+    except SweepInterrupted as stop:
+        # Say so at once, keep what finished, and let the caller exit (130 in the CLI).
+        log(f"sweep {sweep.name}: interrupted; stopped {stop.running} running run(s); "
+            f"{len(stop.results)} of {len(specs)} finished")
+        collect_results(sweep.out_dir, stop.results)
+        log(f"results of the finished runs: {sweep.out_dir / 'results.csv'}; run the same "
+            "command again to continue (finished runs are skipped, stopped ones resume)")
+        raise
     rows = collect_results(sweep.out_dir, results)
     failed = [r for r in results if r.status == "failed"]
     if failed:

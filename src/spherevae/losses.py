@@ -230,6 +230,16 @@ def biased_cosines(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Ten
     return torch.linalg.vector_norm(x, dim=-1), cos
 
 
+def _check_sigma(sigma: torch.Tensor, *, min_dim: int = 2, validate: bool = True) -> None:
+    """``sigma (batch, n)``: a standard deviation, so (when validating) finite and > 0."""
+    check_latents(sigma, "sigma", min_dim=min_dim, ndim=2, validate=validate)
+    if validate and bool((sigma <= 0).any()):
+        raise ValueError(
+            f"sigma must be > 0 (standard deviations), but {int((sigma <= 0).sum())} of its "
+            f"{sigma.numel()} values are <= 0 (min {float(sigma.min())})"
+        )
+
+
 def latent_batch_stats(
     mu: torch.Tensor,
     sigma: torch.Tensor | None,
@@ -254,7 +264,7 @@ def latent_batch_stats(
     include_sigma = include_sigma and sigma is not None
     if include_sigma:
         assert sigma is not None
-        check_latents(sigma, "sigma", ndim=2, validate=validate)
+        _check_sigma(sigma, validate=validate)
         check_same_shape(mu, sigma, "mu", "sigma")
     groups = [t for t, use in ((mu, include_mu), (sigma, include_sigma)) if use]
     if not groups:
@@ -311,7 +321,7 @@ def batch_stat_kld(
         prior_mu, prior_sigma: scalars or ``(n,)`` tensors.
     """
     check_latents(mu, "mu", min_dim=1, ndim=2, validate=validate)
-    check_latents(sigma, "sigma", min_dim=1, ndim=2, validate=validate)
+    _check_sigma(sigma, min_dim=1, validate=validate)
     check_same_shape(mu, sigma, "mu", "sigma")
     n = mu.shape[1]
     p_mu = _per_dim(prior_mu, "prior_mu", n, mu)
@@ -721,7 +731,7 @@ class HypersphericalPriorLoss(nn.Module):
         if not self._fused_groups:
             return torch.zeros((), dtype=mu.dtype, device=mu.device)
         if self.use_sigma_terms:
-            check_latents(sigma, "sigma", ndim=2, validate=validate)
+            _check_sigma(sigma, validate=validate)
             check_same_shape(mu, sigma, "mu", "sigma")
         parts = [mu if g == "mu" else sigma for g in self._fused_groups]
         stacked = _compute_dtype(torch.stack(parts) if len(parts) > 1 else parts[0][None])

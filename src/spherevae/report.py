@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spherevae.rundir import UserError, atomic_write_text, read_json
+
 __all__ = ["RunSummary", "load_run_summary", "write_report"]
 
 _CSS = """
@@ -32,7 +34,7 @@ class RunSummary:
 
 def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     """Read ``config.yaml``, ``eval/metrics.json`` and ``eval/*.png`` of a run directory."""
-    import yaml
+    from spherevae.config import read_yaml
 
     run_dir = Path(run_dir)
     for needed in (run_dir / "config.yaml", run_dir / "eval" / "metrics.json"):
@@ -41,10 +43,25 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
             raise FileNotFoundError(f"{run_dir} is not an evaluated run: {needed} is missing{hint}")
     return RunSummary(
         name=run_dir.name,
-        config=yaml.safe_load((run_dir / "config.yaml").read_text()),
-        metrics=json.loads((run_dir / "eval" / "metrics.json").read_text()),
+        config=read_yaml(run_dir / "config.yaml", "run config"),
+        metrics=read_json(run_dir / "eval" / "metrics.json", hint="run `spherevae evaluate` again"),
         figures={p.stem: p for p in sorted((run_dir / "eval").glob("*.png"))},
     )
+
+
+def check_report_target(out_html: str | os.PathLike[str]) -> Path:
+    """``out_html`` as a path that may be written: not a directory, and not an existing file
+    other than an HTML page (``--out RUN/config.yaml`` must not overwrite a run's config)."""
+    out = Path(out_html)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file name such as {out / 'report.html'}")
+    if out.exists():
+        with out.open("rb") as f:
+            head = f.read(64).lstrip().lower()
+        if not head.startswith((b"<!doctype html", b"<html")):
+            raise UserError(f"--out {out} exists and is not an HTML report; refusing to overwrite "
+                            "it (choose another file name, or delete it first)")
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -84,9 +101,4 @@ def write_report(
             parts.append(f"<h4>{e(name)}</h4><img alt='{e(name)}' src='data:image/png;base64,{data}'>")
         parts.append("</div>")
     parts.append("</div></body></html>")
-    out = Path(out_html)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(check_report_target(out_html), "\n".join(parts))

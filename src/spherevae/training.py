@@ -16,11 +16,15 @@ Conventions kept by the loop:
   run diverges, ``checkpoints/last.pt`` is the last good state.
 
 Run directory: ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON object
-per epoch), ``checkpoints/last.pt``, ``model.pt`` (final weights + model config).
+per epoch), ``checkpoints/last.pt``, ``model.safetensors`` (final weights + model spec),
+``history.jsonl`` (one line per start or resume, with what a resume changed),
+``data_fingerprint.json`` (checked at resume and evaluate) and, while a process trains
+in it, ``.lock`` (see :mod:`spherevae.rundir` and docs/design.md, "Robustness").
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -32,9 +36,9 @@ import torch
 from torch import nn
 
 from spherevae._validation import check_choice
-from spherevae.checkpoint import load_checkpoint, save_checkpoint
+from spherevae.checkpoint import load_checkpoint, load_state, save_checkpoint
 from spherevae.config import AMP_MODES, RunConfig, load_config, save_config
-from spherevae.distributed import DistInfo, average_gradients, init_distributed
+from spherevae.distributed import DistInfo, average_gradients, barrier, init_distributed
 from spherevae.models import model_from_spec, model_spec
 from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep working
     OBJECTIVES,
@@ -43,6 +47,22 @@ from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep
     CompressedObjective,
     StandardObjective,
     StepOutput,
+)
+from spherevae.rundir import (
+    CheckpointError,
+    RunDirLock,
+    UserError,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    check_fingerprint,
+    clean_tmp_files,
+    data_fingerprint,
+    make_run_dir,
+    read_json,
+    read_jsonl,
+    record_history,
+    resume_config,
 )
 from spherevae.schedules import Clock, make_schedule
 from spherevae.weights import load_weights, save_weights
@@ -99,11 +119,18 @@ def build_model(cfg: RunConfig, image_shape: tuple[int, int, int]) -> nn.Module:
 
 
 def _load_split(cfg: RunConfig, split: str) -> Any:
+    return _limit_split(cfg, split, _load_full_split(cfg, split))
+
+
+def _load_full_split(cfg: RunConfig, split: str) -> Any:
     from spherevae.data import load_dataset
 
-    ds = load_dataset(
+    return load_dataset(
         cfg.data.name, split, root=cfg.data.root, download=cfg.data.download, **cfg.data.options
     )
+
+
+def _limit_split(cfg: RunConfig, split: str, ds: Any) -> Any:
     limit = cfg.data.max_train if split == "train" else cfg.data.max_test
     if limit is not None and limit < ds.images.shape[0]:
         labels = ds.labels[:limit] if ds.labels is not None else None
@@ -111,12 +138,20 @@ def _load_split(cfg: RunConfig, split: str) -> Any:
     return ds
 
 
-def _resolve_device(name: str) -> torch.device:
+def _resolve_device(name: str, what: str = "train.device") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
-    return torch.device(name)
+        raise UserError(f"{what}={name!r} but CUDA is not available on this machine; use cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{what}='mps' but MPS is not available on this machine; use cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{what}={name!r} is not a device (cpu, cuda, cuda:<i>, mps)") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"{what}={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 # --- evaluation and logging ---------------------------------------------------------
@@ -164,12 +199,12 @@ def _tensorboard(run_dir: Path, enabled: bool) -> Any:
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Keep only the lines of epochs before ``epochs_done`` (a resumed run rewrites the rest)."""
+    """Keep only the lines of epochs before ``epochs_done`` (a resumed run rewrites the rest);
+    a cut-off last line (a crash mid-append) is dropped with a warning. Atomic."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] < epochs_done]
-    path.write_text("".join(ln + "\n" for ln in kept))
+    kept = [r for r in read_jsonl(path) if r.get("epoch", epochs_done) < epochs_done]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _divergence_message(
@@ -203,18 +238,47 @@ def train(
     """Train the run described by ``cfg``; return its directory.
 
     ``resume=True`` continues from ``<run_dir>/checkpoints/last.pt`` and gives the same
-    weights as a run that was never stopped. Under ``torchrun`` every rank trains on
-    its shard of each (global) batch of ``train.batch_size`` images; rank 0 writes.
+    weights as a run that was never stopped. A resume may change only
+    :data:`spherevae.rundir.RESUMABLE_KEYS` (e.g. ``train.epochs``; a schedule sized by
+    the total keeps its old length, see :func:`spherevae.rundir.pin_schedule`); any other
+    difference from the run's ``config.yaml`` is an error. Under ``torchrun`` every rank
+    trains on its shard of each (global) batch of ``train.batch_size`` images; rank 0
+    holds the run directory's lock and writes.
 
     ``model`` (a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.ModelAdapter`)
     and ``data`` (``(train, test)`` datasets with ``images``/``labels``, e.g.
     :class:`spherevae.api.TensorData`) replace what ``cfg.model`` and ``cfg.data`` would
     build: :func:`spherevae.fit` passes them. The final weights go to ``model.safetensors``.
     """
+    dist_info: DistInfo = init_distributed(cfg.train.device)
+    run_dir = cfg.run_dir
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist (a run killed "
+                                "before its first checkpoint starts again without --resume)")
+    if dist_info.is_main:
+        make_run_dir(cfg.train.out_dir, run_dir)
+    with RunDirLock(run_dir) if dist_info.is_main else contextlib.nullcontext():
+        if dist_info.is_main:
+            clean_tmp_files(run_dir)  # what a kill during a write left; we hold the lock
+        changes: dict[str, list[Any]] = {}
+        if resume:
+            cfg, changes = resume_config(cfg, run_dir)
+        barrier()  # every rank has read config.yaml before rank 0 rewrites it
+        return _train(cfg, resume, dist_info, changes, model, data)
+
+
+def _train(
+    cfg: RunConfig,
+    resume: bool,
+    dist_info: DistInfo,
+    changes: dict[str, list[Any]],
+    model: nn.Module | None,
+    data: tuple[Any, Any] | None,
+) -> Path:
     from spherevae.data import BatchLoader
 
     t = cfg.train
-    dist_info: DistInfo = init_distributed(t.device)
     device = _resolve_device(t.device)
     if device.type == "cuda" and dist_info.world_size > 1:
         device = torch.device("cuda", dist_info.local_rank)
@@ -224,14 +288,21 @@ def train(
         )
     run_dir = cfg.run_dir
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist")
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        raise ValueError(
+    if not resume and (ckpt_path.is_file() or any((run_dir / f).is_file() for f in (WEIGHTS_FILE, "model.pt"))):
+        # (A run killed before its first checkpoint has nothing to resume: it starts again.)
+        raise UserError(
             f"run directory {str(run_dir)!r} already holds a run; pass --resume or choose another train.run_name"
         )
 
-    train_ds, test_ds = data if data is not None else (_load_split(cfg, "train"), _load_split(cfg, "test"))
+    if data is not None:
+        full = {"train": data[0], "test": data[1]}
+    else:
+        full = {s: _load_full_split(cfg, s) for s in ("train", "test")}
+    fingerprint = data_fingerprint(cfg.data.name, full["train"], full["test"])
+    fp_path = run_dir / "data_fingerprint.json"
+    if resume and fp_path.is_file():
+        check_fingerprint(read_json(fp_path), fingerprint, fp_path)
+    train_ds, test_ds = (_limit_split(cfg, s, full.pop(s)) for s in ("train", "test"))
     if model is None:
         model = build_model(cfg, tuple(train_ds.images.shape[1:]))
     model = model.to(device)
@@ -280,20 +351,25 @@ def train(
 
     start_epoch, last_good = 0, None
     if resume:
-        state = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
+        state = load_checkpoint(ckpt_path, map_location=device, required=_RESUME_ENTRIES)
+        load_state(model, state["model"], ckpt_path)
         for n, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][n])
+            load_state(opt, state["optimizers"].get(n, {}), ckpt_path, f"{n} optimiser")
             schedulers[n].load_state_dict(state["schedulers"][n])
         scaler.load_state_dict(state["scaler"])
         objective.load_state_dict(state["objective"])
         noise.set_state(state["rng"]["noise"].cpu())  # generator states are CPU byte tensors
         last_good = int(state["epoch"])
         start_epoch = last_good + 1
+        if t.epochs < start_epoch:
+            raise UserError(f"{run_dir} has already trained {start_epoch} epochs; train.epochs="
+                            f"{t.epochs} would go back (use train.epochs >= {start_epoch})")
     if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        if not (resume and fp_path.is_file()):
+            atomic_write_json(fp_path, fingerprint, indent=2)
         _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
+        record_history(run_dir, resume, start_epoch, t.epochs, changes)
     writer = _tensorboard(run_dir, t.tensorboard and dist_info.is_main)
     all_params = [p for ps in groups.values() for p in ps]
 
@@ -370,8 +446,7 @@ def train(
             "epoch_time_s": time.perf_counter() - t0,
         }
         if dist_info.is_main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(run_dir / "metrics.jsonl", record)
             if writer is not None:
                 for k, v in record.items():
                     if isinstance(v, float):
@@ -399,6 +474,9 @@ def train(
     return run_dir
 
 
+_RESUME_ENTRIES = ("epoch", "model", "optimizers", "schedulers", "scaler", "objective", "rng")
+
+
 def _mean_over_ranks(means: dict[str, float], device: torch.device) -> dict[str, float]:
     import torch.distributed as dist
 
@@ -420,16 +498,24 @@ def load_run(
     """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
-    if (run_dir / WEIGHTS_FILE).is_file():
-        state, spec = load_weights(run_dir / WEIGHTS_FILE, device=device)
+    path = run_dir / WEIGHTS_FILE
+    if path.is_file():
+        state, spec = load_weights(path, device=device)
     else:
         path = run_dir / "model.pt"
         if not path.is_file():
             path = run_dir / "checkpoints" / "last.pt"
-        ckpt = load_checkpoint(path, map_location=device)
+        ckpt = load_checkpoint(path, map_location=device, required=("model",))
         state = ckpt["model"]
         # Checkpoints written before model specs hold the VAE's config dict only.
-        spec = ckpt.get("model_spec") or {"kind": "vae", "model_config": ckpt["model_config"]}
-    net = model_from_spec(spec, model)
-    net.load_state_dict(state)
+        spec = ckpt.get("model_spec") or {"kind": "vae", "model_config": ckpt.get("model_config")}
+        if spec.get("model_config", {}) is None:
+            raise CheckpointError(f"checkpoint {path} lacks both model_spec and model_config")
+    try:
+        net = model_from_spec(spec, model)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"{run_dir}: its model description does not fit this version of spherevae ({exc})"
+        ) from None
+    load_state(net, state, path)
     return cfg, net.to(device).eval()

@@ -11,12 +11,12 @@ Reading it can only ever produce tensors and strings. Training checkpoints
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from spherevae.rundir import CheckpointError, atomic_open
 
 __all__ = ["WEIGHTS_FORMAT", "atomic_write_bytes", "load_weights", "save_weights"]
 
@@ -42,20 +42,10 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], spec: dict[st
 
 
 def atomic_write_bytes(path: str | Path, blob: bytes) -> Path:
-    """Write ``blob`` to ``path`` through a temp file + fsync + rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``blob`` to ``path`` atomically (:func:`spherevae.rundir.atomic_open`)."""
+    with atomic_open(path, "wb") as f:
+        f.write(blob)
+    return Path(path)
 
 
 def load_weights(
@@ -65,8 +55,8 @@ def load_weights(
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a spherevae weights file (truncated, another format, bad metadata);
-            the message names the file.
+        CheckpointError: not a spherevae weights file (truncated, another format, bad
+            metadata); the message names the file.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -81,17 +71,17 @@ def load_weights(
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(
+        raise CheckpointError(
             f"{str(path)!r} is not a readable safetensors file ({exc}); it may be truncated: "
             "retrain or restore it from a backup"
         ) from None
     if meta.get("format") != WEIGHTS_FORMAT or "spec" not in meta:
-        raise ValueError(
+        raise CheckpointError(
             f"{str(path)!r} is a safetensors file but not spherevae weights "
             f"(format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})"
         )
     try:
         spec = json.loads(meta["spec"])
     except json.JSONDecodeError:
-        raise ValueError(f"{str(path)!r}: its model spec is not valid JSON") from None
+        raise CheckpointError(f"{str(path)!r}: its model spec is not valid JSON") from None
     return {k: v.to(device) for k, v in state.items()}, spec

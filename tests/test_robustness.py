@@ -1,0 +1,650 @@
+"""The hostile-user catalogue of issue 13, one row per case: nothing lost, nothing silent.
+
+Every row of :data:`CASES` is ``(id, what the user does, expected outcome)``; its check
+does exactly that and asserts the outcome. Ids: ``S*`` were silent (a wrong result,
+garbage accepted, data lost), ``T*`` ended in a raw traceback, ``C*`` were already
+handled clearly and stay so, ``N*`` are new guarantees (lock, fingerprint, atomic writes,
+the CLI contract). A CLI user error must exit 2 with exactly one line on stderr and no
+traceback. The kill -9 loop lives in benchmarks/kill_resume_loop.py (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spherevae.checkpoint import load_checkpoint, save_checkpoint
+from spherevae.cli import COMMANDS, Command, main
+from spherevae.config import load_config
+from spherevae.coordinates import hyperspherical_cosines, project_to_sphere, to_hyperspherical
+from spherevae.data import DatasetNotFoundError, load_dataset
+from spherevae.losses import AuthorsLatentLoss, HypersphericalPriorLoss, batch_stat_kld
+from spherevae.rundir import (
+    RunDirLock,
+    StorageError,
+    UserError,
+    atomic_write_text,
+    read_jsonl,
+)
+from spherevae.training import train
+from spherevae.weights import load_weights
+
+REPO = Path(__file__).parents[1]
+TINY = str(REPO / "configs" / "digits-tiny.yaml")
+FAST = ["data.max_train=256", "data.max_test=128", "train.tensorboard=false", "train.progress=false"]
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def user_error(capsys, argv: list[str], *needles: str) -> str:
+    """Run the CLI; assert exit 2, one line on stderr, no traceback, containing ``needles``."""
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    errors = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert code == 2, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+def tiny_argv(out: Path, *overrides: str) -> list[str]:
+    return ["train", "--config", TINY, f"train.out_dir={out}", *FAST, *overrides]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 2-epoch tiny run; cases copy it before changing anything."""
+    out = tmp_path_factory.mktemp("trained")
+    return train(load_config(TINY, [f"train.out_dir={out}", *FAST, "train.epochs=2"]))
+
+
+def copy_run(trained: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "runs" / trained.name
+    shutil.copytree(trained, dest)
+    return dest
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_weights(run / "model.safetensors")[0]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_idx(d: Path, seed: int, n_train: int = 64, n_test: int = 32) -> None:
+    """A tiny MNIST-format dataset (28x28) whose pixels depend on ``seed``."""
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        (d / f"{prefix}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + b"".join(int(v).to_bytes(4, "big") for v in images.shape) + images.tobytes())
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (d / f"{prefix}-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
+
+
+# --- S: silent before ----------------------------------------------------------------
+
+
+def s1_second_process_on_a_locked_run(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    holder = subprocess.Popen(["sleep", "60"])  # a live process on this host holds the run
+    try:
+        lock = RunDirLock(run)
+        (run / ".lock").write_text(json.dumps({**lock.holder, "pid": holder.pid}))
+        before = snapshot(run)
+        user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+                   f"is in use by pid {holder.pid} on host {lock.holder['host']}", "lock file")
+        user_error(capsys, tiny_argv(run.parent, f"train.run_name={run.name}"), "is in use by pid")
+        assert snapshot(run) == before  # the second process wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def s1b_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = RunDirLock(run)
+    (run / ".lock").write_text(json.dumps({**lock.holder, "pid": dead.pid}))
+    assert main(["train", "--resume", str(run), "train.epochs=2"]) == 0
+    assert "stale lock" in capsys.readouterr().err
+    assert not (run / ".lock").exists()  # released at the end
+
+
+def s2_resume_refuses_overrides_that_change_the_training(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    before = (run / "config.yaml").read_bytes()
+    user_error(capsys, ["train", "--resume", str(run), "optim.lr=0.5", "objective.beta=5"],
+               "optim.lr (0.002 -> 0.5)", "objective.beta (0.01 -> 5", "train.epochs")
+    assert (run / "config.yaml").read_bytes() == before
+
+
+def s2b_extending_epochs_pins_the_quench_and_stays_bit_identical(tmp_path, capsys, trained):
+    # The run trained 2 epochs with quench_anneal's default fraction 1/3: a quench of
+    # round(2/3) = 1 epoch. Extended to 6 epochs it keeps that quench (6/3 = 2 would
+    # rewrite its past) and equals a fresh 6-epoch run with quench_epochs=1, bit for bit.
+    run = copy_run(trained, tmp_path)
+    assert main(["train", "--resume", str(run), "train.epochs=6"]) == 0
+    cfg = load_config(run / "config.yaml")
+    assert cfg.train.epochs == 6 and cfg.schedule.params == {"quench_epochs": 1}
+    history = read_jsonl(run / "history.jsonl")
+    assert history[-1]["event"] == "resume"
+    assert history[-1]["changes"] == {"train.epochs": [2, 6], "schedule.params": [{}, {"quench_epochs": 1}]}
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == list(range(6))
+    assert [r["multiplier"] for r in rows[2:]] == [1.0] * 4  # after the quench: m = 1
+    fresh = train(load_config(TINY, [f"train.out_dir={tmp_path / 'fresh'}", *FAST, "train.epochs=6",
+                                     "schedule.params.quench_epochs=1"]))
+    a, b = weights(run), weights(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def s2c_resume_cannot_go_back_in_epochs(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=1"], "already trained 2 epochs")
+
+
+def s3_run_name_cannot_escape_out_dir(tmp_path, capsys, trained):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "config.yaml").write_text("users own file")
+    for name in ("..", "../escaped", "a/b", ".", "a\\b"):
+        user_error(capsys, tiny_argv(out, f"train.run_name={name}"), "train.run_name must be a plain")
+    assert (tmp_path / "config.yaml").read_text() == "users own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "out"]
+    assert list(out.iterdir()) == []
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"name: s\nbase: {TINY}\nout_dir: {tmp_path / 'sw'}\ngrid:\n  data.root: [/etc]\n")
+    user_error(capsys, ["sweep", "--config", str(sweep)], "plain directory name", "root=/etc")
+
+
+def s4_report_out_does_not_overwrite_a_run_config(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    atomic_write_text(run / "eval" / "metrics.json", json.dumps({"rmse_percent": 1.0}))
+    before = (run / "config.yaml").read_bytes()
+    user_error(capsys, ["report", str(run), "--out", str(run / "config.yaml")],
+               "is not an HTML report; refusing to overwrite")
+    assert (run / "config.yaml").read_bytes() == before
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0  # a report may be rewritten
+    assert main(["report", str(run), "--out", str(out)]) == 0
+
+
+def s5_explicit_data_root_without_the_data_is_an_error(tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    write_idx(elsewhere, seed=0)
+    monkeypatch.setenv("SPHEREVAE_FASHION_MNIST_DIR", str(elsewhere))  # a copy exists elsewhere
+    assert len(load_dataset("fashion-mnist", "test", download=False)) == 32
+    with pytest.raises(DatasetNotFoundError, match=r"nonexistent.*only place looked"):
+        load_dataset("fashion-mnist", "test", root=tmp_path / "nonexistent", download=False)
+    user_error(capsys, tiny_argv(tmp_path / "o", "data.name=fashion-mnist",
+                                 f"data.root={tmp_path / 'nonexistent'}", "data.download=false"),
+               "nonexistent", "only place looked")
+    with pytest.raises(ValueError, match="built in and reads no files"):
+        load_dataset("digits", root=tmp_path)
+
+
+def s6_empty_override_value_is_an_error(tmp_path, capsys):
+    user_error(capsys, tiny_argv(tmp_path, "model.latent_dim="), "'model.latent_dim=' has no value",
+               "model.latent_dim=null")
+    assert not (tmp_path / "digits-tiny").exists()
+
+
+@given(st.floats(-44, 38), st.lists(st.floats(0.05, 1.0), min_size=2, max_size=6),
+       st.lists(st.booleans(), min_size=6, max_size=6))
+def scale_invariance(log_scale, magnitudes, signs):
+    x32 = torch.tensor([m * (-1 if s else 1) for m, s in zip(magnitudes, signs, strict=False)],
+                       dtype=torch.float64).mul(10.0 ** log_scale).float()[None]
+    if not bool((x32 != 0).any()):
+        return  # underflowed to the zero vector: covered by the convention tests
+    ref = x32.double() / x32.double().abs().max()  # float64 reference on the rescaled input
+    tails = ref.square().flip(-1).cumsum(-1).flip(-1).sqrt()
+    cos_ref = torch.where(tails[..., :-1] > 0, ref[..., :-1] / tails[..., :-1], torch.ones(()))
+    r_ref = tails[0, 0] * x32.double().abs().max()
+    for fast in (True, False):
+        r, cos = hyperspherical_cosines(x32, fast=fast)
+        assert torch.allclose(cos.double(), cos_ref, atol=2e-6), (fast, cos, cos_ref)
+        if r_ref < torch.finfo(torch.float32).max:
+            assert abs(float(r) - float(r_ref)) <= 2e-6 * float(r_ref) + 2 * 2.0 ** -149
+    phi = to_hyperspherical(x32)[1].double()
+    assert torch.allclose(phi[0, :-1].cos(), cos_ref[0, :-1], atol=1e-5)
+
+
+def s7_subnormal_and_huge_inputs_keep_scale_invariant_quantities(tmp_path, capsys):
+    x = torch.full((1, 4), 1e-40)  # float32 subnormal
+    r, cos = hyperspherical_cosines(x)
+    assert torch.allclose(cos, torch.tensor([[0.5, 1 / 3 ** 0.5, 1 / 2 ** 0.5]]))
+    assert float(r) == pytest.approx(2e-40, rel=1e-3)
+    scale_invariance()  # hypothesis over scales 1e-44 .. 1e38
+    mu = torch.full((16, 8), 1e-40) * torch.rand(16, 8, generator=torch.Generator().manual_seed(0)).add(0.5)
+    mu.requires_grad_()
+    loss = HypersphericalPriorLoss(8)(mu, torch.ones(16, 8))  # validation on
+    assert torch.isfinite(loss)
+    r, _ = hyperspherical_cosines(torch.full((2, 4), 1e-40, requires_grad=True))
+    r.sum().backward()  # the radius gradient is scale-free: finite at any scale
+
+
+def s8_nan_radius_and_nonpositive_sigma_are_errors(tmp_path, capsys):
+    for radius in (float("nan"), float("inf"), 0.0, -2.0, torch.tensor(float("nan"))):
+        with pytest.raises(ValueError, match="radius must be finite and > 0"):
+            project_to_sphere(torch.ones(2, 4), radius)
+    mu = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    for bad in (-1.0, 0.0, float("nan")):
+        sigma = torch.ones(8, 4)
+        sigma[3, 2] = bad
+        for loss in (HypersphericalPriorLoss(4), AuthorsLatentLoss(4, sigma_angle_weight=1.0)):
+            with pytest.raises(ValueError, match="sigma must be"):
+                loss(mu, sigma)
+        with pytest.raises(ValueError, match="sigma must be"):
+            batch_stat_kld(mu, sigma)
+
+
+def s9_ctrl_c_on_a_multi_worker_sweep(tmp_path, capsys):
+    # One run already finished (skipped at once), three long ones: Ctrl-C while they run.
+    out = tmp_path / "sw"
+    done = out / "runs" / "epochs=1" / "eval"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({"rmse_percent": 9.0}))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"name: s\nbase: {TINY}\nout_dir: {out}\nworkers: 2\n"
+                     f"overrides: [train.progress=false, data.max_train=256]\n"
+                     "grid:\n  train.epochs: [1, 5000, 5001, 5002]\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "spherevae", "sweep", "--config", str(sweep)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stdout:  # wait until the finished run is reported, then wait for training
+        lines.append(line)
+        if "epochs=1: skipped" in line:
+            break
+    started = [out / "runs" / f"epochs={e}" / ".lock" for e in (5000, 5001)]
+    for _ in range(1200):  # until both long runs are training (a poll, not a timing assertion)
+        if all(p.exists() for p in started) or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    text = "".join(lines) + rest
+    assert proc.returncode == 130, (text, err)
+    assert "interrupted; stopped 2 running run(s); 1 of 4 finished" in text
+    assert "interrupted" in err and "Traceback" not in err, err
+    rows = json.loads((out / "results.json").read_text())
+    assert [(r["name"], r["status"]) for r in rows] == [("epochs=1", "skipped")]
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("epochs=1,skipped")
+    for e in (5000, 5001, 5002):
+        assert not (out / "runs" / f"epochs={e}" / "eval" / "metrics.json").exists()
+
+
+def s10_stray_tmp_files_are_removed_on_the_next_start(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    stray = [run / "checkpoints" / ".last.pt.k1ll3d.tmp", run / ".config.yaml.x1.tmp",
+             run / "eval" / "metrics.json.tmp"]
+    for p in stray:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"half a file")
+    assert main(["train", "--resume", str(run), "train.epochs=2"]) == 0
+    assert "removed 3 stray temporary file(s)" in capsys.readouterr().err
+    assert not any(p.exists() for p in stray)
+    assert not list(run.rglob("*.tmp"))
+
+
+# --- T: raw tracebacks before --------------------------------------------------------
+
+
+def t1_malformed_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: 3\nmodel: [\n")
+    user_error(capsys, ["train", "--config", str(bad)], str(bad), "not valid YAML at line")
+    user_error(capsys, ["sweep", "--config", str(bad)], "sweep config", "not valid YAML")
+
+
+def t2_non_image_file_in_an_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.png").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"skipping 1 file\(s\) that are not readable images.*notes.png"):
+        train_ds = load_dataset("folder", "train", root=folder, image_size=8)
+    with warnings.catch_warnings(record=True):
+        test_ds = load_dataset("folder", "test", root=folder, image_size=8)
+    assert len(train_ds) + len(test_ds) == 40
+
+
+def _break_checkpoint(how: str) -> Callable[[Path], None]:
+    def apply(ckpt: Path) -> None:
+        raw = ckpt.read_bytes()
+        if how == "truncated":
+            ckpt.write_bytes(raw[: len(raw) // 2])
+        elif how == "empty":
+            ckpt.write_bytes(b"")
+        elif how == "garbage":
+            ckpt.write_bytes(np.random.default_rng(0).bytes(4096))
+    return apply
+
+
+def t3_truncated_empty_or_garbage_checkpoint(tmp_path, capsys, trained):
+    for how, says in (("truncated", "truncated or damaged"), ("empty", "it is empty"),
+                      ("garbage", "not a torch checkpoint")):
+        run = copy_run(trained, tmp_path / how)
+        _break_checkpoint(how)(run / "checkpoints" / "last.pt")
+        user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+                   str(run / "checkpoints" / "last.pt"), says)
+
+
+def t4_resume_with_a_different_architecture(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    user_error(capsys, ["train", "--resume", str(run), "model.latent_dim=6"],
+               "model.latent_dim (8 -> 6)")
+    # Edited by hand in config.yaml: the checkpoint no longer fits the model.
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("latent_dim: 8", "latent_dim: 6"))
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+               "different architecture", "last.pt")
+
+
+def t5_checkpoint_with_a_pickled_object(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    torch.save({**state, "extra": Payload()}, run / "checkpoints" / "last.pt")
+    line = user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+                      "pickled Python objects", "never loads")
+    assert "weights_only=False" not in line
+    assert not marker.exists()
+
+
+def t6_checkpoint_missing_an_entry(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    del state["optimizers"]
+    save_checkpoint(state, run / "checkpoints" / "last.pt")
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "lacks the entries ['optimizers']")
+    from spherevae.training import load_run
+
+    # final weights of another format, then an old-style model.pt without its config
+    state, _ = load_weights(run / "model.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(run / "model.safetensors"))
+    with pytest.raises(UserError, match="not spherevae weights"):
+        load_run(run)
+    (run / "model.safetensors").unlink()
+    save_checkpoint({"model": state}, run / "model.pt")
+    with pytest.raises(UserError, match="lacks both model_spec and model_config"):
+        load_run(run)
+
+
+def t7_disk_full_during_a_checkpoint_write(tmp_path, capsys):
+    path = save_checkpoint({"epoch": 1, "w": torch.zeros(10)}, tmp_path / "last.pt")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # writes past 64 KiB fail
+    try:
+        with pytest.raises(StorageError, match=r"cannot write .*last.pt: File too large; nothing was replaced"):
+            save_checkpoint({"epoch": 2, "w": torch.zeros(100_000)}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert load_checkpoint(path)["epoch"] == 1  # the previous version is intact
+    assert os.listdir(tmp_path) == ["last.pt"]  # and no temporary file is left
+
+
+def t8_cut_off_last_line_in_metrics_jsonl(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "train_lo')  # what a kill during an append leaves
+    with pytest.warns(UserWarning, match="metrics.jsonl: dropped a cut-off last line"):
+        assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1]
+    assert main(["train", "--resume", str(run), "train.epochs=3"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "metrics.jsonl: dropped a cut-off last line" in err
+    assert [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    # A damaged line that is not the last one is not a crash artefact: an error naming it.
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([lines[0], "{garbage", *lines[1:]]) + "\n")
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "metrics.jsonl, line 2")
+
+
+def t9_report_out_is_a_directory(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    atomic_write_text(run / "eval" / "metrics.json", "{}")
+    user_error(capsys, ["report", str(run), "--out", str(tmp_path)], "is a directory")
+
+
+def t10_corrupt_eval_metrics_json(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text('{"fid": 3.')
+    user_error(capsys, ["report", str(run)], str(run / "eval" / "metrics.json"), "not valid JSON",
+               "spherevae evaluate")
+
+
+def t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again(tmp_path, capsys, trained):
+    from spherevae.experiments import RunSpec, execute_run
+
+    run = copy_run(trained, tmp_path)
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text('{"fid": 3.')
+    spec = RunSpec(run.name, run, Path(TINY), (*FAST, "train.epochs=2"), {},
+                   {"num_samples": 50, "figures": False, "progress": False})
+    with pytest.warns(UserWarning, match=r"metrics.json is not valid JSON.*evaluating digits-tiny again"):
+        result = execute_run(spec)
+    assert result.status == "done", result.error
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_test"] > 0  # rewritten, valid
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def t11_evaluate_on_cuda_without_cuda(tmp_path, capsys, trained):
+    user_error(capsys, ["evaluate", str(trained), "--device", "cuda"], "CUDA is not available")
+    user_error(capsys, ["evaluate", str(trained), "--device", "tpu"], "is not a device")
+
+
+def t12_out_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    user_error(capsys, tiny_argv(tmp_path / "afile"), "train.out_dir", "is a file")
+
+
+def t13_demo_with_a_negative_latent_dim(tmp_path, capsys):
+    user_error(capsys, ["demo", "--latent-dim", "-5"], "--latent-dim must be an integer >= 2, got -5")
+    user_error(capsys, ["demo", "--batch", "1"], "--batch must be")
+
+
+# --- C: handled clearly before, kept -------------------------------------------------
+
+
+def c1_unknown_config_key(tmp_path, capsys):
+    user_error(capsys, tiny_argv(tmp_path, "train.epoch=3"), "unknown config key 'train.epoch'")
+
+
+def c2_missing_config_file(tmp_path, capsys):
+    user_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml")], "does not exist")
+
+
+def c3_resume_without_a_checkpoint(tmp_path, capsys):
+    user_error(capsys, ["train", "--resume", str(tmp_path)], "does not exist")
+
+
+def c4_train_into_a_finished_run(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    user_error(capsys, tiny_argv(run.parent), "already holds a run; pass --resume")
+
+
+def c5_unknown_dataset(tmp_path, capsys):
+    user_error(capsys, tiny_argv(tmp_path, "data.name=imagenet"), "dataset must be one of")
+
+
+# --- N: new guarantees ---------------------------------------------------------------
+
+
+def n1_fingerprint_catches_other_data_of_the_same_name_and_shape(tmp_path, capsys):
+    from spherevae.evaluation import evaluate_run
+
+    data = tmp_path / "mnist"
+    write_idx(data, seed=0)
+    run = train(load_config(TINY, [f"train.out_dir={tmp_path}", "data.name=mnist", f"data.root={data}",
+                                   "train.epochs=1", "train.progress=false", "train.tensorboard=false"]))
+    fp = json.loads((run / "data_fingerprint.json").read_text())
+    assert fp["dataset"] == "mnist" and fp["train"]["size"] == 64 and fp["test"]["size"] == 32
+    write_idx(data, seed=1)  # same name, shape and sizes; other images (MNIST -> Fashion-MNIST)
+    with pytest.raises(UserError, match=r"not the data this run was trained on.*train.sample_sha256 differs"):
+        evaluate_run(run, progress=False, figures=False, num_samples=10)
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=2"], "not the data this run was trained on")
+    write_idx(data, seed=0)
+    assert main(["train", "--resume", str(run), "train.epochs=2"]) == 0  # the original data again
+
+
+def n2_cli_debug_flag_shows_the_traceback(tmp_path, capsys):
+    with pytest.raises(UserError, match="--latent-dim must be"):
+        main(["--debug", "demo", "--latent-dim", "-5"])
+    with pytest.raises(UserError):
+        main(["demo", "--latent-dim", "-5", "--debug"])
+
+
+def n3_internal_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    def broken(args):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setitem(COMMANDS, "broken", Command("a command with a bug", lambda p: None, broken))
+    with pytest.raises(KeyError, match="a bug"):
+        main(["broken"])
+
+
+def n4_lock_is_released_after_success_and_failure(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    assert main(["train", "--resume", str(run), "train.epochs=2"]) == 0
+    assert not (run / ".lock").exists()
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=1"], "already trained")
+    assert not (run / ".lock").exists()
+    with RunDirLock(run):  # held by this live process: refused at once
+        with pytest.raises(UserError, match=f"in use by pid {os.getpid()}"):
+            RunDirLock(run).acquire()
+
+
+def n5_every_file_of_a_run_is_written_atomically(tmp_path, capsys, trained):
+    # No temporary file survives a run, and config.yaml / JSON files parse.
+    assert not list(trained.rglob("*.tmp"))
+    load_config(trained / "config.yaml")
+    json.loads((trained / "data_fingerprint.json").read_text())
+    assert len(read_jsonl(trained / "metrics.jsonl")) == 2
+    assert read_jsonl(trained / "history.jsonl")[0]["event"] == "start"
+
+
+def n6_jsonl_reader_edge_cases(tmp_path, capsys):
+    path = tmp_path / "log.jsonl"
+    assert read_jsonl(path) == []  # absent: nothing yet
+    path.write_text("")
+    assert read_jsonl(path) == []
+    path.write_text('{"a": 1}\n\n{"a": 2}\n\n')  # blank lines are not records
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    path.write_text('{"a": 1}\n[1, 2]\n{"a": 3}\n')  # a non-object line in the middle
+    with pytest.raises(UserError, match=r"line 2: not a JSON record"):
+        read_jsonl(path)
+
+
+def n7_schedules_sized_by_the_total_are_pinned_or_warned(tmp_path, capsys):
+    from spherevae.rundir import pin_schedule
+
+    assert pin_schedule("quench_anneal", {}, 300) == {"quench_epochs": 100}
+    assert pin_schedule("quench_anneal", {"quench_fraction": 0.5}, 9) == {"quench_fraction": 0.5, "quench_epochs": 4}
+    assert pin_schedule("quench_anneal", {"quench_epochs": 7}, 300) == {"quench_epochs": 7}
+    assert pin_schedule("linear_warmup", {}, 20) == {"warmup_epochs": 2.0}
+    assert pin_schedule("constant", {}, 20) == {}
+    with pytest.warns(UserWarning, match="stretches the cycles"):
+        assert pin_schedule("cyclical", {"cycles": 2}, 20) == {"cycles": 2}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    what: str
+    expected: str
+    check: Callable[..., None]
+    slow: bool = False  # > 20 s on 2 CPU cores (still run in CI)
+
+
+CASES = [
+    Case("S1", "two trains in one run directory", "second fails at once naming the holder", s1_second_process_on_a_locked_run),
+    Case("S1b", "lock left by a killed run", "stale lock taken over with a warning", s1b_stale_lock_of_a_dead_process_is_taken_over),
+    Case("S2", "--resume RUN optim.lr=0.5 objective.beta=5", "error naming both; config.yaml unchanged", s2_resume_refuses_overrides_that_change_the_training),
+    Case("S2b", "--resume RUN train.epochs=6 with quench_anneal", "applied, recorded, quench pinned, bit-identical", s2b_extending_epochs_pins_the_quench_and_stays_bit_identical),
+    Case("S2c", "--resume RUN train.epochs below the epochs done", "error", s2c_resume_cannot_go_back_in_epochs),
+    Case("S3", "train.run_name=.. (or with a separator)", "error; nothing written outside out_dir", s3_run_name_cannot_escape_out_dir),
+    Case("S4", "report --out RUN/config.yaml", "refused; config unchanged", s4_report_out_does_not_overwrite_a_run_config),
+    Case("S5", "data.root=/nonexistent data.download=false", "error naming the root", s5_explicit_data_root_without_the_data_is_an_error),
+    Case("S6", "model.latent_dim= (empty value)", "error", s6_empty_override_value_is_an_error),
+    Case("S7", "float32 subnormal / huge latents", "right cosines and radius, finite loss", s7_subnormal_and_huge_inputs_keep_scale_invariant_quantities),
+    Case("S8", "project_to_sphere(x, nan); sigma <= 0 or NaN", "ValueError", s8_nan_radius_and_nonpositive_sigma_are_errors),
+    Case("S9", "Ctrl-C on a multi-worker sweep", "workers stopped, said so, results of the finished", s9_ctrl_c_on_a_multi_worker_sweep, slow=True),
+    Case("S10", "stray .tmp files after a kill", "removed on the next start", s10_stray_tmp_files_are_removed_on_the_next_start),
+    Case("T1", "malformed YAML (run and sweep config)", "one line naming file and line", t1_malformed_yaml),
+    Case("T2", "a non-image file in an image folder", "skipped with a warning naming it", t2_non_image_file_in_an_image_folder),
+    Case("T3", "truncated / empty / garbage checkpoint", "one line naming the file", t3_truncated_empty_or_garbage_checkpoint),
+    Case("T4", "resume with a different architecture", "refused override; hand edit: one line", t4_resume_with_a_different_architecture),
+    Case("T5", "checkpoint with a pickled object", "one line, no code run, no weights_only=False", t5_checkpoint_with_a_pickled_object),
+    Case("T6", "checkpoint missing an entry", "one line naming the entry", t6_checkpoint_missing_an_entry),
+    Case("T7", "disk full during a checkpoint write", "StorageError; old file intact; no tmp", t7_disk_full_during_a_checkpoint_write),
+    Case("T8", "cut-off last line in metrics.jsonl", "dropped with a warning naming the file", t8_cut_off_last_line_in_metrics_jsonl),
+    Case("T9", "report --out a directory", "one line", t9_report_out_is_a_directory),
+    Case("T10", "corrupt eval/metrics.json", "one line naming the file", t10_corrupt_eval_metrics_json),
+    Case("T10b", "corrupt eval/metrics.json in a sweep", "warned, evaluated again", t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again),
+    Case("T11", "evaluate --device cuda without CUDA", "one line", t11_evaluate_on_cuda_without_cuda),
+    Case("T12", "train.out_dir that is a file", "one line", t12_out_dir_that_is_a_file),
+    Case("T13", "demo --latent-dim -5", "one line", t13_demo_with_a_negative_latent_dim),
+    Case("C1", "unknown config key", "one line", c1_unknown_config_key),
+    Case("C2", "missing config file", "one line", c2_missing_config_file),
+    Case("C3", "--resume a directory without a checkpoint", "one line", c3_resume_without_a_checkpoint),
+    Case("C4", "train into a directory holding a run", "one line", c4_train_into_a_finished_run),
+    Case("C5", "unknown dataset name", "one line", c5_unknown_dataset),
+    Case("N1", "evaluate/resume on other data, same name and shape", "error naming the difference", n1_fingerprint_catches_other_data_of_the_same_name_and_shape),
+    Case("N2", "--debug", "the traceback", n2_cli_debug_flag_shows_the_traceback),
+    Case("N3", "an internal error (a bug)", "keeps its traceback", n3_internal_errors_keep_their_traceback),
+    Case("N4", "lock after success / failure / same process", "released; held is refused", n4_lock_is_released_after_success_and_failure),
+    Case("N5", "files of a finished run", "no tmp left; all parse", n5_every_file_of_a_run_is_written_atomically),
+    Case("N6", "empty / blank-line / damaged JSON-lines logs", "read, or error naming the line", n6_jsonl_reader_edge_cases),
+    Case("N7", "extend a run whose schedule is sized by the total", "pinned (quench, warm-up) or warned (cyclical)", n7_schedules_sized_by_the_total_are_pinned_or_warned),
+]
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=f"{c.id}-{c.check.__name__.split('_', 1)[1]}", marks=[pytest.mark.slow] if c.slow else [])
+    for c in CASES
+])
+def test_case(case: Case, request: pytest.FixtureRequest, tmp_path: Path, capsys) -> None:
+    """Run one row of the catalogue; the fixtures a check names are given to it."""
+    import inspect
+
+    params = inspect.signature(case.check).parameters
+    kwargs = {name: request.getfixturevalue(name) for name in params if name not in ("tmp_path", "capsys")}
+    kwargs.update({k: v for k, v in (("tmp_path", tmp_path), ("capsys", capsys)) if k in params})
+    case.check(**kwargs)
