@@ -339,7 +339,7 @@ def test_fit_sampler_every_name(name: str) -> None:
     x = sampler.sample(100, generator=torch.Generator().manual_seed(1))
     y = sampler.sample(100, generator=torch.Generator().manual_seed(1))
     assert x.shape == (100, n) and x.dtype == z.dtype and torch.isfinite(x).all() and torch.equal(x, y)
-    if name in {"prior_sphere", "vmf", "gaussian_sphere"}:
+    if SAMPLERS[name].support == "sphere":
         assert torch.allclose(x.norm(dim=-1), torch.full((100,), math.sqrt(n)), rtol=1e-5)
 
 
@@ -356,7 +356,7 @@ def test_gaussian_sphere_keeps_mean_direction_and_vmf_keeps_concentration() -> N
 
 
 def test_fit_sampler_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match=r"one of \['gaussian', 'gaussian_sphere', 'gmm'"):
+    with pytest.raises(ValueError, match=r"one of \['esag', 'gaussian', 'gaussian_sphere', 'gmm'"):
         fit_sampler("flow", torch.randn(10, 3))
     with pytest.raises(ValueError, match="radius"):
         fit_sampler("vmf", torch.randn(10, 3), radius=-1.0)
