@@ -54,7 +54,7 @@ def _main_prior_and_fits(main: str, prior: str) -> tuple[str, ...]:
         if name not in SAMPLERS:
             raise KeyError(f"sampler {name!r} is not in spherevae.sampling.SAMPLERS")
     fits = tuple(name for name, spec in SAMPLERS.items() if spec.fitted and name not in (main, prior))
-    return (main, prior, *fits)
+    return tuple(dict.fromkeys((main, prior, *fits)))
 
 
 # Which samplers each objective is evaluated with; the first is the headline one (the

@@ -237,7 +237,8 @@ def tangent_effective_dim(z: torch.Tensor) -> dict[str, float]:
     """
     lam = tangent_spectrum(z)
     total = float(lam.sum())
-    if total == 0.0:
+    # Variances of unit vectors: identical rows leave only rounding (~1e-32).
+    if total <= 1e-24:
         return {"effective_dim": 0.0, "max_dim": float(z.shape[1] - 1), "top_fraction": 0.0}
     return {
         "effective_dim": total**2 / float((lam**2).sum()),

@@ -510,7 +510,9 @@ class VonMisesFisherMixture:
         if bool((norms == 0).any()):
             raise ValueError("means must be non-zero (they are normalised to unit directions)")
         self.weights = weights.to(torch.float64)
-        self.means = means.to(torch.float64) / norms
+        # Unit rows are kept bit for bit, so that to_state/from_state round-trips exactly.
+        unit_rows = bool(((norms - 1.0).abs() <= 1e-12).all())
+        self.means = means.to(torch.float64) if unit_rows else means.to(torch.float64) / norms
         self.concentrations = concentrations.to(torch.float64)
         self.dtype = dtype
         self.log_likelihood = float("nan")

@@ -1,0 +1,63 @@
+"""Tests for the sampler choice and the generation diagnostics of spherevae.evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spherevae.evaluation import DEFAULT_SAMPLERS, TANGENT_NOISE_SCALES, EvalConfig, _tangent_noise_fids, samplers_for
+from spherevae.metrics import FID
+from spherevae.sampling import SAMPLERS, VonMisesFisher
+
+
+def test_every_objective_gets_its_prior_and_every_fitted_sampler() -> None:
+    fitted = {name for name, spec in SAMPLERS.items() if spec.fitted}
+    assert DEFAULT_SAMPLERS["standard"][0] == "prior"
+    for objective in ("compressed", "authors"):
+        assert DEFAULT_SAMPLERS[objective][0] == "vmf"
+        assert set(DEFAULT_SAMPLERS[objective]) == fitted | {"prior_sphere"}
+    assert set(DEFAULT_SAMPLERS["standard"]) == fitted | {"prior"}
+    for names in DEFAULT_SAMPLERS.values():
+        assert len(set(names)) == len(names)
+
+
+def test_samplers_for_is_explicit() -> None:
+    assert samplers_for("compressed") == DEFAULT_SAMPLERS["compressed"]
+    assert samplers_for("standard", ("gmm", "esag", "gmm")) == ("gmm", "esag")
+    with pytest.raises(ValueError, match="no default samplers for objective 'mystery'"):
+        samplers_for("mystery")
+    with pytest.raises(ValueError, match="evaluate sampler must be one of"):
+        samplers_for("standard", ("flow",))
+
+
+class _Decoder(nn.Module):
+    """A fixed smooth decoder from R^6 to 1x3x4 images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)  # weights of the test network only
+        self.net = nn.Sequential(nn.Linear(6, 12), nn.Sigmoid())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).reshape(-1, 1, 3, 4)
+
+
+def test_tangent_noise_fids_grow_with_the_noise_scale() -> None:
+    n = 6
+    g = torch.Generator().manual_seed(0)
+    latents = VonMisesFisher(torch.ones(n), 40.0).sample(3000, generator=g).float() * math.sqrt(n)
+    model = _Decoder().eval()
+    with torch.no_grad():
+        x_hat = model.decode(latents)
+    fid = FID(nn.Flatten(), "flat")
+    out = _tangent_noise_fids(model, latents, x_hat, fid, fid.features(x_hat), EvalConfig(progress=False), g)
+    vmf = VonMisesFisher.fit(latents)
+    a = float(vmf.mean_resultant_length)
+    assert out["vmf_tangent_std"] == pytest.approx(math.sqrt(a / float(vmf.concentration)), rel=1e-5)
+    fids = [out[f"tangent_noise_fid_flat_{c:g}x"] for c in TANGENT_NOISE_SCALES]
+    rmse = [out[f"tangent_noise_rmse_percent_{c:g}x"] for c in TANGENT_NOISE_SCALES]
+    assert fids == sorted(fids) and fids[0] > 0
+    assert rmse == sorted(rmse) and rmse[0] > 0
