@@ -180,7 +180,7 @@ def test_fit_edge_cases() -> None:
     assert torch.allclose(f.mu, torch.tensor([2.0, 1.0], dtype=F64), atol=0.15)
     with pytest.raises(ValueError, match="same direction"):
         ESAG.fit(torch.tensor([[1.0, 2.0, 3.0]] * 5))
-    with pytest.raises(ValueError, match="z must be finite|finite"):
+    with pytest.raises(ValueError, match="finite"):
         ESAG.fit(torch.tensor([[1.0, float("nan"), 3.0], [1.0, 2.0, 3.0]]))
     with pytest.raises(ValueError, match="at least 2 rows"):
         ESAG.fit(torch.ones(1, 3))

@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from spherevae.evaluation import DEFAULT_SAMPLERS, TANGENT_NOISE_SCALES, EvalConfig, _tangent_noise_fids, samplers_for
+from spherevae.evaluation import (
+    DEFAULT_SAMPLERS,
+    TANGENT_NOISE_SCALES,
+    EvalConfig,
+    _tangent_noise_fids,
+    samplers_for,
+)
 from spherevae.metrics import FID
 from spherevae.sampling import SAMPLERS, VonMisesFisher
 
