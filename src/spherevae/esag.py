@@ -228,23 +228,17 @@ class ESAG:
         if num < 2:
             raise ValueError(f"z must hold at least 2 rows to fit an ESAG, got {num}")
         frame, init = _initial_guess(x)
-        xf = x @ frame  # coordinates in the frame [m0, B0]
+        xf = x @ frame  # coordinates in the frame [m0, eigenvectors of C]
         params = [t.clone(memory_format=torch.contiguous_format).requires_grad_(True) for t in init]
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20,
-                                tolerance_grad=1e-9, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = -_frame_log_likelihood(xf, *params).mean()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        # Stage 1: |mu| and the eigenvalues of V_c in the moment eigenbasis (n parameters,
+        # well conditioned: it pulls in a start that far-out rows make poor); stage 2: all.
+        n_iter = _lbfgs(xf, params, [params[0], params[2]], max_iter, diagonal=True)
+        n_iter += _lbfgs(xf, params, params, max_iter)
         with torch.no_grad():
             mu, cov = _materialise(frame, *params)
             ll = float(_frame_log_likelihood(xf, *params).mean())
         model = cls(mu, cov, dtype=z.dtype)
-        model.log_likelihood, model.n_iter = ll, int(opt.state[params[0]].get("n_iter", 0))
+        model.log_likelihood, model.n_iter = ll, n_iter
         return model
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -258,8 +252,30 @@ class ESAG:
         return cls(tensors["mu"], tensors["covariance"], dtype=getattr(torch, hparams.get("dtype", "float32")))
 
 
+def _lbfgs(xf: torch.Tensor, params: list[torch.Tensor], free: list[torch.Tensor], max_iter: int,
+           *, diagonal: bool = False) -> int:
+    """Maximise the mean ESAG log-likelihood over ``free`` (a subset of ``params``) with
+    L-BFGS (strong Wolfe line search); returns the number of iterations. ``diagonal``:
+    ``L``'s off-diagonal part is held at zero (and skipped)."""
+    opt = torch.optim.LBFGS(free, lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-9, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        for p in params:
+            p.grad = None
+        log_norm, v, log_diag, low = params
+        loss = -_frame_log_likelihood(xf, log_norm, v, log_diag, None if diagonal else low).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return int(opt.state[free[0]].get("n_iter", 0))
+
+
 def _initial_guess(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Frame ``F`` ``(n, n)`` and moment guesses of ``(log|mu|, v, log diag L, L)``."""
+    """Frame ``F`` ``(n, n)`` (mean direction, then the eigenvectors of the tangent
+    second-moment matrix ``C``) and moment guesses of ``(log|mu|, v, log diag L, L)``."""
     n = x.shape[1]
     mean = x.mean(0)
     r = torch.linalg.vector_norm(mean)
@@ -268,16 +284,20 @@ def _initial_guess(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     xf = x @ frame
     xc = xf[:, 1:]
     lam, vecs = torch.linalg.eigh(xc.T @ xc / x.shape[0])
+    # Rotate the tangent basis onto C's eigenvectors, so that the moment guess of L is diagonal.
+    frame[:, 1:] = frame[:, 1:] @ vecs
+    xf = x @ frame
     if not bool(lam.max() > 1e-24):  # identical unit rows leave only rounding (~1e-32)
         raise ValueError("z: every row has the same direction, so an ESAG cannot be fitted "
                          "(its |mu| would be infinite); use more varied latents")
     lam = lam.clamp_min(1e-10 * float(lam.max()))
     log_g = torch.log(lam).mean()
-    chol = torch.linalg.cholesky((vecs * (torch.exp(log_g) / lam)) @ vecs.T)  # of V_c^{-1}
+    log_diag = 0.5 * (log_g - torch.log(lam))  # V_c^{-1} = diag(g / lam) in this basis
     # y = mu + eps has |y|^2 ~ |mu|^2 + 1 + tr V_c and x_c ~ eps_c / |y|, so C ~ V_c / |y|^2:
     # |y|^2 ~ 1/g, and |mu|^2 ~ E[(x . m0)^2] |y|^2 - 1 (which is ~ 1/g when concentrated).
     mu_sq = ((xf[:, 0] ** 2).mean() / torch.exp(log_g) - 1.0).clamp_min(1e-4)
-    return frame, [0.5 * torch.log(mu_sq), torch.zeros(n - 1, dtype=x.dtype), torch.log(chol.diagonal()), chol]
+    zeros = torch.zeros(n - 1, n - 1, dtype=x.dtype)
+    return frame, [0.5 * torch.log(mu_sq), torch.zeros(n - 1, dtype=x.dtype), log_diag, zeros]
 
 
 def _rotate_back(xf: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -303,11 +323,15 @@ def _shape_factor(log_diag: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tens
 
 
 def _frame_log_likelihood(xf: torch.Tensor, log_norm: torch.Tensor, v: torch.Tensor,
-                          log_diag: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-    """ESAG log-density of frame coordinates ``xf`` ``(N, n)`` -> ``(N,)`` (module doc)."""
+                          log_diag: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
+    """ESAG log-density of frame coordinates ``xf`` ``(N, n)`` -> ``(N,)`` (module doc);
+    ``low = None`` means a diagonal ``L``."""
     y = _rotate_back(xf, v)
-    chol, det_root = _shape_factor(log_diag, low)
-    w = y[:, 1:] @ chol  # |w|^2 = y_c^T L L^T y_c
+    if low is None:
+        w, det_root = y[:, 1:] * torch.exp(log_diag), torch.exp(-2.0 * log_diag.mean())
+    else:
+        chol, det_root = _shape_factor(log_diag, low)
+        w = y[:, 1:] @ chol  # |w|^2 = y_c^T L L^T y_c
     q = y[:, 0] ** 2 + det_root * (w * w).sum(1)
     norm = torch.exp(log_norm)
     return _log_density(q, norm * y[:, 0], norm * norm, xf.shape[1])
