@@ -212,15 +212,18 @@ class ESAG:
         return x.reshape(*shape, self.dim).to(self.dtype)
 
     @classmethod
-    def fit(cls, z: torch.Tensor, *, max_iter: int = 20, validate: bool = True) -> ESAG:
+    def fit(cls, z: torch.Tensor, *, max_iter: int = 10, validate: bool = True) -> ESAG:
         """Maximum-likelihood ESAG of the directions of ``z`` ``(N, n)``, ``N >= 2``.
 
         Starts from a moment guess (``y = mu + eps`` has tangent coordinates
         ``x_c ~ eps_c / |y|``, so their second-moment matrix ``C ~ V_c / |y|^2`` gives
         ``|y|^2 ~ det(C)^{-1/(n-1)}``, ``V_c ~ C |y|^2`` and
         ``|mu|^2 ~ E[(x . m)^2] |y|^2 - 1``), then runs L-BFGS (strong Wolfe line
-        search, at most ``max_iter`` iterations) on the exact mean log-likelihood,
-        vectorised over rows. Raises ``ValueError`` when all rows share one direction
+        search) on the exact mean log-likelihood, vectorised over rows: at most
+        ``max_iter`` iterations over ``|mu|`` and ``diag(L)``, then at most ``max_iter``
+        over all parameters. (Measured on 10k latents of a 2-epoch quickstart-like model,
+        n = 128: the start's mean log-likelihood is 542.75, 10 + 10 iterations reach
+        542.89 and 20 + 30 reach 542.91; the vMF's is 285.3.) Raises ``ValueError`` when all rows share one direction
         (the likelihood then grows without bound as ``|mu| -> inf``).
         """
         x = unit_directions(z, "z", validate=validate)
