@@ -1,7 +1,7 @@
 """Benchmark: fit and sample time of every sampler of the registry on latent-sized data.
 
 Run:  PYTHONPATH=src python benchmarks/bench_samplers.py [--num 10000] [--dim 128] [--threads 2]
-      [--latents RUN_DIR/eval/latents.pt]
+      [--latents FILE.pt]   (a torch file holding {"latents": (N, n) tensor}, e.g. encoded test means)
 
 The synthetic latents are anisotropic directions (a Gaussian around a mean with a
 geometric tangent spectrum, projected to the sphere of radius sqrt(n)), the shape that
@@ -38,9 +38,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latents", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    z = synthetic_latents(args.num, args.dim, 0)
+    if args.latents:
+        z = torch.load(args.latents, weights_only=True)["latents"][: args.num]
+    else:
+        z = synthetic_latents(args.num, args.dim, 0)
     fit_sampler("esag", z[:200], seed=0)  # warm-up: torch.optim's first step imports a lot
     print(f"torch {torch.__version__}, threads={args.threads}, latents {tuple(z.shape)}")
     print(f"{'sampler':>16} | {'fit s':>7} | {'sample s':>8} | note")

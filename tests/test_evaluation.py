@@ -67,3 +67,13 @@ def test_tangent_noise_fids_grow_with_the_noise_scale() -> None:
     rmse = [out[f"tangent_noise_rmse_percent_{c:g}x"] for c in TANGENT_NOISE_SCALES]
     assert fids == sorted(fids) and fids[0] > 0
     assert rmse == sorted(rmse) and rmse[0] > 0
+
+
+def test_latent_spectrum_figure_draws_both_panels(tmp_path) -> None:
+    from spherevae.plots import latent_spectrum_figure, save_figure
+
+    sigma = torch.cat([torch.tensor([6.8]), torch.full((7,), 0.01)])
+    fig = latent_spectrum_figure(sigma, torch.tensor([0.5, 0.1, 0.01, 0.0]), vmf_tangent_var=0.05)
+    assert len(fig.axes) == 2
+    assert "1 dims above" in fig.axes[0].get_legend().get_texts()[1].get_text()
+    assert save_figure(fig, tmp_path / "s.png").stat().st_size > 0
