@@ -52,6 +52,8 @@ _QUAD_NODES = 161
 _QUAD_LEFT, _QUAD_RIGHT = 45.0, 12.0
 _FLUSH_EVERY = 8
 _BACKWARD_FROM = 64
+# log diag L stays within this of its mean: the diagonal part of V_c^{-1} spans at most e^20 ~ 5e8.
+_MAX_LOG_SPREAD = 5.0
 
 
 def _log_m_forward(p: int, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,7 +158,7 @@ class ESAG:
     Args:
         mu: ``(n,)``, ``n >= 2``, finite and non-zero.
         covariance: ``V`` ``(n, n)``, symmetric positive definite with ``V mu = mu`` and
-            ``det V = 1`` (checked to ``1e-6`` relative).
+            ``det V = 1`` (``V mu = mu`` checked to ``1e-6`` relative, ``log det V`` to ``1e-5 n``).
         dtype: dtype of samples (parameters are kept in float64).
     """
 
@@ -179,7 +181,7 @@ class ESAG:
             raise ValueError("covariance must be positive definite")
         if float(torch.linalg.vector_norm(v64 @ mu64 - mu64)) > 1e-6 * norm * max(1.0, float(v64.abs().max())):
             raise ValueError("covariance V must satisfy V mu = mu (mu is an eigenvector with eigenvalue 1)")
-        if abs(2.0 * float(torch.log(chol.diagonal()).sum())) > 1e-6 * n:
+        if abs(2.0 * float(torch.log(chol.diagonal()).sum())) > 1e-5 * n:
             raise ValueError("covariance must have determinant 1")
         self.mu, self.covariance, self.scale_tril = mu64, v64, chol
         self.precision = torch.cholesky_inverse(chol)
@@ -295,7 +297,9 @@ def _initial_guess(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
                          "(its |mu| would be infinite); use more varied latents")
     lam = lam.clamp_min(1e-10 * float(lam.max()))
     log_g = torch.log(lam).mean()
-    log_diag = 0.5 * (log_g - torch.log(lam))  # V_c^{-1} = diag(g / lam) in this basis
+    # V_c^{-1} = diag(g / lam) in this basis; log diag L has mean 0, inverted through _bounded.
+    spread = (0.5 * (log_g - torch.log(lam)) / _MAX_LOG_SPREAD).clamp(-0.999, 0.999)
+    log_diag = _MAX_LOG_SPREAD * torch.atanh(spread)
     # y = mu + eps has |y|^2 ~ |mu|^2 + 1 + tr V_c and x_c ~ eps_c / |y|, so C ~ V_c / |y|^2:
     # |y|^2 ~ 1/g, and |mu|^2 ~ E[(x . m0)^2] |y|^2 - 1 (which is ~ 1/g when concentrated).
     mu_sq = ((xf[:, 0] ** 2).mean() / torch.exp(log_g) - 1.0).clamp_min(1e-4)
@@ -319,10 +323,22 @@ def _rotate_back(xf: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.cat([y1[..., None], yc], dim=-1)
 
 
+def _bounded(log_diag: torch.Tensor) -> torch.Tensor:
+    """``log diag L`` within ``_MAX_LOG_SPREAD`` of its mean (a smooth reparametrisation).
+
+    With fewer rows than dimensions (or directions without spread) the likelihood grows
+    without bound as ``V_c`` shrinks along the empty directions; this keeps ``V``'s
+    condition number near or below ~1e9 so that it stays an accurate float64 covariance.
+    """
+    mean = log_diag.mean()
+    return mean + _MAX_LOG_SPREAD * torch.tanh((log_diag - mean) / _MAX_LOG_SPREAD)
+
+
 def _shape_factor(log_diag: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L`` (lower triangular, diagonal ``exp(log_diag)``) and ``det(L L^T)^{-1/(n-1)}``."""
-    chol = torch.tril(low, -1) + torch.diag(torch.exp(log_diag))
-    return chol, torch.exp(-2.0 * log_diag.mean())
+    """``L`` (lower triangular, diagonal ``exp(_bounded(log_diag))``) and ``det(L L^T)^{-1/(n-1)}``."""
+    bounded = _bounded(log_diag)
+    chol = torch.tril(low, -1) + torch.diag(torch.exp(bounded))
+    return chol, torch.exp(-2.0 * bounded.mean())
 
 
 def _frame_log_likelihood(xf: torch.Tensor, log_norm: torch.Tensor, v: torch.Tensor,
@@ -331,7 +347,8 @@ def _frame_log_likelihood(xf: torch.Tensor, log_norm: torch.Tensor, v: torch.Ten
     ``low = None`` means a diagonal ``L``."""
     y = _rotate_back(xf, v)
     if low is None:
-        w, det_root = y[:, 1:] * torch.exp(log_diag), torch.exp(-2.0 * log_diag.mean())
+        bounded = _bounded(log_diag)
+        w, det_root = y[:, 1:] * torch.exp(bounded), torch.exp(-2.0 * bounded.mean())
     else:
         chol, det_root = _shape_factor(log_diag, low)
         w = y[:, 1:] @ chol  # |w|^2 = y_c^T L L^T y_c
