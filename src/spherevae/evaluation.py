@@ -21,7 +21,9 @@ Conventions, stated once:
 - Which samplers: :data:`DEFAULT_SAMPLERS`, per objective, built from the registry
   ``spherevae.sampling.SAMPLERS``: the main sampler, the prior of the model's latent
   space, and every fitted sampler of the registry. An objective without an entry is an
-  error (pass ``samplers=`` explicitly), never a silent fallback.
+  error (pass ``samplers=`` explicitly), never a silent fallback. Each sampler draws
+  from its own generator, seeded by ``seed`` and its name, so adding a sampler leaves
+  the others' samples unchanged.
 - Diagnostics that explain generation (docs/evaluation.md): ``sigma_per_dim`` and its
   summary, ``tangent_spectrum`` (its participation ratio is ``tangent_effective_dim``)
   and the decoder's sensitivity to isotropic tangent noise,
@@ -35,6 +37,7 @@ import json
 import math
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,12 +225,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     fitted: dict[str, Any] = {}
     sampler_timings: dict[str, dict[str, float]] = {}
     with timer("sample"):
-        for i, name in enumerate(samplers):
+        for name in samplers:
             log(f"sampler {name}: fit and draw {opts.num_samples}")
             start = time.perf_counter()
-            fitted[name] = fit_sampler(name, latents, radius=radius, seed=opts.seed + i)
+            fitted[name] = fit_sampler(name, latents, radius=radius, seed=opts.seed)
             mid = time.perf_counter()
-            z = fitted[name].sample(opts.num_samples, generator=gen)
+            z = fitted[name].sample(opts.num_samples, generator=_named_generator(opts.seed, name))
             sampler_timings[name] = {"fit": round(mid - start, 3), "sample": round(time.perf_counter() - mid, 3)}
             samples[name] = _decode(model, z, opts.batch_size, opts.device)
         metrics["sampler_timings_s"] = sampler_timings
@@ -259,7 +262,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         metrics["main_sampler"] = main
         metrics["fid_backbone"] = backbone
         log("decoder sensitivity to tangent noise")
-        metrics.update(_tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts, gen))
+        metrics.update(_tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts,
+                                           _named_generator(opts.seed, "tangent_noise")))
 
     with timer("latents"):
         if test_labels is not None and train.labels is not None:
@@ -305,6 +309,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     os.replace(tmp, out / "metrics.json")
     log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out / 'metrics.json'}")
     return metrics
+
+
+def _named_generator(seed: int, name: str) -> torch.Generator:
+    """A generator for one named random stage, so that adding or reordering samplers
+    does not change the draws of the others."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
 def _tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts, gen) -> dict[str, float]:
