@@ -11,10 +11,13 @@ from spherevae.metrics import (
     frechet_distance,
     kid,
     knn_accuracy,
+    perturb_tangent,
+    posterior_sigma_summary,
     precision_recall,
     reconstruction_metrics,
     replica_angles,
     tangent_effective_dim,
+    tangent_spectrum,
 )
 
 
@@ -167,3 +170,52 @@ def test_tangent_effective_dim_is_scale_invariant_and_rejects_bad_shapes():
         tangent_effective_dim(torch.randn(10))
     with pytest.raises(ValueError, match="shape"):
         tangent_effective_dim(torch.randn(10, 1))
+
+
+def test_tangent_spectrum_matches_svd_reference_and_gives_the_effective_dim():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(400, 9)) * np.linspace(0.2, 1.5, 9) + 2.5
+    lam = tangent_spectrum(torch.from_numpy(z)).numpy()
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    m = u.mean(0) / np.linalg.norm(u.mean(0))
+    t = u - np.outer(u @ m, m)
+    ref = np.linalg.svd(t - t.mean(0), compute_uv=False) ** 2 / (len(z) - 1)
+    assert lam.shape == (8,) and np.all(np.diff(lam) <= 0)
+    assert np.allclose(lam, ref[:8], rtol=1e-9, atol=1e-15)
+    assert ref[8] < 1e-12  # the mean direction itself carries nothing
+    assert tangent_effective_dim(torch.from_numpy(z))["effective_dim"] == pytest.approx(lam.sum() ** 2 / (lam**2).sum())
+    assert tangent_spectrum(torch.randn(50, 2)).shape == (1,)
+    with pytest.raises(ValueError, match="shape"):
+        tangent_spectrum(torch.randn(1, 4))
+
+
+def test_posterior_sigma_summary_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    logvar = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    logvar[:, 2] += 6.0  # one dimension with sigma ~ 20x the others
+    out = posterior_sigma_summary(logvar)
+    ref = [sum(float(torch.exp(0.5 * logvar[i, j])) for i in range(30)) / 30 for j in range(6)]
+    assert np.allclose(out["sigma_per_dim"].numpy(), ref, rtol=1e-12)
+    assert out["sigma_max"] == pytest.approx(max(ref))
+    assert out["sigma_median"] == pytest.approx(float(torch.tensor(ref).median()))
+    assert out["sigma_dims_above_ratio"] == 1
+    with pytest.raises(ValueError, match="shape"):
+        posterior_sigma_summary(torch.zeros(5))
+
+
+def test_perturb_tangent_keeps_norms_and_has_the_requested_tangent_std():
+    gen = torch.Generator().manual_seed(0)
+    n = 32
+    z = torch.randn(4000, n, generator=gen, dtype=torch.float64) * 3.0
+    std = 1e-3
+    out = perturb_tangent(z, std, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out.norm(dim=1), z.norm(dim=1), rtol=1e-12)
+    # Small std: the displacement on the unit sphere is ~ the tangent noise itself, with
+    # per-direction variance std^2 in n - 1 directions.
+    u, v = z / z.norm(dim=1, keepdim=True), out / out.norm(dim=1, keepdim=True)
+    per_direction_var = float(((v - u) ** 2).sum(1).mean()) / (n - 1)
+    assert per_direction_var == pytest.approx(std**2, rel=0.03)
+    same = perturb_tangent(z, std, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(same, out) and torch.allclose(perturb_tangent(z, 0.0), z, rtol=1e-12)
+    with pytest.raises(ValueError, match="zero rows"):
+        perturb_tangent(torch.zeros(3, 4), 0.1)

@@ -8,6 +8,7 @@ integrals, and scikit-learn's GaussianMixture.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -30,6 +31,8 @@ from spherevae.sampling import (
     fit_sampler,
     log_bessel_iv,
     mean_resultant_length_to_concentration,
+    sampler_from_state,
+    sampler_to_state,
 )
 
 DIMS = [2, 3, 128, 1000, 4096]
@@ -339,8 +342,30 @@ def test_fit_sampler_every_name(name: str) -> None:
     x = sampler.sample(100, generator=torch.Generator().manual_seed(1))
     y = sampler.sample(100, generator=torch.Generator().manual_seed(1))
     assert x.shape == (100, n) and x.dtype == z.dtype and torch.isfinite(x).all() and torch.equal(x, y)
-    if name in {"prior_sphere", "vmf", "gaussian_sphere"}:
+    if SAMPLERS[name].support == "sphere":
         assert torch.allclose(x.norm(dim=-1), torch.full((100,), math.sqrt(n)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_round_trips_through_plain_tensors(name: str) -> None:
+    n = 6
+    z = VonMisesFisher(unit(n).float(), 30.0).sample(300, generator=torch.Generator().manual_seed(0)) * 2.0
+    sampler = fit_sampler(name, z, radius=2.0, seed=0)
+    tensors, meta = sampler_to_state(sampler)
+    assert all(type(v) is torch.Tensor for v in tensors.values())
+    meta = json.loads(json.dumps(meta))  # JSON-able, nothing else
+    back = sampler_from_state({k: v.clone() for k, v in tensors.items()}, meta)
+    a = sampler.sample(50, generator=torch.Generator().manual_seed(3))
+    b = back.sample(50, generator=torch.Generator().manual_seed(3))
+    assert a.shape == b.shape == (50, n) and torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="sampler state type"):
+        sampler_from_state(tensors, {**meta, "type": "os.system"})
+
+
+def test_registry_entries_declare_their_support() -> None:
+    for name, spec in SAMPLERS.items():
+        assert spec.support in {"sphere", "euclidean"} and spec.summary, name
+    assert {n for n, s in SAMPLERS.items() if not s.fitted} == {"prior", "prior_sphere"}
 
 
 def test_gaussian_sphere_keeps_mean_direction_and_vmf_keeps_concentration() -> None:
@@ -356,7 +381,7 @@ def test_gaussian_sphere_keeps_mean_direction_and_vmf_keeps_concentration() -> N
 
 
 def test_fit_sampler_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match=r"one of \['gaussian', 'gaussian_sphere', 'gmm'"):
+    with pytest.raises(ValueError, match=r"one of \['esag', 'gaussian', 'gaussian_sphere', 'gmm'"):
         fit_sampler("flow", torch.randn(10, 3))
     with pytest.raises(ValueError, match="radius"):
         fit_sampler("vmf", torch.randn(10, 3), radius=-1.0)

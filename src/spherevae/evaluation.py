@@ -16,7 +16,17 @@ Conventions, stated once:
 - Metric names carry the FID backbone and the reference set:
   ``fid_<backbone>_<sampler>_recon`` and ``fid_<backbone>_<sampler>_test``; the
   headline ``fid_<backbone>_recon`` uses the run's main sampler (``prior`` for the
-  standard VAE, ``vmf`` for the compressed one, as in the paper).
+  standard VAE, ``vmf`` for the compressed one, as in the paper). Every sampler also
+  gets ``precision_<backbone>_<sampler>`` and ``recall_<backbone>_<sampler>`` (vs test).
+- Which samplers: :func:`samplers_for`: the objective's ``default_samplers`` (its main
+  sampler and the prior of its latent space, :mod:`spherevae.objectives`) and every
+  fitted sampler of the registry ``spherevae.sampling.SAMPLERS``; no other list exists. Each sampler draws
+  from its own generator, seeded by ``seed`` and its name, so adding a sampler leaves
+  the others' samples unchanged.
+- Diagnostics that explain generation (docs/evaluation.md): ``sigma_per_dim`` and its
+  summary, ``tangent_spectrum`` (its participation ratio is ``tangent_effective_dim``)
+  and the decoder's sensitivity to isotropic tangent noise,
+  ``tangent_noise_fid_<backbone>_<c>x`` for ``c`` in :data:`TANGENT_NOISE_SCALES`.
 - Domain-feature FIDs are not comparable to published Inception FIDs.
 """
 
@@ -26,6 +36,7 @@ import math
 import os
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,15 +51,31 @@ from spherevae.rundir import (
     read_json,
     read_jsonl,
 )
+from spherevae.sampling import SAMPLERS
 
-__all__ = ["DEFAULT_SAMPLERS", "EvalConfig", "encode_dataset", "evaluate_run"]
+__all__ = ["TANGENT_NOISE_SCALES", "EvalConfig", "encode_dataset", "evaluate_run", "samplers_for"]
 
-# Which samplers each objective is evaluated with; the first is the headline one.
-DEFAULT_SAMPLERS: dict[str, tuple[str, ...]] = {
-    "standard": ("prior", "vmf", "gaussian"),
-    "compressed": ("vmf", "prior_sphere", "gaussian_sphere"),
-    "authors": ("vmf", "prior_sphere", "gaussian_sphere"),
-}
+
+# Tangent-noise scales, in units of the fitted vMF's per-direction std (decoder sensitivity).
+TANGENT_NOISE_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0)
+
+
+def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The samplers to evaluate: ``requested`` (each a key of ``SAMPLERS``) if given, else
+    the objective's ``default_samplers`` (headline first, e.g. the paper's prior for the
+    standard VAE and vMF for the compressed one) followed by every other fitted sampler of
+    the registry, so every run is compared on the same samplers."""
+    from spherevae._validation import check_choice
+    from spherevae.objectives import OBJECTIVES
+
+    if requested:
+        for name in requested:
+            check_choice(name, "evaluate sampler", SAMPLERS)
+        return tuple(dict.fromkeys(requested))
+    check_choice(objective, "objective", OBJECTIVES)
+    declared = OBJECTIVES[objective].default_samplers
+    fits = (name for name, spec in SAMPLERS.items() if spec.fitted)
+    return tuple(dict.fromkeys((*declared, *fits)))
 
 
 @dataclass(frozen=True)
@@ -142,10 +169,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         collapse_stats,
         kid,
         knn_accuracy,
+        posterior_sigma_summary,
         precision_recall,
         reconstruction_metrics,
         replica_angles,
         tangent_effective_dim,
+        tangent_spectrum,
     )
     from spherevae.sampling import fit_sampler
     from spherevae.training import load_run
@@ -183,15 +212,21 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         metrics: dict[str, Any] = {"num_test": int(test_images.shape[0])}
         metrics.update(reconstruction_metrics(x_test, x_hat))
 
-    objective = cfg.objective.name
-    samplers = opts.samplers or DEFAULT_SAMPLERS.get(objective, DEFAULT_SAMPLERS["standard"])
+    samplers = samplers_for(cfg.objective.name, opts.samplers)
     radius = getattr(model, "radius", None) or math.sqrt(mu.shape[1])
     samples: dict[str, torch.Tensor] = {}
+    fitted: dict[str, Any] = {}
+    sampler_timings: dict[str, dict[str, float]] = {}
     with timer("sample"):
-        for i, name in enumerate(samplers):
-            sampler = fit_sampler(name, latents, radius=radius, seed=opts.seed + i)
-            z = sampler.sample(opts.num_samples, generator=gen)
+        for name in samplers:
+            log(f"sampler {name}: fit and draw {opts.num_samples}")
+            start = time.perf_counter()
+            fitted[name] = fit_sampler(name, latents, radius=radius, seed=opts.seed)
+            mid = time.perf_counter()
+            z = fitted[name].sample(opts.num_samples, generator=_named_generator(opts.seed, name))
+            sampler_timings[name] = {"fit": round(mid - start, 3), "sample": round(time.perf_counter() - mid, 3)}
             samples[name] = _decode(model, z, opts.batch_size, opts.device)
+        metrics["sampler_timings_s"] = sampler_timings
 
     with timer("fid"):
         log(f"FID ({opts.backbone} features), {opts.num_samples} samples per sampler")
@@ -209,16 +244,19 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
             feats = fid.features(images)
             metrics[f"fid_{backbone}_{name}_recon"] = fid.distance(feats, fid_ref)
             metrics[f"fid_{backbone}_{name}_test"] = fid.distance(feats, fid_real)
+            pr = precision_recall(fid_real, feats)
+            metrics[f"precision_{backbone}_{name}"] = pr["precision"]
+            metrics[f"recall_{backbone}_{name}"] = pr["recall"]
             if name == main:
-                pr = precision_recall(fid_real, feats)
-                metrics[f"precision_{backbone}_{name}"] = pr["precision"]
-                metrics[f"recall_{backbone}_{name}"] = pr["recall"]
                 metrics[f"kid_{backbone}_{name}_recon"] = kid(feats, fid_ref)
         metrics[f"fid_{backbone}_recon"] = metrics[f"fid_{backbone}_{main}_recon"]
         metrics[f"fid_{backbone}_test"] = metrics[f"fid_{backbone}_{main}_test"]
         metrics[f"fid_{backbone}_reconstruction_vs_test"] = fid.distance(fid_ref, fid_real)
         metrics["main_sampler"] = main
         metrics["fid_backbone"] = backbone
+        log("decoder sensitivity to tangent noise")
+        metrics.update(_tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts,
+                                           _named_generator(opts.seed, "tangent_noise")))
 
     with timer("latents"):
         if test_labels is not None and train.labels is not None:
@@ -238,6 +276,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         spread = tangent_effective_dim(latents)
         metrics["tangent_effective_dim"] = spread["effective_dim"]
         metrics["tangent_top_fraction"] = spread["top_fraction"]
+        metrics["tangent_spectrum"] = tangent_spectrum(latents).tolist()
+        sigma = posterior_sigma_summary(logvar, ratio=10.0)
+        metrics["sigma_per_dim"] = sigma["sigma_per_dim"].tolist()
+        metrics["sigma_max"] = sigma["sigma_max"]
+        metrics["sigma_median"] = sigma["sigma_median"]
+        metrics["sigma_dims_above_10x_median"] = sigma["sigma_dims_above_ratio"]
         if "vmf" in samples and spread["effective_dim"] < 0.1 * spread["max_dim"]:
             # A vMF is isotropic around its mean direction; say so where it cannot fit.
             log(f"note: the test latents spread along ~{spread['effective_dim']:.1f} of "
@@ -251,6 +295,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
 
     metrics["timings_s"] = timer.timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
+    _save_samplers(fitted, run_dir / "samplers")
     atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=True, default=_json_default)
     log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out / 'metrics.json'}")
     return metrics
@@ -270,6 +315,49 @@ def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
                       "is the data it was trained on", stacklevel=3)
         return
     check_fingerprint(read_json(path), data_fingerprint(name, train, test), path)
+
+
+def _named_generator(seed: int, name: str) -> torch.Generator:
+    """A generator for one named random stage, so that adding or reordering samplers
+    does not change the draws of the others."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def _tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts, gen) -> dict[str, float]:
+    """FID (vs the reconstructed test set) of test latents moved by isotropic tangent noise.
+
+    The scale unit is the per-direction std of the vMF fitted to the test latents on the
+    unit sphere, ``s = sqrt(A_n(kappa) / kappa)`` (``spherevae.vmf.vmf_tangent_std``): a
+    latent ``z`` gets noise of std ``c s |z|`` in each of its ``n - 1`` tangent
+    directions and is put back on its sphere (``metrics.perturb_tangent``). At ``c = 1``
+    each latent is displaced about as far as a vMF sample is from the vMF's mean
+    direction, so this FID says how much of the vMF's FID the decoder's sensitivity to
+    isotropic spread alone explains. Also reports the pixel RMSE (percent) between the
+    perturbed and the unperturbed reconstructions.
+    """
+    from spherevae.metrics import perturb_tangent, reconstruction_metrics
+    from spherevae.sampling import VonMisesFisher
+    from spherevae.vmf import vmf_tangent_std
+
+    vmf = VonMisesFisher.fit(latents)
+    std = float(vmf_tangent_std(vmf.concentration.double(), latents.shape[1]))
+    backbone = fid.backbone_name
+    out = {"vmf_concentration": float(vmf.concentration), "vmf_tangent_std": std}
+    for c in TANGENT_NOISE_SCALES:
+        z = perturb_tangent(latents, c * std, generator=gen)
+        images = _decode(model, z, opts.batch_size, opts.device)
+        out[f"tangent_noise_fid_{backbone}_{c:g}x"] = fid.distance(fid.features(images), fid_ref)
+        out[f"tangent_noise_rmse_percent_{c:g}x"] = reconstruction_metrics(x_hat, images)["rmse_percent"]
+    return out
+
+
+def _save_samplers(fitted: dict[str, Any], directory: Path) -> None:
+    """Each fitted sampler to ``<run>/samplers/<name>.safetensors`` (tensors + JSON
+    metadata, no pickle), where :meth:`spherevae.Run.sampler` finds and reuses it."""
+    from spherevae.api import save_sampler
+
+    for name, sampler in fitted.items():
+        save_sampler(sampler, directory / f"{name}.safetensors")
 
 
 def _json_default(value: Any) -> Any:
@@ -298,6 +386,11 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
         out / "samples_by_sampler.png",
     )
     plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")
+    plots.save_figure(
+        plots.latent_spectrum_figure(metrics["sigma_per_dim"], metrics["tangent_spectrum"],
+                                     metrics["vmf_tangent_std"] ** 2),
+        out / "latent_spectrum.png",
+    )
     n_tsne = min(opts.tsne_points, latents.shape[0])
     plots.save_figure(
         plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne], seed=opts.seed),

@@ -359,3 +359,36 @@ def cos_phi_distribution_figure(n: int = 40, samples: int = 20_000, seed: int = 
     ax.legend(fontsize=8)
     fig.suptitle(f"Fig 6: N(0, I_{{{n}}}) in hyperspherical coordinates ({samples} samples)")
     return fig
+
+
+def latent_spectrum_figure(sigma_per_dim: Any, tangent_spectrum: Any, vmf_tangent_var: float | None = None):
+    """Two panels that explain generation: the posterior scale per latent dimension
+    (``mean_i exp(logvar_ij / 2)``, log scale, with the median and 10x the median) and the
+    tangent spectrum (eigenvalues of the latents' tangent covariance at their mean
+    direction, largest first, log scale, with its participation ratio). A vMF's spectrum
+    is flat at ``vmf_tangent_var`` (``A_n(kappa)/kappa``), drawn when given."""
+    sigma = _np(sigma_per_dim).astype(np.float64)
+    lam = _np(tangent_spectrum).astype(np.float64)
+    fig = _figure(11, 3.8)
+    ax_s, ax_t = fig.subplots(1, 2)
+    dims = np.arange(1, sigma.size + 1)
+    ax_s.semilogy(dims, np.maximum(sigma, 1e-300), "k.", ms=4)
+    median = float(np.median(sigma))
+    ax_s.axhline(median, color="b", lw=1, label=f"median {median:.3g}")
+    ax_s.axhline(10 * median, color="r", lw=1, ls="--",
+                 label=f"10 x median ({int((sigma > 10 * median).sum())} dims above)")
+    ax_s.set_xlabel("latent dimension j")
+    ax_s.set_ylabel("mean posterior σ_j")
+    ax_s.legend(fontsize=8)
+    ax_s.set_title("posterior scale per dimension")
+    positive = lam[lam > 0]
+    ratio = positive.sum() ** 2 / (positive**2).sum() if positive.size else 0.0
+    ax_t.semilogy(np.arange(1, positive.size + 1), positive, "k.-", ms=3, lw=0.8,
+                  label=f"latents (participation ratio {ratio:.1f} of {lam.size})")
+    if vmf_tangent_var is not None:
+        ax_t.axhline(vmf_tangent_var, color="r", ls="--", lw=1, label="vMF fit (isotropic)")
+    ax_t.set_xlabel("eigenvalue rank")
+    ax_t.set_ylabel("variance (unit sphere)")
+    ax_t.legend(fontsize=8)
+    ax_t.set_title("tangent spectrum at the mean direction")
+    return fig

@@ -1,6 +1,9 @@
-"""Latent samplers for generation: priors, a von Mises-Fisher and Gaussian fits to latents.
+"""Latent samplers for generation: priors and fits to latents, in one registry.
 
-Which sampler reproduces which claim of the paper (section 4.4, A.8):
+Which sampler reproduces which claim of the paper (section 4.4, A.8). The paper samples
+the compressed model from "a von Mises-Fisher distribution with the same mean and
+covariance as the test latents"; a vMF has no covariance, so the faithful readings are
+offered side by side (docs/design.md, "Samplers"):
 
 - ``"prior"``: N(0, I_n), the standard VAE prior ("sampling from the prior", Fig 1a left).
 - ``"prior_sphere"``: uniform on the sphere of radius ``sqrt(n)`` (the compressed model's
@@ -10,60 +13,67 @@ Which sampler reproduces which claim of the paper (section 4.4, A.8):
   the direction of the latents' mean and their mean resultant length
   ``R = |mean(z_i / |z_i|)|`` (through ``A_n(kappa) = R``), *not* their covariance. This is
   the distribution the paper names for Fig 1a (right).
+- ``"esag"``: the elliptically symmetric angular Gaussian (Paine et al. 2018), the vMF's
+  generalisation with a covariance, fitted by maximum likelihood (:mod:`spherevae.esag`).
+- ``"vmf_mixture"``: a mixture of 10 vMFs fitted by soft EM (Banerjee et al. 2005).
 - ``"gaussian_sphere"``: a Gaussian with the latents' mean and full covariance, projected
-  to the sphere of the model's radius. This is the sampler "with the same mean and
-  covariance as the ones empirically calculated from the latent embedding" of section 4.4
-  (up to the projection, which the compressed model's latents also undergo).
+  to the sphere of the model's radius (a projected normal). This is the sampler "with the
+  same mean and covariance as the ones empirically calculated from the latent embedding"
+  of section 4.4 (up to the projection, which the compressed model's latents also undergo).
 - ``"gaussian"``: the same Gaussian without the projection.
 - ``"gmm"``: a Gaussian mixture fitted by EM (our own, in torch), a stronger baseline.
 
-Numerics of the vMF: ``log I_v(x)`` comes from the uniform (Debye) asymptotic expansion
-at orders ``>= 50`` and from the stable backward recurrence below that, in float64 and
-pure torch, so ``log_prob``/``entropy`` are differentiable, finite for ``n`` in
-``[2, 4096]`` and ``kappa`` in ``[0, 1e5]`` and beyond, with no overflow or underflow.
-Sampling uses Wood's (1994) rejection for the component along ``loc`` with the
-cancellation-free forms of ``b``, ``1 - w`` and ``1 - w^2``, vectorised with a bounded
-number of rounds, and a Householder reflection to rotate ``e_1`` onto ``loc``.
+Every fitted sampler is a small distribution object: a validated constructor, a ``fit``
+classmethod (``Cls.fit(z, ...) -> Cls``), ``sample(sample_shape, generator=None)``,
+``log_prob`` where the density has a closed form, ``mean`` where it has one, and
+``to_state() -> (tensors, hparams)`` / ``from_state`` (plain tensors and a JSON-able dict,
+no pickle); :func:`sampler_to_state` / :func:`sampler_from_state` do the same for any
+sampler of the registry, wrappers included.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, constraints
 
-from spherevae._validation import check_choice, check_floating, check_latents, check_positive
+from spherevae._validation import check_choice, check_latents, check_positive
+from spherevae.esag import ESAG
+from spherevae.vmf import (
+    _SCALAR,
+    SampleShape,
+    VonMisesFisher,
+    VonMisesFisherMixture,
+    as_shape,
+    bessel_ratio,
+    kmeans_pp,
+    log_bessel_iv,
+    mean_resultant_length_to_concentration,
+)
 
 __all__ = [
+    "ESAG",
     "SAMPLERS",
     "FittedGaussian",
     "GaussianMixture",
     "Sampler",
+    "SamplerSpec",
     "SphereProjected",
     "StandardNormal",
     "VonMisesFisher",
+    "VonMisesFisherMixture",
     "bessel_ratio",
     "decode_samples",
     "fit_sampler",
     "log_bessel_iv",
     "mean_resultant_length_to_concentration",
+    "sampler_from_state",
+    "sampler_to_state",
 ]
-
-# Orders >= this use the Debye expansion directly; lower ones recur down from it. At
-# order 50 the first omitted term of the expansion is below ~1e-9 relative.
-_DEBYE_MIN_ORDER = 50.0
-# Below this kappa the normaliser uses its Taylor series (next term < 1e-18).
-_SMALL_KAPPA = 1e-3
-# Wood's acceptance rate is above 0.5 for every (n, kappa), so 64 rounds leave a
-# sample unaccepted with probability < 2**-64; such a sample keeps its last proposal.
-_MAX_REJECTION_ROUNDS = 64
-
-SampleShape = int | Sequence[int] | torch.Size
-_SCALAR = torch.Size()  # default sample_shape: one draw
 
 
 class Sampler(Protocol):
@@ -73,358 +83,6 @@ class Sampler(Protocol):
         self, sample_shape: SampleShape = ..., generator: torch.Generator | None = None
     ) -> torch.Tensor: ...
 
-
-def _as_shape(sample_shape: SampleShape) -> torch.Size:
-    if isinstance(sample_shape, int):
-        return torch.Size((sample_shape,))
-    return torch.Size(sample_shape)
-
-
-# ---------------------------------------------------------------------------------------
-# Modified Bessel functions of the first kind, in log space
-# ---------------------------------------------------------------------------------------
-
-
-def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
-    """Uniform asymptotic expansion of ``log I_order(x)`` (A&S 9.7.7 with 9.3.9, 5 terms).
-
-    Written with ``s = sqrt(order^2 + x^2)`` so that nothing overflows for large ``x``
-    or underflows for small ``x``.
-    """
-    v = order
-    s = torch.sqrt(v * v + x * x)
-    t = v / s  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
-    t2 = t * t
-    u1 = t * (3.0 - 5.0 * t2) / 24.0
-    u2 = t2 * (81.0 + t2 * (-462.0 + t2 * 385.0)) / 1152.0
-    u3 = t * t2 * (30375.0 + t2 * (-369603.0 + t2 * (765765.0 - t2 * 425425.0))) / 414720.0
-    u4 = (
-        t2
-        * t2
-        * (4465125.0 + t2 * (-94121676.0 + t2 * (349922430.0 + t2 * (-446185740.0 + t2 * 185910725.0))))
-        / 39813120.0
-    )
-    series = 1.0 + (u1 + (u2 + (u3 + u4 / v) / v) / v) / v
-    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + torch.log(series)
-
-
-def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log I_order(x), I_{order+1}(x) / I_order(x))`` for ``x > 0`` (float64 advised).
-
-    Low orders recur down from order ``>= 50`` with ``I_j/I_{j+1} = 2(j+1)/x + I_{j+2}/I_{j+1}``,
-    the direction in which the recurrence is stable for ``I`` (its minimal solution).
-    """
-    steps = max(0, math.ceil(_DEBYE_MIN_ORDER - order))
-    top = order + steps
-    log_i = _log_iv_debye(top, x)
-    ratio = torch.exp(_log_iv_debye(top + 1.0, x) - log_i)
-    for j in range(steps - 1, -1, -1):
-        inverse = 2.0 * (order + j + 1.0) / x + ratio  # I_{order+j} / I_{order+j+1}
-        log_i = log_i + torch.log(inverse)
-        ratio = 1.0 / inverse
-    return log_i, ratio
-
-
-def _check_order(order: float) -> float:
-    order = float(order)
-    if not order >= 0 or math.isinf(order):
-        raise ValueError(f"order must be a finite number >= 0, got {order!r}")
-    return order
-
-
-def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``log I_order(x)``, finite for any ``x > 0`` and order (no overflow or underflow).
-
-    Args:
-        order: ``v >= 0`` (a Python number: for a vMF on ``S^{n-1}`` it is ``n/2 - 1``).
-        x: tensor of arguments ``>= 0``, any shape; computed in float64 and cast back.
-            ``x = 0`` gives ``0`` for ``v = 0`` and ``-inf`` otherwise.
-
-    Differentiable in ``x`` (pure torch). Error below ~1e-10 absolute and 1e-11 relative
-    (tested against the positive power series for orders 0..2047, ``x`` up to 1e5).
-    """
-    order = _check_order(order)
-    check_floating(x, "x")
-    x64 = x.to(torch.float64)
-    zero = x64 <= 0
-    safe = torch.where(zero, torch.ones_like(x64), x64)
-    log_i, _ = _log_iv_and_ratio(order, safe)
-    at_zero = torch.full_like(x64, 0.0 if order == 0 else -math.inf)
-    return torch.where(zero, at_zero, log_i).to(x.dtype)
-
-
-def bessel_ratio(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``I_{order+1}(x) / I_order(x)`` in ``[0, 1)``; the mean resultant length of a vMF
-    on ``S^{n-1}`` with concentration ``x`` is ``bessel_ratio(n/2 - 1, x)``.
-
-    Args:
-        order: ``v >= 0``. x: tensor ``>= 0`` of any shape (float64 inside, cast back).
-    """
-    order = _check_order(order)
-    check_floating(x, "x")
-    x64 = x.to(torch.float64)
-    zero = x64 <= 0
-    safe = torch.where(zero, torch.ones_like(x64), x64)
-    _, ratio = _log_iv_and_ratio(order, safe)
-    return torch.where(zero, torch.zeros_like(x64), ratio).to(x.dtype)
-
-
-def _log_vmf_normalizer(n: int, kappa: torch.Tensor) -> torch.Tensor:
-    """``log C_n(kappa)``, the vMF log-density at ``x . loc = 0``, float64.
-
-    ``C_n = kappa^v / ((2 pi)^{v+1} I_v(kappa))`` with ``v = n/2 - 1``, written as
-    ``v log 2 - (v+1) log 2 pi + lgamma(v+1) - S(kappa)`` where
-    ``S = log I_v(kappa) - v log(kappa/2) + lgamma(v+1)`` is ``log`` of a series that
-    starts at 1: so ``kappa = 0`` gives ``-log |S^{n-1}|`` without ``0 * inf``.
-    """
-    v = n / 2.0 - 1.0
-    small = kappa < _SMALL_KAPPA
-    k_big = torch.where(small, torch.ones_like(kappa), kappa)
-    log_i, _ = _log_iv_and_ratio(v, k_big)
-    s_big = log_i - v * torch.log(k_big / 2.0) + math.lgamma(v + 1.0)
-    k_small = torch.where(small, kappa, torch.zeros_like(kappa))
-    q = k_small * k_small / 4.0
-    s_small = torch.log1p(q / (v + 1.0) * (1.0 + q / (2.0 * (v + 2.0))))
-    s = torch.where(small, s_small, s_big)
-    return v * math.log(2.0) - (v + 1.0) * math.log(2.0 * math.pi) + math.lgamma(v + 1.0) - s
-
-
-def mean_resultant_length_to_concentration(
-    r: torch.Tensor, n: int, *, max_iter: int = 30, tol: float = 1e-12
-) -> torch.Tensor:
-    """Maximum-likelihood vMF concentration: solve ``A_n(kappa) = r`` for ``kappa``.
-
-    ``A_n = I_{n/2}/I_{n/2-1}``. Starts from Banerjee et al. (2005),
-    ``kappa_0 = r (n - r^2) / (1 - r^2)``, then safeguarded Newton steps with
-    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps).
-
-    Args:
-        r: mean resultant lengths in ``[0, 1)``, any shape; ``r`` is clipped to
-            ``1 - 1e-15`` (identical directions give a finite, huge ``kappa``).
-        n: ambient dimension ``>= 2``.
-
-    Returns:
-        float64 tensor of ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
-    """
-    v = n / 2.0 - 1.0
-    r64 = r.detach().to(torch.float64).clamp(0.0, 1.0 - 1e-15)
-    kappa = r64 * (n - r64 * r64) / (1.0 - r64 * r64)
-    positive = r64 > 0
-    for _ in range(max_iter):
-        k = torch.where(positive, kappa, torch.ones_like(kappa))
-        a = bessel_ratio(v, k)
-        slope = (1.0 - a * a - (n - 1.0) * a / k).clamp_min(1e-300)
-        step = (a - r64) / slope
-        # Never step past half-way to 0: A is increasing and concave in kappa.
-        new = torch.where(step < k, k - step, k / 2.0)
-        kappa = torch.where(positive, new, torch.zeros_like(kappa))
-        if bool((step.abs() <= tol * k).all()):
-            break
-    return kappa
-
-
-# ---------------------------------------------------------------------------------------
-# von Mises-Fisher
-# ---------------------------------------------------------------------------------------
-
-
-class _UnitSphere(constraints.Constraint):
-    """Vectors of unit Euclidean norm along the last dimension (to 1e-4 relative)."""
-
-    is_discrete = False
-    event_dim = 1
-
-    def check(self, value: torch.Tensor) -> torch.Tensor:
-        return (torch.linalg.vector_norm(value, dim=-1) - 1.0).abs() < 1e-4
-
-
-unit_sphere = _UnitSphere()
-
-
-def _wood_w(
-    kappa: torch.Tensor, n: int, generator: torch.Generator | None
-) -> torch.Tensor:
-    """Component ``w = x . loc`` of vMF samples, Wood (1994), float64 ``(m,)`` -> ``(w, 1 - w^2)``.
-
-    Every quantity that tends to 0 as ``kappa`` grows (``b``, ``1 - x0``, ``1 - w``,
-    ``1 - w^2``) is formed directly, never as a difference of numbers near 1.
-    """
-    m = kappa.shape[0]
-    d = n - 1.0
-    # b = (-2k + sqrt(4k^2 + d^2)) / d, rationalised to avoid cancellation at large k.
-    b = d / (2.0 * kappa + torch.sqrt(4.0 * kappa * kappa + d * d))
-    one_minus_x0 = 2.0 * b / (1.0 + b)
-    x0 = (1.0 - b) / (1.0 + b)
-    log_one_minus_x0_sq = math.log(4.0) + torch.log(b) - 2.0 * torch.log1p(b)
-    alpha = torch.full((m,), d / 2.0, dtype=torch.float64, device=kappa.device)
-    w = torch.empty(m, dtype=torch.float64, device=kappa.device)
-    one_minus_w_sq = torch.empty_like(w)
-    pending = torch.arange(m, device=kappa.device)
-    for round_ in range(_MAX_REJECTION_ROUNDS):
-        p = pending.shape[0]
-        g1 = torch._standard_gamma(alpha[:p], generator=generator)
-        g2 = torch._standard_gamma(alpha[:p], generator=generator)
-        z = g1 / (g1 + g2)  # Beta(d/2, d/2)
-        u = torch.rand(p, dtype=torch.float64, device=kappa.device, generator=generator)
-        bp, x0p, kp = b[pending], x0[pending], kappa[pending]
-        denom = 1.0 - (1.0 - bp) * z
-        one_minus_wp = 2.0 * bp * z / denom
-        wp = 1.0 - one_minus_wp
-        # kappa (w - x0) + d [log(1 - x0 w) - log(1 - x0^2)] >= log u
-        one_minus_x0w = one_minus_x0[pending] + x0p * one_minus_wp
-        score = kp * (one_minus_x0[pending] - one_minus_wp) + d * (
-            torch.log(one_minus_x0w) - log_one_minus_x0_sq[pending]
-        )
-        accept = score >= torch.log(u)
-        last = round_ == _MAX_REJECTION_ROUNDS - 1
-        take = torch.ones_like(accept) if last else accept
-        idx = pending[take]
-        w[idx] = wp[take]
-        one_minus_w_sq[idx] = (4.0 * bp * z * (1.0 - z) / (denom * denom))[take]
-        pending = pending[~take]
-        if pending.numel() == 0:
-            break
-    return w, one_minus_w_sq
-
-
-def _rotate_e1_to(y: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
-    """Apply an orthogonal map sending ``e_1`` to ``loc`` to ``y``; shapes broadcast ``(..., n)``.
-
-    Householder with ``u = e_1 - loc`` when ``loc_1 <= 0`` and ``-(reflection with
-    u = e_1 + loc)`` otherwise, so ``|u|^2 >= 2`` and nothing cancels; the vMF is
-    symmetric about ``e_1``, so which orthogonal map is used does not matter.
-    ``loc`` rows must be unit vectors.
-    """
-    sign = torch.where(loc[..., :1] > 0, 1.0, -1.0).to(loc.dtype)  # (..., 1)
-    u = sign * loc
-    u[..., 0] += 1.0  # u = e1 + sign * loc ; |u|^2 = 2 (1 + |loc_1|)
-    coef = (y * u).sum(-1, keepdim=True) * (2.0 / (u * u).sum(-1, keepdim=True))
-    return (coef * u - y) * sign  # = -sign * (reflection of y), maps e1 to loc
-
-
-class VonMisesFisher(Distribution):
-    """von Mises-Fisher distribution on the unit sphere ``S^{n-1}`` in ``R^n``.
-
-    Density ``C_n(kappa) exp(kappa loc . x)`` w.r.t. the surface measure.
-
-    Args:
-        loc: ``(*batch, n)``, ``n >= 2``, non-zero; normalised to unit length.
-        concentration: ``kappa >= 0``, a number or a tensor broadcastable to ``(*batch,)``.
-        validate_args: as in ``torch.distributions`` (checks finiteness, ``kappa >= 0``
-            and that ``log_prob`` values lie on the sphere).
-
-    All special functions run in float64; results are cast to ``loc``'s dtype.
-    ``rsample`` is not provided: Wood's rejection step has no reparameterisation.
-    """
-
-    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real_vector, "concentration": constraints.nonnegative}
-    support = unit_sphere
-    has_rsample = False
-
-    def __init__(
-        self,
-        loc: torch.Tensor,
-        concentration: torch.Tensor | float,
-        validate_args: bool | None = None,
-    ) -> None:
-        check_latents(loc, "loc", validate=validate_args is not False)
-        norm = torch.linalg.vector_norm(loc, dim=-1, keepdim=True)
-        if validate_args is not False and bool((norm == 0).any()):
-            raise ValueError("loc must be non-zero (it is normalised to a unit direction)")
-        kappa = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
-        if validate_args is not False:
-            if not bool(torch.isfinite(kappa).all()) or bool((kappa < 0).any()):
-                raise ValueError(f"concentration must be finite and >= 0, got {kappa}")
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], kappa.shape)
-        self.loc = (loc / norm).expand(*batch_shape, loc.shape[-1])
-        self.concentration = kappa.expand(batch_shape)
-        super().__init__(batch_shape, torch.Size(loc.shape[-1:]), validate_args=validate_args)
-
-    @property
-    def dim(self) -> int:
-        """Ambient dimension ``n`` (the sphere is ``S^{n-1}``)."""
-        return self.event_shape[0]
-
-    @property
-    def _kappa64(self) -> torch.Tensor:
-        return self.concentration.to(torch.float64)
-
-    @property
-    def mean_resultant_length(self) -> torch.Tensor:
-        """``A_n(kappa) = E[x . loc] = I_{n/2}(kappa) / I_{n/2-1}(kappa)``, shape ``batch``."""
-        return bessel_ratio(self.dim / 2.0 - 1.0, self._kappa64).to(self.loc.dtype)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """``E[x] = A_n(kappa) loc``, shape ``(*batch, n)``."""
-        return self.mean_resultant_length.unsqueeze(-1) * self.loc
-
-    @property
-    def mode(self) -> torch.Tensor:
-        return self.loc
-
-    def log_normalizer(self) -> torch.Tensor:
-        """``log C_n(kappa)``, shape ``batch`` (``-log |S^{n-1}|`` at ``kappa = 0``)."""
-        return _log_vmf_normalizer(self.dim, self._kappa64).to(self.loc.dtype)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-density of unit vectors ``value`` of shape ``(..., *batch, n)``."""
-        if self._validate_args:
-            self._validate_sample(value)
-        dot = (value.to(torch.float64) * self.loc.to(torch.float64)).sum(-1)
-        return (_log_vmf_normalizer(self.dim, self._kappa64) + self._kappa64 * dot).to(value.dtype)
-
-    def entropy(self) -> torch.Tensor:
-        """``-log C_n(kappa) - kappa A_n(kappa)``, shape ``batch``."""
-        k = self._kappa64
-        a = bessel_ratio(self.dim / 2.0 - 1.0, k)
-        return (-_log_vmf_normalizer(self.dim, k) - k * a).to(self.loc.dtype)
-
-    def sample(
-        self, sample_shape: SampleShape = _SCALAR, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Draw unit vectors of shape ``(*sample_shape, *batch, n)``; always terminates."""
-        shape = _as_shape(sample_shape)
-        n, dtype = self.dim, self.loc.dtype
-        num, batch = shape.numel(), self.batch_shape.numel()
-        with torch.no_grad():
-            # Wood's step in float64; the O(n) work in loc's dtype, with the (batch, n)
-            # locs broadcast over the samples rather than copied.
-            kappa = self._kappa64.reshape(1, batch).expand(num, batch).reshape(-1)
-            w, one_minus_w_sq = _wood_w(kappa, n, generator)
-            y = torch.randn(num, batch, n, dtype=dtype, device=self.loc.device, generator=generator)
-            tangent = y[..., 1:]
-            tangent_norm = torch.linalg.vector_norm(tangent, dim=-1, keepdim=True).clamp_min(
-                torch.finfo(dtype).tiny
-            )
-            tangent *= torch.sqrt(one_minus_w_sq).reshape(num, batch, 1).to(dtype) / tangent_norm
-            y[..., 0] = w.reshape(num, batch).to(dtype)
-            x = _rotate_e1_to(y, self.loc.reshape(batch, n))
-        return x.reshape(*shape, *self.batch_shape, n)
-
-    @classmethod
-    def fit(cls, z: torch.Tensor, *, validate: bool = True) -> VonMisesFisher:
-        """Maximum-likelihood vMF of the directions of ``z`` (rows normalised first).
-
-        Args:
-            z: ``(N, n)`` latents, ``N >= 1``, ``n >= 2``; zero rows are not allowed.
-
-        Returns:
-            A ``VonMisesFisher`` with ``loc = mean(z_i/|z_i|) / R`` and ``kappa`` solving
-            ``A_n(kappa) = R``, where ``R = |mean(z_i/|z_i|)|``; dtype of ``z``.
-        """
-        check_latents(z, "z", ndim=2, validate=validate)
-        if z.shape[0] < 1:
-            raise ValueError(f"z must hold at least one row, got shape {tuple(z.shape)}")
-        z64 = z.detach().to(torch.float64)
-        norms = torch.linalg.vector_norm(z64, dim=-1, keepdim=True)
-        if bool((norms == 0).any()):
-            raise ValueError("z must not contain zero rows (their direction is undefined)")
-        mean_dir = (z64 / norms).mean(0)
-        r = torch.linalg.vector_norm(mean_dir)
-        kappa = mean_resultant_length_to_concentration(r, z.shape[1])
-        loc = mean_dir if bool(r > 0) else torch.eye(z.shape[1], dtype=torch.float64)[0]
-        return cls(loc.to(z.dtype), kappa.to(z.dtype))
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,8 +102,24 @@ class StandardNormal:
     def sample(
         self, sample_shape: SampleShape = _SCALAR, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        shape = _as_shape(sample_shape)
+        shape = as_shape(sample_shape)
         return torch.randn(*shape, self.dim, dtype=self.dtype, generator=generator)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.zeros(self.dim, dtype=self.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``value`` ``(..., n)`` under ``N(0, I_n)``."""
+        return -0.5 * (value.pow(2).sum(-1) + self.dim * math.log(2 * math.pi))
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {"dim": self.dim, "dtype": _dtype_name(self.dtype)}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> StandardNormal:
+        del tensors
+        return cls(int(hparams["dim"]), dtype=getattr(torch, hparams["dtype"]))
 
 
 class SphereProjected:
@@ -490,6 +164,10 @@ class FittedGaussian:
     """
 
     def __init__(self, mean: torch.Tensor, covariance: torch.Tensor) -> None:
+        check_latents(mean, "mean", min_dim=1, ndim=1)
+        n = mean.shape[0]
+        if tuple(covariance.shape) != (n, n):
+            raise ValueError(f"covariance must have shape ({n}, {n}) to match mean, got {tuple(covariance.shape)}")
         self.mean = mean
         self.covariance = covariance
         self.scale_tril = _scale_factor(covariance.to(torch.float64))
@@ -509,29 +187,24 @@ class FittedGaussian:
     def sample(
         self, sample_shape: SampleShape = _SCALAR, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        shape = _as_shape(sample_shape)
+        shape = as_shape(sample_shape)
         n = self.mean.shape[-1]
         eps = torch.randn(shape.numel(), n, dtype=torch.float64, generator=generator)
         x = self.mean.to(torch.float64) + eps @ self.scale_tril.T
         return x.reshape(*shape, n).to(self.mean.dtype)
 
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"mean": self.mean.clone(), "covariance": self.covariance.clone()}, {}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> FittedGaussian:
+        del hparams
+        return cls(tensors["mean"], tensors["covariance"])
+
 
 # ---------------------------------------------------------------------------------------
 # Gaussian mixture (EM in torch)
 # ---------------------------------------------------------------------------------------
-
-
-def _kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: ``k`` rows of ``z`` ``(N, n)`` picked with D^2 weighting."""
-    first = torch.randint(z.shape[0], (1,), generator=generator)
-    centres = [z[first[0]]]
-    d2 = ((z - centres[0]) ** 2).sum(-1)
-    for _ in range(1, k):
-        weights = d2 if bool(d2.sum() > 0) else torch.ones_like(d2)
-        i = torch.multinomial(weights, 1, generator=generator)[0]
-        centres.append(z[i])
-        d2 = torch.minimum(d2, ((z - z[i]) ** 2).sum(-1))
-    return torch.stack(centres)
 
 
 def _component_log_density(
@@ -611,7 +284,7 @@ class GaussianMixture:
         x = z.detach().to(torch.float64)
         num, n = x.shape
         generator = torch.Generator(device=x.device).manual_seed(seed)
-        means = _kmeans_pp(x, n_components, generator)
+        means = kmeans_pp(x, n_components, generator)
         # Hard assignment to the nearest seed starts the M-step.
         resp = torch.nn.functional.one_hot(torch.cdist(x, means).argmin(1), n_components).to(x.dtype)
         previous = -math.inf
@@ -643,6 +316,20 @@ class GaussianMixture:
         model.log_likelihood, model.n_iter = current, n_iter
         return model
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """``sum_k w_k mean_k``, shape ``(n,)``."""
+        return self.weights @ self.means
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {"weights": self.weights.clone(), "means": self.means.clone(),
+                   "covariances": self.covariances.clone()}
+        return tensors, {"covariance_type": self.covariance_type}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> GaussianMixture:
+        return cls(tensors["weights"], tensors["means"], tensors["covariances"], hparams["covariance_type"])
+
     def score(self, z: torch.Tensor) -> float:
         """Mean log-likelihood of rows of ``z`` ``(N, n)`` under the mixture."""
         x = z.detach().to(torch.float64)
@@ -654,7 +341,7 @@ class GaussianMixture:
     def sample(
         self, sample_shape: SampleShape = _SCALAR, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        shape = _as_shape(sample_shape)
+        shape = as_shape(sample_shape)
         num, n = shape.numel(), self.means.shape[1]
         comp = torch.multinomial(self.weights.to(torch.float64), num, replacement=True, generator=generator)
         eps = torch.randn(num, n, dtype=torch.float64, generator=generator)
@@ -679,6 +366,22 @@ class GaussianMixture:
 SamplerBuilder = Callable[[torch.Tensor, float, int], Sampler]
 
 
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One entry of :data:`SAMPLERS`.
+
+    ``build(z, radius, seed)`` fits the sampler to latents ``z`` ``(N, n)``; ``support`` is
+    ``"sphere"`` when its draws lie on the sphere of radius ``radius`` and ``"euclidean"``
+    otherwise; ``fitted`` is False for the fixed priors; ``summary`` is one line for docs
+    and CLI help.
+    """
+
+    build: SamplerBuilder
+    support: str
+    fitted: bool
+    summary: str
+
+
 def _build_prior(z: torch.Tensor, radius: float, seed: int) -> Sampler:
     return StandardNormal(z.shape[1], dtype=z.dtype)
 
@@ -689,6 +392,14 @@ def _build_prior_sphere(z: torch.Tensor, radius: float, seed: int) -> Sampler:
 
 def _build_vmf(z: torch.Tensor, radius: float, seed: int) -> Sampler:
     return SphereProjected(VonMisesFisher.fit(z), radius)
+
+
+def _build_esag(z: torch.Tensor, radius: float, seed: int) -> Sampler:
+    return SphereProjected(ESAG.fit(z), radius)
+
+
+def _build_vmf_mixture(z: torch.Tensor, radius: float, seed: int) -> Sampler:
+    return SphereProjected(VonMisesFisherMixture.fit(z, min(10, z.shape[0]), seed=seed), radius)
 
 
 def _build_gaussian(z: torch.Tensor, radius: float, seed: int) -> Sampler:
@@ -703,13 +414,18 @@ def _build_gmm(z: torch.Tensor, radius: float, seed: int) -> Sampler:
     return GaussianMixture.fit(z, n_components=min(10, z.shape[0]), seed=seed)
 
 
-SAMPLERS: dict[str, SamplerBuilder] = {
-    "prior": _build_prior,
-    "prior_sphere": _build_prior_sphere,
-    "vmf": _build_vmf,
-    "gaussian": _build_gaussian,
-    "gaussian_sphere": _build_gaussian_sphere,
-    "gmm": _build_gmm,
+SAMPLERS: dict[str, SamplerSpec] = {
+    "prior": SamplerSpec(_build_prior, "euclidean", False, "N(0, I_n), the standard VAE prior"),
+    "prior_sphere": SamplerSpec(_build_prior_sphere, "sphere", False, "uniform on the sphere"),
+    "vmf": SamplerSpec(_build_vmf, "sphere", True, "isotropic von Mises-Fisher, maximum likelihood"),
+    "esag": SamplerSpec(_build_esag, "sphere", True,
+                        "elliptically symmetric angular Gaussian (Paine et al. 2018), maximum likelihood"),
+    "vmf_mixture": SamplerSpec(_build_vmf_mixture, "sphere", True,
+                               "mixture of 10 vMFs, soft EM (Banerjee et al. 2005)"),
+    "gaussian_sphere": SamplerSpec(_build_gaussian_sphere, "sphere", True,
+                                   "projected normal: full-covariance Gaussian projected to the sphere"),
+    "gaussian": SamplerSpec(_build_gaussian, "euclidean", True, "full-covariance Gaussian"),
+    "gmm": SamplerSpec(_build_gmm, "euclidean", True, "mixture of 10 full-covariance Gaussians, EM"),
 }
 
 
@@ -717,9 +433,9 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
     """Fit the sampler ``name`` (a key of ``SAMPLERS``) to latents ``z`` ``(N, n)``.
 
     Args:
-        radius: sphere radius for ``prior_sphere``, ``vmf`` and ``gaussian_sphere``;
+        radius: sphere radius of the samplers whose ``support`` is ``"sphere"``;
             ``None`` means the model's ``sqrt(n)``. Ignored by the others.
-        seed: seeds fitting randomness (the GMM's initialisation).
+        seed: seeds fitting randomness (the mixtures' initialisation).
 
     Returns:
         An object with ``sample(num_or_shape, generator=None) -> (*shape, n)``.
@@ -727,8 +443,50 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
     check_choice(name, "name", SAMPLERS)
     check_latents(z, "z", ndim=2)
     radius = math.sqrt(z.shape[1]) if radius is None else check_positive(radius, "radius")
-    return SAMPLERS[name](z, radius, seed)
+    return SAMPLERS[name].build(z, radius, seed)
 
+
+# ---------------------------------------------------------------------------------------
+# Serialisation: plain tensors + a JSON-able dict, no pickle
+# ---------------------------------------------------------------------------------------
+
+_STATE_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (StandardNormal, FittedGaussian, GaussianMixture, VonMisesFisher, VonMisesFisherMixture, ESAG)
+}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def sampler_to_state(sampler: Sampler) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, meta)`` for a sampler built by :func:`fit_sampler`.
+
+    ``tensors`` is a flat ``dict[str, Tensor]`` (safetensors-friendly); ``meta`` is
+    JSON-able: ``{"type": class name, "hparams": {...}}`` and, for a
+    :class:`SphereProjected`, ``{"type": "SphereProjected", "radius": r, "base": meta}``
+    with the base's tensors under ``"base."``.
+    """
+    if isinstance(sampler, SphereProjected):
+        tensors, meta = sampler_to_state(sampler.base)
+        return {f"base.{k}": v for k, v in tensors.items()}, {
+            "type": "SphereProjected", "radius": sampler.radius, "base": meta}
+    name = type(sampler).__name__
+    if _STATE_TYPES.get(name) is not type(sampler):
+        raise TypeError(f"cannot serialise a {name}: not one of {sorted(_STATE_TYPES)} or SphereProjected")
+    tensors, hparams = sampler.to_state()
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, {"type": name, "hparams": hparams}
+
+
+def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Sampler:
+    """Inverse of :func:`sampler_to_state` (constructors validate the tensors)."""
+    kind = meta.get("type")
+    if kind == "SphereProjected":
+        base = {k.removeprefix("base."): v for k, v in tensors.items() if k.startswith("base.")}
+        return SphereProjected(sampler_from_state(base, meta["base"]), float(meta["radius"]))
+    check_choice(str(kind), "sampler state type", [*_STATE_TYPES, "SphereProjected"])
+    return _STATE_TYPES[kind].from_state(tensors, meta.get("hparams", {}))
 
 def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Decode latents ``z`` ``(N, n)`` with ``model.decode`` in batches, without gradients.

@@ -1,0 +1,613 @@
+"""von Mises-Fisher distributions: the stable log-Bessel functions, the vMF, and a
+mixture of vMFs fitted by EM.
+
+Numerics of the vMF: ``log I_v(x)`` comes from the uniform (Debye) asymptotic expansion
+at orders ``>= 50`` and from the stable backward recurrence below that, in float64 and
+pure torch, so ``log_prob``/``entropy`` are differentiable, finite for ``n`` in
+``[2, 4096]`` and ``kappa`` in ``[0, 1e5]`` and beyond, with no overflow or underflow.
+Sampling uses Wood's (1994) rejection for the component along ``loc`` with the
+cancellation-free forms of ``b``, ``1 - w`` and ``1 - w^2``, vectorised with a bounded
+number of rounds, and a Householder reflection to rotate ``e_1`` onto ``loc``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch.distributions import Distribution, constraints
+
+from spherevae._validation import check_finite, check_floating, check_latents, check_positive
+
+__all__ = [
+    "VonMisesFisher",
+    "VonMisesFisherMixture",
+    "as_shape",
+    "bessel_ratio",
+    "log_bessel_iv",
+    "mean_resultant_length_to_concentration",
+    "unit_directions",
+    "vmf_tangent_std",
+]
+
+
+# Orders >= this use the Debye expansion directly; lower ones recur down from it. At
+# order 50 the first omitted term of the expansion is below ~1e-9 relative.
+_DEBYE_MIN_ORDER = 50.0
+# Below this kappa the normaliser uses its Taylor series (next term < 1e-18).
+_SMALL_KAPPA = 1e-3
+# Wood's acceptance rate is above 0.5 for every (n, kappa), so 64 rounds leave a
+# sample unaccepted with probability < 2**-64; such a sample keeps its last proposal.
+_MAX_REJECTION_ROUNDS = 64
+
+SampleShape = int | Sequence[int] | torch.Size
+_SCALAR = torch.Size()  # default sample_shape: one draw
+
+
+def as_shape(sample_shape: SampleShape) -> torch.Size:
+    """``sample_shape`` (an int or a sequence) as a ``torch.Size``."""
+    if isinstance(sample_shape, int):
+        return torch.Size((sample_shape,))
+    return torch.Size(sample_shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Modified Bessel functions of the first kind, in log space
+# ---------------------------------------------------------------------------------------
+
+
+def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
+    """Uniform asymptotic expansion of ``log I_order(x)`` (A&S 9.7.7 with 9.3.9, 5 terms).
+
+    Written with ``s = sqrt(order^2 + x^2)`` so that nothing overflows for large ``x``
+    or underflows for small ``x``.
+    """
+    v = order
+    s = torch.sqrt(v * v + x * x)
+    t = v / s  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
+    t2 = t * t
+    u1 = t * (3.0 - 5.0 * t2) / 24.0
+    u2 = t2 * (81.0 + t2 * (-462.0 + t2 * 385.0)) / 1152.0
+    u3 = t * t2 * (30375.0 + t2 * (-369603.0 + t2 * (765765.0 - t2 * 425425.0))) / 414720.0
+    u4 = (
+        t2
+        * t2
+        * (4465125.0 + t2 * (-94121676.0 + t2 * (349922430.0 + t2 * (-446185740.0 + t2 * 185910725.0))))
+        / 39813120.0
+    )
+    series = 1.0 + (u1 + (u2 + (u3 + u4 / v) / v) / v) / v
+    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + torch.log(series)
+
+
+def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log I_order(x), I_{order+1}(x) / I_order(x))`` for ``x > 0`` (float64 advised).
+
+    Low orders recur down from order ``>= 50`` with ``I_j/I_{j+1} = 2(j+1)/x + I_{j+2}/I_{j+1}``,
+    the direction in which the recurrence is stable for ``I`` (its minimal solution).
+    """
+    steps = max(0, math.ceil(_DEBYE_MIN_ORDER - order))
+    top = order + steps
+    log_i = _log_iv_debye(top, x)
+    ratio = torch.exp(_log_iv_debye(top + 1.0, x) - log_i)
+    for j in range(steps - 1, -1, -1):
+        inverse = 2.0 * (order + j + 1.0) / x + ratio  # I_{order+j} / I_{order+j+1}
+        log_i = log_i + torch.log(inverse)
+        ratio = 1.0 / inverse
+    return log_i, ratio
+
+
+def _check_order(order: float) -> float:
+    order = float(order)
+    if not order >= 0 or math.isinf(order):
+        raise ValueError(f"order must be a finite number >= 0, got {order!r}")
+    return order
+
+
+def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
+    """``log I_order(x)``, finite for any ``x > 0`` and order (no overflow or underflow).
+
+    Args:
+        order: ``v >= 0`` (a Python number: for a vMF on ``S^{n-1}`` it is ``n/2 - 1``).
+        x: tensor of arguments ``>= 0``, any shape; computed in float64 and cast back.
+            ``x = 0`` gives ``0`` for ``v = 0`` and ``-inf`` otherwise.
+
+    Differentiable in ``x`` (pure torch). Error below ~1e-10 absolute and 1e-11 relative
+    (tested against the positive power series for orders 0..2047, ``x`` up to 1e5).
+    """
+    order = _check_order(order)
+    check_floating(x, "x")
+    x64 = x.to(torch.float64)
+    zero = x64 <= 0
+    safe = torch.where(zero, torch.ones_like(x64), x64)
+    log_i, _ = _log_iv_and_ratio(order, safe)
+    at_zero = torch.full_like(x64, 0.0 if order == 0 else -math.inf)
+    return torch.where(zero, at_zero, log_i).to(x.dtype)
+
+
+def bessel_ratio(order: float, x: torch.Tensor) -> torch.Tensor:
+    """``I_{order+1}(x) / I_order(x)`` in ``[0, 1)``; the mean resultant length of a vMF
+    on ``S^{n-1}`` with concentration ``x`` is ``bessel_ratio(n/2 - 1, x)``.
+
+    Args:
+        order: ``v >= 0``. x: tensor ``>= 0`` of any shape (float64 inside, cast back).
+    """
+    order = _check_order(order)
+    check_floating(x, "x")
+    x64 = x.to(torch.float64)
+    zero = x64 <= 0
+    safe = torch.where(zero, torch.ones_like(x64), x64)
+    _, ratio = _log_iv_and_ratio(order, safe)
+    return torch.where(zero, torch.zeros_like(x64), ratio).to(x.dtype)
+
+
+def _log_vmf_normalizer(n: int, kappa: torch.Tensor) -> torch.Tensor:
+    """``log C_n(kappa)``, the vMF log-density at ``x . loc = 0``, float64.
+
+    ``C_n = kappa^v / ((2 pi)^{v+1} I_v(kappa))`` with ``v = n/2 - 1``, written as
+    ``v log 2 - (v+1) log 2 pi + lgamma(v+1) - S(kappa)`` where
+    ``S = log I_v(kappa) - v log(kappa/2) + lgamma(v+1)`` is ``log`` of a series that
+    starts at 1: so ``kappa = 0`` gives ``-log |S^{n-1}|`` without ``0 * inf``.
+    """
+    v = n / 2.0 - 1.0
+    small = kappa < _SMALL_KAPPA
+    k_big = torch.where(small, torch.ones_like(kappa), kappa)
+    log_i, _ = _log_iv_and_ratio(v, k_big)
+    s_big = log_i - v * torch.log(k_big / 2.0) + math.lgamma(v + 1.0)
+    k_small = torch.where(small, kappa, torch.zeros_like(kappa))
+    q = k_small * k_small / 4.0
+    s_small = torch.log1p(q / (v + 1.0) * (1.0 + q / (2.0 * (v + 2.0))))
+    s = torch.where(small, s_small, s_big)
+    return v * math.log(2.0) - (v + 1.0) * math.log(2.0 * math.pi) + math.lgamma(v + 1.0) - s
+
+
+def mean_resultant_length_to_concentration(
+    r: torch.Tensor, n: int, *, max_iter: int = 30, tol: float = 1e-12
+) -> torch.Tensor:
+    """Maximum-likelihood vMF concentration: solve ``A_n(kappa) = r`` for ``kappa``.
+
+    ``A_n = I_{n/2}/I_{n/2-1}``. Starts from Banerjee et al. (2005),
+    ``kappa_0 = r (n - r^2) / (1 - r^2)``, then safeguarded Newton steps with
+    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps).
+
+    Args:
+        r: mean resultant lengths in ``[0, 1)``, any shape; ``r`` is clipped to
+            ``1 - 1e-15`` (identical directions give a finite, huge ``kappa``).
+        n: ambient dimension ``>= 2``.
+
+    Returns:
+        float64 tensor of ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
+    """
+    v = n / 2.0 - 1.0
+    r64 = r.detach().to(torch.float64).clamp(0.0, 1.0 - 1e-15)
+    kappa = r64 * (n - r64 * r64) / (1.0 - r64 * r64)
+    positive = r64 > 0
+    for _ in range(max_iter):
+        k = torch.where(positive, kappa, torch.ones_like(kappa))
+        a = bessel_ratio(v, k)
+        slope = (1.0 - a * a - (n - 1.0) * a / k).clamp_min(1e-300)
+        step = (a - r64) / slope
+        # Never step past half-way to 0: A is increasing and concave in kappa.
+        new = torch.where(step < k, k - step, k / 2.0)
+        kappa = torch.where(positive, new, torch.zeros_like(kappa))
+        if bool((step.abs() <= tol * k).all()):
+            break
+    return kappa
+
+
+# ---------------------------------------------------------------------------------------
+# von Mises-Fisher
+# ---------------------------------------------------------------------------------------
+
+
+class _UnitSphere(constraints.Constraint):
+    """Vectors of unit Euclidean norm along the last dimension (to 1e-4 relative)."""
+
+    is_discrete = False
+    event_dim = 1
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return (torch.linalg.vector_norm(value, dim=-1) - 1.0).abs() < 1e-4
+
+
+unit_sphere = _UnitSphere()
+
+
+def _wood_w(
+    kappa: torch.Tensor, n: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Component ``w = x . loc`` of vMF samples, Wood (1994), float64 ``(m,)`` -> ``(w, 1 - w^2)``.
+
+    Every quantity that tends to 0 as ``kappa`` grows (``b``, ``1 - x0``, ``1 - w``,
+    ``1 - w^2``) is formed directly, never as a difference of numbers near 1.
+    """
+    m = kappa.shape[0]
+    d = n - 1.0
+    # b = (-2k + sqrt(4k^2 + d^2)) / d, rationalised to avoid cancellation at large k.
+    b = d / (2.0 * kappa + torch.sqrt(4.0 * kappa * kappa + d * d))
+    one_minus_x0 = 2.0 * b / (1.0 + b)
+    x0 = (1.0 - b) / (1.0 + b)
+    log_one_minus_x0_sq = math.log(4.0) + torch.log(b) - 2.0 * torch.log1p(b)
+    alpha = torch.full((m,), d / 2.0, dtype=torch.float64, device=kappa.device)
+    w = torch.empty(m, dtype=torch.float64, device=kappa.device)
+    one_minus_w_sq = torch.empty_like(w)
+    pending = torch.arange(m, device=kappa.device)
+    for round_ in range(_MAX_REJECTION_ROUNDS):
+        p = pending.shape[0]
+        g1 = torch._standard_gamma(alpha[:p], generator=generator)
+        g2 = torch._standard_gamma(alpha[:p], generator=generator)
+        z = g1 / (g1 + g2)  # Beta(d/2, d/2)
+        u = torch.rand(p, dtype=torch.float64, device=kappa.device, generator=generator)
+        bp, x0p, kp = b[pending], x0[pending], kappa[pending]
+        denom = 1.0 - (1.0 - bp) * z
+        one_minus_wp = 2.0 * bp * z / denom
+        wp = 1.0 - one_minus_wp
+        # kappa (w - x0) + d [log(1 - x0 w) - log(1 - x0^2)] >= log u
+        one_minus_x0w = one_minus_x0[pending] + x0p * one_minus_wp
+        score = kp * (one_minus_x0[pending] - one_minus_wp) + d * (
+            torch.log(one_minus_x0w) - log_one_minus_x0_sq[pending]
+        )
+        accept = score >= torch.log(u)
+        last = round_ == _MAX_REJECTION_ROUNDS - 1
+        take = torch.ones_like(accept) if last else accept
+        idx = pending[take]
+        w[idx] = wp[take]
+        one_minus_w_sq[idx] = (4.0 * bp * z * (1.0 - z) / (denom * denom))[take]
+        pending = pending[~take]
+        if pending.numel() == 0:
+            break
+    return w, one_minus_w_sq
+
+
+def _rotate_e1_to(y: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
+    """Apply an orthogonal map sending ``e_1`` to ``loc`` to ``y``; shapes broadcast ``(..., n)``.
+
+    Householder with ``u = e_1 - loc`` when ``loc_1 <= 0`` and ``-(reflection with
+    u = e_1 + loc)`` otherwise, so ``|u|^2 >= 2`` and nothing cancels; the vMF is
+    symmetric about ``e_1``, so which orthogonal map is used does not matter.
+    ``loc`` rows must be unit vectors.
+    """
+    sign = torch.where(loc[..., :1] > 0, 1.0, -1.0).to(loc.dtype)  # (..., 1)
+    u = sign * loc
+    u[..., 0] += 1.0  # u = e1 + sign * loc ; |u|^2 = 2 (1 + |loc_1|)
+    coef = (y * u).sum(-1, keepdim=True) * (2.0 / (u * u).sum(-1, keepdim=True))
+    return (coef * u - y) * sign  # = -sign * (reflection of y), maps e1 to loc
+
+
+class VonMisesFisher(Distribution):
+    """von Mises-Fisher distribution on the unit sphere ``S^{n-1}`` in ``R^n``.
+
+    Density ``C_n(kappa) exp(kappa loc . x)`` w.r.t. the surface measure.
+
+    Args:
+        loc: ``(*batch, n)``, ``n >= 2``, non-zero; normalised to unit length.
+        concentration: ``kappa >= 0``, a number or a tensor broadcastable to ``(*batch,)``.
+        validate_args: as in ``torch.distributions`` (checks finiteness, ``kappa >= 0``
+            and that ``log_prob`` values lie on the sphere).
+
+    All special functions run in float64; results are cast to ``loc``'s dtype.
+    ``rsample`` is not provided: Wood's rejection step has no reparameterisation.
+    """
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real_vector, "concentration": constraints.nonnegative}
+    support = unit_sphere
+    has_rsample = False
+
+    def __init__(
+        self,
+        loc: torch.Tensor,
+        concentration: torch.Tensor | float,
+        validate_args: bool | None = None,
+    ) -> None:
+        check_latents(loc, "loc", validate=validate_args is not False)
+        norm = torch.linalg.vector_norm(loc, dim=-1, keepdim=True)
+        if validate_args is not False and bool((norm == 0).any()):
+            raise ValueError("loc must be non-zero (it is normalised to a unit direction)")
+        kappa = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
+        if validate_args is not False:
+            if not bool(torch.isfinite(kappa).all()) or bool((kappa < 0).any()):
+                raise ValueError(f"concentration must be finite and >= 0, got {kappa}")
+        batch_shape = torch.broadcast_shapes(loc.shape[:-1], kappa.shape)
+        self.loc = (loc / norm).expand(*batch_shape, loc.shape[-1])
+        self.concentration = kappa.expand(batch_shape)
+        super().__init__(batch_shape, torch.Size(loc.shape[-1:]), validate_args=validate_args)
+
+    @property
+    def dim(self) -> int:
+        """Ambient dimension ``n`` (the sphere is ``S^{n-1}``)."""
+        return self.event_shape[0]
+
+    @property
+    def _kappa64(self) -> torch.Tensor:
+        return self.concentration.to(torch.float64)
+
+    @property
+    def mean_resultant_length(self) -> torch.Tensor:
+        """``A_n(kappa) = E[x . loc] = I_{n/2}(kappa) / I_{n/2-1}(kappa)``, shape ``batch``."""
+        return bessel_ratio(self.dim / 2.0 - 1.0, self._kappa64).to(self.loc.dtype)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """``E[x] = A_n(kappa) loc``, shape ``(*batch, n)``."""
+        return self.mean_resultant_length.unsqueeze(-1) * self.loc
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.loc
+
+    def log_normalizer(self) -> torch.Tensor:
+        """``log C_n(kappa)``, shape ``batch`` (``-log |S^{n-1}|`` at ``kappa = 0``)."""
+        return _log_vmf_normalizer(self.dim, self._kappa64).to(self.loc.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-density of unit vectors ``value`` of shape ``(..., *batch, n)``."""
+        if self._validate_args:
+            self._validate_sample(value)
+        dot = (value.to(torch.float64) * self.loc.to(torch.float64)).sum(-1)
+        return (_log_vmf_normalizer(self.dim, self._kappa64) + self._kappa64 * dot).to(value.dtype)
+
+    def entropy(self) -> torch.Tensor:
+        """``-log C_n(kappa) - kappa A_n(kappa)``, shape ``batch``."""
+        k = self._kappa64
+        a = bessel_ratio(self.dim / 2.0 - 1.0, k)
+        return (-_log_vmf_normalizer(self.dim, k) - k * a).to(self.loc.dtype)
+
+    def sample(
+        self, sample_shape: SampleShape = _SCALAR, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw unit vectors of shape ``(*sample_shape, *batch, n)``; always terminates."""
+        shape = as_shape(sample_shape)
+        n, dtype = self.dim, self.loc.dtype
+        num, batch = shape.numel(), self.batch_shape.numel()
+        with torch.no_grad():
+            # Wood's step in float64; the O(n) work in loc's dtype, with the (batch, n)
+            # locs broadcast over the samples rather than copied.
+            kappa = self._kappa64.reshape(1, batch).expand(num, batch).reshape(-1)
+            w, one_minus_w_sq = _wood_w(kappa, n, generator)
+            y = torch.randn(num, batch, n, dtype=dtype, device=self.loc.device, generator=generator)
+            tangent = y[..., 1:]
+            tangent_norm = torch.linalg.vector_norm(tangent, dim=-1, keepdim=True).clamp_min(
+                torch.finfo(dtype).tiny
+            )
+            tangent *= torch.sqrt(one_minus_w_sq).reshape(num, batch, 1).to(dtype) / tangent_norm
+            y[..., 0] = w.reshape(num, batch).to(dtype)
+            x = _rotate_e1_to(y, self.loc.reshape(batch, n))
+        return x.reshape(*shape, *self.batch_shape, n)
+
+    @classmethod
+    def fit(cls, z: torch.Tensor, *, validate: bool = True) -> VonMisesFisher:
+        """Maximum-likelihood vMF of the directions of ``z`` (rows normalised first).
+
+        Args:
+            z: ``(N, n)`` latents, ``N >= 1``, ``n >= 2``; zero rows are not allowed.
+
+        Returns:
+            A ``VonMisesFisher`` with ``loc = mean(z_i/|z_i|) / R`` and ``kappa`` solving
+            ``A_n(kappa) = R``, where ``R = |mean(z_i/|z_i|)|``; dtype of ``z``.
+        """
+        mean_dir = unit_directions(z, "z", validate=validate).mean(0)
+        r = torch.linalg.vector_norm(mean_dir)
+        kappa = mean_resultant_length_to_concentration(r, z.shape[1])
+        loc = mean_dir if bool(r > 0) else torch.eye(z.shape[1], dtype=torch.float64)[0]
+        return cls(loc.to(z.dtype), kappa.to(z.dtype))
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """``(tensors, hyper-parameters)``: plain tensors and a JSON-able dict (no pickle)."""
+        return {"loc": self.loc.clone(), "concentration": self.concentration.clone()}, {}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> VonMisesFisher:
+        """Inverse of :meth:`to_state`."""
+        del hparams
+        return cls(tensors["loc"], tensors["concentration"])
+
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers shared by the directional fits
+# ---------------------------------------------------------------------------------------
+
+
+def unit_directions(z: torch.Tensor, name: str = "z", *, validate: bool = True) -> torch.Tensor:
+    """Rows of ``z`` ``(N, n)`` (``N >= 1``, ``n >= 2``) normalised to unit length, float64.
+
+    Raises ``ValueError`` (one line) for NaN/inf entries or zero rows (no direction).
+    """
+    check_latents(z, name, ndim=2, validate=validate)
+    if z.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one row, got shape {tuple(z.shape)}")
+    z64 = z.detach().to(torch.float64)
+    norms = torch.linalg.vector_norm(z64, dim=-1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError(f"{name} must not contain zero rows (their direction is undefined)")
+    return z64 / norms
+
+
+def frame_with_first_column(m: torch.Tensor) -> torch.Tensor:
+    """An orthogonal ``(n, n)`` matrix whose first column is the unit vector ``m`` ``(n,)``;
+    the other columns are an orthonormal basis of the tangent space ``m^perp``."""
+    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+    # _rotate_e1_to maps each row e_i to F e_i, i.e. it returns F^T.
+    return _rotate_e1_to(eye, m.expand_as(eye).clone()).T
+
+
+def vmf_tangent_std(concentration: torch.Tensor | float, n: int) -> torch.Tensor:
+    """Per-direction standard deviation of a vMF on the unit sphere ``S^{n-1}`` in its
+    tangent space at ``loc``: ``sqrt(A_n(kappa) / kappa)``.
+
+    From ``E[x x^T] = (A/kappa) I + (1 - n A/kappa) loc loc^T`` (Mardia & Jupp 2000, 9.3):
+    every unit tangent direction ``e`` (``e . loc = 0``) has ``E[(e . x)^2] = A/kappa`` and
+    ``E[e . x] = 0``. ``kappa -> 0`` gives ``sqrt(1/n)`` (the uniform distribution).
+    Returns a float64 tensor of the shape of ``concentration``.
+    """
+    k = torch.as_tensor(concentration, dtype=torch.float64)
+    small = k < 1e-8
+    safe = torch.where(small, torch.ones_like(k), k)
+    ratio = bessel_ratio(n / 2.0 - 1.0, safe) / safe
+    return torch.sqrt(torch.where(small, torch.full_like(k, 1.0 / n), ratio))
+
+
+def kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``k`` rows of ``z`` ``(N, n)``
+    picked with squared-distance weighting. On unit rows the squared distance is
+    ``2 (1 - cos)``, so this is also the spherical k-means++ seeding."""
+    first = torch.randint(z.shape[0], (1,), generator=generator, device=z.device)
+    centres = [z[first[0]]]
+    d2 = ((z - centres[0]) ** 2).sum(-1)
+    for _ in range(1, k):  # over components, not samples
+        weights = d2 if bool(d2.sum() > 0) else torch.ones_like(d2)
+        i = torch.multinomial(weights, 1, generator=generator)[0]
+        centres.append(z[i])
+        d2 = torch.minimum(d2, ((z - z[i]) ** 2).sum(-1))
+    return torch.stack(centres)
+
+
+# ---------------------------------------------------------------------------------------
+# Mixture of von Mises-Fisher distributions (soft EM, Banerjee et al. 2005)
+# ---------------------------------------------------------------------------------------
+
+
+def banerjee_concentration(r: torch.Tensor, n: int, max_concentration: float) -> torch.Tensor:
+    """Banerjee et al.'s (2005) approximation ``kappa = r (n - r^2) / (1 - r^2)``, capped.
+
+    ``r`` (mean resultant lengths) is clipped to ``[0, 1 - 1e-15]``; a component whose
+    points all coincide (``r = 1``) gets ``max_concentration``.
+    """
+    r = r.clamp(0.0, 1.0 - 1e-15)
+    return (r * (n - r * r) / (1.0 - r * r)).clamp_max(max_concentration)
+
+
+def _mixture_joint(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor,
+                   kappa: torch.Tensor) -> torch.Tensor:
+    """``log w_k + log C_n(kappa_k) + kappa_k mu_k . x_i`` as ``(N, K)`` (float64)."""
+    return log_weights + _log_vmf_normalizer(x.shape[1], kappa) + (x @ means.T) * kappa
+
+
+class VonMisesFisherMixture:
+    """Mixture of ``K`` vMFs on the unit sphere ``S^{n-1}``: ``sum_k w_k vMF(mu_k, kappa_k)``.
+
+    Args:
+        weights: ``(K,)`` non-negative, summing to 1. means: ``(K, n)`` unit vectors
+            (normalised here). concentrations: ``(K,)`` finite, ``>= 0``.
+
+    Parameters are kept in float64; ``dtype`` is the dtype of samples and densities.
+    """
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, concentrations: torch.Tensor,
+                 *, dtype: torch.dtype = torch.float32) -> None:
+        check_latents(means, "means", ndim=2)
+        k = means.shape[0]
+        for name, t in (("weights", weights), ("concentrations", concentrations)):
+            check_finite(check_floating(t, name), name)
+            if t.shape != (k,):
+                raise ValueError(f"{name} must have shape ({k},) to match means, got {tuple(t.shape)}")
+        if bool((weights < 0).any()) or abs(float(weights.sum()) - 1.0) > 1e-6:
+            raise ValueError(f"weights must be >= 0 and sum to 1, got sum {float(weights.sum())}")
+        if bool((concentrations < 0).any()):
+            raise ValueError("concentrations must be >= 0")
+        norms = torch.linalg.vector_norm(means.to(torch.float64), dim=-1, keepdim=True)
+        if bool((norms == 0).any()):
+            raise ValueError("means must be non-zero (they are normalised to unit directions)")
+        self.weights = weights.to(torch.float64)
+        # Unit rows are kept bit for bit, so that to_state/from_state round-trips exactly.
+        unit_rows = bool(((norms - 1.0).abs() <= 1e-12).all())
+        self.means = means.to(torch.float64) if unit_rows else means.to(torch.float64) / norms
+        self.concentrations = concentrations.to(torch.float64)
+        self.dtype = dtype
+        self.log_likelihood = float("nan")
+        self.n_iter = 0
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """``E[x] = sum_k w_k A_n(kappa_k) mu_k``, shape ``(n,)``."""
+        a = bessel_ratio(self.dim / 2.0 - 1.0, self.concentrations)
+        return ((self.weights * a) @ self.means).to(self.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-density (surface measure) of unit vectors ``value`` ``(..., n)`` -> ``(...)``."""
+        x = value.to(torch.float64).reshape(-1, self.dim)
+        joint = _mixture_joint(x, torch.log(self.weights), self.means, self.concentrations)
+        return torch.logsumexp(joint, dim=1).reshape(value.shape[:-1]).to(value.dtype)
+
+    def sample(self, sample_shape: SampleShape = _SCALAR,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Unit vectors ``(*sample_shape, n)``: a component by weight, then its vMF."""
+        shape = as_shape(sample_shape)
+        num = shape.numel()
+        comp = torch.multinomial(self.weights, num, replacement=True, generator=generator)
+        x = VonMisesFisher(self.means[comp], self.concentrations[comp], validate_args=False).sample(
+            (), generator=generator
+        )
+        return x.reshape(*shape, self.dim).to(self.dtype)
+
+    @classmethod
+    def fit(cls, z: torch.Tensor, n_components: int = 10, *, max_iter: int = 100, tol: float = 1e-6,
+            seed: int = 0, init: torch.Tensor | None = None, max_concentration: float = 1e6,
+            validate: bool = True) -> VonMisesFisherMixture:
+        """Soft EM ("soft-moVMF", Banerjee et al. 2005) on the directions of ``z`` ``(N, n)``.
+
+        Seeds: ``init`` ``(K, n)`` if given, else k-means++ on the unit rows with a
+        generator seeded by ``seed``; each row starts fully assigned to its nearest seed.
+        Each iteration: M-step (``w_k`` = mean responsibility, ``mu_k`` = direction of
+        the responsibility-weighted sum, ``kappa_k`` by :func:`banerjee_concentration`),
+        then E-step (responsibilities by log-sum-exp). Stops when the mean log-likelihood
+        per row changes by less than ``tol`` (relative to ``max(1, |ll|)``) or after
+        ``max_iter`` iterations. A component that loses every row keeps its direction
+        and gets weight 0.
+        """
+        x = unit_directions(z, "z", validate=validate)
+        num, n = x.shape
+        if not 1 <= n_components <= num:
+            raise ValueError(f"n_components must be in [1, N={num}], got {n_components}")
+        check_positive(max_concentration, "max_concentration")
+        if init is None:
+            means = kmeans_pp(x, n_components, torch.Generator(device=x.device).manual_seed(seed))
+        else:
+            if tuple(init.shape) != (n_components, n):
+                raise ValueError(f"init must have shape ({n_components}, {n}), got {tuple(init.shape)}")
+            means = unit_directions(init, "init")
+        resp = torch.nn.functional.one_hot((x @ means.T).argmax(1), n_components).to(x.dtype)
+        previous, current, n_iter = -math.inf, math.nan, 0
+        for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
+            weights, means, kappa = _m_step(x, resp, means, max_concentration)
+            joint = _mixture_joint(x, torch.log(weights), means, kappa)
+            log_norm = torch.logsumexp(joint, dim=1, keepdim=True)
+            resp = torch.exp(joint - log_norm)
+            current = float(log_norm.mean())
+            if abs(current - previous) < tol * max(1.0, abs(current)):
+                break
+            previous = current
+        model = cls(weights, means, kappa, dtype=z.dtype)
+        model.log_likelihood, model.n_iter = current, n_iter
+        return model
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """``(tensors, hyper-parameters)``: plain tensors and a JSON-able dict (no pickle)."""
+        tensors = {"weights": self.weights.clone(), "means": self.means.clone(),
+                   "concentrations": self.concentrations.clone()}
+        return tensors, {"dtype": str(self.dtype).removeprefix("torch.")}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> VonMisesFisherMixture:
+        """Inverse of :meth:`to_state`."""
+        return cls(tensors["weights"], tensors["means"], tensors["concentrations"],
+                   dtype=getattr(torch, hparams.get("dtype", "float32")))
+
+
+def _m_step(x: torch.Tensor, resp: torch.Tensor, previous_means: torch.Tensor,
+            max_concentration: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """M-step of soft-moVMF: ``(weights (K,), means (K, n), kappa (K,))`` from ``resp`` ``(N, K)``."""
+    counts = resp.sum(0)
+    resultant = resp.T @ x  # (K, n)
+    length = torch.linalg.vector_norm(resultant, dim=1)
+    empty = length <= 0
+    means = torch.where(empty[:, None], previous_means,
+                        resultant / torch.where(empty, torch.ones_like(length), length)[:, None])
+    r = length / counts.clamp_min(torch.finfo(x.dtype).tiny)
+    kappa = banerjee_concentration(r, x.shape[1], max_concentration)
+    return counts / x.shape[0], means, kappa
