@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh tests      # GPU tests, coordinates and loss-overhead benchmarks
 #   bash benchmarks/gpu_session.sh epochs     # CIFAR-10-shaped epoch times, standard vs compressed
 #   bash benchmarks/gpu_session.sh all        # both
+#   bash benchmarks/gpu_session.sh quick      # GPU tests + the loss-overhead benchmark only (~3 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -20,6 +21,11 @@ case "$MODE" in
     $PY benchmarks/bench_coordinates.py --device cuda --rounds 15 --skip-masked-above 2000 2>&1 | tee "$OUT/bench_coordinates_cuda.md"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 --compile-loss 2>&1 | tee "$OUT/bench_loss_cuda_compiled.md"
+    ;;
+  quick)
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
+    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+    $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 20 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
     ;;
   epochs)
     for n in 200 1000; do

@@ -84,61 +84,134 @@ def copy_eval_figures(sweep_dir: Path, row: dict[str, Any], names: tuple[str, ..
             shutil.copyfile(src, dest / f"{prefix}-{name}.png")
 
 
+VARIANTS = ("standard", "compressed", "authors")
+# Samplers in the order the tables show them: the paper's (prior / vMF), then the other
+# readings of "a vMF with the test latents' mean and covariance", then the generic fits.
+SAMPLER_ORDER = ("prior", "prior_sphere", "vmf", "gaussian_sphere", "esag", "vmf_mixture",
+                 "gaussian", "gmm")
+
+
+def col(rs: list[dict[str, Any]], key: str) -> str:
+    return mean_std([r[key] for r in rs if isinstance(r.get(key), int | float)])
+
+
+def sigma_summary(r: dict[str, Any]) -> str:
+    """Largest per-dimension sigma (its 1-based dim), median, and dims above 10x the median."""
+    per = r.get("sigma_per_dim")
+    if not per:
+        return "-"
+    top = max(range(len(per)), key=per.__getitem__)
+    return f"{per[top]:.2f} (dim {top + 1}) / {statistics.median(per):.3f} / {r.get('sigma_dims_above_10x_median', '-')}"
+
+
+def samplers_in(rows: list[dict[str, Any]]) -> list[str]:
+    found = {k[len("fid_domain_"):-len("_recon")] for r in rows for k in r
+             if k.startswith("fid_domain_") and k.endswith("_recon") and k != "fid_domain_recon"}
+    return [s for s in SAMPLER_ORDER if s in found] + sorted(found - set(SAMPLER_ORDER))
+
+
+def sampler_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
+    """Every sampler of every variant: FID vs reconstructions and vs test, precision/recall."""
+    names = samplers_in(rows)
+    print(f"**{title}**: FID vs the reconstructed test set (vs the real test set), precision / recall vs test\n")
+    print("| sampler | " + " | ".join(v for v in variants if any(r["variant"] == v for r in rows)) + " |")
+    print("|---|" + "---|" * sum(any(r["variant"] == v for r in rows) for v in variants))
+    for name in names:
+        cells = []
+        for v in variants:
+            rs = [r for r in rows if r["variant"] == v]
+            if not rs:
+                continue
+            if not any(f"fid_domain_{name}_recon" in r for r in rs):
+                cells.append("n/a")
+                continue
+            cells.append(f"{col(rs, f'fid_domain_{name}_recon')} ({col(rs, f'fid_domain_{name}_test')}); "
+                         f"{col(rs, f'precision_domain_{name}')} / {col(rs, f'recall_domain_{name}')}")
+        print(f"| `{name}` | " + " | ".join(cells) + " |")
+    print()
+
+
+def diagnostics_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
+    """Latent geometry that explains generation (evaluate's diagnostics)."""
+    print(f"**{title}**\n")
+    print("| variant | runs | tangent eff. dim (of 127) | top tangent eigenvalue share | sigma: max (dim) / median / dims > 10x median "
+          "| vMF kappa | FID of test latents + tangent noise at 0.25x / 0.5x / 1x the vMF's spread |")
+    print("|---|---|---|---|---|---|---|")
+    for v in variants:
+        rs = [r for r in rows if r["variant"] == v]
+        if not rs:
+            continue
+        noise = " / ".join(col(rs, f"tangent_noise_fid_domain_{c}x") for c in ("0.25", "0.5", "1"))
+        sig = "; ".join(sigma_summary(r) for r in rs)
+        print(f"| {v} | {len(rs)} | {col(rs, 'tangent_effective_dim')} | {col(rs, 'tangent_top_fraction')} | {sig} | "
+              f"{col(rs, 'vmf_concentration')} | {noise} |")
+    print()
+
+
 def fig1(sweeps: Path, figures: Path) -> None:
     rows = load_rows(sweeps / "fmnist-fig1")
     if not rows:
         return
-    print("### Fig 1: standard vs compressed, n = 128, beta = 1.0 (mean ± std over seeds)\n")
-    print("| variant | seeds | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID prior, vs test | FID vMF, vs test | precision / recall (headline sampler, vs test) | k-NN (k=5) | replica angle | tangent eff. dim |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for variant in ("standard", "compressed"):
+    print("### Fig 1: standard vs compressed vs authors, n = 128, beta = 1.0 (mean ± std over seeds)\n")
+    print("| variant | seeds | RMSE % | MSE/image | FID headline (prior / vMF) | k-NN (k=5) | replica angle (rad) |")
+    print("|---|---|---|---|---|---|---|")
+    for variant in VARIANTS:
         rs = [r for r in rows if r["variant"] == variant]
-
-        def col(key: str, rs=rs) -> str:
-            return mean_std([r[key] for r in rs if key in r])
-
-        prior = "fid_domain_prior_recon" if variant == "standard" else "fid_domain_prior_sphere_recon"
-        prior_t = prior.replace("_recon", "_test")
-        gauss = [fid_gauss(r) for r in rs if fid_gauss(r) is not None]
-        head = "prior" if variant == "standard" else "vmf"
-        pr = f"{col('precision_domain_' + head)} / {col('recall_domain_' + head)}"
-        print(f"| {variant} | {len(rs)} | {col('rmse_percent')} | {col('mse_sum')} | {col(prior)} | "
-              f"{col('fid_domain_vmf_recon')} | {mean_std(gauss)} | {col(prior_t)} | {col('fid_domain_vmf_test')} | {pr} | "
-              f"{col('knn_accuracy_k5')} | {col('replica_angle_mean')} | "
-              f"{mean_std([collapse(run_dir(sweeps / 'fmnist-fig1', r))['tdim'] for r in rs])} |")
-    print("\nPrior = N(0, I) for standard, uniform on the sphere of radius sqrt(n) for compressed; "
-          "Gaussian fit = `gaussian` (standard) / `gaussian_sphere` (compressed). FID on domain features, "
-          "10k samples vs the reconstructed test set unless marked 'vs test'. Tangent eff. dim: participation "
-          "ratio of the spread of the test latents' directions around their mean direction "
-          "(`metrics.tangent_effective_dim`; a vMF fit spreads evenly over n - 1 = 127).\n")
+        if rs:
+            print(f"| {variant} | {len(rs)} | {col(rs, 'rmse_percent')} | {col(rs, 'mse_sum')} | {col(rs, 'fid_domain_recon')} | "
+                  f"{col(rs, 'knn_accuracy_k5')} | {col(rs, 'replica_angle_mean')} |")
+    print()
+    sampler_table("Every sampler, Fig 1 runs", rows)
+    diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)
     figures.mkdir(parents=True, exist_ok=True)
-    for variant in ("standard", "compressed"):
+    for variant in VARIANTS:
         seed0 = next((r for r in rows if r["variant"] == variant and r.get("train.seed") == 0), None)
-        if seed0 is None:
-            continue
-        copy_eval_figures(sweeps / "fmnist-fig1", seed0, ("samples", "samples_by_sampler", "sphere_projection", "tsne",
-                                                          "latent_histograms", "interpolation"), figures, f"fig1-{variant}")
+        if seed0 is not None:
+            copy_eval_figures(sweeps / "fmnist-fig1", seed0, ("samples", "samples_by_sampler", "sphere_projection", "tsne",
+                                                              "latent_histograms", "interpolation", "latent_spectrum"),
+                              figures, f"fig1-{variant}")
+
+
+def ablation(sweeps: Path) -> None:
+    """The printed 1/sqrt(k+1) profile vs o_k, paired by seed with the Fig 1 runs."""
+    printed = load_rows(sweeps / "fmnist-ablation-profile")
+    if not printed:
+        return
+    true = {(r["variant"], r.get("train.seed")): r for r in load_rows(sweeps / "fmnist-fig1")}
+    print("### Ablation: the all-ones profile as printed (1/sqrt(k+1)) vs o_k = 1/sqrt(n-k+1), n = 128\n")
+    print("| objective | profile | seed | RMSE % | replica angle | tangent eff. dim | sigma: max (dim) / median / dims > 10x median "
+          "| FID vMF | FID gaussian_sphere | FID esag | FID vmf_mixture |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(printed, key=lambda r: (r["variant"], r.get("train.seed", 0))):
+        objective = r["variant"].replace("-printed", "")
+        for label, row in (("printed", r), ("o_k", true.get((objective, r.get("train.seed"))))):
+            if row is None:
+                continue
+            print(f"| {objective} | {label} | {r.get('train.seed')} | {fmt(row.get('rmse_percent'))} | {fmt(row.get('replica_angle_mean'))} | "
+                  f"{fmt(row.get('tangent_effective_dim'))} | {sigma_summary(row)} | {fmt(row.get('fid_domain_vmf_recon'))} | "
+                  f"{fmt(row.get('fid_domain_gaussian_sphere_recon'))} | {fmt(row.get('fid_domain_esag_recon'))} | "
+                  f"{fmt(row.get('fid_domain_vmf_mixture_recon'))} |")
+    print()
 
 
 def fig1_long(sweeps: Path, figures: Path) -> None:
     rows = load_rows(sweeps / "fmnist-fig1-long")
     if not rows:
         return
-    print("### Fig 1, longer: 60k images, 18 epochs, n = 128, beta = 1.0, seed 0\n")
-    print("| variant | RMSE % | MSE/image | FID prior | FID vMF | FID Gaussian fit | FID headline, vs test | k-NN (k=5) | "
-          "replica angle | tangent eff. dim | collapsed: Cartesian / cos phi / KL < 0.01 nats / KL < 0.1 nats |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: r["variant"] != "standard"):
+    print("### Fig 1, longer: all 60k images, 40 epochs, n = 128, beta = 1.0, seed 0\n")
+    print("| variant | RMSE % | MSE/image | FID headline (prior / vMF) | k-NN (k=5) | replica angle | "
+          "collapsed: Cartesian / cos phi / KL < 0.01 nats / KL < 0.1 nats |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: VARIANTS.index(r["variant"])):
         c = collapse(run_dir(sweeps / "fmnist-fig1-long", r))
-        prior = "fid_domain_prior_recon" if r["variant"] == "standard" else "fid_domain_prior_sphere_recon"
         kl = f"{c['kl01']} / {c['kl1']}" if r["variant"] == "standard" else "n/a / n/a"
-        print(f"| {r['variant']} | {fmt(r['rmse_percent'])} | {fmt(r['mse_sum'])} | {fmt(r.get(prior))} | "
-              f"{fmt(r.get('fid_domain_vmf_recon'))} | {fmt(fid_gauss(r))} | {fmt(r.get('fid_domain_test'))} | "
-              f"{fmt(r.get('knn_accuracy_k5'))} | {fmt(r.get('replica_angle_mean'))} | {c['tdim']:.2f} | "
-              f"{c['cart']} / {c['cos']} / {kl} |")
-        copy_eval_figures(sweeps / "fmnist-fig1-long", r, ("samples_by_sampler", "sphere_projection", "latent_histograms"),
-                          figures, f"fig1-long-{r['variant']}")
+        print(f"| {r['variant']} | {fmt(r['rmse_percent'])} | {fmt(r['mse_sum'])} | {fmt(r.get('fid_domain_recon'))} | "
+              f"{fmt(r.get('knn_accuracy_k5'))} | {fmt(r.get('replica_angle_mean'))} | {c['cart']} / {c['cos']} / {kl} |")
+        copy_eval_figures(sweeps / "fmnist-fig1-long", r, ("samples_by_sampler", "sphere_projection", "latent_histograms",
+                                                           "latent_spectrum"), figures, f"fig1-long-{r['variant']}")
     print()
+    sampler_table("Every sampler, 40-epoch runs", rows)
+    diagnostics_table("Latent geometry, 40-epoch runs", rows)
 
 
 def dominated(point: tuple[float, float], others: list[tuple[float, float]]) -> bool:
@@ -319,6 +392,7 @@ def main() -> None:
     sweeps, figures = Path(args.sweeps), Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     fig1(sweeps, figures)
+    ablation(sweeps)
     fig1_long(sweeps, figures)
     fig2(sweeps, figures)
     beta_regimes(sweeps)

@@ -84,3 +84,19 @@ def test_trainer_on_gpu(tmp_path: Path, extra: list[str]) -> None:
     run = train(cfg)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in rows)
+
+
+def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
+    """The Python API trains a user model on the GPU; the run loads and samples on the CPU."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import spherevae
+    from _user_models import MLPVAE
+
+    x = torch.rand(600, 64, generator=torch.Generator().manual_seed(0))
+    run = spherevae.fit(MLPVAE(), train=x[:500], test=x[500:], objective="compressed", epochs=2,
+                        batch_size=50, out_dir=tmp_path / "gpu", seed=0, device="cuda")
+    cpu = spherevae.load(run.run_dir)
+    torch.testing.assert_close(cpu.reconstruct(x[:8]), run.reconstruct(x[:8]), rtol=1e-4, atol=1e-5)
+    assert cpu.sample(4, "esag").shape == (4, 64)
