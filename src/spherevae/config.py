@@ -127,7 +127,9 @@ class TrainConfig:
     run_name: str = "run"
     eval_batch_size: int = 512
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = False  # older switch: the same as listing tensorboard in loggers
+    loggers: tuple[str, ...] = ()  # spherevae.loggers.LOGGERS names, e.g. [tensorboard, mlflow]
+    logger_options: dict[str, Any] = field(default_factory=dict)  # logger name -> keywords
 
 
 @dataclass
@@ -179,6 +181,10 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(
             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:<i>' or 'mps', got {dev!r}"
         )
+    from spherevae.loggers import LOGGERS
+
+    for name in cfg.train.loggers:
+        check_choice(name, "train.loggers", LOGGERS)
     if not cfg.train.run_name or "/" in cfg.train.run_name:
         raise ValueError(
             f"train.run_name must be a non-empty name without '/', got {cfg.train.run_name!r}"

@@ -23,6 +23,7 @@ Conventions, stated once:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -34,6 +35,8 @@ from typing import Any
 import torch
 
 __all__ = ["DEFAULT_SAMPLERS", "EvalConfig", "encode_dataset", "evaluate_run"]
+
+_LOG = logging.getLogger("spherevae.evaluate")
 
 # Which samplers each objective is evaluated with; the first is the headline one.
 DEFAULT_SAMPLERS: dict[str, tuple[str, ...]] = {
@@ -70,9 +73,21 @@ class EvalConfig:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
 
 
+# What each timed stage does, for the progress lines (a stage not listed logs its name).
+_STAGE_TEXT = {
+    "load": "loading the model and the dataset",
+    "encode": "encoding and reconstructing the test set",
+    "sample": "fitting the samplers and decoding samples",
+    "fid": "FID, KID, precision/recall (feature extraction)",
+    "latents": "k-NN accuracy, collapse, replica angle",
+    "figures": "drawing the figures",
+}
+
+
 @dataclass
 class _Timer:
     timings: dict[str, float] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda _msg: None
 
     def __call__(self, name: str) -> _Stage:
         return _Stage(self, name)
@@ -85,6 +100,8 @@ class _Stage:
     start: float = 0.0
 
     def __enter__(self) -> None:
+        self.timer.log(f"[{len(self.timer.timings) + 1}/{len(_STAGE_TEXT)}] "
+                       f"{_STAGE_TEXT.get(self.name, self.name)}")
         self.start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
@@ -145,8 +162,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
     out = run_dir / "eval"
-    timer = _Timer()
-    log: Callable[[str], None] = print if opts.progress else (lambda _msg: None)
+    log: Callable[[str], None] = _LOG.info if opts.progress else (lambda _msg: None)
+    timer = _Timer(log=log)
 
     with timer("load"):
         cfg, model = load_run(run_dir, device=opts.device)
@@ -237,7 +254,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     if opts.figures:
         with timer("figures"):
             _figures(out, cfg, model, test_images, x_hat, samples, samplers[0], mu, logvar,
-                     latents, test_labels, angles, run_dir, opts, gen, metrics)
+                     latents, test_labels, angles, run_dir, opts, gen, metrics, test.classes)
 
     metrics["timings_s"] = timer.timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
@@ -258,7 +275,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, latents, labels,
-             angles, run_dir, opts, gen, metrics) -> None:
+             angles, run_dir, opts, gen, metrics, classes=None) -> None:
     from spherevae import plots
     from spherevae.coordinates import hyperspherical_cosines
 
@@ -274,10 +291,12 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
                                   fid_label=f"FID {metrics['fid_backbone']}"),
         out / "samples_by_sampler.png",
     )
-    plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")
+    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
+                      out / "sphere_projection.png")
     n_tsne = min(opts.tsne_points, latents.shape[0])
     plots.save_figure(
-        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne], seed=opts.seed),
+        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
+                          seed=opts.seed, class_names=classes),
         out / "tsne.png",
     )
     sigma = torch.exp(0.5 * logvar)

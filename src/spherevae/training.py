@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from torch import nn
 
 from spherevae._validation import check_choice
 from spherevae.checkpoint import load_checkpoint, save_checkpoint
-from spherevae.config import AMP_MODES, RunConfig, load_config, save_config
+from spherevae.config import AMP_MODES, RunConfig, config_to_dict, load_config, save_config
 from spherevae.distributed import (
     DistInfo,
     all_gather_with_grad,
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 TERMS = ("loss", "reconstruction", "latent")  # the scalars every objective reports
+_LOG = logging.getLogger("spherevae.train")
 
 
 class TrainingDiverged(RuntimeError):
@@ -370,14 +373,18 @@ def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[s
     }
 
 
-def _tensorboard(run_dir: Path, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: the tensorboard extra
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+def _logger_names(t: Any) -> list[str]:
+    """``train.loggers``, plus ``tensorboard`` when the older ``train.tensorboard`` is set."""
+    names = list(t.loggers)
+    if t.tensorboard and "tensorboard" not in names:
+        names.append("tensorboard")
+    return names
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4g}, "
+            f"test RMSE {record['test_rmse_percent']:.3g}%, latent {record['train_latent']:.4g}, "
+            f"beta {record['beta']:.3g} ({record['epoch_time_s']:.1f} s)")
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -429,6 +436,9 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
             f"train.batch_size={t.batch_size} must be divisible by the world size {dist_info.world_size}"
         )
     run_dir = cfg.run_dir
+    from spherevae.loggers import check_loggers, make_loggers
+
+    check_loggers(_logger_names(t))  # a logger asked for but not installed: fail before work
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist")
@@ -498,14 +508,20 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
         _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
-    writer = _tensorboard(run_dir, t.tensorboard and dist_info.is_main)
+    loggers = []
+    if dist_info.is_main:
+        loggers = make_loggers(_logger_names(t), run_dir, run_dir.name, t.logger_options)
+        for lg in loggers:
+            lg.log_hyperparams(config_to_dict(cfg))
     all_params = [p for ps in groups.values() for p in ps]
 
     from tqdm.auto import tqdm
 
+    # A bar on a terminal; in a log file one line per epoch instead of carriage returns.
+    on_tty = sys.stderr.isatty()
     bar = tqdm(
         total=(t.epochs - start_epoch) * steps,
-        disable=not (t.progress and dist_info.is_main),
+        disable=not (t.progress and dist_info.is_main and on_tty),
         desc=run_dir.name,
         dynamic_ncols=True,
     )
@@ -542,6 +558,8 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
                 bad = first_bad.tolist()  # the host read: once per log_every steps
                 if max(bad) >= 0:
                     bar.close()
+                    for lg in loggers:
+                        lg.finalize("failed")
                     raise TrainingDiverged(
                         _divergence_message(bad, epoch, steps, run_dir, last_good)
                     )
@@ -576,10 +594,10 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
         if dist_info.is_main:
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            if writer is not None:
-                for k, v in record.items():
-                    if isinstance(v, float):
-                        writer.add_scalar(k, v, epoch)
+            for lg in loggers:
+                lg.log_metrics(record, epoch)
+            if t.progress and not on_tty:
+                _LOG.info("%s: %s", run_dir.name, _epoch_line(record, t.epochs))
             if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
                 save_checkpoint(
                     {
@@ -596,13 +614,15 @@ def train(cfg: RunConfig, *, resume: bool = False) -> Path:
                 )
                 last_good = epoch
     bar.close()
-    if writer is not None:
-        writer.close()
     if dist_info.is_main:
         save_checkpoint(
             {"model": model.state_dict(), "model_config": _model_config_dict(model)},
             run_dir / "model.pt",
         )
+        for lg in loggers:
+            for name in ("config.yaml", "metrics.jsonl", "model.pt"):
+                lg.log_artifact(run_dir / name)
+            lg.finalize("success")
     return run_dir
 
 
