@@ -12,11 +12,12 @@ class MissingExtraError(ImportError, ValueError):
     one-line fix (the message says which ``pip install`` gives it)."""
 
 
-def require(module: str, extra: str, what: str) -> None:
+def require(module: str, extra: str, what: str, package: str | None = None) -> None:
     """Raise :class:`MissingExtraError` when ``module`` cannot be imported.
 
     ``what`` names the feature that needs it, e.g. ``"spherevae train"``; the message
-    names the extra, e.g. ``pip install 'spherevae[full]'``. Only looks the module up
+    names the extra, e.g. ``pip install 'spherevae[full]'``; ``package`` is the name pip
+    knows it by when that differs (``pyyaml`` for ``yaml``). Only looks the module up
     (no import), so it is cheap to call before any work starts.
     """
     try:
@@ -25,6 +26,6 @@ def require(module: str, extra: str, what: str) -> None:
         found = False
     if not found:
         raise MissingExtraError(
-            f"{what} needs the Python package {module!r}, which is not installed: "
+            f"{what} needs the Python package {package or module!r}, which is not installed: "
             f"pip install 'spherevae[{extra}]'"
         )

@@ -321,14 +321,15 @@ def _deepcopy_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML ``path`` (``None``: all defaults), apply ``overrides``, validate."""
+    """Read YAML ``path`` (``None``: all defaults; a packaged config's name, e.g.
+    ``"digits-tiny"``, also works), apply ``overrides``, validate."""
     import yaml
 
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        from spherevae.configs import resolve
+
+        path = resolve(path, "run")  # a file, or a packaged config's name
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")

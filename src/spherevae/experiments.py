@@ -119,9 +119,9 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
     """Read and validate a sweep YAML file; ``overrides`` are appended to its own."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep config {path} does not exist")
+    from spherevae.configs import resolve
+
+    path = resolve(path, "sweep")  # a file, or a packaged sweep's name
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"sweep config {path} must be a mapping, got {type(raw).__name__}")
@@ -480,8 +480,8 @@ def headline_table(results: Sequence[RunResult]) -> str:
 
 
 def _default_configs_dir() -> Path:
-    # Configs live in the repository (configs/); an installed package has none.
-    here = Path(__file__).resolve().parents[2] / "configs"
-    if here.is_dir():
-        return here
-    return Path.cwd() / "configs"
+    # The configs ship inside the package (spherevae/configs), so this works after a
+    # plain `pip install` from any directory.
+    from spherevae.configs import CONFIG_DIR
+
+    return CONFIG_DIR

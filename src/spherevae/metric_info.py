@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["GROUPS", "METRICS", "MetricInfo", "better", "describe"]
+__all__ = ["GROUPS", "METRICS", "MetricInfo", "better", "comparable_keys", "describe", "format_table"]
 
 # Display order of the groups in tables.
 GROUPS: tuple[str, ...] = ("reconstruction", "generation", "latent geometry")
@@ -129,3 +129,40 @@ def better(values: list[float | None], direction: str | None) -> set[int]:
     pick = min if direction == "lower" else max
     best = pick(v for _, v in present)
     return {i for i, v in present if v == best}
+
+
+def comparable_keys(metrics_by_run: dict[str, dict[str, object]]) -> dict[str, list[str]]:
+    """group -> the described numeric keys any run has, in registry then sampler order."""
+    infos: dict[str, MetricInfo] = {}
+    for metrics in metrics_by_run.values():
+        for key, value in metrics.items():
+            info = describe(key)
+            if info is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                infos.setdefault(key, info)
+    out: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for key, info in sorted(infos.items(), key=lambda kv: (kv[1].order, kv[1].sampler or "", kv[0])):
+        out.setdefault(info.group, []).append(key)
+    return {g: keys for g, keys in out.items() if keys}
+
+
+def format_table(metrics_by_run: dict[str, dict[str, object]]) -> str:
+    """A plain-text table, grouped, one row per described metric, one column per run;
+    ``*`` marks the best value of a row, the last column says which side is better."""
+    names = list(metrics_by_run)
+    groups = comparable_keys(metrics_by_run)
+    labels = {k: describe(k).label for keys in groups.values() for k in keys}  # type: ignore[union-attr]
+    width = max([len(v) for v in labels.values()] + [12]) + 2
+    colw = max([len(n) for n in names] + [10]) + 2
+    lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names) + "  better"]
+    for group, keys in groups.items():
+        lines.append(f"-- {group}")
+        for key in keys:
+            info = describe(key)
+            assert info is not None
+            values = [metrics_by_run[n].get(key) for n in names]
+            nums = [float(v) if isinstance(v, (int, float)) else None for v in values]
+            best = better(nums, info.direction)
+            cells = [("" if v is None else f"{v:.4g}" + ("*" if i in best else " ")).rjust(colw)
+                     for i, v in enumerate(nums)]
+            lines.append(labels[key].ljust(width) + "".join(cells) + f"  {info.direction or '-'}")
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.metric_info import GROUPS, MetricInfo, better, describe
+from spherevae.metric_info import MetricInfo, better, comparable_keys, describe
 
 __all__ = ["FIGURE_CAPTIONS", "RunSummary", "load_run_summary", "write_report"]
 
@@ -169,16 +169,8 @@ def _fmt(v: Any) -> str:
 
 def _comparable_rows(runs: Sequence[RunSummary]) -> dict[str, list[tuple[str, MetricInfo]]]:
     """group -> [(key, info)] for every described key any run has, in registry order."""
-    keys: dict[str, MetricInfo] = {}
-    for r in runs:
-        for k, v in r.metrics.items():
-            info = describe(k)
-            if info is not None and _number(v) is not None:
-                keys.setdefault(k, info)
-    groups: dict[str, list[tuple[str, MetricInfo]]] = {g: [] for g in GROUPS}
-    for k, info in sorted(keys.items(), key=lambda kv: (kv[1].order, kv[1].sampler or "", kv[0])):
-        groups.setdefault(info.group, []).append((k, info))
-    return {g: rows for g, rows in groups.items() if rows}
+    groups = comparable_keys({str(i): r.metrics for i, r in enumerate(runs)})
+    return {g: [(k, describe(k)) for k in keys] for g, keys in groups.items()}  # type: ignore[misc]
 
 
 # --- HTML pieces --------------------------------------------------------------------
@@ -316,8 +308,8 @@ def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
 
     if not any(r.history for r in runs):
         return None
-    fig = _figure(4 * len(_CURVES), 3.4)
-    axes = fig.subplots(1, len(_CURVES))
+    fig = _figure(8, 6)
+    axes = fig.subplots(2, 2).ravel()
     for ax, (key, label) in zip(axes, _CURVES, strict=True):
         for r in runs:
             pts = [(h.get("epoch", i), h[key]) for i, h in enumerate(r.history)
@@ -327,10 +319,10 @@ def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
                 ls = "--" if str(_get(r.config, "objective.name")).startswith("standard") else "-"
                 ax.plot(xs, ys, ls, marker=".", label=r.name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label, fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle("training curves (dashed: standard, solid: compressed/authors)")
+    fig.suptitle("training curves (dashed: standard, solid: compressed or authors)")
     return _png(fig)
 
 
