@@ -149,6 +149,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     from spherevae.metrics import (
         FID,
         collapse_stats,
+        fid_sample_warning,
         kid,
         knn_accuracy,
         precision_recall,
@@ -212,6 +213,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         fid_real = fid.features(x_test)
         backbone = fid.backbone_name
         main = samplers[0]
+        warning = fid_sample_warning(fid_ref.shape[0], opts.num_samples, fid_ref.shape[1])
+        if warning:
+            _LOG.warning(warning)
+            metrics.setdefault("warnings", []).append(warning)
         for name, images in samples.items():
             feats = fid.features(images)
             metrics[f"fid_{backbone}_{name}_recon"] = fid.distance(feats, fid_ref)
