@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -251,10 +252,20 @@ def configure_logging(verbosity: int) -> None:
             text = record.getMessage()
             return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
 
+    class _Stderr(logging.StreamHandler):
+        # Whatever sys.stderr is when a line is written (it may be replaced, e.g. by tests).
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value: object) -> None:
+            pass
+
     logger = logging.getLogger("spherevae")
     for handler in [h for h in logger.handlers if getattr(h, "_spherevae_cli", False)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler._spherevae_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_Format())
     logger.addHandler(handler)

@@ -14,6 +14,7 @@ A sweep is a YAML file::
       objective.beta: [0.5, 1.0]
       train.seed: [0, 1]
     evaluate: {num_samples: 10000}          # keyword arguments of evaluate_run
+    resources: {cpus: 4, gpus: 1}           # per run, on the ray backend (default 1 CPU, 0 GPU)
 
 Every run gets its own directory ``out_dir/runs/<run name>``. A run whose
 ``eval/metrics.json`` exists is finished and skipped, so a crashed or interrupted
@@ -50,7 +51,10 @@ __all__ = [
     "run_sweep",
 ]
 
-_SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers"}
+_SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers",
+               "resources"}
+# What one run asks of the Ray scheduler (`resources: {cpus: 4, gpus: 1}` in a sweep).
+DEFAULT_RESOURCES: dict[str, float] = {"cpus": 1.0, "gpus": 0.0}
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class SweepConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)
     backend: str = "local"
     workers: int = 1
+    resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -78,6 +83,11 @@ class SweepConfig:
             )
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"sweep field 'workers' must be an integer >= 1, got {self.workers!r}")
+        for key, value in self.resources.items():
+            if key not in DEFAULT_RESOURCES:
+                raise ValueError(f"sweep field 'resources.{key}': known keys are {sorted(DEFAULT_RESOURCES)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"sweep field 'resources.{key}' must be a number >= 0, got {value!r}")
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep field 'grid.{key}' must list at least one value")
@@ -102,6 +112,7 @@ class RunSpec:
     overrides: tuple[str, ...]
     params: dict[str, Any]
     evaluate: dict[str, Any]
+    resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
 @dataclass
@@ -145,6 +156,7 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         evaluate=dict(raw.get("evaluate") or {}),
         backend=raw.get("backend", "local"),
         workers=int(raw.get("workers", 1)),
+        resources={**DEFAULT_RESOURCES, **(raw.get("resources") or {})},
     )
 
 
@@ -177,6 +189,7 @@ def expand_grid(sweep: SweepConfig) -> list[RunSpec]:
                     overrides=overrides,
                     params=params,
                     evaluate=dict(sweep.evaluate),
+                    resources=dict(sweep.resources),
                 )
             )
     names = [s.name for s in specs]
@@ -271,15 +284,22 @@ def _ray_backend(
     started_here = not ray.is_initialized()
     if started_here:
         # RAY_ADDRESS selects a cluster; without it a local instance is started.
+        cpus = max(s.resources["cpus"] for s in specs) if specs else 1.0
         ray.init(
             address=os.environ.get("RAY_ADDRESS"),
-            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(workers, 1),
+            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(1, round(workers * cpus)),
             include_dashboard=False,
             log_to_driver=False,
         )
     try:
-        remote = ray.remote(num_cpus=1)(execute_run)
-        pending = {remote.remote(spec): spec for spec in specs}
+        # Each run reserves the sweep's `resources`; Ray sets CUDA_VISIBLE_DEVICES for the
+        # GPUs it grants, so train.device=auto trains on them.
+        remote = ray.remote(execute_run)
+        pending = {
+            remote.options(num_cpus=spec.resources["cpus"], num_gpus=spec.resources["gpus"])
+            .remote(spec): spec
+            for spec in specs
+        }
         results = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
