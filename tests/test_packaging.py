@@ -4,6 +4,7 @@ missing optional dependency is one line naming the extra."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -66,9 +67,14 @@ def _run(cmd, cwd, env):
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path):
+    # Build from a copy: an in-place build would leave build/ in the checkout (and reuse it).
+    src = tmp_path / "src-copy"
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-          "-w", str(wheels), str(ROOT)], tmp_path, os.environ.copy())
+          "-w", str(wheels), str(src)], tmp_path, os.environ.copy())
     (wheel,) = wheels.glob("spherevae-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "spherevae/configs/fmnist-compressed-cpu.yaml" in names

@@ -469,34 +469,12 @@ def run_quickstart(
     return report
 
 
-HEADLINE_KEYS = (
-    ("rmse_percent", "RMSE % (test recon.)"),
-    ("mse_sum", "MSE/image (summed)"),
-    ("fid_domain_recon", "FID domain vs recon (main sampler)"),
-    ("fid_domain_test", "FID domain vs test (main sampler)"),
-    ("main_sampler", "main sampler"),
-    # The full-covariance Gaussian fit ("same mean and covariance", sec 4.4): on the
-    # sphere for compressed runs, plain for standard runs; "-" where not evaluated.
-    ("fid_domain_gaussian_recon", "FID domain vs recon (Gaussian fit)"),
-    ("fid_domain_gaussian_sphere_recon", "FID domain vs recon (Gaussian fit on sphere)"),
-    ("knn_accuracy_k5", "k-NN accuracy (k=5)"),
-    ("replica_angle_mean", "replica angle (rad)"),
-)
-
-
 def headline_table(results: Sequence[RunResult]) -> str:
-    """A plain-text table of the headline metrics, one column per run."""
-    names = [r.name for r in results]
-    width = max(len(label) for _, label in HEADLINE_KEYS) + 2
-    colw = max(12, *(len(n) + 2 for n in names))
-    lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names)]
-    for key, label in HEADLINE_KEYS:
-        cells = []
-        for r in results:
-            v = r.metrics.get(key, "-")
-            cells.append((f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(colw))
-        lines.append(label.ljust(width) + "".join(cells))
-    return "\n".join(lines)
+    """The headline metrics as plain text, grouped and described by
+    :mod:`spherevae.metric_info`, one column per run, ``*`` on each row's best value."""
+    from spherevae.metric_info import format_table
+
+    return format_table({r.name: r.metrics for r in results})
 
 
 def _default_configs_dir() -> Path:
