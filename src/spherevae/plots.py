@@ -111,8 +111,10 @@ def project_to_3d_sphere(z: Any, groups: int = 3) -> np.ndarray:
     return p / np.where(norm > 0, norm, 1.0)
 
 
-def _class_legend(ax, labels: np.ndarray | None, class_names: Sequence[str] | None) -> None:
-    """One legend entry per class, in the colours ``scatter(c=labels, cmap="tab10")`` used."""
+def _class_legend(ax, labels: np.ndarray | None, class_names: Sequence[str] | None,
+                  below: bool = False) -> None:
+    """One legend entry per class, in the colours ``scatter(c=labels, cmap="tab10")`` used;
+    right of the axes, or ``below`` the figure (3-D axes, whose z label sits on the right)."""
     if labels is None:
         return
     from matplotlib import colormaps
@@ -126,8 +128,12 @@ def _class_legend(ax, labels: np.ndarray | None, class_names: Sequence[str] | No
         name = class_names[int(k)] if class_names is not None and 0 <= int(k) < len(class_names) else str(k)
         colour = cmap((k - lo) / (hi - lo) if hi > lo else 0.0)
         handles.append(Line2D([], [], ls="", marker="o", ms=5, color=colour, label=name))
-    ax.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
-              loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if below:
+        ax.figure.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
+                         loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+    else:
+        ax.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
@@ -135,7 +141,7 @@ def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
     """Fig 1b: latents projected to the 2-sphere, coloured by class (legend: ``class_names``
     when given, else the label values)."""
     p = project_to_3d_sphere(z)[:max_points]
-    fig = _figure(6, 5)
+    fig = _figure(5.5, 5.8)
     ax = fig.add_subplot(projection="3d")
     u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
@@ -146,7 +152,7 @@ def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
     ax.set_ylabel("dims group 2")
     ax.set_zlabel("dims group 3")
     ax.set_box_aspect((1, 1, 1))
-    _class_legend(ax, c, class_names)
+    _class_legend(ax, c, class_names, below=True)
     return fig
 
 
