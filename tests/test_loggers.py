@@ -82,6 +82,9 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
     lg.log_artifact(tmp_path / "note.txt")
     assert lg.run.config["objective"] == {"name": "standard", "beta": 0.5}
     lg.finalize("success")
+    import wandb
+
+    wandb.teardown()  # waits for W&B's service process to flush and stop
     # The offline record (protobuf) holds the history rows, config and artifact by name.
     (record,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     data = record.read_bytes()

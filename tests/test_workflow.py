@@ -92,13 +92,24 @@ def test_every_flag_has_help():
 
 
 def test_verbosity_flags_set_the_level():
-    configure_logging(-1)
-    assert logging.getLogger("spherevae").level == logging.WARNING
-    configure_logging(1)
-    assert logging.getLogger("spherevae").level == logging.DEBUG
-    configure_logging(0)
     logger = logging.getLogger("spherevae")
-    assert logger.level == logging.INFO and len(logger.handlers) == 1  # not stacked
+    before = (logger.level, list(logger.handlers))
+    try:
+        configure_logging(-1)
+        assert logger.level == logging.WARNING
+        configure_logging(1)
+        assert logger.level == logging.DEBUG
+        configure_logging(0)
+        ours = [h for h in logger.handlers if getattr(h, "_spherevae_cli", False)]
+        assert logger.level == logging.INFO and len(ours) == 1  # not stacked
+    finally:
+        for h in logger.handlers[:]:
+            if h not in before[1]:
+                logger.removeHandler(h)
+        logger.setLevel(before[0])
+    # A command leaves the logger as it found it.
+    assert main(["demo", "--latent-dim", "4", "--batch", "8", "-q"]) == 0
+    assert (logger.level, logger.handlers) == before
     args = build_parser().parse_args(["-v", "demo"])
     assert args.verbose == 1
     assert build_parser().parse_args(["demo", "-q"]).quiet is True

@@ -11,10 +11,11 @@ stderr; results (summary tables, paths) go to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,9 +244,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def configure_logging(verbosity: int) -> None:
+def configure_logging(verbosity: int) -> logging.Handler:
     """Progress on stderr through the ``spherevae`` logger: -1 warnings only, 0 info,
-    1 debug. Messages are plain lines; warnings say so."""
+    1 debug. Messages are plain lines; warnings say so. Returns the handler (remove it
+    and reset the level to undo: :func:`_cli_logging` does)."""
 
     class _Format(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -270,7 +272,21 @@ def configure_logging(verbosity: int) -> None:
     handler.setFormatter(_Format())
     logger.addHandler(handler)
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
-    logger.propagate = False
+    return handler
+
+
+@contextlib.contextmanager
+def _cli_logging(verbosity: int) -> Iterator[None]:
+    """The CLI's logging for one command, then the logger as it was (a library caller's
+    or a test's logging set-up is left alone)."""
+    logger = logging.getLogger("spherevae")
+    level = logger.level
+    handler = configure_logging(verbosity)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _run_command(name: str, args: argparse.Namespace) -> int:
@@ -278,10 +294,10 @@ def _run_command(name: str, args: argparse.Namespace) -> int:
     from spherevae._optional import require
 
     args.quiet = bool(getattr(args, "quiet", False))
-    configure_logging(-1 if args.quiet else min(int(getattr(args, "verbose", 0) or 0), 1))
     for module in COMMANDS[name].needs:
         require(module, "full", f"spherevae {name}", package=FULL.get(module))
-    return COMMANDS[name].run(args)
+    with _cli_logging(-1 if args.quiet else min(int(getattr(args, "verbose", 0) or 0), 1)):
+        return COMMANDS[name].run(args)
 
 
 def _verbosity_flags(p: argparse.ArgumentParser, default: object) -> None:
