@@ -122,13 +122,15 @@ def describe(key: str) -> MetricInfo | None:
 
 def better(values: list[float | None], direction: str | None) -> set[int]:
     """Indices of the best value(s) in ``values`` (``None`` = missing) for ``direction``;
-    empty when there is no direction or fewer than two values to compare."""
+    empty when there is no direction, fewer than two values, or all values are equal
+    (nothing stands out)."""
     present = [(i, v) for i, v in enumerate(values) if v is not None and v == v]  # drop NaN
     if direction not in ("lower", "higher") or len(present) < 2:
         return set()
     pick = min if direction == "lower" else max
     best = pick(v for _, v in present)
-    return {i for i, v in present if v == best}
+    marked = {i for i, v in present if v == best}
+    return set() if len(marked) == len(present) else marked
 
 
 def comparable_keys(metrics_by_run: dict[str, dict[str, object]]) -> dict[str, list[str]]:

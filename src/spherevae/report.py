@@ -35,7 +35,7 @@ thead th{background:#f3f3f3;cursor:pointer;user-select:none;white-space:nowrap}
 thead th[data-order=asc]::after{content:" ▲"}thead th[data-order=desc]::after{content:" ▼"}
 tr.group th{background:#e8eef7;text-align:left;cursor:default}
 td.best{font-weight:bold;background:#e3f4e1}td.desc{color:#555;font-size:.9em;max-width:34em}
-.dir{color:#666;font-size:.85em;white-space:nowrap}
+.dir{color:#666;font-size:.85em;white-space:nowrap}#runs td:first-child{white-space:nowrap}
 .verdict{background:#f7f7ee;border-left:4px solid #bb4;padding:.5em 1em;max-width:60em}
 .note{color:#a33;max-width:60em}.row{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}
 figure{margin:.4em 0;flex:1;min-width:320px}figcaption{color:#444;font-size:.9em;margin-top:.3em}
@@ -304,6 +304,8 @@ _CURVES = (
 
 def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
     """Per-epoch curves of all runs overlaid, one panel per quantity."""
+    from matplotlib.ticker import MaxNLocator
+
     from spherevae.plots import _figure
 
     if not any(r.history for r in runs):
@@ -319,6 +321,7 @@ def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
                 ls = "--" if str(_get(r.config, "objective.name")).startswith("standard") else "-"
                 ax.plot(xs, ys, ls, marker=".", label=r.name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label, fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
