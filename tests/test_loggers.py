@@ -61,6 +61,14 @@ def test_mlflow_records_params_epoch_metrics_and_artifacts_in_sqlite(tmp_path):
     assert names == {"config.yaml", "metrics.jsonl", "model.pt"}
     stored = Path(client.download_artifacts(run.info.run_id, "metrics.jsonl", str(tmp_path / "dl")))
     assert stored.read_text() == (run_dir / "metrics.jsonl").read_text()
+    # A logger the trainer never finalized (a crash) is marked FAILED at process exit.
+    (lg,) = make_loggers(["mlflow"], tmp_path, "crashed",
+                         {"mlflow": {"tracking_uri": uri, "experiment": "tests"}})
+    lg._at_exit()  # what the interpreter runs at exit (registered with atexit)
+    crashed = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "crashed"]
+    assert [r.info.status for r in crashed] == ["FAILED"]
+    lg.finalize("success")  # already finalized: nothing changes
+    assert client.get_run(crashed[0].info.run_id).info.status == "FAILED"
     if importlib.util.find_spec("tensorboard") is not None:  # both loggers at once
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -80,7 +88,7 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
     lg.log_metrics({"epoch": 1, "test_rmse_percent": 11.25, "lr": {"model": 0.001}}, 1)
     (tmp_path / "note.txt").write_text("artifact")
     lg.log_artifact(tmp_path / "note.txt")
-    assert lg.run.config["objective"] == {"name": "standard", "beta": 0.5}
+    assert lg.inner.run.config["objective"] == {"name": "standard", "beta": 0.5}
     lg.finalize("success")
     import wandb
 

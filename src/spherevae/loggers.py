@@ -9,7 +9,9 @@ logger has the same small interface (as in Lightning):
 - ``log_artifact(path)``: a file of the run (``config.yaml``, ``model.pt``);
 - ``finalize(status)``: ``"success"`` or ``"failed"``; closes the logger.
 
-``metrics.jsonl`` in the run directory is always written, with or without loggers.
+``metrics.jsonl`` in the run directory is always written, with or without loggers. A
+logger the trainer did not finalize (a crash, Ctrl-C) is finalized as ``"failed"`` when
+the process exits.
 A logger that is asked for but not installed is an error before any work starts
 (:func:`check_loggers`), naming the extra to install.
 
@@ -26,6 +28,7 @@ wandb      ``spherevae[wandb]``     W&B, online or offline by ``mode`` / ``WANDB
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -164,6 +167,34 @@ class WandbLogger:
         self.run.finish(exit_code=0 if status == "success" else 1)
 
 
+class _FinalizeOnce:
+    """A logger that is finalized exactly once: by the trainer, or else as ``"failed"``
+    when the process exits (a crash or Ctrl-C leaves no tracker run marked as running)."""
+
+    def __init__(self, inner: RunLogger) -> None:
+        self.inner = inner
+        self._done = False
+        atexit.register(self._at_exit)
+
+    def log_hyperparams(self, params: Mapping[str, Any]) -> None:
+        self.inner.log_hyperparams(params)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        self.inner.log_metrics(metrics, step)
+
+    def log_artifact(self, path: Path) -> None:
+        self.inner.log_artifact(path)
+
+    def finalize(self, status: str) -> None:
+        if not self._done:
+            self._done = True
+            atexit.unregister(self._at_exit)
+            self.inner.finalize(status)
+
+    def _at_exit(self) -> None:
+        self.finalize("failed")
+
+
 @dataclass(frozen=True)
 class LoggerSpec:
     """How to make a logger, and which module and extra it needs."""
@@ -203,5 +234,5 @@ def make_loggers(names: Sequence[str], run_dir: Path, run_name: str,
             inspect.signature(LOGGERS[name].factory).bind(run_dir, run_name, **kwargs)
         except TypeError as exc:
             raise ValueError(f"train.logger_options.{name}: {exc}") from None
-        out.append(LOGGERS[name].factory(run_dir, run_name, **kwargs))
+        out.append(_FinalizeOnce(LOGGERS[name].factory(run_dir, run_name, **kwargs)))
     return out
