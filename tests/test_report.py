@@ -1,49 +1,172 @@
-"""The HTML report: parsed statically, and loaded in a real headless Chromium."""
+"""The HTML report and the metric registry: the page parsed statically (rows, best marks,
+images), and loaded in a real headless Chromium (renders, no console errors, sorts)."""
 
 import base64
 import io
+import math
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
+from spherevae.metric_info import GROUPS, METRICS, better, describe
 from spherevae.report import RunSummary, load_run_summary, write_report
 
 
-class _Imgs(HTMLParser):
+class _Page(HTMLParser):
+    """Tables as lists of rows of (text, attrs) cells; image sources; headings."""
+
     def __init__(self):
         super().__init__()
-        self.srcs = []
+        self.tables, self.srcs, self.scripts, self.h2 = {}, [], 0, []
+        self._table = self._row = self._cell = None
+        self._in_h2 = False
 
     def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.srcs.append(dict(attrs)["src"])
+        a = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(a.get("id", str(len(self.tables))), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = {"class": a.get("class", ""), "cells": []}
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = [tag, "", a]
+            self._row["cells"].append(self._cell)
+        elif tag == "img":
+            self.srcs.append(a["src"])
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "h2":
+            self._in_h2 = True
+            self.h2.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th"):
+            self._cell = None
+        elif tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+        if self._in_h2:
+            self.h2[-1] += data
+
+
+def _png(tmp_path, name, fig):
+    return plots.save_figure(fig, tmp_path / f"{name}.png")
+
+
+STANDARD = {
+    "num_test": 100, "rmse_percent": 9.1, "mse_sum": 70.0, "main_sampler": "prior",
+    "fid_backbone": "domain", "fid_domain_recon": 66.0, "fid_domain_prior_recon": 66.0,
+    "fid_domain_vmf_recon": 241.0, "fid_domain_gaussian_recon": 40.0,
+    "fid_domain_reconstruction_vs_test": 5.0, "knn_accuracy_k5": 0.7,
+    "replica_angle_mean": 1.2, "collapse_collapsed_kl": 3, "timings_s": {"fid": 1.0},
+}
+COMPRESSED = {
+    "num_test": 100, "rmse_percent": 7.5, "mse_sum": 52.0, "main_sampler": "vmf",
+    "fid_backbone": "domain", "fid_domain_recon": 18.6, "fid_domain_vmf_recon": 18.6,
+    "fid_domain_prior_sphere_recon": 30.0, "fid_domain_reconstruction_vs_test": 5.0,
+    "knn_accuracy_k5": 0.8, "replica_angle_mean": 1.5, "collapse_collapsed_kl": 0,
+    "warnings": ["FID: 100 test images < 128 feature dimensions"],
+}
+
+
+def _config(objective, beta):
+    return {"data": {"name": "digits", "max_train": None}, "model": {"preset": "tiny", "latent_dim": 8},
+            "objective": {"name": objective, "beta": beta}, "schedule": {"name": "constant"},
+            "train": {"epochs": 3}}
 
 
 def _runs(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = [torch.rand(4, 1, 8, 8, generator=g) for _ in range(3)]
-    fig = plots.reconstruction_figure(*x)
-    png = plots.save_figure(fig, tmp_path / "samples.png")
+    z, labels = torch.randn(60, 8, generator=g), torch.arange(60) % 3
+    figs = {
+        "samples": _png(tmp_path, "samples", plots.reconstruction_figure(*x)),
+        "sphere_projection": _png(tmp_path, "sphere", plots.sphere_projection(
+            z, labels, class_names=("zero", "one", "two"))),
+    }
+    hist = [{"epoch": e, "test_rmse_percent": 20.0 - e, "train_rmse_percent": 21.0 - e,
+             "train_latent": 3.0 / (e + 1), "test_replica_angle_mean": 1.0} for e in range(3)]
     return [
-        RunSummary("standard <a>", {"objective": {"name": "standard"}}, {"fid_domain_recon": 12.5, "rmse_percent": 9.1}, {"samples": png}),
-        RunSummary("compressed", {"objective": {"name": "compressed"}}, {"fid_domain_recon": 8.25}, {"samples": png}),
+        RunSummary("standard <a>", _config("standard", 1.0), STANDARD, figs, tuple(hist)),
+        RunSummary("compressed", _config("compressed", 1.0), COMPRESSED, {"samples": figs["samples"]},
+                   tuple(hist[:2])),
     ]
 
 
-def test_report_is_self_contained_and_escaped(tmp_path):
-    out = write_report(_runs(tmp_path), tmp_path / "r.html")
-    text = out.read_text()
+def _metric_rows(page):
+    """label -> (group, values as floats or None, indices marked best)."""
+    rows, group = {}, None
+    for row in page.tables["metrics"][1:]:
+        if row["class"] == "group":
+            group = row["cells"][0][1]
+            continue
+        cells = row["cells"]
+        values = [float(c[2]["data-v"]) if "data-v" in c[2] else None for c in cells[3:]]
+        best = {i for i, c in enumerate(cells[3:]) if "best" in c[2].get("class", "")}
+        rows[cells[0][2]["title"]] = (group, values, best, cells[1][1], cells[2][1])
+    return rows
+
+
+def test_report_groups_rows_per_sampler_and_marks_the_best(tmp_path):
+    page = _Page()
+    page.feed(write_report(_runs(tmp_path), tmp_path / "r.html").read_text())
+    rows = _metric_rows(page)
+    # The headline alias mixes samplers (prior 66 vs vMF 18.6): never a row.
+    assert "fid_domain_recon" not in rows and "fid_domain_test" not in rows
+    assert rows["fid_domain_vmf_recon"][1] == [241.0, 18.6]
+    assert rows["fid_domain_prior_recon"][1] == [66.0, None]
+    assert rows["fid_domain_prior_sphere_recon"][1] == [None, 30.0]
+    # Groups in registry order; a description and a direction on every row.
+    assert [g for g in GROUPS if any(r[0] == g for r in rows.values())] == list(
+        dict.fromkeys(r[0] for r in rows.values()))
+    for key, (group, values, best, desc, direction) in rows.items():
+        info = describe(key)
+        assert group == info.group and desc == info.description and desc
+        present = [(i, v) for i, v in enumerate(values) if v is not None]
+        # Independent reference: a plain loop over the present values.
+        if info.direction is None or len(present) < 2:
+            assert best == set()
+        else:
+            target = present[0][1]
+            for _, v in present:
+                target = min(target, v) if info.direction == "lower" else max(target, v)
+            expected = {i for i, v in present if v == target}
+            assert best == (set() if len(expected) == len(present) else expected), key
+        assert direction.startswith({"lower": "↓", "higher": "↑", None: "diag"}[info.direction])
+    assert rows["knn_accuracy_k5"][2] == {1} and rows["rmse_percent"][2] == {1}
+    assert rows["fid_domain_reconstruction_vs_test"][2] == set()  # all equal: nothing stands out
+
+
+def test_report_header_verdict_and_self_containment(tmp_path):
+    text = write_report(_runs(tmp_path), tmp_path / "r.html").read_text()
+    page = _Page()
+    page.feed(text)
+    header = page.tables["runs"]
+    cols = [c[1] for c in header[0]["cells"]]
+    for needed in ("dataset", "n", "epochs", "β", "objective", "model", "FID features"):
+        assert needed in cols
+    first = dict(zip(cols, (c[1] for c in header[1]["cells"]), strict=True))
+    assert first["run"] == "standard <a>" and first["n"] == "8" and first["objective"] == "standard"
     assert "standard &lt;a&gt;" in text and "<a>" not in text
-    assert "http" not in text and "<script" not in text
-    parser = _Imgs()
-    parser.feed(text)
-    assert len(parser.srcs) == 2
-    for src in parser.srcs:
+    assert "Best generator: compressed</b> with the vmf sampler" in text
+    assert "100 test images &lt; 128 feature dimensions" in text  # a run's warnings are shown
+    assert "http://" not in text and "https://" not in text and page.scripts == 1
+    assert page.h2[:2] == ["Runs", "Headline metrics"]
+    # 2 run figures + 1 for the second run + the MSE-FID plane + the overlaid curves.
+    assert len(page.srcs) == 5
+    for src in page.srcs:
         assert src.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     assert write_report(_runs(tmp_path), tmp_path / "r2.html").read_text() == text  # deterministic
@@ -55,30 +178,120 @@ def test_load_run_summary_names_the_missing_file(tmp_path):
         load_run_summary(tmp_path)
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="chromium/chromedriver not installed (CI installs them)")
-def test_report_renders_in_headless_chromium(tmp_path):
+def test_write_report_needs_a_run(tmp_path):
+    with pytest.raises(ValueError, match="at least one run"):
+        write_report([], tmp_path / "r.html")
+
+
+# --- the registry -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "group", "sampler", "direction"), [
+    ("fid_domain_vmf_recon", "generation", "vmf", "lower"),
+    ("fid_inception_gaussian_sphere_test", "generation", "gaussian_sphere", "lower"),
+    ("precision_domain_prior", "generation", "prior", "higher"),
+    ("kid_domain_vmf_recon", "generation", "vmf", "lower"),
+    ("fid_domain_reconstruction_vs_test", "reconstruction", None, "lower"),
+    ("knn_accuracy_k11", "latent geometry", None, "higher"),
+    ("replica_angle_mean", "latent geometry", None, None),
+])
+def test_describe_fills_in_the_parts(key, group, sampler, direction):
+    info = describe(key)
+    assert (info.group, info.sampler, info.direction) == (group, sampler, direction)
+    assert "{" not in info.label + info.description
+    if sampler:
+        assert sampler in info.label and sampler in info.description
+
+
+@pytest.mark.parametrize("key", ["fid_domain_recon", "fid_domain_test", "num_test", "main_sampler",
+                                 "timings_s", "collapse_threshold_relative"])
+def test_describe_leaves_out_what_is_not_a_comparable_metric(key):
+    assert describe(key) is None
+
+
+def test_registry_entries_are_well_formed():
+    for info in METRICS.values():
+        assert info.group in GROUPS and info.direction in ("lower", "higher", None)
+        assert info.label and info.description and not info.description.endswith(".")
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6), st.just(math.nan)), max_size=6),
+       st.sampled_from(["lower", "higher", None]))
+def test_better_matches_a_plain_loop(values, direction):
+    got = better(values, direction)
+    present = [(i, v) for i, v in enumerate(values) if v is not None and not math.isnan(v)]
+    if direction is None or len(present) < 2:
+        assert got == set()
+        return
+    sign = 1 if direction == "lower" else -1
+    best = min(sign * v for _, v in present)
+    expected = {i for i, v in present if sign * v == best}
+    assert got == (set() if len(expected) == len(present) else expected)
+
+
+# --- in a browser -------------------------------------------------------------------
+
+
+def _chromium(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    out = write_report(_runs(tmp_path), tmp_path / "r.html")
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"):
+                "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+_COLUMN = """
+var t=document.getElementById(arguments[0]),col=arguments[1];
+return Array.from(t.querySelectorAll('tbody')).map(tb =>
+  Array.from(tb.querySelectorAll('tr:not(.group)')).map(r => {
+    var c=r.cells[col]; return c.hasAttribute('data-v') ? parseFloat(c.getAttribute('data-v')) : null;}));
+"""
+
+
+def _sorted_with_missing_last(values, reverse):
+    present = sorted((v for v in values if v is not None), reverse=reverse)
+    return present + [None] * (len(values) - len(present))
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="chromium/chromedriver not installed (CI installs them)")
+def test_report_renders_and_sorts_in_headless_chromium(tmp_path):
+    pytest.importorskip("selenium")
+    from selenium.webdriver.common.by import By
+
+    out = write_report(_runs(tmp_path), tmp_path / "r.html")
+    driver = _chromium(tmp_path)
     try:
         driver.get(Path(out).resolve().as_uri())
         rendered = driver.execute_script(
             "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-        assert rendered == [True, True]
-        cells = driver.execute_script(
-            "return Array.from(document.querySelectorAll('td')).map(td => td.textContent)")
-        assert "fid_domain_recon" in cells and "12.5" in cells and "8.25" in cells
+        assert rendered == [True] * 5
+        # Sort the metrics table by the compressed run's column (the 5th): each group on its own.
+        header = driver.find_elements(By.CSS_SELECTOR, "#metrics thead th")[4]
+        before = driver.execute_script(_COLUMN, "metrics", 4)
+        header.click()
+        asc = driver.execute_script(_COLUMN, "metrics", 4)
+        assert asc == [_sorted_with_missing_last(g, False) for g in before]
+        header.click()
+        desc = driver.execute_script(_COLUMN, "metrics", 4)
+        assert desc == [_sorted_with_missing_last(g, True) for g in before]
+        assert header.get_attribute("data-order") == "desc"
+        # The runs table sorts by a text column too.
+        driver.find_elements(By.CSS_SELECTOR, "#runs thead th")[0].click()
+        names = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.cells[0].textContent)")
+        assert names == ["compressed", "standard <a>"]
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot))
+        with Image.open(shot) as img:
+            assert img.size[0] >= 1000 and img.getextrema() != ((255, 255), (255, 255), (255, 255))
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
     finally:

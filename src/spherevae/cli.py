@@ -2,32 +2,45 @@
 
 Subcommands are registered in :data:`COMMANDS` (name -> :class:`Command`); each one
 adds its own arguments and runs a library function, so the CLI holds no logic of
-its own. Heavy imports happen inside the run functions to keep ``--help`` fast.
+its own. Names a flag accepts come from the library's registries (samplers, FID
+backbones, sweep backends) as argparse ``choices``, so a typo fails before any work.
+Progress goes through :mod:`logging` (``-v`` for more, ``-q`` for warnings only) on
+stderr; results (summary tables, paths) go to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
+
+# What the `full` extra brings: module -> the name pip knows it by.
+FULL = {"yaml": "pyyaml", "PIL": "pillow", "matplotlib": "matplotlib",
+        "sklearn": "scikit-learn", "tqdm": "tqdm"}
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its help line, how it adds arguments, and what it runs."""
+    """A subcommand: its help line, how it adds arguments, what it runs, and the optional
+    modules it needs (checked before it runs; a missing one names the extra)."""
 
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    needs: tuple[str, ...] = tuple(FULL)
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-dim", type=int, default=128, help="n (default 128)")
     p.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def _demo_run(args: argparse.Namespace) -> int:
@@ -43,41 +56,60 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from spherevae.metrics import FEATURE_BACKBONES
+    from spherevae.sampling import SAMPLERS
+
     p.add_argument("run_dir", help="a run directory written by `spherevae train`")
-    p.add_argument("--num-samples", type=int, default=10_000, help="samples per sampler for FID")
-    p.add_argument("--samplers", nargs="+", default=None,
-                   help="samplers to evaluate (default: prior/vmf/gaussian or vmf/prior_sphere/gaussian_sphere)")
-    p.add_argument("--backbone", default="domain", help="FID features: domain (default) or inception")
-    p.add_argument("--inception-weights", default=None,
+    p.add_argument("--num-samples", type=int, default=10_000,
+                   help="samples per sampler for FID (default 10000)")
+    p.add_argument("--samplers", nargs="+", default=None, choices=sorted(SAMPLERS), metavar="NAME",
+                   help=f"samplers to evaluate, from {sorted(SAMPLERS)} (default: every one that "
+                        "applies to the run's objective)")
+    p.add_argument("--backbone", default="domain", choices=sorted(FEATURE_BACKBONES),
+                   help="FID features: domain (a classifier trained on the dataset; default) or "
+                        "inception (comparable to published FIDs; needs weights)")
+    p.add_argument("--inception-weights", default=None, metavar="FILE",
                    help="local Inception-v3 FID weights file (or env SPHEREVAE_INCEPTION_WEIGHTS)")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--tsne-points", type=int, default=10_000)
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-test", type=int, default=None, metavar="N",
+                   help="evaluate on the first N test images (default: all)")
+    p.add_argument("--tsne-points", type=int, default=10_000, metavar="N",
+                   help="latents shown in the t-SNE figure (default 10000)")
+    p.add_argument("--no-figures", action="store_true", help="metrics only, no PNG figures")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and t-SNE (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help="print every scalar metric as JSON instead of the summary table")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
     import json
 
     from spherevae.evaluation import evaluate_run
+    from spherevae.metric_info import format_table
 
     metrics = evaluate_run(
         args.run_dir, num_samples=args.num_samples,
         samplers=tuple(args.samplers) if args.samplers else None, backbone=args.backbone,
         inception_weights=args.inception_weights, max_test=args.max_test,
         tsne_points=args.tsne_points, figures=not args.no_figures, device=args.device,
-        seed=args.seed,
+        seed=args.seed, progress=not args.quiet,
     )
-    shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    print(json.dumps(shown, indent=2, sort_keys=True))
+    if args.json:
+        shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        print(json.dumps(shown, indent=2, sort_keys=True))
+    elif not args.quiet:
+        from pathlib import Path
+
+        print(format_table({Path(args.run_dir).name: metrics}))
+        for warning in metrics.get("warnings", []):
+            print(f"warning: {warning}")
     return 0
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dirs", nargs="+", help="evaluated run directories")
-    p.add_argument("--out", default="report.html", help="output HTML file")
-    p.add_argument("--title", default="spherevae report")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="evaluated run directories")
+    p.add_argument("--out", default="report.html", help="output HTML file (default report.html)")
+    p.add_argument("--title", default="spherevae report", help="the page's title")
 
 
 def _report_run(args: argparse.Namespace) -> int:
@@ -89,10 +121,16 @@ def _report_run(args: argparse.Namespace) -> int:
 
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="a sweep YAML file (configs/sweeps/)")
-    p.add_argument("--backend", default=None, help="local (default) or ray")
-    p.add_argument("--workers", type=int, default=None, help="runs at a time")
-    p.add_argument("overrides", nargs="*", help="key.sub=value applied to every run")
+    from spherevae.configs import available
+    from spherevae.experiments import BACKENDS
+
+    p.add_argument("--config", required=True,
+                   help=f"a sweep YAML file, or a packaged sweep's name ({', '.join(available('sweep'))})")
+    p.add_argument("--backend", default=None, choices=sorted(BACKENDS),
+                   help="where runs execute (default: the sweep's `backend`, else local)")
+    p.add_argument("--workers", type=int, default=None, help="runs at a time (default: the sweep's)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="config overrides applied to every run")
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
@@ -104,9 +142,11 @@ def _sweep_run(args: argparse.Namespace) -> int:
 
 
 def _quickstart_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/quickstart", help="output directory")
-    p.add_argument("--configs-dir", default=None, help="where the fmnist-*-cpu.yaml configs are")
-    p.add_argument("overrides", nargs="*", help="key.sub=value applied to both runs")
+    p.add_argument("--out", default="runs/quickstart", help="output directory (default runs/quickstart)")
+    p.add_argument("--configs-dir", default=None, metavar="DIR",
+                   help="where fmnist-standard-cpu.yaml and fmnist-compressed-cpu.yaml are "
+                        "(default: the packaged ones)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="applied to both runs")
 
 
 def _quickstart_run(args: argparse.Namespace) -> int:
@@ -117,7 +157,10 @@ def _quickstart_run(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML run config (e.g. configs/digits-tiny.yaml)")
+    from spherevae.configs import available
+
+    p.add_argument("--config", help=f"a YAML run config, or a packaged config's name "
+                                    f"({', '.join(available('run'))})")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -131,7 +174,25 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+_SUMMARY = (("epoch", "epochs done", "{:.0f}"), ("train_loss", "train loss", "{:.5g}"),
+            ("train_rmse_percent", "train RMSE (% of range)", "{:.4g}"),
+            ("test_rmse_percent", "test RMSE (% of range)", "{:.4g}"),
+            ("train_latent", "latent loss", "{:.5g}"), ("beta", "beta", "{:.4g}"),
+            ("test_replica_angle_mean", "test replica angle (rad)", "{:.4g}"))
+
+
+def train_summary(record: dict) -> str:
+    """The final epoch's record of ``metrics.jsonl`` as a two-column text table."""
+    lines = []
+    for key, label, fmt in _SUMMARY:
+        if isinstance(record.get(key), (int, float)):
+            value = record[key] + 1 if key == "epoch" else record[key]
+            lines.append(f"{label:<28}{fmt.format(value):>12}")
+    return "\n".join(lines)
+
+
 def _train_run(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from spherevae.config import load_config
@@ -148,12 +209,17 @@ def _train_run(args: argparse.Namespace) -> int:
         if not args.config:
             raise ValueError("--config is required (or --resume RUN_DIR)")
         cfg = load_config(args.config, args.overrides)
+    if args.quiet:
+        cfg.train.progress = False
     try:
         run_dir = train(cfg, resume=bool(args.resume))
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
-    print(run_dir)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    if lines and not args.quiet:
+        print(train_summary(json.loads(lines[-1])))
+    print(run_dir)  # the last line: scripts read the run directory from it
     return 0
 
 
@@ -171,15 +237,80 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("evaluate a trained run: FID, k-NN, collapse, figures",
                         _evaluate_arguments, _evaluate_run),
     "report": Command("write one self-contained HTML page comparing runs",
-                      _report_arguments, _report_run),
+                      _report_arguments, _report_run, needs=("yaml", "matplotlib")),
     "sweep": Command("train and evaluate a grid of runs (local or ray backend)",
                      _sweep_arguments, _sweep_run),
     "demo": Command(
         "show the coordinate transform and the compressed loss on random latents",
         _demo_arguments,
         _demo_run,
+        needs=(),
     ),
 }
+
+
+def configure_logging(verbosity: int) -> logging.Handler:
+    """Progress on stderr through the ``spherevae`` logger: -1 warnings only, 0 info,
+    1 debug. Messages are plain lines; warnings say so. Returns the handler (remove it
+    and reset the level to undo: :func:`_cli_logging` does)."""
+
+    class _Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            text = record.getMessage()
+            return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+    class _Stderr(logging.StreamHandler):
+        # Whatever sys.stderr is when a line is written (it may be replaced, e.g. by tests).
+        @property  # type: ignore[override]
+        def stream(self) -> Any:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value: object) -> None:
+            pass
+
+    logger = logging.getLogger("spherevae")
+    for handler in [h for h in logger.handlers if getattr(h, "_spherevae_cli", False)]:
+        logger.removeHandler(handler)
+    handler = _Stderr()
+    handler._spherevae_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_Format())
+    logger.addHandler(handler)
+    logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
+    return handler
+
+
+@contextlib.contextmanager
+def _cli_logging(verbosity: int) -> Iterator[None]:
+    """The CLI's logging for one command, then the logger as it was (a library caller's
+    or a test's logging set-up is left alone)."""
+    logger = logging.getLogger("spherevae")
+    level = logger.level
+    handler = configure_logging(verbosity)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run_command(name: str, args: argparse.Namespace) -> int:
+    """Set up logging, check the command's optional modules, then run it."""
+    from spherevae._optional import require
+
+    args.quiet = bool(getattr(args, "quiet", False))
+    for module in COMMANDS[name].needs:
+        require(module, "full", f"spherevae {name}", package=FULL.get(module))
+    with _cli_logging(-1 if args.quiet else min(int(getattr(args, "verbose", 0) or 0), 1)):
+        return COMMANDS[name].run(args)
+
+
+def _verbosity_flags(p: argparse.ArgumentParser, default: object) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="count", default=default,
+                   help="more output (debug messages)")
+    g.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings and errors only; no progress, no summary table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,12 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spherevae {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also: SPHEREVAE_DEBUG=1)")
+    _verbosity_flags(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.add_arguments(p)
-        p.set_defaults(_run=cmd.run)
+        # SUPPRESS: a -v given before the command is not reset by the subcommand's default.
+        _verbosity_flags(p, argparse.SUPPRESS)
+        p.set_defaults(_run=functools.partial(_run_command, name))
     return parser
 
 

@@ -128,7 +128,9 @@ class TrainConfig:
     run_name: str = "run"
     eval_batch_size: int = 512
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = False  # older switch: the same as listing tensorboard in loggers
+    loggers: tuple[str, ...] = ()  # spherevae.loggers.LOGGERS names, e.g. [tensorboard, mlflow]
+    logger_options: dict[str, Any] = field(default_factory=dict)  # logger name -> keywords
 
 
 @dataclass
@@ -182,6 +184,10 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(
             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:<i>' or 'mps', got {dev!r}"
         )
+    from spherevae.loggers import LOGGERS
+
+    for name in cfg.train.loggers:
+        check_choice(name, "train.loggers", LOGGERS)
     # A run name is one directory under out_dir: a separator or '..' would write elsewhere.
     check_name(cfg.train.run_name, "train.run_name")
 
@@ -321,13 +327,14 @@ def _deepcopy_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML ``path`` (``None``: all defaults), apply ``overrides``, validate."""
+    """Read YAML ``path`` (``None``: all defaults; a packaged config's name, e.g.
+    ``"digits-tiny"``, also works), apply ``overrides``, validate."""
 
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        from spherevae.configs import resolve
+
+        path = resolve(path, "run")  # a file, or a packaged config's name
         data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")

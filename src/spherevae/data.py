@@ -456,21 +456,44 @@ def _in_test_split(relative: str, test_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
 
 
+def _infer_image_size(root: Path, files: list[Path]) -> int:
+    """The side of the square images the folder's files become without resizing: the short
+    side when every file has the same size (a centre crop for non-square ones)."""
+    from PIL import Image
+
+    sizes: dict[tuple[int, int], Path] = {}
+    for p in files:
+        with Image.open(p) as img:  # reads the header only
+            sizes.setdefault(img.size, p)
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h} ({p.name})" for (w, h), p in list(sizes.items())[:4])
+        raise ValueError(
+            f"image folder {root} holds images of {len(sizes)} sizes ({shown}); set "
+            "data.options.image_size to the side they should be centre-cropped and resized to"
+        )
+    (w, h), = sizes
+    return min(w, h)
+
+
 def _folder_reader(
-    split: str, root: Path | None, download: bool, *, image_size: int = 64, test_fraction: float = 0.1,
-    greyscale: bool | None = None,
+    split: str, root: Path | None, download: bool, *, image_size: int | None = None,
+    test_fraction: float = 0.1, greyscale: bool | None = None,
 ) -> ImageDataset:
+    """Images under ``root`` (class subfolders give labels). ``image_size=None`` keeps the
+    files' own size (all files must share it); an integer centre-crops and resizes."""
     if root is None:
         raise ValueError("dataset 'folder' needs root=DIR (data.root in a config): a folder of images")
     if not root.is_dir():
         raise DatasetNotFoundError(f"image folder {root} does not exist")
-    if not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"option image_size must be an integer >= 4, got {image_size!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
+        raise ValueError(f"option image_size must be an integer >= 4 or null, got {image_size!r}")
     if not 0 < test_fraction < 1:
         raise ValueError(f"option test_fraction must lie in (0, 1), got {test_fraction!r}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise DatasetNotFoundError(f"image folder {root} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
+    if image_size is None:
+        image_size = _infer_image_size(root, files)
     subdirs = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     labelled = bool(subdirs) and all(len(p.relative_to(root).parts) > 1 for p in files)
     modes = {p: _image_mode(p) for p in files}  # reads headers only

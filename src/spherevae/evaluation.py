@@ -32,6 +32,7 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -55,6 +56,8 @@ from spherevae.sampling import SAMPLERS
 
 __all__ = ["TANGENT_NOISE_SCALES", "EvalConfig", "encode_dataset", "evaluate_run", "samplers_for"]
 
+
+_LOG = logging.getLogger("spherevae.evaluate")
 
 # Tangent-noise scales, in units of the fitted vMF's per-direction std (decoder sensitivity).
 TANGENT_NOISE_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -105,9 +108,21 @@ class EvalConfig:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
 
 
+# What each timed stage does, for the progress lines (a stage not listed logs its name).
+_STAGE_TEXT = {
+    "load": "loading the model and the dataset",
+    "encode": "encoding and reconstructing the test set",
+    "sample": "fitting the samplers and decoding samples",
+    "fid": "FID, KID, precision/recall (feature extraction)",
+    "latents": "k-NN accuracy, collapse, replica angle",
+    "figures": "drawing the figures",
+}
+
+
 @dataclass
 class _Timer:
     timings: dict[str, float] = field(default_factory=dict)
+    log: Callable[[str], None] = lambda _msg: None
 
     def __call__(self, name: str) -> _Stage:
         return _Stage(self, name)
@@ -120,6 +135,8 @@ class _Stage:
     start: float = 0.0
 
     def __enter__(self) -> None:
+        self.timer.log(f"[{len(self.timer.timings) + 1}/{len(_STAGE_TEXT)}] "
+                       f"{_STAGE_TEXT.get(self.name, self.name)}")
         self.start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
@@ -167,6 +184,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     from spherevae.metrics import (
         FID,
         collapse_stats,
+        fid_sample_warning,
         kid,
         knn_accuracy,
         posterior_sigma_summary,
@@ -183,8 +201,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     run_dir = Path(run_dir)
     _check_device(opts.device)
     out = run_dir / "eval"
-    timer = _Timer()
-    log: Callable[[str], None] = print if opts.progress else (lambda _msg: None)
+    log: Callable[[str], None] = _LOG.info if opts.progress else (lambda _msg: None)
+    timer = _Timer(log=log)
 
     with timer("load"):
         cfg, model = load_run(run_dir, device=opts.device)
@@ -240,6 +258,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         fid_real = fid.features(x_test)
         backbone = fid.backbone_name
         main = samplers[0]
+        warning = fid_sample_warning(fid_ref.shape[0], opts.num_samples, fid_ref.shape[1])
+        if warning:
+            _LOG.warning(warning)
+            metrics.setdefault("warnings", []).append(warning)
         for name, images in samples.items():
             feats = fid.features(images)
             metrics[f"fid_{backbone}_{name}_recon"] = fid.distance(feats, fid_ref)
@@ -291,7 +313,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     if opts.figures:
         with timer("figures"):
             _figures(out, cfg, model, test_images, x_hat, samples, samplers[0], mu, logvar,
-                     latents, test_labels, angles, run_dir, opts, gen, metrics)
+                     latents, test_labels, angles, run_dir, opts, gen, metrics, test.classes)
 
     metrics["timings_s"] = timer.timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
@@ -369,7 +391,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, latents, labels,
-             angles, run_dir, opts, gen, metrics) -> None:
+             angles, run_dir, opts, gen, metrics, classes=None) -> None:
     from spherevae import plots
     from spherevae.coordinates import hyperspherical_cosines
 
@@ -385,7 +407,8 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
                                   fid_label=f"FID {metrics['fid_backbone']}"),
         out / "samples_by_sampler.png",
     )
-    plots.save_figure(plots.sphere_projection(latents, labels), out / "sphere_projection.png")
+    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
+                      out / "sphere_projection.png")
     plots.save_figure(
         plots.latent_spectrum_figure(metrics["sigma_per_dim"], metrics["tangent_spectrum"],
                                      metrics["vmf_tangent_std"] ** 2),
@@ -393,7 +416,8 @@ def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, lat
     )
     n_tsne = min(opts.tsne_points, latents.shape[0])
     plots.save_figure(
-        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne], seed=opts.seed),
+        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
+                          seed=opts.seed, class_names=classes),
         out / "tsne.png",
     )
     sigma = torch.exp(0.5 * logvar)

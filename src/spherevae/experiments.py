@@ -14,6 +14,7 @@ A sweep is a YAML file::
       objective.beta: [0.5, 1.0]
       train.seed: [0, 1]
     evaluate: {num_samples: 10000}          # keyword arguments of evaluate_run
+    resources: {cpus: 4, gpus: 1}           # per run, on the ray backend (default 1 CPU, 0 GPU)
 
 Every run gets its own directory ``out_dir/runs/<run name>``. A run whose
 ``eval/metrics.json`` exists is finished and skipped, so a crashed or interrupted
@@ -54,7 +55,10 @@ __all__ = [
     "run_sweep",
 ]
 
-_SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers"}
+_SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers",
+               "resources"}
+# What one run asks of the Ray scheduler (`resources: {cpus: 4, gpus: 1}` in a sweep).
+DEFAULT_RESOURCES: dict[str, float] = {"cpus": 1.0, "gpus": 0.0}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class SweepConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)
     backend: str = "local"
     workers: int = 1
+    resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -82,6 +87,11 @@ class SweepConfig:
             )
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"sweep field 'workers' must be an integer >= 1, got {self.workers!r}")
+        for key, value in self.resources.items():
+            if key not in DEFAULT_RESOURCES:
+                raise ValueError(f"sweep field 'resources.{key}': known keys are {sorted(DEFAULT_RESOURCES)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"sweep field 'resources.{key}' must be a number >= 0, got {value!r}")
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep field 'grid.{key}' must list at least one value")
@@ -106,6 +116,7 @@ class RunSpec:
     overrides: tuple[str, ...]
     params: dict[str, Any]
     evaluate: dict[str, Any]
+    resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
 @dataclass
@@ -121,11 +132,10 @@ class RunResult:
 
 def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
     """Read and validate a sweep YAML file; ``overrides`` are appended to its own."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep config {path} does not exist")
     from spherevae.config import read_yaml
+    from spherevae.configs import resolve
 
+    path = resolve(path, "sweep")  # a file, or a packaged sweep's name
     raw = read_yaml(path, "sweep config") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"sweep config {path} must be a mapping, got {type(raw).__name__}")
@@ -149,6 +159,7 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
         evaluate=dict(raw.get("evaluate") or {}),
         backend=raw.get("backend", "local"),
         workers=int(raw.get("workers", 1)),
+        resources={**DEFAULT_RESOURCES, **(raw.get("resources") or {})},
     )
 
 
@@ -183,6 +194,7 @@ def expand_grid(sweep: SweepConfig) -> list[RunSpec]:
                     overrides=overrides,
                     params=params,
                     evaluate=dict(sweep.evaluate),
+                    resources=dict(sweep.resources),
                 )
             )
     names = [s.name for s in specs]
@@ -299,15 +311,22 @@ def _ray_backend(
     started_here = not ray.is_initialized()
     if started_here:
         # RAY_ADDRESS selects a cluster; without it a local instance is started.
+        cpus = max(s.resources["cpus"] for s in specs) if specs else 1.0
         ray.init(
             address=os.environ.get("RAY_ADDRESS"),
-            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(workers, 1),
+            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(1, round(workers * cpus)),
             include_dashboard=False,
             log_to_driver=False,
         )
     try:
-        remote = ray.remote(num_cpus=1)(execute_run)
-        pending = {remote.remote(spec): spec for spec in specs}
+        # Each run reserves the sweep's `resources`; Ray sets CUDA_VISIBLE_DEVICES for the
+        # GPUs it grants, so train.device=auto trains on them.
+        remote = ray.remote(execute_run)
+        pending = {
+            remote.options(num_cpus=spec.resources["cpus"], num_gpus=spec.resources["gpus"])
+            .remote(spec): spec
+            for spec in specs
+        }
         results: list[RunResult] = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -480,39 +499,17 @@ def run_quickstart(
     return report
 
 
-HEADLINE_KEYS = (
-    ("rmse_percent", "RMSE % (test recon.)"),
-    ("mse_sum", "MSE/image (summed)"),
-    ("fid_domain_recon", "FID domain vs recon (main sampler)"),
-    ("fid_domain_test", "FID domain vs test (main sampler)"),
-    ("main_sampler", "main sampler"),
-    # The full-covariance Gaussian fit ("same mean and covariance", sec 4.4): on the
-    # sphere for compressed runs, plain for standard runs; "-" where not evaluated.
-    ("fid_domain_gaussian_recon", "FID domain vs recon (Gaussian fit)"),
-    ("fid_domain_gaussian_sphere_recon", "FID domain vs recon (Gaussian fit on sphere)"),
-    ("knn_accuracy_k5", "k-NN accuracy (k=5)"),
-    ("replica_angle_mean", "replica angle (rad)"),
-)
-
-
 def headline_table(results: Sequence[RunResult]) -> str:
-    """A plain-text table of the headline metrics, one column per run."""
-    names = [r.name for r in results]
-    width = max(len(label) for _, label in HEADLINE_KEYS) + 2
-    colw = max(12, *(len(n) + 2 for n in names))
-    lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names)]
-    for key, label in HEADLINE_KEYS:
-        cells = []
-        for r in results:
-            v = r.metrics.get(key, "-")
-            cells.append((f"{v:.4g}" if isinstance(v, float) else str(v)).rjust(colw))
-        lines.append(label.ljust(width) + "".join(cells))
-    return "\n".join(lines)
+    """The headline metrics as plain text, grouped and described by
+    :mod:`spherevae.metric_info`, one column per run, ``*`` on each row's best value."""
+    from spherevae.metric_info import format_table
+
+    return format_table({r.name: r.metrics for r in results})
 
 
 def _default_configs_dir() -> Path:
-    # Configs live in the repository (configs/); an installed package has none.
-    here = Path(__file__).resolve().parents[2] / "configs"
-    if here.is_dir():
-        return here
-    return Path.cwd() / "configs"
+    # The configs ship inside the package (spherevae/configs), so this works after a
+    # plain `pip install` from any directory.
+    from spherevae.configs import CONFIG_DIR
+
+    return CONFIG_DIR

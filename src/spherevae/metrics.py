@@ -26,6 +26,7 @@ __all__ = [
     "FID",
     "DomainClassifier",
     "collapse_stats",
+    "fid_sample_warning",
     "frechet_distance",
     "frechet_distance_from_stats",
     "kid",
@@ -83,11 +84,25 @@ def frechet_distance_from_stats(
 def frechet_distance(feats_a: Any, feats_b: Any) -> float:
     """Fréchet distance between Gaussians fitted to two (N, D) feature arrays."""
     a, b = _as_f64(feats_a), _as_f64(feats_b)
-    if a.shape[1] != b.shape[1] or a.shape[0] < 2 or b.shape[0] < 2:
-        raise ValueError(f"need (N>=2, D) arrays of the same D, got {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"FID needs features of the same dimension, got {a.shape} and {b.shape}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"FID needs at least 2 samples in each set (a covariance), got "
+                         f"{a.shape[0]} and {b.shape[0]}")
     return frechet_distance_from_stats(
         a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
     )
+
+
+def fid_sample_warning(n_a: int, n_b: int, dim: int) -> str | None:
+    """A warning when a set is smaller than the feature dimension ``dim``: its covariance
+    is then singular and the FID mostly measures the sample size, not the images."""
+    small = min(n_a, n_b)
+    if small >= dim:
+        return None
+    return (f"FID on {n_a} vs {n_b} samples with {dim}-dimensional features: a set smaller "
+            f"than the feature dimension has a singular covariance, so this FID is not "
+            f"meaningful; use at least {dim} images per set (more than 2000 to compare runs)")
 
 
 def _pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -111,22 +111,54 @@ def project_to_3d_sphere(z: Any, groups: int = 3) -> np.ndarray:
     return p / np.where(norm > 0, norm, 1.0)
 
 
-def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000):
-    """Fig 1b: latents projected to the 2-sphere, coloured by class."""
+def _class_legend(ax, labels: np.ndarray | None, class_names: Sequence[str] | None,
+                  below: bool = False) -> None:
+    """One legend entry per class, in the colours ``scatter(c=labels, cmap="tab10")`` used;
+    right of the axes, or ``below`` the figure (3-D axes, whose z label sits on the right)."""
+    if labels is None:
+        return
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    classes = np.unique(labels)
+    lo, hi = labels.min(), labels.max()
+    cmap = colormaps["tab10"]  # scatter normalises c linearly from its min to its max
+    handles = []
+    for k in classes:
+        name = class_names[int(k)] if class_names is not None and 0 <= int(k) < len(class_names) else str(k)
+        colour = cmap((k - lo) / (hi - lo) if hi > lo else 0.0)
+        handles.append(Line2D([], [], ls="", marker="o", ms=5, color=colour, label=name))
+    if below:
+        ax.figure.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
+                         loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+    else:
+        ax.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
+                      class_names: Sequence[str] | None = None):
+    """Fig 1b: latents projected to the 2-sphere, coloured by class (legend: ``class_names``
+    when given, else the label values)."""
     p = project_to_3d_sphere(z)[:max_points]
-    fig = _figure(5, 5)
+    fig = _figure(5.5, 5.8)
     ax = fig.add_subplot(projection="3d")
     u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
     c = None if labels is None else _np(labels)[: len(p)]
     ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=c, cmap="tab10", s=2)
     ax.set_title("latents projected on the 2-sphere")
+    ax.set_xlabel("dims group 1")
+    ax.set_ylabel("dims group 2")
+    ax.set_zlabel("dims group 3")
     ax.set_box_aspect((1, 1, 1))
+    _class_legend(ax, c, class_names, below=True)
     return fig
 
 
-def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float | None = None):
-    """Fig 1c: t-SNE of the latents (PCA to 50 dimensions first)."""
+def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float | None = None,
+                class_names: Sequence[str] | None = None):
+    """Fig 1c: t-SNE of the latents (PCA to 50 dimensions first), with a class legend."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -134,15 +166,19 @@ def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float |
     if x.shape[1] > 50:
         x = PCA(50, random_state=seed).fit_transform(x)
     e = TSNE(2, init="pca", random_state=seed, perplexity=min(30, max(2, len(x) // 4))).fit_transform(x)
-    fig = _figure(5, 5)
+    fig = _figure(6, 5)
     ax = fig.add_subplot()
-    ax.scatter(e[:, 0], e[:, 1], c=None if labels is None else _np(labels), cmap="tab10", s=2)
+    c = None if labels is None else _np(labels)
+    ax.scatter(e[:, 0], e[:, 1], c=c, cmap="tab10", s=2)
     title = "t-SNE of the latents"
     if knn_accuracy is not None:
         title += f" (k-NN accuracy {knn_accuracy:.3f})"
     ax.set_title(title)
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
     ax.set_xticks([])
     ax.set_yticks([])
+    _class_legend(ax, c, class_names)
     return fig
 
 
@@ -156,6 +192,7 @@ def _stacked_hist(ax, values: np.ndarray, title: str, bins: int = 50) -> None:
     ax.plot(values.mean(0), idx, "w.", ms=2)
     ax.plot(values.std(0), idx, "k.", ms=2)
     ax.set_title(f"{title}\nmean {values.mean():.3g}, std {values.std():.3g}", fontsize=9)
+    ax.set_xlabel(f"value of {title.split(',')[0]}", fontsize=8)
     ax.set_ylabel("dimension index")
 
 
@@ -172,6 +209,8 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     ax.hist(np.linalg.norm(z, axis=1), 50, alpha=0.6, label="|z|", color="tab:blue")
     ax.legend(fontsize=8)
     ax.set_title("norms", fontsize=9)
+    ax.set_xlabel("norm")
+    ax.set_ylabel("test images")
     m = mu.mean(0)
     ang = np.arccos(np.clip(mu @ m / (np.linalg.norm(mu, axis=1) * np.linalg.norm(m) + 1e-300), -1, 1))
     ax = axes[5]
@@ -179,7 +218,9 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     ax.axvline(ang.mean(), color="r", ls="--", label=f"mean {ang.mean():.2f}")
     ax.axvline(np.pi / 2, color="k", ls=":", label="π/2")
     ax.legend(fontsize=8)
-    ax.set_title("replica angle to the mean (rad)", fontsize=9)
+    ax.set_title("replica angle to the mean", fontsize=9)
+    ax.set_xlabel("angle (rad)")
+    ax.set_ylabel("test images")
     return fig
 
 
@@ -200,6 +241,7 @@ def training_curves(rows: Sequence[dict[str, Any]]):
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
         if ax.get_legend_handles_labels()[0]:  # a panel with no logged key stays empty
             ax.legend(fontsize=8)
     return fig

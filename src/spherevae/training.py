@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from torch import nn
 
 from spherevae._validation import check_choice
 from spherevae.checkpoint import load_checkpoint, load_state, save_checkpoint
-from spherevae.config import AMP_MODES, RunConfig, load_config, save_config
+from spherevae.config import AMP_MODES, RunConfig, config_to_dict, load_config, save_config
 from spherevae.distributed import DistInfo, average_gradients, barrier, init_distributed
 from spherevae.models import model_from_spec, model_spec
 from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep working
@@ -80,6 +82,7 @@ __all__ = [
 ]
 
 WEIGHTS_FILE = "model.safetensors"  # a run's final weights (spherevae.weights)
+_LOG = logging.getLogger("spherevae.train")
 
 
 class TrainingDiverged(RuntimeError):
@@ -188,14 +191,18 @@ def _test_reconstruction(model: nn.Module, loader: Any, autocast: Any) -> dict[s
     }
 
 
-def _tensorboard(run_dir: Path, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: the tensorboard extra
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+def _logger_names(t: Any) -> list[str]:
+    """``train.loggers``, plus ``tensorboard`` when the older ``train.tensorboard`` is set."""
+    names = list(t.loggers)
+    if t.tensorboard and "tensorboard" not in names:
+        names.append("tensorboard")
+    return names
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4g}, "
+            f"test RMSE {record['test_rmse_percent']:.3g}%, latent {record['train_latent']:.4g}, "
+            f"beta {record['beta']:.3g} ({record['epoch_time_s']:.1f} s)")
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -287,6 +294,9 @@ def _train(
             f"train.batch_size={t.batch_size} must be divisible by the world size {dist_info.world_size}"
         )
     run_dir = cfg.run_dir
+    from spherevae.loggers import check_loggers, make_loggers
+
+    check_loggers(_logger_names(t))  # a logger asked for but not installed: fail before work
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     if not resume and (ckpt_path.is_file() or any((run_dir / f).is_file() for f in (WEIGHTS_FILE, "model.pt"))):
         # (A run killed before its first checkpoint has nothing to resume: it starts again.)
@@ -370,14 +380,20 @@ def _train(
             atomic_write_json(fp_path, fingerprint, indent=2)
         _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
         record_history(run_dir, resume, start_epoch, t.epochs, changes)
-    writer = _tensorboard(run_dir, t.tensorboard and dist_info.is_main)
+    loggers = []
+    if dist_info.is_main:
+        loggers = make_loggers(_logger_names(t), run_dir, run_dir.name, t.logger_options)
+        for lg in loggers:
+            lg.log_hyperparams(config_to_dict(cfg))
     all_params = [p for ps in groups.values() for p in ps]
 
     from tqdm.auto import tqdm
 
+    # A bar on a terminal; in a log file one line per epoch instead of carriage returns.
+    on_tty = sys.stderr.isatty()
     bar = tqdm(
         total=(t.epochs - start_epoch) * steps,
-        disable=not (t.progress and dist_info.is_main),
+        disable=not (t.progress and dist_info.is_main and on_tty),
         desc=run_dir.name,
         dynamic_ncols=True,
     )
@@ -414,6 +430,8 @@ def _train(
                 bad = first_bad.tolist()  # the host read: once per log_every steps
                 if max(bad) >= 0:
                     bar.close()
+                    for lg in loggers:
+                        lg.finalize("failed")
                     raise TrainingDiverged(
                         _divergence_message(bad, epoch, steps, run_dir, last_good)
                     )
@@ -447,10 +465,10 @@ def _train(
         }
         if dist_info.is_main:
             append_jsonl(run_dir / "metrics.jsonl", record)
-            if writer is not None:
-                for k, v in record.items():
-                    if isinstance(v, float):
-                        writer.add_scalar(k, v, epoch)
+            for lg in loggers:
+                lg.log_metrics(record, epoch)
+            if t.progress and not on_tty:
+                _LOG.info("%s: %s", run_dir.name, _epoch_line(record, t.epochs))
             if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.epochs:
                 save_checkpoint(
                     {
@@ -467,10 +485,12 @@ def _train(
                 )
                 last_good = epoch
     bar.close()
-    if writer is not None:
-        writer.close()
     if dist_info.is_main:
         save_weights(run_dir / WEIGHTS_FILE, model.state_dict(), model_spec(model))
+        for lg in loggers:
+            for name in ("config.yaml", "metrics.jsonl", WEIGHTS_FILE):
+                lg.log_artifact(run_dir / name)
+            lg.finalize("success")
     return run_dir
 
 
