@@ -264,6 +264,9 @@ def train(
         raise FileNotFoundError(f"cannot resume: {str(ckpt_path)!r} does not exist (a run killed "
                                 "before its first checkpoint starts again without --resume)")
     if dist_info.is_main:
+        from spherevae.loggers import check_loggers
+
+        check_loggers(_logger_names(cfg.train))  # asked for but not installed: before any work
         make_run_dir(cfg.train.out_dir, run_dir)
     with RunDirLock(run_dir) if dist_info.is_main else contextlib.nullcontext():
         if dist_info.is_main:
@@ -294,9 +297,8 @@ def _train(
             f"train.batch_size={t.batch_size} must be divisible by the world size {dist_info.world_size}"
         )
     run_dir = cfg.run_dir
-    from spherevae.loggers import check_loggers, make_loggers
+    from spherevae.loggers import make_loggers
 
-    check_loggers(_logger_names(t))  # a logger asked for but not installed: fail before work
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     if not resume and (ckpt_path.is_file() or any((run_dir / f).is_file() for f in (WEIGHTS_FILE, "model.pt"))):
         # (A run killed before its first checkpoint has nothing to resume: it starts again.)
