@@ -99,11 +99,26 @@ def as_tensor_data(data: Any, what: str = "data") -> TensorData:
     )
 
 
+def _importable(cls: type) -> bool:
+    """Whether another process can import ``cls`` by its module and qualified name."""
+    import importlib
+
+    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
+        return False
+    try:
+        obj: Any = importlib.import_module(cls.__module__)
+        for part in cls.__qualname__.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return False
+    return obj is cls
+
+
 def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
     """The import path (+ JSON kwargs) that rebuilds a user model, when it is importable."""
     cls = type(model)
-    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
-        return None  # cannot be imported from another process: load needs model=
+    if not _importable(cls):
+        return None  # a script, a notebook or a function: load needs model=
     if kwargs is not None:
         json.dumps(kwargs)  # raises TypeError early if not JSON
     return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
