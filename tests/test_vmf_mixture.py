@@ -17,7 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import vonmises_fisher
 
-from spherevae.vmf import VonMisesFisher, VonMisesFisherMixture, vmf_tangent_std
+from spherevae.vmf import (
+    VonMisesFisher,
+    VonMisesFisherMixture,
+    frame_with_first_column,
+    vmf_tangent_std,
+)
 
 F64 = torch.float64
 
@@ -160,3 +165,12 @@ def test_vmf_tangent_std_matches_monte_carlo(n: int, log_kappa: float, seed: int
     # Relative s.e. of the mean of |t|^2 / (n - 1): at most sqrt(2/10_000) = 1.4%.
     assert per_direction_var == pytest.approx(expected, rel=0.08)
     assert float(vmf_tangent_std(0.0, n)) == pytest.approx(math.sqrt(1 / n))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 40), seed=st.integers(0, 1000), pole=st.sampled_from([None, 1.0, -1.0]))
+def test_frame_with_first_column_is_orthogonal(n: int, seed: int, pole: float | None) -> None:
+    m = unit(n, seed) if pole is None else pole * torch.eye(n, dtype=F64)[0]
+    frame = frame_with_first_column(m)
+    assert torch.allclose(frame[:, 0], m, atol=1e-14)
+    assert torch.allclose(frame.T @ frame, torch.eye(n, dtype=F64), atol=1e-13)
