@@ -58,7 +58,7 @@ def test_mlflow_records_params_epoch_metrics_and_artifacts_in_sqlite(tmp_path):
         (h["epoch"], pytest.approx(h["test_rmse_percent"])) for h in history]
     assert len(client.get_metric_history(run.info.run_id, "lr.model")) == 3
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert names == {"config.yaml", "metrics.jsonl", "model.pt"}
+    assert names == {"config.yaml", "metrics.jsonl", "model.safetensors"}
     stored = Path(client.download_artifacts(run.info.run_id, "metrics.jsonl", str(tmp_path / "dl")))
     assert stored.read_text() == (run_dir / "metrics.jsonl").read_text()
     # A logger the trainer never finalized (a crash) is marked FAILED at process exit.
