@@ -82,7 +82,8 @@ def as_tensor_data(data: Any, what: str = "data") -> TensorData:
     if isinstance(data, TensorData):
         return data
     if isinstance(data, torch.Tensor | np.ndarray):
-        return TensorData(torch.as_tensor(data))
+        # Held on the CPU (batches move to the training device); a GPU tensor is copied once.
+        return TensorData(torch.as_tensor(data).cpu())
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         return TensorData(data[0], None if data[1] is None else torch.as_tensor(data[1]).long())
     if isinstance(data, torch.utils.data.DataLoader):
