@@ -28,7 +28,10 @@ def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     path = sweep_dir / "results.json"
     if not path.is_file():
         return []
-    return [r for r in json.loads(path.read_text()) if r.get("status") in ("done", "skipped")]
+    rows = [r for r in json.loads(path.read_text()) if r.get("status") in ("done", "skipped")]
+    for r in rows:
+        r["_eval"] = sweep_dir / "runs" / r["name"] / "eval" / "metrics.json"
+    return rows
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -96,8 +99,10 @@ def col(rs: list[dict[str, Any]], key: str) -> str:
 
 
 def sigma_summary(r: dict[str, Any]) -> str:
-    """Largest per-dimension sigma (its 1-based dim), median, and dims above 10x the median."""
-    per = r.get("sigma_per_dim")
+    """Largest per-dimension sigma (its 1-based dim), median, and dims above 10x the median
+    (from the run's eval/metrics.json: results.json keeps scalars only)."""
+    path = r.get("_eval")
+    per = json.loads(path.read_text()).get("sigma_per_dim") if path and path.is_file() else None
     if not per:
         return "-"
     top = max(range(len(per)), key=per.__getitem__)
@@ -370,6 +375,9 @@ def authors(sweeps: Path) -> None:
     rows = load_rows(sweeps / "fmnist-authors")
     paper = {(r["model.latent_dim"], r["objective.beta"]): r for r in load_rows(sweeps / "fmnist-fig2")
              if r["variant"] == "compressed"}
+    # fig1's compressed seed-0 run is the same run as fig2's (n = 128, beta = 1.0) point.
+    paper.update({(r["model.latent_dim"], r["objective.beta"]): r for r in load_rows(sweeps / "fmnist-fig1")
+                  if r["variant"] == "compressed" and r.get("train.seed") == 0})
     if not rows:
         return
     print("### Paper equations (`compressed`) vs the authors' code (`authors`), same grid points\n")
