@@ -64,13 +64,6 @@ def _max_scale(x: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
-def _tail_norms(xs: torch.Tensor) -> torch.Tensor:
-    """``||x_{k..n}||`` for every ``k``: ``(..., n)``, via a reversed cumulative sum."""
-    sq = xs * xs
-    # Summing from the end keeps small tails exact; "total minus prefix" would cancel.
-    return sq.flip(-1).cumsum(-1).flip(-1).sqrt()
-
-
 def cosines_forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """No-autograd forward of :func:`hyperspherical_cosines` that also returns what the
     analytic backward needs: ``(r, cos, xs, s, inv_tails)`` with ``xs = x / s``

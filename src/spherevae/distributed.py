@@ -29,7 +29,6 @@ __all__ = [
     "all_gather_with_grad",
     "average_gradients",
     "barrier",
-    "cleanup_distributed",
     "init_distributed",
     "is_distributed",
 ]
@@ -70,11 +69,6 @@ def init_distributed(device: str = "cpu") -> DistInfo:
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
     return DistInfo(rank=rank, world_size=world, local_rank=local)
-
-
-def cleanup_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 class _AllGather(torch.autograd.Function):

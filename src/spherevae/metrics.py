@@ -105,10 +105,6 @@ def fid_sample_warning(n_a: int, n_b: int, dim: int) -> str | None:
             f"meaningful; use at least {dim} images per set (more than 2000 to compare runs)")
 
 
-def _pairwise_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(a, b).pow(2)
-
-
 def precision_recall(real: Any, fake: Any, *, k: int = 3, chunk: int = 2048) -> dict[str, float]:
     """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifold radii."""
     r = torch.from_numpy(_as_f64(real))
@@ -379,16 +375,6 @@ class FID:
     @staticmethod
     def distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
         return frechet_distance(feats_a, feats_b)
-
-    @torch.no_grad()
-    def accuracy(self, dataset: Any) -> float:
-        correct = 0
-        for i in range(0, len(dataset), self.batch_size):
-            x = dataset.images[i : i + self.batch_size].to(self.device).float() / 255.0
-            correct += int((self.extractor(x).argmax(1).cpu() == dataset.labels[i : i + self.batch_size]).sum())
-        return correct / len(dataset)
-
-
 
 
 # ------------------------------------------------------------------ latent diagnostics
