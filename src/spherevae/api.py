@@ -129,8 +129,10 @@ def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any
 def _latent_dim_of(model: nn.Module, sample: torch.Tensor) -> int:
     was = model.training
     model.eval()
+    param = next(model.parameters(), None)
+    x = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
     try:
-        mu, _ = model.encode(sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float())
+        mu, _ = model.encode(x.to(param.device) if param is not None else x)
     finally:
         model.train(was)
     if mu.dim() != 2:
@@ -187,7 +189,9 @@ def fit(
         )
     out = Path(out_dir)
     sphere = OBJECTIVES[objective].default_project_to_sphere if project_to_sphere is None else project_to_sphere
-    if not isinstance(model, VAE | ModelAdapter):
+    if isinstance(model, VAE | ModelAdapter):
+        sphere = model.radius is not None  # the model's own setting is what trains
+    else:
         check_vae_like(model)
         n = _latent_dim_of(model, train_data.images[:2])
         model = ModelAdapter(model, n, project_to_sphere=sphere, source=_source_of(model, model_kwargs))
