@@ -272,8 +272,11 @@ def s9_ctrl_c_on_a_multi_worker_sweep(tmp_path, capsys):
                      f"overrides: [train.progress=false, data.max_train=256]\n"
                      "grid:\n  train.epochs: [1, 5000, 5001, 5002]\n")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The default SIGINT disposition, as in a terminal: a pytest-xdist worker may ignore
+    # SIGINT, and a child would inherit that (Python then installs no KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-m", "spherevae", "sweep", "--config", str(sweep)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:  # wait until the finished run is reported, then wait for training
         lines.append(line)

@@ -313,7 +313,8 @@ class Run:
         radius = getattr(self.model, "radius", None)
         fitted = fit_sampler(name, self.test_latents(), radius=radius, seed=self.config.train.seed)
         save_sampler(fitted, path)
-        return fitted
+        # Sample from what was saved, so the first call and every later one draw the same.
+        return load_sampler(path)
 
     @torch.no_grad()
     def sample(self, num: int, sampler: str | None = None, *, seed: int = 0) -> torch.Tensor:
