@@ -642,7 +642,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(c, id=f"{c.id}-{c.check.__name__.split('_', 1)[1]}", marks=[pytest.mark.slow] if c.slow else [])
+    pytest.param(c, id=f"{c.id}-{c.check.__name__.split('_', 1)[1]}", marks=[pytest.mark.slow, pytest.mark.serial] if c.slow else [])
     for c in CASES
 ])
 def test_case(case: Case, request: pytest.FixtureRequest, tmp_path: Path, capsys) -> None:
