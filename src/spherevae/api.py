@@ -102,17 +102,14 @@ def as_tensor_data(data: Any, what: str = "data") -> TensorData:
 
 def _importable(cls: type) -> bool:
     """Whether another process can import ``cls`` by its module and qualified name."""
-    import importlib
+    from spherevae.models import _import_class
 
     if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
         return False
     try:
-        obj: Any = importlib.import_module(cls.__module__)
-        for part in cls.__qualname__.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
+        return _import_class(f"{cls.__module__}:{cls.__qualname__}") is cls
+    except ValueError:
         return False
-    return obj is cls
 
 
 def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -108,6 +108,17 @@ def _check_order(order: float) -> float:
     return order
 
 
+def _bessel_at(order: float, x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validated ``order``, ``x`` in float64, its ``x <= 0`` mask, and ``log I_order`` and
+    ``I_{order+1}/I_order`` at the positive entries (1 stands in at the others)."""
+    order = _check_order(order)
+    check_floating(x, "x")
+    x64 = x.to(torch.float64)
+    zero = x64 <= 0
+    log_i, ratio = _log_iv_and_ratio(order, torch.where(zero, torch.ones_like(x64), x64))
+    return order, x64, zero, log_i, ratio
+
+
 def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
     """``log I_order(x)``, finite for any ``x > 0`` and order (no overflow or underflow).
 
@@ -119,12 +130,7 @@ def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
     Differentiable in ``x`` (pure torch). Error below ~1e-10 absolute and 1e-11 relative
     (tested against the positive power series for orders 0..2047, ``x`` up to 1e5).
     """
-    order = _check_order(order)
-    check_floating(x, "x")
-    x64 = x.to(torch.float64)
-    zero = x64 <= 0
-    safe = torch.where(zero, torch.ones_like(x64), x64)
-    log_i, _ = _log_iv_and_ratio(order, safe)
+    order, x64, zero, log_i, _ = _bessel_at(order, x)
     at_zero = torch.full_like(x64, 0.0 if order == 0 else -math.inf)
     return torch.where(zero, at_zero, log_i).to(x.dtype)
 
@@ -136,12 +142,7 @@ def bessel_ratio(order: float, x: torch.Tensor) -> torch.Tensor:
     Args:
         order: ``v >= 0``. x: tensor ``>= 0`` of any shape (float64 inside, cast back).
     """
-    order = _check_order(order)
-    check_floating(x, "x")
-    x64 = x.to(torch.float64)
-    zero = x64 <= 0
-    safe = torch.where(zero, torch.ones_like(x64), x64)
-    _, ratio = _log_iv_and_ratio(order, safe)
+    _, x64, zero, _, ratio = _bessel_at(order, x)
     return torch.where(zero, torch.zeros_like(x64), ratio).to(x.dtype)
 
 

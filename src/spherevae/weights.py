@@ -58,18 +58,15 @@ def load_weights(
         CheckpointError: not a spherevae weights file (truncated, another format, bad
             metadata); the message names the file.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     try:
-        state = load(path.read_bytes())
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{str(path)!r} is not a readable safetensors file ({exc}); it may be truncated: "
