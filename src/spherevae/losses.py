@@ -509,6 +509,12 @@ def _std_square_error(var: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(target > 0, (std - target).square(), var)
 
 
+# How HypersphericalPriorLoss computes eqs 4-5: "torch" (``_FusedPriorLoss``, any device
+# and dtype), "triton" (spherevae.kernels: three launches, for GPUs), "auto" (Triton on
+# CUDA where installed, else torch).
+LOSS_BACKENDS = ("auto", "torch", "triton")
+
+
 class _FusedPriorLoss(torch.autograd.Function):
     """``(x (g, B, n), targets/gains (g, n)) -> scalar`` eqs 4-5 with an analytic backward.
 
@@ -578,17 +584,24 @@ class HypersphericalPriorLoss(nn.Module):
     Args:
         latent_dim: ``n >= 2``.
         preset: a key of ``PRESETS``.
+        backend: a key of ``LOSS_BACKENDS``: ``auto`` (default) runs the Triton kernels of
+            :mod:`spherevae.kernels` on CUDA float32/half inputs where triton is installed
+            and the torch implementation elsewhere; ``torch`` or ``triton`` force one.
         **overrides: any of ``{mu,sigma}_{angle,radius}_{mean,std}_{target,gain}``
             (angle values: a float, a ``(n-1,)`` tensor, or a name in ``ANGLE_TARGETS``;
             radius values: a float or a name in ``RADIUS_TARGETS``), ``gain_scale``, and the
             switches ``use_mu_terms``, ``use_sigma_terms``, ``use_radius_terms``.
     """
 
-    def __init__(self, latent_dim: int, preset: str = "full", **overrides: object) -> None:
+    def __init__(
+        self, latent_dim: int, preset: str = "full", *, backend: str = "auto", **overrides: object
+    ) -> None:
         super().__init__()
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 2:
             raise ValueError(f"latent_dim must be an int >= 2, got {latent_dim!r}")
         check_choice(preset, "preset", PRESETS)
+        check_choice(backend, "backend", LOSS_BACKENDS)
+        self.backend = backend
         for key in overrides:
             check_choice(key, "override", _OPTIONS)
         n = latent_dim
@@ -656,8 +669,28 @@ class HypersphericalPriorLoss(nn.Module):
             packed = torch.stack(rows) if rows else torch.zeros(0, self.latent_dim)
             self.register_buffer(f"_fused_{what}", packed, persistent=False)
 
+    def _use_triton(self, stacked: torch.Tensor) -> bool:
+        """The ``backend`` choice for this batch: ``auto`` takes the Triton kernels for
+        float32 CUDA tensors when triton is installed, ``torch`` never, ``triton`` always
+        (an error where it cannot run)."""
+        if self.backend == "torch":
+            return False
+        from spherevae.kernels import MAX_TRITON_DIM, triton_available
+
+        usable = stacked.dtype == torch.float32 and self.latent_dim <= MAX_TRITON_DIM
+        if self.backend == "auto":
+            return usable and stacked.is_cuda and triton_available(stacked.device)
+        if not (usable and triton_available(stacked.device)):
+            raise RuntimeError(
+                f"backend='triton' needs triton and a CUDA device (or TRITON_INTERPRET=1 on "
+                f"CPU), float32/half inputs and latent_dim <= {MAX_TRITON_DIM}; got "
+                f"{stacked.dtype} on {stacked.device}, latent_dim {self.latent_dim}"
+            )
+        return True
+
     def extra_repr(self) -> str:
         return (
+            f"backend={self.backend!r}, "
             f"latent_dim={self.latent_dim}, preset={self.preset!r}, use_mu_terms={self.use_mu_terms}, "
             f"use_sigma_terms={self.use_sigma_terms}, use_radius_terms={self.use_radius_terms}"
         )
@@ -736,6 +769,16 @@ class HypersphericalPriorLoss(nn.Module):
         parts = [mu if g == "mu" else sigma for g in self._fused_groups]
         stacked = _compute_dtype(torch.stack(parts) if len(parts) > 1 else parts[0][None])
         dtype = stacked.dtype
+        if self._use_triton(stacked):
+            from spherevae.kernels import triton_prior_loss
+
+            return triton_prior_loss(
+                stacked,
+                self._fused_mean_target,
+                self._fused_std_target,
+                self._fused_mean_gain,
+                self._fused_std_gain,
+            )
         loss = _FusedPriorLoss.apply(
             stacked,
             self._fused_mean_target.to(dtype),
