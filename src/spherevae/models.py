@@ -408,7 +408,7 @@ class VAE(nn.Module):
     @property
     def radius(self) -> float | None:
         """``sqrt(n)`` when sampled latents are projected onto a sphere (eq 8), else ``None``."""
-        return math.sqrt(self.latent_dim) if self.config.project_to_sphere else None
+        return coordinates.sphere_radius(self.latent_dim) if self.config.project_to_sphere else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, C, H, W) -> (mu, logvar)``, each ``(B, n)``; logvar soft-limited."""
@@ -532,7 +532,7 @@ class ModelAdapter(nn.Module):
     @property
     def radius(self) -> float | None:
         """``sqrt(n)`` when latents are projected onto a sphere (eq 8), else ``None``."""
-        return math.sqrt(self._latent_dim) if self._project else None
+        return coordinates.sphere_radius(self._latent_dim) if self._project else None
 
     @property
     def decoder(self) -> nn.Module | None:  # type: ignore[override]

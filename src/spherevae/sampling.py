@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from spherevae._validation import check_choice, check_latents, check_positive
+from spherevae.coordinates import sphere_radius
 from spherevae.esag import ESAG
 from spherevae.vmf import (
     _SCALAR,
@@ -442,7 +443,7 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
     """
     check_choice(name, "name", SAMPLERS)
     check_latents(z, "z", ndim=2)
-    radius = math.sqrt(z.shape[1]) if radius is None else check_positive(radius, "radius")
+    radius = sphere_radius(z.shape[1]) if radius is None else check_positive(radius, "radius")
     return SAMPLERS[name].build(z, radius, seed)
 
 
