@@ -42,17 +42,13 @@ import torch
 from torch import nn
 
 from spherevae._validation import check_choice, check_latents, check_positive
+from spherevae.bessel import bessel_ratio, log_bessel_iv
 from spherevae.coordinates import sphere_radius
+from spherevae.directions import _SCALAR, SampleShape, as_shape, kmeans_pp
 from spherevae.esag import ESAG
 from spherevae.vmf import (
-    _SCALAR,
-    SampleShape,
     VonMisesFisher,
     VonMisesFisherMixture,
-    as_shape,
-    bessel_ratio,
-    kmeans_pp,
-    log_bessel_iv,
     mean_resultant_length_to_concentration,
 )
 
