@@ -13,7 +13,7 @@ Conventions (see ``docs/objectives.md`` for the formulas and derivations):
 - A standard deviation needs at least two samples: batch size 1 raises ``ValueError``.
 
 The target profiles and presets live in :mod:`spherevae.targets`, the batch statistics
-in :mod:`spherevae.stats`, the authors' penalty in :mod:`spherevae.authors`; their public
+and the eq 3/17 KLD (:func:`batch_stat_kld`) in :mod:`spherevae.stats`, the authors' penalty in :mod:`spherevae.authors`; their public
 names are re-exported here, so ``from spherevae.losses import ...`` keeps working.
 """
 
@@ -48,6 +48,7 @@ from spherevae.stats import (
     _check_sigma,
     _compute_dtype,
     _sum_terms,
+    batch_stat_kld,
     biased_cosines,
     latent_batch_stats,
     merge_latent_stats,
@@ -176,52 +177,6 @@ def vae_loss(
     reconstruction = reconstruction_error(x, x_hat)
     latent = gaussian_kld(mu, logvar)
     return LossTerms(reconstruction + beta * latent, reconstruction, latent)
-
-
-# --------------------------------------------------------------------------------------
-# The KLD from batch statistics (eq 3/17)
-# --------------------------------------------------------------------------------------
-
-
-def batch_stat_kld(
-    mu: torch.Tensor,
-    sigma: torch.Tensor,
-    prior_mu: float | torch.Tensor = 0.0,
-    prior_sigma: float | torch.Tensor = 1.0,
-    *,
-    validate: bool = True,
-) -> torch.Tensor:
-    """The KLD rewritten with batch statistics (eq 3 / eq 17), a scalar.
-
-    ``sum_k (E_b[sigma_k] - sigma_p)^2 + std_b[sigma_k]^2 + (E_b[mu_k] - mu_p)^2 +
-    std_b[mu_k]^2`` with the population std, so that it equals exactly the batch mean of
-    ``sum_k (sigma_k - sigma_p)^2 + (mu_k - mu_p)^2`` (eq 15 with unit constants, by eq 16).
-    A batch of one is allowed here (its variance is 0 and the identity still holds).
-
-    Args:
-        mu, sigma: ``(batch, n)``, same shape.
-        prior_mu, prior_sigma: scalars or ``(n,)`` tensors.
-    """
-    check_latents(mu, "mu", min_dim=1, ndim=2, validate=validate)
-    _check_sigma(sigma, min_dim=1, validate=validate)
-    check_same_shape(mu, sigma, "mu", "sigma")
-    n = mu.shape[1]
-    p_mu = _per_dim(prior_mu, "prior_mu", n, mu)
-    p_sigma = _per_dim(prior_sigma, "prior_sigma", n, mu)
-    m_mu, m_sigma = moments(mu), moments(sigma)
-    return (
-        (m_sigma.mean - p_sigma).square() + m_sigma.var() + (m_mu.mean - p_mu).square() + m_mu.var()
-    ).sum()
-
-
-def _per_dim(value: float | torch.Tensor, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != n):
-        raise ValueError(
-            f"{name} must be a scalar or a tensor of shape ({n},), got {tuple(t.shape)}"
-        )
-    check_finite(t, name)
-    return t
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Batch statistics of latents: moments that merge exactly across DDP ranks, and the
 moments of the hyperspherical coordinates of ``mu`` and ``sigma`` that the prior losses
-(:mod:`spherevae.losses`, :mod:`spherevae.authors`) are made of.
+(:mod:`spherevae.losses`, :mod:`spherevae.authors`) are made of, and the KLD written
+with batch statistics (eq 3/17, :func:`batch_stat_kld`).
 
 The batch standard deviation is the *population* one (divide by ``N``): it is a function
 of the global batch only, so a DDP trainer that gathers the batch (or merges per-rank
@@ -27,12 +28,13 @@ from typing import NamedTuple
 
 import torch
 
-from spherevae._validation import check_latents, check_same_shape
+from spherevae._validation import check_finite, check_latents, check_same_shape
 from spherevae.coordinates import hyperspherical_cosines
 
 __all__ = [
     "LatentStats",
     "Moments",
+    "batch_stat_kld",
     "biased_cosines",
     "latent_batch_stats",
     "merge_latent_stats",
@@ -198,3 +200,44 @@ def sum_terms(terms: Mapping[str, torch.Tensor], like: torch.Tensor) -> torch.Te
 def _sum_terms(terms: Mapping[str, torch.Tensor], stats: LatentStats) -> torch.Tensor:
     like = next((m.mean for m in stats if m is not None), torch.zeros(()))
     return sum_terms(terms, like)
+
+
+def batch_stat_kld(
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    prior_mu: float | torch.Tensor = 0.0,
+    prior_sigma: float | torch.Tensor = 1.0,
+    *,
+    validate: bool = True,
+) -> torch.Tensor:
+    """The KLD rewritten with batch statistics (eq 3 / eq 17), a scalar.
+
+    ``sum_k (E_b[sigma_k] - sigma_p)^2 + std_b[sigma_k]^2 + (E_b[mu_k] - mu_p)^2 +
+    std_b[mu_k]^2`` with the population std, so that it equals exactly the batch mean of
+    ``sum_k (sigma_k - sigma_p)^2 + (mu_k - mu_p)^2`` (eq 15 with unit constants, by eq 16).
+    A batch of one is allowed here (its variance is 0 and the identity still holds).
+
+    Args:
+        mu, sigma: ``(batch, n)``, same shape.
+        prior_mu, prior_sigma: scalars or ``(n,)`` tensors.
+    """
+    check_latents(mu, "mu", min_dim=1, ndim=2, validate=validate)
+    _check_sigma(sigma, min_dim=1, validate=validate)
+    check_same_shape(mu, sigma, "mu", "sigma")
+    n = mu.shape[1]
+    p_mu = _per_dim(prior_mu, "prior_mu", n, mu)
+    p_sigma = _per_dim(prior_sigma, "prior_sigma", n, mu)
+    m_mu, m_sigma = moments(mu), moments(sigma)
+    return (
+        (m_sigma.mean - p_sigma).square() + m_sigma.var() + (m_mu.mean - p_mu).square() + m_mu.var()
+    ).sum()
+
+
+def _per_dim(value: float | torch.Tensor, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != n):
+        raise ValueError(
+            f"{name} must be a scalar or a tensor of shape ({n},), got {tuple(t.shape)}"
+        )
+    check_finite(t, name)
+    return t
