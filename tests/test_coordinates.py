@@ -16,6 +16,7 @@ from spherevae.coordinates import (
     from_hyperspherical,
     hyperspherical_cosines,
     project_to_sphere,
+    sphere_radius,
     to_hyperspherical,
 )
 
@@ -329,3 +330,26 @@ def test_project_zero_to_pole_with_zero_gradient() -> None:
     assert p.tolist() == [[2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
     p.sum().backward()
     assert (z.grad == 0).all()
+
+
+def test_sphere_radius_is_the_rms_norm_of_the_standard_normal_and_used_everywhere():
+    """sqrt(n) = sqrt(E|z|^2) for z ~ N(0, I_n) (paper eq 8), checked by Monte Carlo; the
+    models, the samplers and the sqrt_n target all take it from this one helper."""
+    from spherevae.models import VAE, ModelAdapter, ModelConfig
+    from spherevae.sampling import fit_sampler
+    from spherevae.targets import RADIUS_TARGETS
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 128):
+        z = torch.randn(200_000, n, generator=g, dtype=torch.float64)
+        assert sphere_radius(n) == pytest.approx(float(z.square().sum(1).mean().sqrt()), rel=5e-3)
+    assert sphere_radius(128) == math.sqrt(128)
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="latent dimension"):
+            sphere_radius(bad)  # type: ignore[arg-type]
+    vae = VAE(ModelConfig.from_preset("tiny", latent_dim=6, project_to_sphere=True))
+    assert vae.radius == sphere_radius(6)
+    assert ModelAdapter(vae, 6, project_to_sphere=True).radius == sphere_radius(6)
+    assert RADIUS_TARGETS["sqrt_n"](9) == sphere_radius(9)
+    prior = fit_sampler("prior_sphere", torch.randn(20, 5, generator=g))
+    assert prior.sample(8, generator=g).norm(dim=1).tolist() == pytest.approx([sphere_radius(5)] * 8)

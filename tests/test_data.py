@@ -12,13 +12,16 @@ import pytest
 import torch
 
 from spherevae.data import (
+    DATASETS,
     BatchLoader,
     CorruptDatasetError,
     DatasetNotFoundError,
+    DatasetSpec,
     ImageDataset,
     download_file,
     load_dataset,
     read_idx,
+    register_dataset,
 )
 
 
@@ -381,3 +384,71 @@ def test_synthetic_dataset_shape_determinism_and_options() -> None:
     assert not torch.equal(a.images[:7], t.images)
     with pytest.raises(ValueError, match="image_shape"):
         load_dataset("synthetic", "train", image_shape=(5, 2))
+
+
+# ---------------------------------------------------------------- adding a dataset (docs/design.md)
+
+
+def _toy_reader(spec, split, root, download, *, size=96):
+    """A user's reader: deterministic 8x8 grey images, labels 0..2, one seed per split."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    images = torch.randint(0, 256, (size, *spec.image_shape), generator=g, dtype=torch.uint8)
+    labels = torch.arange(size, dtype=torch.int64) % len(spec.classes)
+    return ImageDataset(images, labels, spec.name, spec.classes)
+
+
+def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
+    from spherevae.config import load_config
+    from spherevae.rundir import read_json, read_jsonl
+    from spherevae.training import train
+
+    spec = DatasetSpec("toy8", (1, 8, 8), ("a", "b", "c"), _toy_reader, options=("size",))
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_dataset("toy8")
+    register_dataset(spec)
+    try:
+        test = load_dataset("toy8", "test", size=40)
+        assert test.images.shape == (40, 1, 8, 8) and test.labels.tolist()[:4] == [0, 1, 2, 0]
+        assert not torch.equal(load_dataset("toy8", "train", size=40).images, test.images)
+        with pytest.raises(ValueError, match=r"does not take option\(s\) \['seed'\]"):
+            load_dataset("toy8", seed=1)
+        with pytest.raises(ValueError, match="already registered"):
+            register_dataset(spec)
+        cfg = load_config(Path(__file__).parents[1] / "configs" / "digits-tiny.yaml",
+                          [f"train.out_dir={tmp_path}", "data.name=toy8", "train.epochs=1"])
+        run = train(cfg)
+        assert read_json(run / "data_fingerprint.json")["train"]["size"] == 96
+        assert len(read_jsonl(run / "metrics.jsonl")) == 1
+    finally:
+        del DATASETS["toy8"]
+    with pytest.raises(TypeError, match="must be a DatasetSpec"):
+        register_dataset({"name": "x"})  # type: ignore[arg-type]
+    assert "toy8" not in DATASETS and "x" not in DATASETS
+
+
+def test_an_idx_dataset_is_one_spec_with_urls_and_checksums(tmp_path):
+    """A new MNIST-family dataset reuses the idx reader: files come from ``urls`` and are
+    verified against ``checksums``; a wrong checksum keeps nothing."""
+    from spherevae.data.idx import idx_reader
+
+    src = tmp_path / "srv"
+    images, labels = _write_fmnist(src, n=5)
+    sums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in src.iterdir()}
+    server = _serve(src)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        register_dataset(DatasetSpec("idx-toy", (1, 28, 28), tuple("0123456789"), idx_reader,
+                                     urls=(url,), checksums=sums))
+        ds = load_dataset("idx-toy", "test", root=tmp_path / "got")
+        assert torch.equal(ds.images[:, 0], torch.from_numpy(images))
+        assert torch.equal(ds.labels, torch.from_numpy(labels.astype(np.int64)))
+        bad = {k: "0" * 32 for k in sums}
+        register_dataset(DatasetSpec("idx-bad", (1, 28, 28), tuple("0123456789"), idx_reader,
+                                     urls=(url,), checksums=bad))
+        with pytest.raises(DatasetNotFoundError, match="checksum mismatch"):
+            load_dataset("idx-bad", "test", root=tmp_path / "bad")
+        assert not any((tmp_path / "bad").glob("*.gz"))
+    finally:
+        server.shutdown()
+        DATASETS.pop("idx-toy", None)
+        DATASETS.pop("idx-bad", None)

@@ -88,3 +88,29 @@ def test_bad_names_and_params_are_explained():
         make_schedule("cyclical", {"cycles": 0})
     with pytest.raises(TypeError, match="must be a number"):
         make_schedule("constant", {"value": "high"})
+
+
+def test_registering_a_schedule_makes_configs_and_training_use_it(tmp_path):
+    """docs/design.md "Adding a schedule": one function, one register call."""
+    from pathlib import Path
+
+    from spherevae.config import load_config
+    from spherevae.rundir import read_jsonl
+    from spherevae.training import train
+
+    def step_down(clock, *, high=4.0, after=1):
+        return high if clock.epoch < after else 0.25
+
+    tiny = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+    overrides = [f"train.out_dir={tmp_path}", "schedule.name=test_step_down", "train.epochs=2",
+                 "schedule.params={high: 2.0}"]
+    register_schedule("test_step_down", step_down)
+    try:
+        cfg = load_config(tiny, overrides)
+        epochs = read_jsonl(train(cfg) / "metrics.jsonl")
+        # The trainer logs the mean multiplier of each epoch: the schedule's value, exactly.
+        assert [e["multiplier"] for e in epochs] == [2.0, 0.25]
+    finally:
+        del SCHEDULES["test_step_down"]
+    with pytest.raises(ValueError, match=r"schedule\.name must be one of"):
+        make_schedule("test_step_down")

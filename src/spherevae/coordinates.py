@@ -42,6 +42,7 @@ __all__ = [
     "from_hyperspherical",
     "hyperspherical_cosines",
     "project_to_sphere",
+    "sphere_radius",
     "to_hyperspherical",
 ]
 
@@ -232,6 +233,14 @@ def from_hyperspherical(r: torch.Tensor, phi: torch.Tensor, *, validate: bool = 
     sin_prefix = torch.cat([ones, sin], -1).cumprod(-1)
     x = sin_prefix * torch.cat([cos, ones], -1) * rw.unsqueeze(-1)
     return x.to(out_dtype)
+
+
+def sphere_radius(n: int) -> float:
+    """``sqrt(n)``: the radius of the sphere that the latents of an ``n``-dim model live on
+    (paper eq 8; ``E|z|^2 = n`` for ``z ~ N(0, I_n)``). The one place it is computed."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the latent dimension) must be an int >= 1, got {n!r}")
+    return math.sqrt(n)
 
 
 def _check_radius(radius: float | torch.Tensor) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spherevae.coordinates import hyperspherical_cosines, project_to_sphere
+from spherevae.coordinates import hyperspherical_cosines, project_to_sphere, sphere_radius
 from spherevae.losses import HypersphericalPriorLoss
 
 __all__ = ["DemoRow", "compress_latents", "run_demo"]
@@ -72,11 +72,11 @@ def run_demo(
     z = torch.randn(batch, n, generator=g, dtype=torch.float64)
     r, cos = hyperspherical_cosines(z)
     out(f"Gaussian latents, n = {n}, batch = {batch}:")
-    out(f"  radius mean {float(r.mean()):.3f} (sqrt(n) = {math.sqrt(n):.3f}), std {float(r.std()):.3f}")
+    out(f"  radius mean {float(r.mean()):.3f} (sqrt(n) = {sphere_radius(n):.3f}), std {float(r.std()):.3f}")
     for k in sorted({1, n // 2, n - 1}):
         rms = float(cos[:, k - 1].square().mean().sqrt())
         out(f"  RMS cos phi_{k:<4d} {rms:.3f}   theory 1/sqrt(n-k+1) = {1 / math.sqrt(n - k + 1):.3f}")
-    on_sphere = project_to_sphere(z, math.sqrt(n))
+    on_sphere = project_to_sphere(z, sphere_radius(n))
     out(f"  projected to the sphere of radius sqrt(n): |z| = {float(on_sphere.norm(dim=1).mean()):.3f}")
     out("")
     out("Minimising the compressed loss (preset 'full': every angle toward the pole) over the latents:")

@@ -39,7 +39,13 @@ from typing import Any
 import torch
 
 from spherevae._validation import check_finite, check_floating
-from spherevae.vmf import _SCALAR, SampleShape, as_shape, frame_with_first_column, unit_directions
+from spherevae.directions import (
+    _SCALAR,
+    SampleShape,
+    as_shape,
+    frame_with_first_column,
+    unit_directions,
+)
 
 __all__ = ["ESAG", "log_esag_m"]
 

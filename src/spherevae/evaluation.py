@@ -33,7 +33,6 @@ Conventions, stated once:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
@@ -45,6 +44,7 @@ from typing import Any
 
 import torch
 
+from spherevae.coordinates import sphere_radius
 from spherevae.rundir import (
     atomic_write_json,
     check_fingerprint,
@@ -231,7 +231,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
         metrics.update(reconstruction_metrics(x_test, x_hat))
 
     samplers = samplers_for(cfg.objective.name, opts.samplers)
-    radius = getattr(model, "radius", None) or math.sqrt(mu.shape[1])
+    radius = getattr(model, "radius", None) or sphere_radius(mu.shape[1])
     samples: dict[str, torch.Tensor] = {}
     fitted: dict[str, Any] = {}
     sampler_timings: dict[str, dict[str, float]] = {}

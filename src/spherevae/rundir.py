@@ -494,14 +494,3 @@ def check_fingerprint(stored: Mapping[str, Any], current: Mapping[str, Any], sou
             f"the data found now is not the data this run was trained on ({source}): {shown}. "
             "Point data.root (or the dataset's environment variable) at the original data"
         )
-
-
-def as_plain(obj: Any) -> Any:
-    """Dataclasses and tuples as JSON-able dicts and lists."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, Mapping):
-        return {k: as_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [as_plain(v) for v in obj]
-    return obj

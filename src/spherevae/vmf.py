@@ -1,25 +1,34 @@
-"""von Mises-Fisher distributions: the stable log-Bessel functions, the vMF, and a
-mixture of vMFs fitted by EM.
+"""von Mises-Fisher distributions: the vMF and a mixture of vMFs fitted by EM.
 
-Numerics of the vMF: ``log I_v(x)`` comes from the uniform (Debye) asymptotic expansion
-at orders ``>= 50`` and from the stable backward recurrence below that, in float64 and
-pure torch, so ``log_prob``/``entropy`` are differentiable, finite for ``n`` in
+Numerics of the vMF: ``log I_v(x)`` and ``I_{v+1}/I_v`` come from :mod:`spherevae.bessel`
+(float64, pure torch), so ``log_prob``/``entropy`` are differentiable, finite for ``n`` in
 ``[2, 4096]`` and ``kappa`` in ``[0, 1e5]`` and beyond, with no overflow or underflow.
 Sampling uses Wood's (1994) rejection for the component along ``loc`` with the
 cancellation-free forms of ``b``, ``1 - w`` and ``1 - w^2``, vectorised with a bounded
-number of rounds, and a Householder reflection to rotate ``e_1`` onto ``loc``.
+number of rounds, and a Householder reflection to rotate ``e_1`` onto ``loc``
+(:func:`spherevae.directions.rotate_e1_to`). The Bessel functions and the direction
+helpers are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch.distributions import Distribution, constraints
 
 from spherevae._validation import check_finite, check_floating, check_latents, check_positive
+from spherevae.bessel import _log_iv_and_ratio, bessel_ratio, log_bessel_iv
+from spherevae.directions import (
+    _SCALAR,
+    SampleShape,
+    as_shape,
+    frame_with_first_column,
+    kmeans_pp,
+    rotate_e1_to,
+    unit_directions,
+)
 
 __all__ = [
     "VonMisesFisher",
@@ -36,114 +45,16 @@ __all__ = [
 ]
 
 
-# Orders >= this use the Debye expansion directly; lower ones recur down from it. At
-# order 50 the first omitted term of the expansion is below ~1e-9 relative.
-_DEBYE_MIN_ORDER = 50.0
 # Below this kappa the normaliser uses its Taylor series (next term < 1e-18).
 _SMALL_KAPPA = 1e-3
 # Wood's acceptance rate is above 0.5 for every (n, kappa), so 64 rounds leave a
 # sample unaccepted with probability < 2**-64; such a sample keeps its last proposal.
 _MAX_REJECTION_ROUNDS = 64
 
-SampleShape = int | Sequence[int] | torch.Size
-_SCALAR = torch.Size()  # default sample_shape: one draw
-
-
-def as_shape(sample_shape: SampleShape) -> torch.Size:
-    """``sample_shape`` (an int or a sequence) as a ``torch.Size``."""
-    if isinstance(sample_shape, int):
-        return torch.Size((sample_shape,))
-    return torch.Size(sample_shape)
-
 
 # ---------------------------------------------------------------------------------------
-# Modified Bessel functions of the first kind, in log space
+# Normaliser and maximum-likelihood concentration
 # ---------------------------------------------------------------------------------------
-
-
-def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
-    """Uniform asymptotic expansion of ``log I_order(x)`` (A&S 9.7.7 with 9.3.9, 5 terms).
-
-    Written with ``s = sqrt(order^2 + x^2)`` so that nothing overflows for large ``x``
-    or underflows for small ``x``.
-    """
-    v = order
-    s = torch.sqrt(v * v + x * x)
-    t = v / s  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
-    t2 = t * t
-    u1 = t * (3.0 - 5.0 * t2) / 24.0
-    u2 = t2 * (81.0 + t2 * (-462.0 + t2 * 385.0)) / 1152.0
-    u3 = t * t2 * (30375.0 + t2 * (-369603.0 + t2 * (765765.0 - t2 * 425425.0))) / 414720.0
-    u4 = (
-        t2
-        * t2
-        * (4465125.0 + t2 * (-94121676.0 + t2 * (349922430.0 + t2 * (-446185740.0 + t2 * 185910725.0))))
-        / 39813120.0
-    )
-    series = 1.0 + (u1 + (u2 + (u3 + u4 / v) / v) / v) / v
-    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + torch.log(series)
-
-
-def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log I_order(x), I_{order+1}(x) / I_order(x))`` for ``x > 0`` (float64 advised).
-
-    Low orders recur down from order ``>= 50`` with ``I_j/I_{j+1} = 2(j+1)/x + I_{j+2}/I_{j+1}``,
-    the direction in which the recurrence is stable for ``I`` (its minimal solution).
-    """
-    steps = max(0, math.ceil(_DEBYE_MIN_ORDER - order))
-    top = order + steps
-    log_i = _log_iv_debye(top, x)
-    ratio = torch.exp(_log_iv_debye(top + 1.0, x) - log_i)
-    for j in range(steps - 1, -1, -1):
-        inverse = 2.0 * (order + j + 1.0) / x + ratio  # I_{order+j} / I_{order+j+1}
-        log_i = log_i + torch.log(inverse)
-        ratio = 1.0 / inverse
-    return log_i, ratio
-
-
-def _check_order(order: float) -> float:
-    order = float(order)
-    if not order >= 0 or math.isinf(order):
-        raise ValueError(f"order must be a finite number >= 0, got {order!r}")
-    return order
-
-
-def _bessel_at(order: float, x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validated ``order``, ``x`` in float64, its ``x <= 0`` mask, and ``log I_order`` and
-    ``I_{order+1}/I_order`` at the positive entries (1 stands in at the others)."""
-    order = _check_order(order)
-    check_floating(x, "x")
-    x64 = x.to(torch.float64)
-    zero = x64 <= 0
-    log_i, ratio = _log_iv_and_ratio(order, torch.where(zero, torch.ones_like(x64), x64))
-    return order, x64, zero, log_i, ratio
-
-
-def log_bessel_iv(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``log I_order(x)``, finite for any ``x > 0`` and order (no overflow or underflow).
-
-    Args:
-        order: ``v >= 0`` (a Python number: for a vMF on ``S^{n-1}`` it is ``n/2 - 1``).
-        x: tensor of arguments ``>= 0``, any shape; computed in float64 and cast back.
-            ``x = 0`` gives ``0`` for ``v = 0`` and ``-inf`` otherwise.
-
-    Differentiable in ``x`` (pure torch). Error below ~1e-10 absolute and 1e-11 relative
-    (tested against the positive power series for orders 0..2047, ``x`` up to 1e5).
-    """
-    order, x64, zero, log_i, _ = _bessel_at(order, x)
-    at_zero = torch.full_like(x64, 0.0 if order == 0 else -math.inf)
-    return torch.where(zero, at_zero, log_i).to(x.dtype)
-
-
-def bessel_ratio(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``I_{order+1}(x) / I_order(x)`` in ``[0, 1)``; the mean resultant length of a vMF
-    on ``S^{n-1}`` with concentration ``x`` is ``bessel_ratio(n/2 - 1, x)``.
-
-    Args:
-        order: ``v >= 0``. x: tensor ``>= 0`` of any shape (float64 inside, cast back).
-    """
-    _, x64, zero, _, ratio = _bessel_at(order, x)
-    return torch.where(zero, torch.zeros_like(x64), ratio).to(x.dtype)
 
 
 def _log_vmf_normalizer(n: int, kappa: torch.Tensor) -> torch.Tensor:
@@ -264,21 +175,6 @@ def _wood_w(
     return w, one_minus_w_sq
 
 
-def _rotate_e1_to(y: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
-    """Apply an orthogonal map sending ``e_1`` to ``loc`` to ``y``; shapes broadcast ``(..., n)``.
-
-    Householder with ``u = e_1 - loc`` when ``loc_1 <= 0`` and ``-(reflection with
-    u = e_1 + loc)`` otherwise, so ``|u|^2 >= 2`` and nothing cancels; the vMF is
-    symmetric about ``e_1``, so which orthogonal map is used does not matter.
-    ``loc`` rows must be unit vectors.
-    """
-    sign = torch.where(loc[..., :1] > 0, 1.0, -1.0).to(loc.dtype)  # (..., 1)
-    u = sign * loc
-    u[..., 0] += 1.0  # u = e1 + sign * loc ; |u|^2 = 2 (1 + |loc_1|)
-    coef = (y * u).sum(-1, keepdim=True) * (2.0 / (u * u).sum(-1, keepdim=True))
-    return (coef * u - y) * sign  # = -sign * (reflection of y), maps e1 to loc
-
-
 class VonMisesFisher(Distribution):
     """von Mises-Fisher distribution on the unit sphere ``S^{n-1}`` in ``R^n``.
 
@@ -376,7 +272,7 @@ class VonMisesFisher(Distribution):
             )
             tangent *= torch.sqrt(one_minus_w_sq).reshape(num, batch, 1).to(dtype) / tangent_norm
             y[..., 0] = w.reshape(num, batch).to(dtype)
-            x = _rotate_e1_to(y, self.loc.reshape(batch, n))
+            x = rotate_e1_to(y, self.loc.reshape(batch, n))
         return x.reshape(*shape, *self.batch_shape, n)
 
     @classmethod
@@ -407,33 +303,9 @@ class VonMisesFisher(Distribution):
         return cls(tensors["loc"], tensors["concentration"])
 
 
-
 # ---------------------------------------------------------------------------------------
-# Helpers shared by the directional fits
+# Spread in the tangent space
 # ---------------------------------------------------------------------------------------
-
-
-def unit_directions(z: torch.Tensor, name: str = "z", *, validate: bool = True) -> torch.Tensor:
-    """Rows of ``z`` ``(N, n)`` (``N >= 1``, ``n >= 2``) normalised to unit length, float64.
-
-    Raises ``ValueError`` (one line) for NaN/inf entries or zero rows (no direction).
-    """
-    check_latents(z, name, ndim=2, validate=validate)
-    if z.shape[0] < 1:
-        raise ValueError(f"{name} must hold at least one row, got shape {tuple(z.shape)}")
-    z64 = z.detach().to(torch.float64)
-    norms = torch.linalg.vector_norm(z64, dim=-1, keepdim=True)
-    if bool((norms == 0).any()):
-        raise ValueError(f"{name} must not contain zero rows (their direction is undefined)")
-    return z64 / norms
-
-
-def frame_with_first_column(m: torch.Tensor) -> torch.Tensor:
-    """An orthogonal ``(n, n)`` matrix whose first column is the unit vector ``m`` ``(n,)``;
-    the other columns are an orthonormal basis of the tangent space ``m^perp``."""
-    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
-    # _rotate_e1_to maps each row e_i to F e_i, i.e. it returns F^T.
-    return _rotate_e1_to(eye, m.expand_as(eye).clone()).T
 
 
 def vmf_tangent_std(concentration: torch.Tensor | float, n: int) -> torch.Tensor:
@@ -450,21 +322,6 @@ def vmf_tangent_std(concentration: torch.Tensor | float, n: int) -> torch.Tensor
     safe = torch.where(small, torch.ones_like(k), k)
     ratio = bessel_ratio(n / 2.0 - 1.0, safe) / safe
     return torch.sqrt(torch.where(small, torch.full_like(k, 1.0 / n), ratio))
-
-
-def kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): ``k`` rows of ``z`` ``(N, n)``
-    picked with squared-distance weighting. On unit rows the squared distance is
-    ``2 (1 - cos)``, so this is also the spherical k-means++ seeding."""
-    first = torch.randint(z.shape[0], (1,), generator=generator, device=z.device)
-    centres = [z[first[0]]]
-    d2 = ((z - centres[0]) ** 2).sum(-1)
-    for _ in range(1, k):  # over components, not samples
-        weights = d2 if bool(d2.sum() > 0) else torch.ones_like(d2)
-        i = torch.multinomial(weights, 1, generator=generator)[0]
-        centres.append(z[i])
-        d2 = torch.minimum(d2, ((z - z[i]) ** 2).sum(-1))
-    return torch.stack(centres)
 
 
 # ---------------------------------------------------------------------------------------
