@@ -4,6 +4,7 @@ Every configuration is measured side by side in one run, standard vs compressed
 interleaved in blocks (A B, B A, ...), so drift in the machine hits both alike:
 
 - ``eager``         today's step: eager model, foreach Adam, the torch prior loss (fp32).
+- ``eager+bf16``    today's trainer on the paper config: the same with bfloat16 autocast.
 - ``eager+triton``  the same with the Triton prior loss (spherevae.kernels).
 - ``graph``         the whole step captured as a CUDA graph (spherevae.cudagraph), fused
                     capturable Adam, Triton prior loss, fp32.
@@ -38,7 +39,7 @@ from spherevae.cudagraph import GraphedStep, capturable_adam
 from spherevae.objectives import OBJECTIVES, TERMS
 from spherevae.training import build_model
 
-MODES = ("eager", "eager+triton", "graph", "graph+bf16+cl")
+MODES = ("eager", "eager+bf16", "eager+triton", "graph", "graph+bf16+cl")
 
 
 @dataclass
@@ -61,15 +62,15 @@ def _config(objective: str, n: int, batch: int, backend: str | None) -> Any:
 
 def make_setup(objective: str, n: int, batch: int, mode: str, seed: int = 0) -> Setup:
     """One training step of the paper's CIFAR-10 config for ``objective`` in ``mode``."""
-    torch_loss = mode == "eager" and objective == "compressed"
+    torch_loss = mode in ("eager", "eager+bf16") and objective == "compressed"
     cfg = _config(objective, n, batch, "torch" if torch_loss else None)
     torch.manual_seed(seed)
     model = build_model(cfg, (3, 32, 32)).to(DEV)
     obj = OBJECTIVES[cfg.objective.name](cfg, model, "cifar10")
     groups = obj.parameter_groups(model)
     noise = torch.Generator(DEV).manual_seed(seed + 1)
-    bf16 = mode.endswith("bf16+cl")
-    if bf16:
+    bf16 = "bf16" in mode
+    if mode.endswith("+cl"):
         model = model.to(memory_format=torch.channels_last)
 
     def autocast() -> Any:
@@ -82,7 +83,7 @@ def make_setup(objective: str, n: int, batch: int, mode: str, seed: int = 0) -> 
                               autocast=autocast, warmup=3)
 
         def step(x: torch.Tensor) -> torch.Tensor:
-            if bf16:
+            if mode.endswith("+cl"):
                 x = x.contiguous(memory_format=torch.channels_last)
             return graphed(x, 1.0)
 
@@ -90,7 +91,8 @@ def make_setup(objective: str, n: int, batch: int, mode: str, seed: int = 0) -> 
     opts = {k: torch.optim.Adam(p, lr=cfg.optim.lr) for k, p in groups.items()}
 
     def eager_step(x: torch.Tensor) -> torch.Tensor:
-        out = obj.compute(model, x, 1.0, noise)
+        with autocast():
+            out = obj.compute(model, x, 1.0, noise)
         for name, loss in out.losses.items():
             loss.backward(inputs=groups[name])
         for name, opt in opts.items():
@@ -172,7 +174,7 @@ def throughput_mode(args: argparse.Namespace) -> None:
                     perm = torch.randperm(size, device=DEV, generator=torch.Generator(DEV).manual_seed(rep))
                     steps = min(args.steps, size // batch)
 
-                    def loader_step(i: int, s: Setup = setups[o]) -> torch.Tensor:
+                    def loader_step(i: int, s: Setup = setups[o], perm: torch.Tensor = perm) -> torch.Tensor:
                         x = data.index_select(0, perm[i * batch:(i + 1) * batch]).float().div_(255.0)
                         return s.step(x)
 

@@ -100,3 +100,81 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
     cpu = spherevae.load(run.run_dir)
     torch.testing.assert_close(cpu.reconstruct(x[:8]), run.reconstruct(x[:8]), rtol=1e-4, atol=1e-5)
     assert cpu.sample(4, "esag").shape == (4, 64)
+
+
+def _graph_setup(objective: str = "compressed", n: int = 64, seed: int = 0):
+    from spherevae.config import load_config
+    from spherevae.cudagraph import GraphedStep, capturable_adam
+    from spherevae.objectives import TERMS
+    from spherevae.training import OBJECTIVES, build_model
+
+    cfg = load_config(CONFIGS / f"cifar10-{objective}.yaml", [f"model.latent_dim={n}"])
+    torch.manual_seed(seed)
+    model = build_model(cfg, (3, 32, 32)).cuda()
+    obj = OBJECTIVES[objective](cfg, model, "cifar10")
+    groups = obj.parameter_groups(model)
+    opts = {k: capturable_adam(p, 1e-3) for k, p in groups.items()}
+    noise = torch.Generator("cuda").manual_seed(seed + 1)
+    return model, obj, opts, groups, TERMS, noise, GraphedStep
+
+
+@pytest.mark.parametrize("n", [2, 200, 1000])
+def test_triton_prior_loss_matches_torch_on_cuda(n: int) -> None:
+    from spherevae.losses import HypersphericalPriorLoss
+
+    g = torch.Generator("cuda").manual_seed(n)
+    mu = torch.randn(200, n, device="cuda", generator=g) + 0.2
+    sigma = torch.rand(200, n, device="cuda", generator=g) + 0.05
+    out = {}
+    for backend in ("torch", "triton"):
+        m, s = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+        loss = HypersphericalPriorLoss(n, backend=backend).cuda()(m, s, validate=False)
+        loss.backward()
+        out[backend] = (loss.detach(), m.grad, s.grad)
+    for a, b in zip(out["torch"], out["triton"], strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-4, atol=1e-6)
+    assert HypersphericalPriorLoss(n)._use_triton(mu[None])  # 'auto' picks Triton on CUDA
+
+
+@pytest.fixture
+def deterministic_cudnn():
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.parametrize("objective", ["standard", "compressed"])
+def test_graphed_step_matches_eager_steps(objective: str, deterministic_cudnn: None) -> None:
+    """The same 6 steps eagerly and as graph replays (2 eager warm-ups, capture, replays):
+    same losses and same final weights, so the graph trains exactly what the loop would."""
+    runs = {}
+    for warmup in (6, 2):  # warmup=6: never captured, i.e. the eager reference
+        model, obj, opts, groups, terms, noise, graphed_step = _graph_setup(objective)
+        step = graphed_step(model, obj, opts, groups, terms, noise, grad_clip=100.0, warmup=warmup)
+        g = torch.Generator("cuda").manual_seed(5)
+        xs = [torch.rand(32, 3, 32, 32, device="cuda", generator=g) for _ in range(6)]
+        losses = torch.stack([step(x, 1.0 + 0.5 * i).clone() for i, x in enumerate(xs)])
+        runs[warmup] = (losses, torch.cat([p.detach().flatten() for p in model.parameters()]), step.captures)
+    assert runs[6][2] == 0 and runs[2][2] == 1
+    torch.testing.assert_close(runs[2][0], runs[6][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(runs[2][1], runs[6][1], rtol=1e-4, atol=1e-5)
+
+
+def test_graphed_step_has_no_host_sync_and_recaptures_on_beta_change() -> None:
+    model, obj, opts, groups, terms, noise, graphed_step = _graph_setup("compressed")
+    step = graphed_step(model, obj, opts, groups, terms, noise, grad_clip=100.0, warmup=1)
+    x = torch.rand(32, 3, 32, 32, device="cuda")
+    step(x, 1.0)
+    step(x, 1.0)  # the capture
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            out = step(x, 2.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert step.captures == 1 and torch.isfinite(out).all()
+    obj.beta = 0.5  # the auto-balance changes beta at an epoch end
+    step(x, 1.0)
+    assert step.captures == 2

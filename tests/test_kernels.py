@@ -41,7 +41,7 @@ def _latents(batch: int, n: int, seed: int = 0, dtype: torch.dtype = torch.float
 
 
 def _assert_close(a, b, *, rtol=2e-4, atol=1e-6):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x is None or y is None:  # a switched-off group gets no gradient in either
             assert x is None and y is None
             continue

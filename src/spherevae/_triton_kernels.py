@@ -1,7 +1,6 @@
 """The Triton kernels behind :mod:`spherevae.kernels` (imported only when they run,
 so that triton stays optional). See that module for what each kernel computes."""
 
-# ruff: noqa: N803 (Triton's compile-time constants are upper case by convention)
 from __future__ import annotations
 
 import triton
@@ -40,7 +39,7 @@ def stats_kernel(x_ptr, mean_ptr, m2_ptr, n_rows, n_cols, stride_g, stride_b, n_
                  ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
     blk = tl.program_id(1)
     g = tl.program_id(0)
-    rows, cols, mask, offs, xs, s, inv_t, cos, radius = _tile(
+    _rows, cols, mask, _offs, _xs, _s, _inv_t, cos, radius = _tile(
         x_ptr, blk * ROWS, n_rows, n_cols, stride_g, stride_b, ROWS, BLOCK_N)
     c = _coords(cos, radius, cols, n_cols)
     valid = mask.to(tl.float32)
@@ -93,7 +92,7 @@ def backward_kernel(x_ptr, grad_ptr, gout_ptr, gmean_ptr, dmean_ptr, dvar_ptr, n
                     n_cols, stride_g, stride_b, ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
     g = tl.program_id(0)
     blk = tl.program_id(1)
-    rows, cols, mask, offs, xs, s, inv_t, cos, radius = _tile(
+    _rows, cols, mask, offs, xs, s, inv_t, cos, radius = _tile(
         x_ptr, blk * ROWS, n_rows, n_cols, stride_g, stride_b, ROWS, BLOCK_N)
     c = _coords(cos, radius, cols, n_cols)
     p = g * n_cols + cols
