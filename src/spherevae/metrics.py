@@ -163,14 +163,16 @@ class FeatureStats:
 
     Each :meth:`update` merges the batch's mean and centred co-moment into the running
     ones (Chan, Golub and LeVeque's pairwise update), so no large sums are subtracted
-    from each other: the covariance after any split of the rows into batches equals
-    ``np.cov`` of all rows to rounding. Memory: ``D + D^2`` floats.
+    from each other: after any split of the rows into batches the statistics equal those
+    of all rows at once to rounding, and after one update they are exactly ``x.mean(0)``
+    and ``np.cov(x, rowvar=False)`` (what :func:`frechet_distance` uses). Memory:
+    ``D + D^2`` floats.
     """
 
     def __init__(self) -> None:
         self.count = 0
         self.mean: np.ndarray | None = None
-        self.comoment: np.ndarray | None = None  # sum of (x - mean)(x - mean)^T
+        self._cov: np.ndarray | None = None
 
     @classmethod
     def of(cls, feats: Any) -> FeatureStats:
@@ -188,23 +190,24 @@ class FeatureStats:
         if self.mean is not None and x.shape[1] != self.mean.shape[0]:
             raise ValueError(f"features of dimension {x.shape[1]} added to statistics of dimension {self.mean.shape[0]}")
         mean_b = x.mean(0)
-        centred = x - mean_b
-        comoment_b = centred.T @ centred
-        if self.mean is None or self.comoment is None:
-            self.count, self.mean, self.comoment = n_b, mean_b, comoment_b
+        cov_b = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]) if n_b > 1 else np.zeros((x.shape[1],) * 2)
+        if self.mean is None or self._cov is None:
+            self.count, self.mean, self._cov = n_b, mean_b, cov_b
             return
         n = self.count + n_b
         delta = mean_b - self.mean
+        comoment = (self._cov * (self.count - 1) + cov_b * (n_b - 1)
+                    + np.outer(delta, delta) * (self.count * n_b / n))
         self.mean = self.mean + delta * (n_b / n)
-        self.comoment = self.comoment + comoment_b + np.outer(delta, delta) * (self.count * n_b / n)
+        self._cov = comoment / (n - 1)
         self.count = n
 
     @property
     def covariance(self) -> np.ndarray:
         """Unbiased covariance ``(D, D)`` (needs at least 2 rows)."""
-        if self.count < 2 or self.comoment is None:
+        if self.count < 2 or self._cov is None:
             raise ValueError(f"a covariance needs at least 2 feature rows, got {self.count}")
-        return self.comoment / (self.count - 1)
+        return self._cov
 
 
 class _FeatureMetric:
@@ -274,8 +277,9 @@ class FID(_FeatureMetric):
             if stats.count < 2:
                 raise ValueError(f"FID needs at least 2 {side} samples (a covariance), got {stats.count}")
         assert self.real.mean is not None and self.fake.mean is not None
-        return frechet_distance_from_stats(self.real.mean, self.real.covariance,
-                                           self.fake.mean, self.fake.covariance)
+        # Generated first, as frechet_distance(generated, real) orders them.
+        return frechet_distance_from_stats(self.fake.mean, self.fake.covariance,
+                                           self.real.mean, self.real.covariance)
 
     def _clear(self, *, real: bool) -> None:
         if real:
