@@ -91,7 +91,7 @@ def test_fid_and_kid_reset():
         second.update_features(other, real=False)
         assert keep.compute() == second.compute() != first
         second.reset()  # everything
-        with pytest.raises(ValueError, match="(at least 2|needs real)"):
+        with pytest.raises(ValueError, match=r"(at least 2|needs real)"):
             second.compute()
     kid_metric = KID(subsets=5, subset_size=100, seed=3)
     kid_metric.update_features(real[:150], real=True)
