@@ -14,6 +14,7 @@ from spherevae.evaluation import (
     TANGENT_NOISE_SCALES,
     EvalConfig,
     EvalContext,
+    _save_samplers,
     encode,
     fit_samplers,
     generate,
@@ -122,7 +123,7 @@ def _images(num: int = 120) -> tuple[torch.Tensor, torch.Tensor]:
     return images.reshape(num, 1, 4, 4), labels
 
 
-def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, tmp_path) -> None:
+def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, tmp_path, caplog) -> None:
     """docs/design.md "Adding a sampler / a feature backbone": one registry entry each."""
     monkeypatch.setitem(SAMPLERS, "jitter", SamplerSpec(lambda z, radius, seed: _Jitter(z), "euclidean",
                                                         True, "test latents plus small noise"))
@@ -150,6 +151,11 @@ def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, t
             stage(ctx)
     assert "knn_accuracy_k5" not in m  # no training split, no k-NN
     assert {p.name for p in tmp_path.iterdir()} >= {"samples.png", "samples_by_sampler.png", "interpolation.png"}
+    # A sampler without a saved form is evaluated all the same, and not saved.
+    with caplog.at_level("WARNING", logger="spherevae.evaluate"):
+        _save_samplers(ctx.fitted, tmp_path / "samplers")
+    assert (tmp_path / "samplers" / "prior.safetensors").is_file()
+    assert not (tmp_path / "samplers" / "jitter.safetensors").exists() and "jitter not saved" in caplog.text
 
 
 def test_a_stage_says_which_stage_it_needs() -> None:

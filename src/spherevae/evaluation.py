@@ -43,12 +43,13 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -112,28 +113,13 @@ _STAGE_TEXT = {
 }
 
 
-@dataclass
-class _Timer:
-    timings: dict[str, float] = field(default_factory=dict)
-    log: Callable[[str], None] = lambda _msg: None
-
-    def __call__(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-
-@dataclass
-class _Stage:
-    timer: _Timer
-    name: str
-    start: float = 0.0
-
-    def __enter__(self) -> None:
-        self.timer.log(f"[{len(self.timer.timings) + 1}/{len(_STAGE_TEXT)}] "
-                       f"{_STAGE_TEXT.get(self.name, self.name)}")
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.timings[self.name] = round(time.perf_counter() - self.start, 3)
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str, log: Callable[[str], None]) -> Iterator[None]:
+    """One progress line, ``[i/6] what the stage does``, then its wall time into ``timings``."""
+    log(f"[{len(timings) + 1}/{len(_STAGE_TEXT)}] {_STAGE_TEXT.get(name, name)}")
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
@@ -147,22 +133,22 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
     log: Callable[[str], None] = _LOG.info if opts.progress else _silent
-    timer = _Timer(log=log)
-    with timer("load"):
+    timings: dict[str, float] = {}
+    with _timed(timings, "load", log):
         ctx = load_context(run_dir, opts, log=log)
     for name, stages in PIPELINE:
         if name == "figures" and not opts.figures:
             continue
-        with timer(name):
+        with _timed(timings, name, log):
             for stage in stages:
                 stage(ctx)
     metrics = ctx.metrics
-    metrics["timings_s"] = timer.timings
+    metrics["timings_s"] = timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
     _save_samplers(ctx.fitted, run_dir / "samplers")
     out = run_dir / "eval" / "metrics.json"
     atomic_write_json(out, metrics, indent=2, sort_keys=True, default=_json_default)
-    log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out}")
+    log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {out}")
     return metrics
 
 

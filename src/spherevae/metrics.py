@@ -1,13 +1,11 @@
-"""Metrics, pure math: reconstruction, FID and KID (streaming, any feature extractor),
-precision/recall, k-NN accuracy on latents, posterior collapse, the replica angle and
-the latents' tangent spectrum. No training, no caching, no file IO here: the feature
-backbones (the domain classifier, Inception) live in :mod:`spherevae.features`.
+"""Metrics, pure math (no training, caching or file IO: feature backbones live in
+:mod:`spherevae.features`): reconstruction, FID and KID, precision/recall, k-NN accuracy,
+posterior collapse, the replica angle and the latents' tangent spectrum.
 
 :class:`FID` and :class:`KID` follow torchmetrics' lifecycle: ``update(images, real=...)``
 any number of times, ``compute()``, ``reset()``; the feature extractor is injected (any
 callable from images to features, or ``FID.from_backbone(name)`` for a registered one).
-FID names always carry the backbone (``fid_domain_...``); ``domain`` FIDs are NOT
-comparable to published Inception FIDs.
+``domain`` FIDs are NOT comparable to published Inception FIDs.
 """
 
 from __future__ import annotations
