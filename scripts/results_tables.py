@@ -23,6 +23,19 @@ from typing import Any
 
 import torch
 
+from spherevae.evaluation import TANGENT_NOISE_SCALES
+from spherevae.metric_info import KEYS, describe, metric_key
+
+# Every sweep is evaluated on domain features; keys come from the one builder.
+BACKBONE = "domain"
+HEADLINE = metric_key("headline_fid_recon", backbone=BACKBONE)  # each run's main sampler
+KNN = metric_key("knn_accuracy", k=5)
+
+
+def fid_key(sampler: str, reference: str = "recon") -> str:
+    """``fid_domain_<sampler>_recon`` (or ``_test``)."""
+    return metric_key(f"fid_{reference}", backbone=BACKBONE, sampler=sampler)
+
 
 def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     path = sweep_dir / "results.json"
@@ -49,7 +62,7 @@ def mean_std(values: list[float]) -> str:
 
 
 def fid_gauss(r: dict[str, Any]) -> float | None:
-    return r.get("fid_domain_gaussian_sphere_recon", r.get("fid_domain_gaussian_recon"))
+    return r.get(fid_key("gaussian_sphere"), r.get(fid_key("gaussian")))
 
 
 _collapse_cache: dict[str, dict[str, int]] = {}
@@ -110,8 +123,9 @@ def sigma_summary(r: dict[str, Any]) -> str:
 
 
 def samplers_in(rows: list[dict[str, Any]]) -> list[str]:
-    found = {k[len("fid_domain_"):-len("_recon")] for r in rows for k in r
-             if k.startswith("fid_domain_") and k.endswith("_recon") and k != "fid_domain_recon"}
+    infos = [describe(k) for r in rows for k in r]
+    found = {i.sampler for i in infos
+             if i is not None and i.template == KEYS["fid_recon"] and i.backbone == BACKBONE}
     return [s for s in SAMPLER_ORDER if s in found] + sorted(found - set(SAMPLER_ORDER))
 
 
@@ -127,11 +141,12 @@ def sampler_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, .
             rs = [r for r in rows if r["variant"] == v]
             if not rs:
                 continue
-            if not any(f"fid_domain_{name}_recon" in r for r in rs):
+            if not any(fid_key(name) in r for r in rs):
                 cells.append("n/a")
                 continue
-            cells.append(f"{col(rs, f'fid_domain_{name}_recon')} ({col(rs, f'fid_domain_{name}_test')}); "
-                         f"{col(rs, f'precision_domain_{name}')} / {col(rs, f'recall_domain_{name}')}")
+            pr = {m: metric_key(m, backbone=BACKBONE, sampler=name) for m in ("precision", "recall")}
+            cells.append(f"{col(rs, fid_key(name))} ({col(rs, fid_key(name, 'test'))}); "
+                         f"{col(rs, pr['precision'])} / {col(rs, pr['recall'])}")
         print(f"| `{name}` | " + " | ".join(cells) + " |")
     print()
 
@@ -146,7 +161,8 @@ def diagnostics_table(title: str, rows: list[dict[str, Any]], variants: tuple[st
         rs = [r for r in rows if r["variant"] == v]
         if not rs:
             continue
-        noise = " / ".join(col(rs, f"tangent_noise_fid_domain_{c}x") for c in ("0.25", "0.5", "1"))
+        noise = " / ".join(col(rs, metric_key("tangent_noise_fid", backbone=BACKBONE, scale=c))
+                           for c in TANGENT_NOISE_SCALES)
         sig = "; ".join(sigma_summary(r) for r in rs)
         print(f"| {v} | {len(rs)} | {col(rs, 'tangent_effective_dim')} | {col(rs, 'tangent_top_fraction')} | {sig} | "
               f"{col(rs, 'vmf_concentration')} | {noise} |")
@@ -163,8 +179,8 @@ def fig1(sweeps: Path, figures: Path) -> None:
     for variant in VARIANTS:
         rs = [r for r in rows if r["variant"] == variant]
         if rs:
-            print(f"| {variant} | {len(rs)} | {col(rs, 'rmse_percent')} | {col(rs, 'mse_sum')} | {col(rs, 'fid_domain_recon')} | "
-                  f"{col(rs, 'knn_accuracy_k5')} | {col(rs, 'replica_angle_mean')} |")
+            print(f"| {variant} | {len(rs)} | {col(rs, 'rmse_percent')} | {col(rs, 'mse_sum')} | {col(rs, HEADLINE)} | "
+                  f"{col(rs, KNN)} | {col(rs, 'replica_angle_mean')} |")
     print()
     sampler_table("Every sampler, Fig 1 runs", rows)
     diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)
@@ -193,9 +209,9 @@ def ablation(sweeps: Path) -> None:
             if row is None:
                 continue
             print(f"| {objective} | {label} | {r.get('train.seed')} | {fmt(row.get('rmse_percent'))} | {fmt(row.get('replica_angle_mean'))} | "
-                  f"{fmt(row.get('tangent_effective_dim'))} | {sigma_summary(row)} | {fmt(row.get('fid_domain_vmf_recon'))} | "
-                  f"{fmt(row.get('fid_domain_gaussian_sphere_recon'))} | {fmt(row.get('fid_domain_esag_recon'))} | "
-                  f"{fmt(row.get('fid_domain_vmf_mixture_recon'))} |")
+                  f"{fmt(row.get('tangent_effective_dim'))} | {sigma_summary(row)} | {fmt(row.get(fid_key('vmf')))} | "
+                  f"{fmt(row.get(fid_key('gaussian_sphere')))} | {fmt(row.get(fid_key('esag')))} | "
+                  f"{fmt(row.get(fid_key('vmf_mixture')))} |")
     print()
 
 
@@ -210,8 +226,8 @@ def fig1_long(sweeps: Path, figures: Path) -> None:
     for r in sorted(rows, key=lambda r: VARIANTS.index(r["variant"])):
         c = collapse(run_dir(sweeps / "fmnist-fig1-long", r))
         kl = f"{c['kl01']} / {c['kl1']}" if r["variant"] == "standard" else "n/a / n/a"
-        print(f"| {r['variant']} | {fmt(r['rmse_percent'])} | {fmt(r['mse_sum'])} | {fmt(r.get('fid_domain_recon'))} | "
-              f"{fmt(r.get('knn_accuracy_k5'))} | {fmt(r.get('replica_angle_mean'))} | {c['cart']} / {c['cos']} / {kl} |")
+        print(f"| {r['variant']} | {fmt(r['rmse_percent'])} | {fmt(r['mse_sum'])} | {fmt(r.get(HEADLINE))} | "
+              f"{fmt(r.get(KNN))} | {fmt(r.get('replica_angle_mean'))} | {c['cart']} / {c['cos']} / {kl} |")
         copy_eval_figures(sweeps / "fmnist-fig1-long", r, ("samples_by_sampler", "sphere_projection", "latent_histograms",
                                                            "latent_spectrum"), figures, f"fig1-long-{r['variant']}")
     print()
@@ -263,7 +279,7 @@ def fig2(sweeps: Path, figures: Path) -> None:
     def values(key: tuple[str, int, float], get) -> list[float]:
         return [v for v in (get(r) for r in groups.get(key, [])) if v is not None]
 
-    headline = lambda r: r.get("fid_domain_recon")  # noqa: E731
+    headline = lambda r: r.get(HEADLINE)  # noqa: E731
     rmse = lambda r: r.get("rmse_percent")  # noqa: E731
     for n in sorted({r["model.latent_dim"] for r in rows}):
         for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
@@ -308,7 +324,7 @@ def beta_regimes(sweeps: Path) -> None:
         c = collapse(run_dir(sweep_dir, r))
         kl = (c["kl01"], c["kl1"]) if r["variant"] == "standard" else ("n/a", "n/a")
         print(f"| {r['variant']} | {r['objective.beta']} | {r.get('train.seed', 0)} | {c['cart']} | {c['cos']} | {kl[0]} | {kl[1]} | "
-              f"{fmt(r['mse_sum'])} | {fmt(r['rmse_percent'])} | {fmt(r['fid_domain_recon'])} | {fmt(fid_gauss(r))} |")
+              f"{fmt(r['mse_sum'])} | {fmt(r['rmse_percent'])} | {fmt(r[HEADLINE])} | {fmt(fid_gauss(r))} |")
     print()
 
 
@@ -356,7 +372,7 @@ def quench(sweeps: Path, figures: Path) -> None:
     for name, c in sorted(curves.items()):
         cells = [f"{e['test_replica_angle_mean']:.3f} (x{e['multiplier']:.1f})" for e in c]
         r = final[name]
-        print(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['replica_angle_mean'])} | {fmt(r['fid_domain_recon'])} | "
+        print(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['replica_angle_mean'])} | {fmt(r[HEADLINE])} | "
               f"{fmt(r['rmse_percent'])} |")
     print("\n(x m): the schedule's latent-pressure multiplier in that epoch.\n")
     fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
@@ -386,7 +402,7 @@ def authors(sweeps: Path) -> None:
     for r in sorted(rows, key=lambda r: (r["model.latent_dim"], -r["objective.beta"])):
         p = paper.get((r["model.latent_dim"], r["objective.beta"]), {})
         print(f"| {r['model.latent_dim']} | {r['objective.beta']} | {fmt(p.get('rmse_percent'))} | {fmt(r['rmse_percent'])} | "
-              f"{fmt(p.get('fid_domain_recon'))} | {fmt(r['fid_domain_recon'])} | {fmt(fid_gauss(p))} | {fmt(fid_gauss(r))} | "
+              f"{fmt(p.get(HEADLINE))} | {fmt(r[HEADLINE])} | {fmt(fid_gauss(p))} | {fmt(fid_gauss(r))} | "
               f"{fmt(p.get('replica_angle_mean'))} | {fmt(r['replica_angle_mean'])} |")
     print()
 

@@ -1,4 +1,5 @@
-"""Tests for the sampler choice and the generation diagnostics of spherevae.evaluation."""
+"""Tests for the sampler choice, the stages and the generation diagnostics of
+spherevae.evaluation."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ import torch
 from torch import nn
 
 from spherevae.evaluation import (
+    PIPELINE,
     TANGENT_NOISE_SCALES,
     EvalConfig,
-    _tangent_noise_fids,
+    EvalContext,
+    _save_samplers,
+    encode,
+    fit_samplers,
+    generate,
+    generation_metrics,
+    latent_geometry,
     samplers_for,
+    tangent_noise_fids,
 )
-from spherevae.metrics import FID
-from spherevae.sampling import SAMPLERS, VonMisesFisher
+from spherevae.features import FEATURE_BACKBONES, BackboneSpec
+from spherevae.metric_info import metric_key
+from spherevae.metrics import FID, frechet_distance, kid, precision_recall
+from spherevae.sampling import SAMPLERS, SamplerSpec, VonMisesFisher
 
 
 def test_every_objective_gets_its_prior_and_every_fitted_sampler() -> None:
@@ -57,8 +68,12 @@ def test_tangent_noise_fids_grow_with_the_noise_scale() -> None:
     model = _Decoder().eval()
     with torch.no_grad():
         x_hat = model.decode(latents)
-    fid = FID(nn.Flatten(), "flat")
-    out = _tangent_noise_fids(model, latents, x_hat, fid, fid.features(x_hat), EvalConfig(progress=False), g)
+    fid = FID(nn.Flatten(), "flat", reset_real_features=False)
+    fid.update(x_hat, real=True)
+    ctx = EvalContext(model, torch.zeros(0, 1, 3, 4, dtype=torch.uint8), "compressed",
+                      EvalConfig(progress=False), latents=latents, x_hat=x_hat, fids={"recon": fid})
+    tangent_noise_fids(ctx)
+    out = ctx.metrics
     vmf = VonMisesFisher.fit(latents)
     a = float(vmf.mean_resultant_length)
     assert out["vmf_tangent_std"] == pytest.approx(math.sqrt(a / float(vmf.concentration)), rel=1e-5)
@@ -66,6 +81,102 @@ def test_tangent_noise_fids_grow_with_the_noise_scale() -> None:
     rmse = [out[f"tangent_noise_rmse_percent_{c:g}x"] for c in TANGENT_NOISE_SCALES]
     assert fids == sorted(fids) and fids[0] > 0
     assert rmse == sorted(rmse) and rmse[0] > 0
+    assert fid.real.count == 3000 and fid.fake.count == 0  # the reference survives the resets
+
+
+class _ImageVAE(nn.Module):
+    """Any model with encode/decode (not spherevae's): 1x4x4 images, n = 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)  # weights of the test network only
+        self.enc = nn.Linear(16, 6)
+        self.dec = nn.Linear(3, 16)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.enc(x.flatten(1)).chunk(2, dim=1)
+        return 3 * mu, logvar.clamp(-6, 2)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.dec(z)).reshape(-1, 1, 4, 4)
+
+    def reparameterize(self, mu, logvar, generator=None):
+        return mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+
+
+class _Jitter:
+    """A toy sampler: test latents drawn at random plus small Gaussian noise."""
+
+    def __init__(self, z: torch.Tensor) -> None:
+        self.z = z
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        idx = torch.randint(self.z.shape[0], (num,), generator=generator)
+        return self.z[idx] + 0.01 * torch.randn(num, self.z.shape[1], generator=generator)
+
+
+def _images(num: int = 120) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    labels = torch.arange(num) % 3
+    base = torch.stack([torch.linspace(0, 1, 16).roll(5 * c) for c in range(3)])[labels]
+    images = ((base + 0.1 * torch.rand(num, 16, generator=g)).clamp(0, 1) * 255).to(torch.uint8)
+    return images.reshape(num, 1, 4, 4), labels
+
+
+def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, tmp_path, caplog) -> None:
+    """docs/design.md "Adding a sampler / a feature backbone": one registry entry each."""
+    monkeypatch.setitem(SAMPLERS, "jitter", SamplerSpec(lambda z, radius, seed: _Jitter(z), "euclidean",
+                                                        True, "test latents plus small noise"))
+    monkeypatch.setitem(FEATURE_BACKBONES, "pixels", BackboneSpec(lambda dataset=None, **_: nn.Flatten(),
+                                                                  32, "raw pixels"))
+    images, labels = _images()
+    opts = EvalConfig(backbone="pixels", num_samples=300, progress=False, tsne_points=60)
+    ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels, out_dir=tmp_path)
+    assert "jitter" in ctx.samplers and ctx.samplers[0] == "prior"
+    for stage in (encode, fit_samplers, generate, generation_metrics):
+        stage(ctx)
+    m, flat = ctx.metrics, ctx.x_hat.flatten(1).double().numpy()
+    for name in ("prior", "jitter"):
+        feats = ctx.samples[name].flatten(1).double().numpy()
+        assert m[metric_key("fid_recon", backbone="pixels", sampler=name)] == frechet_distance(feats, flat)
+        pr = precision_recall(ctx.x_test.flatten(1).double().numpy(), feats)
+        assert m[metric_key("precision", backbone="pixels", sampler=name)] == pr["precision"]
+    assert m["fid_pixels_jitter_recon"] < 0.1 * m["fid_pixels_prior_recon"]  # jitter stays on the data
+    prior = ctx.samples["prior"].flatten(1).double().numpy()
+    assert m["kid_pixels_prior_recon"] == kid(prior, flat) and "kid_pixels_jitter_recon" not in m
+    assert m["fid_pixels_recon"] == m["fid_pixels_prior_recon"] and m["fid_backbone"] == "pixels"
+    # The other stages run on the same hand-made context: no run directory needed.
+    for _, stages in PIPELINE[3:]:
+        for stage in stages:
+            stage(ctx)
+    assert "knn_accuracy_k5" not in m  # no training split, no k-NN
+    assert {p.name for p in tmp_path.iterdir()} >= {"samples.png", "samples_by_sampler.png", "interpolation.png"}
+    # A sampler without a saved form is evaluated all the same, and not saved.
+    with caplog.at_level("WARNING", logger="spherevae.evaluate"):
+        _save_samplers(ctx.fitted, tmp_path / "samplers")
+    assert (tmp_path / "samplers" / "prior.safetensors").is_file()
+    assert not (tmp_path / "samplers" / "jitter.safetensors").exists() and "jitter not saved" in caplog.text
+
+
+def test_a_stage_says_which_stage_it_needs() -> None:
+    images, _ = _images(10)
+    ctx = EvalContext(_ImageVAE(), images, "standard", EvalConfig(progress=False))
+    with pytest.raises(ValueError, match="run the 'encode' stage first"):
+        latent_geometry(ctx)
+    encode(ctx)
+    with pytest.raises(ValueError, match="run the 'fit_samplers' stage first"):
+        generate(ctx)
+
+
+def test_samples_are_seeded_per_sampler() -> None:
+    images, _ = _images(40)
+    draws = []
+    for samplers in (("gaussian", "vmf"), ("vmf",)):
+        ctx = EvalContext(_ImageVAE(), images, "standard", EvalConfig(samplers=samplers, num_samples=20))
+        for stage in (encode, fit_samplers, generate):
+            stage(ctx)
+        draws.append(ctx.samples["vmf"])
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
 
 
 def test_latent_spectrum_figure_draws_both_panels(tmp_path) -> None:

@@ -7,6 +7,9 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from spherevae.metrics import (
+    FID,
+    KID,
+    FeatureStats,
     collapse_stats,
     frechet_distance,
     kid,
@@ -33,6 +36,78 @@ def test_frechet_matches_scipy_sqrtm():
     a = rng.normal(size=(400, 8))
     b = rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8)) * 0.5 + 1.0
     assert frechet_distance(a, b) == pytest.approx(_fid_scipy(a, b), rel=1e-7)
+
+
+def test_streaming_fid_in_chunks_equals_one_shot_and_scipy():
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(500, 6)) * 3.0 + 40.0  # a large mean: no cancellation allowed
+    fake = rng.normal(size=(350, 6)) @ rng.normal(size=(6, 6)) + 41.0
+    one_shot = FID()
+    one_shot.update_features(real, real=True)
+    one_shot.update_features(fake, real=False)
+    # One update holds exactly what frechet_distance computes.
+    assert one_shot.compute() == frechet_distance(fake, real)
+    chunked = FID()
+    for part in np.array_split(real, 7):
+        chunked.update_features(part, real=True)
+    for part in (fake[:1], fake[1:2], fake[2:100], fake[100:]):  # single rows too
+        chunked.update_features(torch.from_numpy(part), real=False)
+    assert chunked.real.count == 500 and chunked.fake.count == 350
+    np.testing.assert_allclose(chunked.real.mean, real.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(chunked.real.covariance, np.cov(real, rowvar=False), rtol=1e-10, atol=1e-12)
+    assert chunked.compute() == pytest.approx(one_shot.compute(), rel=1e-9)
+    assert chunked.compute() == pytest.approx(_fid_scipy(fake, real), rel=1e-7)
+
+
+def test_fid_with_a_flatten_extractor_is_the_gaussians_closed_form():
+    """Images whose pixels are Gaussian: FID of the flattened images -> the Fréchet
+    distance of the two Gaussians, |m1 - m2|^2 + tr(S1 + S2 - 2 (S1 S2)^1/2)."""
+    g = torch.Generator().manual_seed(0)
+    n, shape = 100_000, (1, 2, 2)
+    s1, s2 = torch.tensor([1.0, 2.0, 0.5, 1.5]), torch.tensor([2.0, 0.5, 0.5, 3.0])  # stds
+    m2 = torch.tensor([0.3, -0.2, 0.0, 0.1])
+    x1 = (torch.randn(n, 4, generator=g, dtype=torch.float64) * s1).reshape(n, *shape)
+    x2 = (torch.randn(n, 4, generator=g, dtype=torch.float64) * s2 + m2).reshape(n, *shape)
+    fid = FID(torch.nn.Flatten(), "flat", batch_size=7_000)
+    fid.update(x1, real=True)
+    for part in x2.split(30_000):
+        fid.update(part, real=False)
+    exact = float((m2**2).sum() + ((s1 - s2) ** 2).sum())  # diagonal covariances
+    assert fid.compute() == pytest.approx(exact, rel=0.02)
+
+
+def test_fid_and_kid_reset():
+    rng = np.random.default_rng(2)
+    real, fake, other = rng.normal(size=(300, 4)), rng.normal(size=(300, 4)) + 1, rng.normal(size=(300, 4)) + 2
+    for cls in (FID, KID):
+        keep = cls(reset_real_features=False)
+        keep.update_features(real, real=True)
+        keep.update_features(fake, real=False)
+        first = keep.compute()
+        keep.reset()
+        keep.update_features(other, real=False)
+        second = cls()
+        second.update_features(real, real=True)
+        second.update_features(other, real=False)
+        assert keep.compute() == second.compute() != first
+        second.reset()  # everything
+        with pytest.raises(ValueError, match=r"(at least 2|needs real)"):
+            second.compute()
+    kid_metric = KID(subsets=5, subset_size=100, seed=3)
+    kid_metric.update_features(real[:150], real=True)
+    kid_metric.update_features(real[150:], real=True)
+    kid_metric.update_features(fake, real=False)
+    assert kid_metric.compute() == kid(fake, real, subsets=5, subset_size=100, seed=3)
+
+
+def test_feature_stats_reject_mixed_dimensions_and_need_two_rows():
+    stats = FeatureStats.of(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 feature rows"):
+        stats.covariance
+    with pytest.raises(ValueError, match="dimension 4"):
+        stats.update(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="no feature extractor"):
+        FID().update(torch.zeros(2, 1, 2, 2), real=True)
 
 
 def test_frechet_diagonal_closed_form_and_identity():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
-from spherevae.metric_info import GROUPS, METRICS, better, describe
+from spherevae.metric_info import GROUPS, KEYS, METRICS, better, describe, metric_key
 from spherevae.report import RunSummary, load_run_summary, write_report
 
 
@@ -296,3 +296,26 @@ def test_report_renders_and_sorts_in_headless_chromium(tmp_path):
         assert errors == []
     finally:
         driver.quit()
+
+
+def test_metric_key_builds_what_describe_reads():
+    assert metric_key("fid_recon", backbone="domain", sampler="gaussian_sphere") == "fid_domain_gaussian_sphere_recon"
+    assert metric_key("tangent_noise_fid", backbone="inception", scale=1.0) == "tangent_noise_fid_inception_1x"
+    assert metric_key("tangent_noise_rmse", scale=0.25) == "tangent_noise_rmse_percent_0.25x"
+    assert metric_key("knn_accuracy", k=5) == "knn_accuracy_k5"
+    parts = {"backbone": "domain", "sampler": "vmf_mixture", "scale": 0.5, "k": 11, "stat": "collapsed_kl"}
+    described = set(METRICS)
+    for name, template in KEYS.items():
+        needed = {p for p in parts if "{" + p + "}" in template}
+        key = metric_key(name, **{p: parts[p] for p in needed})
+        info = describe(key)
+        if template in described:  # the registry reads back the parts the builder wrote
+            assert info is not None and info.template == template
+            assert info.sampler == (parts["sampler"] if "sampler" in needed else None)
+            assert info.backbone == (parts["backbone"] if "backbone" in needed else None)
+        elif name != "collapse":
+            assert info is None, key
+    with pytest.raises(ValueError, match="needs parts"):
+        metric_key("fid_recon", backbone="domain")
+    with pytest.raises(ValueError, match="must be one of"):
+        metric_key("fid_sometimes")

@@ -56,7 +56,7 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    from spherevae.metrics import FEATURE_BACKBONES
+    from spherevae.features import FEATURE_BACKBONES
     from spherevae.sampling import SAMPLERS
 
     p.add_argument("run_dir", help="a run directory written by `spherevae train`")

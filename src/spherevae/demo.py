@@ -17,6 +17,7 @@ import torch
 
 from spherevae.coordinates import hyperspherical_cosines, project_to_sphere, sphere_radius
 from spherevae.losses import HypersphericalPriorLoss
+from spherevae.metrics import replica_angles
 
 __all__ = ["DemoRow", "compress_latents", "run_demo"]
 
@@ -32,9 +33,7 @@ class DemoRow:
 
 def _row(step: int, loss: float, mu: torch.Tensor) -> DemoRow:
     r, cos = hyperspherical_cosines(mu.detach(), validate=False)
-    mean = mu.detach().mean(0)
-    cos_to_mean = (mu.detach() @ mean) / (r * mean.norm()).clamp_min(1e-30)
-    angle = torch.arccos(cos_to_mean.clamp(-1, 1)).mean()
+    angle = replica_angles(mu.detach()).mean()
     return DemoRow(step, loss, float(cos.mean()), float(angle), float(r.mean()))
 
 

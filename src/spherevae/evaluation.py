@@ -8,21 +8,32 @@ It also measures k-NN accuracy on the latents, posterior collapse, the replica
 angle, and draws every figure. Results go to ``RUN_DIR/eval/metrics.json`` and
 ``RUN_DIR/eval/*.png``.
 
+Stages. The work is a sequence of named stages (:data:`PIPELINE`), each a function of
+one :class:`EvalContext` that reads what earlier stages put there and adds its own
+results (``ctx.metrics`` and the fields its docstring names): :func:`encode`,
+:func:`fit_samplers`, :func:`generate`, :func:`generation_metrics` (FID, KID,
+precision/recall per sampler), :func:`latent_geometry`, :func:`tangent_noise_fids`,
+:func:`figures`. ``evaluate_run`` is :func:`load_context` followed by the pipeline;
+any stage can be run alone on a context built by hand (any model with ``encode`` and
+``decode``, any uint8 test images), after the stages it needs.
+
 Conventions, stated once:
 
 - Test latents are the encoder means ``mu`` (projected to radius sqrt(n) when the
   model projects z), never sampled z.
 - The reconstruction of the test set decodes those latents (deterministic).
-- Metric names carry the FID backbone and the reference set:
-  ``fid_<backbone>_<sampler>_recon`` and ``fid_<backbone>_<sampler>_test``; the
-  headline ``fid_<backbone>_recon`` uses the run's main sampler (``prior`` for the
-  standard VAE, ``vmf`` for the compressed one, as in the paper). Every sampler also
-  gets ``precision_<backbone>_<sampler>`` and ``recall_<backbone>_<sampler>`` (vs test).
+- Metric names come from :func:`spherevae.metric_info.metric_key` and carry the FID
+  backbone and the reference set: ``fid_<backbone>_<sampler>_recon`` and
+  ``fid_<backbone>_<sampler>_test``; the headline ``fid_<backbone>_recon`` uses the run's
+  main sampler (``prior`` for the standard VAE, ``vmf`` for the compressed one, as in
+  the paper). Every sampler also gets ``precision_<backbone>_<sampler>`` and
+  ``recall_<backbone>_<sampler>`` (vs test).
 - Which samplers: :func:`samplers_for`: the objective's ``default_samplers`` (its main
   sampler and the prior of its latent space, :mod:`spherevae.objectives`) and every
-  fitted sampler of the registry ``spherevae.sampling.SAMPLERS``; no other list exists. Each sampler draws
-  from its own generator, seeded by ``seed`` and its name, so adding a sampler leaves
-  the others' samples unchanged.
+  fitted sampler of the registry ``spherevae.sampling.SAMPLERS``; no other list exists.
+- Randomness is seeded per stage from ``seed`` and a name (:func:`_named_generator`):
+  each sampler draws from its own generator, so adding a sampler or running a stage
+  alone leaves the others' draws unchanged.
 - Diagnostics that explain generation (docs/evaluation.md): ``sigma_per_dim`` and its
   summary, ``tangent_spectrum`` (its participation ratio is ``tangent_effective_dim``)
   and the decoder's sensitivity to isotropic tangent noise,
@@ -32,19 +43,32 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
-import zlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from spherevae.coordinates import sphere_radius
+from spherevae.eval_context import (
+    EvalConfig,
+    EvalContext,
+    _decode,
+    _named_generator,
+    _need,
+    _silent,
+    _test_latents,
+    encode_dataset,
+    samplers_for,
+)
+from spherevae.metric_info import metric_key
+from spherevae.metrics import FID
 from spherevae.rundir import (
     atomic_write_json,
     check_fingerprint,
@@ -52,9 +76,24 @@ from spherevae.rundir import (
     read_json,
     read_jsonl,
 )
-from spherevae.sampling import SAMPLERS
 
-__all__ = ["TANGENT_NOISE_SCALES", "EvalConfig", "encode_dataset", "evaluate_run", "samplers_for"]
+__all__ = [
+    "PIPELINE",
+    "TANGENT_NOISE_SCALES",
+    "EvalConfig",
+    "EvalContext",
+    "encode",
+    "encode_dataset",
+    "evaluate_run",
+    "figures",
+    "fit_samplers",
+    "generate",
+    "generation_metrics",
+    "latent_geometry",
+    "load_context",
+    "samplers_for",
+    "tangent_noise_fids",
+]
 
 
 _LOG = logging.getLogger("spherevae.evaluate")
@@ -63,264 +102,83 @@ _LOG = logging.getLogger("spherevae.evaluate")
 TANGENT_NOISE_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0)
 
 
-def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The samplers to evaluate: ``requested`` (each a key of ``SAMPLERS``) if given, else
-    the objective's ``default_samplers`` (headline first, e.g. the paper's prior for the
-    standard VAE and vMF for the compressed one) followed by every other fitted sampler of
-    the registry, so every run is compared on the same samplers."""
-    from spherevae._validation import check_choice
-    from spherevae.objectives import OBJECTIVES
-
-    if requested:
-        for name in requested:
-            check_choice(name, "evaluate sampler", SAMPLERS)
-        return tuple(dict.fromkeys(requested))
-    check_choice(objective, "objective", OBJECTIVES)
-    declared = OBJECTIVES[objective].default_samplers
-    fits = (name for name, spec in SAMPLERS.items() if spec.fitted)
-    return tuple(dict.fromkeys((*declared, *fits)))
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Options of :func:`evaluate_run` (all have defaults that follow the paper)."""
-
-    num_samples: int = 10_000
-    samplers: tuple[str, ...] | None = None
-    backbone: str = "domain"
-    inception_weights: str | None = None
-    knn_k: int = 5
-    knn_train_max: int = 20_000
-    tsne_points: int = 10_000
-    max_test: int | None = None
-    batch_size: int = 500
-    seed: int = 0
-    figures: bool = True
-    device: str = "cpu"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
-        if self.max_test is not None and self.max_test < 2:
-            raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
-
-
 # What each timed stage does, for the progress lines (a stage not listed logs its name).
 _STAGE_TEXT = {
     "load": "loading the model and the dataset",
     "encode": "encoding and reconstructing the test set",
     "sample": "fitting the samplers and decoding samples",
     "fid": "FID, KID, precision/recall (feature extraction)",
-    "latents": "k-NN accuracy, collapse, replica angle",
+    "latents": "k-NN accuracy, collapse, replica angle, tangent noise",
     "figures": "drawing the figures",
 }
 
 
-@dataclass
-class _Timer:
-    timings: dict[str, float] = field(default_factory=dict)
-    log: Callable[[str], None] = lambda _msg: None
-
-    def __call__(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-
-@dataclass
-class _Stage:
-    timer: _Timer
-    name: str
-    start: float = 0.0
-
-    def __enter__(self) -> None:
-        self.timer.log(f"[{len(self.timer.timings) + 1}/{len(_STAGE_TEXT)}] "
-                       f"{_STAGE_TEXT.get(self.name, self.name)}")
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.timings[self.name] = round(time.perf_counter() - self.start, 3)
-
-
-@torch.no_grad()
-def encode_dataset(
-    model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder means and log-variances of uint8 images ``(N, C, H, W)``: ``(N, n)`` each."""
-    mus, logvars = [], []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device=device, dtype=torch.float32) / 255.0
-        mu, logvar = model.encode(x)
-        mus.append(mu.float().cpu())
-        logvars.append(logvar.float().cpu())
-    return torch.cat(mus), torch.cat(logvars)
-
-
-@torch.no_grad()
-def _decode(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: str) -> torch.Tensor:
-    out = [
-        model.decode(z[i : i + batch_size].to(device)).float().cpu()
-        for i in range(0, z.shape[0], batch_size)
-    ]
-    return torch.cat(out).clamp_(0.0, 1.0)
-
-
-def _test_latents(model: torch.nn.Module, mu: torch.Tensor) -> torch.Tensor:
-    radius = getattr(model, "radius", None)
-    if radius is None:
-        return mu
-    from spherevae.coordinates import project_to_sphere
-
-    return project_to_sphere(mu, radius, validate=False)
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str, log: Callable[[str], None]) -> Iterator[None]:
+    """One progress line, ``[i/6] what the stage does``, then its wall time into ``timings``."""
+    log(f"[{len(timings) + 1}/{len(_STAGE_TEXT)}] {_STAGE_TEXT.get(name, name)}")
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """Evaluate the run in ``run_dir``; keyword options are :class:`EvalConfig` fields.
 
-    Returns the metrics dict (also written to ``run_dir/eval/metrics.json``).
+    Runs :func:`load_context` and then every stage of :data:`PIPELINE` (figures only if
+    ``figures``), logs one progress line per stage, saves the fitted samplers under
+    ``run_dir/samplers`` and returns the metrics dict (also written to
+    ``run_dir/eval/metrics.json``).
     """
-    from spherevae.data import load_dataset
-    from spherevae.metrics import (
-        FID,
-        collapse_stats,
-        fid_sample_warning,
-        kid,
-        knn_accuracy,
-        posterior_sigma_summary,
-        precision_recall,
-        reconstruction_metrics,
-        replica_angles,
-        tangent_effective_dim,
-        tangent_spectrum,
-    )
-    from spherevae.sampling import fit_sampler
-    from spherevae.training import load_run
-
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
-    _check_device(opts.device)
-    out = run_dir / "eval"
-    log: Callable[[str], None] = _LOG.info if opts.progress else (lambda _msg: None)
-    timer = _Timer(log=log)
-
-    with timer("load"):
-        cfg, model = load_run(run_dir, device=opts.device)
-        model.eval()
-        data_kw = {"root": cfg.data.root, "download": cfg.data.download, **cfg.data.options}
-        test = load_dataset(cfg.data.name, "test", **data_kw)
-        train = load_dataset(cfg.data.name, "train", **data_kw)
-        _check_data(run_dir, cfg.data.name, train, test)
-        expected = tuple(model.config.image_shape)
-        if tuple(test.images.shape[1:]) != expected:
-            raise ValueError(
-                f"dataset {cfg.data.name!r} has images of shape {tuple(test.images.shape[1:])} "
-                f"but the model in {run_dir} expects {expected}"
-            )
-    test_images = test.images if opts.max_test is None else test.images[: opts.max_test]
-    test_labels = None if test.labels is None else test.labels[: test_images.shape[0]]
-    gen = torch.Generator().manual_seed(opts.seed)
-
-    with timer("encode"):
-        log(f"evaluate {run_dir}: encoding {test_images.shape[0]} test images")
-        mu, logvar = encode_dataset(model, test_images, batch_size=opts.batch_size, device=opts.device)
-        latents = _test_latents(model, mu)
-        x_test = test_images.float() / 255.0
-        x_hat = _decode(model, latents, opts.batch_size, opts.device)
-        metrics: dict[str, Any] = {"num_test": int(test_images.shape[0])}
-        metrics.update(reconstruction_metrics(x_test, x_hat))
-
-    samplers = samplers_for(cfg.objective.name, opts.samplers)
-    radius = getattr(model, "radius", None) or sphere_radius(mu.shape[1])
-    samples: dict[str, torch.Tensor] = {}
-    fitted: dict[str, Any] = {}
-    sampler_timings: dict[str, dict[str, float]] = {}
-    with timer("sample"):
-        for name in samplers:
-            log(f"sampler {name}: fit and draw {opts.num_samples}")
-            start = time.perf_counter()
-            fitted[name] = fit_sampler(name, latents, radius=radius, seed=opts.seed)
-            mid = time.perf_counter()
-            z = fitted[name].sample(opts.num_samples, generator=_named_generator(opts.seed, name))
-            sampler_timings[name] = {"fit": round(mid - start, 3), "sample": round(time.perf_counter() - mid, 3)}
-            samples[name] = _decode(model, z, opts.batch_size, opts.device)
-        metrics["sampler_timings_s"] = sampler_timings
-
-    with timer("fid"):
-        log(f"FID ({opts.backbone} features), {opts.num_samples} samples per sampler")
-        fid = FID.from_backbone(
-            opts.backbone,
-            dataset=train,
-            weights=opts.inception_weights,
-            device=opts.device,
-        )
-        fid_ref = fid.features(x_hat)
-        fid_real = fid.features(x_test)
-        backbone = fid.backbone_name
-        main = samplers[0]
-        warning = fid_sample_warning(fid_ref.shape[0], opts.num_samples, fid_ref.shape[1])
-        if warning:
-            _LOG.warning(warning)
-            metrics.setdefault("warnings", []).append(warning)
-        for name, images in samples.items():
-            feats = fid.features(images)
-            metrics[f"fid_{backbone}_{name}_recon"] = fid.distance(feats, fid_ref)
-            metrics[f"fid_{backbone}_{name}_test"] = fid.distance(feats, fid_real)
-            pr = precision_recall(fid_real, feats)
-            metrics[f"precision_{backbone}_{name}"] = pr["precision"]
-            metrics[f"recall_{backbone}_{name}"] = pr["recall"]
-            if name == main:
-                metrics[f"kid_{backbone}_{name}_recon"] = kid(feats, fid_ref)
-        metrics[f"fid_{backbone}_recon"] = metrics[f"fid_{backbone}_{main}_recon"]
-        metrics[f"fid_{backbone}_test"] = metrics[f"fid_{backbone}_{main}_test"]
-        metrics[f"fid_{backbone}_reconstruction_vs_test"] = fid.distance(fid_ref, fid_real)
-        metrics["main_sampler"] = main
-        metrics["fid_backbone"] = backbone
-        log("decoder sensitivity to tangent noise")
-        metrics.update(_tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts,
-                                           _named_generator(opts.seed, "tangent_noise")))
-
-    with timer("latents"):
-        if test_labels is not None and train.labels is not None:
-            n_train = min(opts.knn_train_max, train.images.shape[0])
-            perm = torch.randperm(train.images.shape[0], generator=gen)[:n_train]
-            mu_train, _ = encode_dataset(
-                model, train.images[perm], batch_size=opts.batch_size, device=opts.device
-            )
-            metrics[f"knn_accuracy_k{opts.knn_k}"] = knn_accuracy(
-                _test_latents(model, mu_train), train.labels[perm], latents, test_labels, k=opts.knn_k
-            )
-        collapse = collapse_stats(mu, logvar=logvar)
-        metrics.update({f"collapse_{k}": v for k, v in collapse.items() if not hasattr(v, "shape")})
-        angles = replica_angles(latents)
-        metrics["replica_angle_mean"] = float(angles.mean())
-        metrics["replica_angle_std"] = float(angles.std())
-        spread = tangent_effective_dim(latents)
-        metrics["tangent_effective_dim"] = spread["effective_dim"]
-        metrics["tangent_top_fraction"] = spread["top_fraction"]
-        metrics["tangent_spectrum"] = tangent_spectrum(latents).tolist()
-        sigma = posterior_sigma_summary(logvar, ratio=10.0)
-        metrics["sigma_per_dim"] = sigma["sigma_per_dim"].tolist()
-        metrics["sigma_max"] = sigma["sigma_max"]
-        metrics["sigma_median"] = sigma["sigma_median"]
-        metrics["sigma_dims_above_10x_median"] = sigma["sigma_dims_above_ratio"]
-        if "vmf" in samples and spread["effective_dim"] < 0.1 * spread["max_dim"]:
-            # A vMF is isotropic around its mean direction; say so where it cannot fit.
-            log(f"note: the test latents spread along ~{spread['effective_dim']:.1f} of "
-                f"{spread['max_dim']:.0f} directions around their mean, but a vMF spreads "
-                "evenly over all of them; compare fid_*_gaussian_sphere_* (docs/evaluation.md)")
-
-    if opts.figures:
-        with timer("figures"):
-            _figures(out, cfg, model, test_images, x_hat, samples, samplers[0], mu, logvar,
-                     latents, test_labels, angles, run_dir, opts, gen, metrics, test.classes)
-
-    metrics["timings_s"] = timer.timings
+    log: Callable[[str], None] = _LOG.info if opts.progress else _silent
+    timings: dict[str, float] = {}
+    with _timed(timings, "load", log):
+        ctx = load_context(run_dir, opts, log=log)
+    for name, stages in PIPELINE:
+        if name == "figures" and not opts.figures:
+            continue
+        with _timed(timings, name, log):
+            for stage in stages:
+                stage(ctx)
+    metrics = ctx.metrics
+    metrics["timings_s"] = timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
-    _save_samplers(fitted, run_dir / "samplers")
-    atomic_write_json(out / "metrics.json", metrics, indent=2, sort_keys=True, default=_json_default)
-    log(f"evaluate {run_dir}: done in {sum(timer.timings.values()):.0f} s -> {out / 'metrics.json'}")
+    _save_samplers(ctx.fitted, run_dir / "samplers")
+    out = run_dir / "eval" / "metrics.json"
+    atomic_write_json(out, metrics, indent=2, sort_keys=True, default=_json_default)
+    log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {out}")
     return metrics
+
+
+def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None, *,
+                 log: Callable[[str], None] = _silent) -> EvalContext:
+    """The context of the run in ``run_dir``: its config and model (eval mode, on
+    ``opts.device``), its dataset's test images (the first ``max_test``) and labels and
+    its training split, checked against the run's data fingerprint and image shape."""
+    from spherevae.data import load_dataset
+    from spherevae.training import load_run
+
+    opts = opts or EvalConfig()
+    run_dir = Path(run_dir)
+    _check_device(opts.device)
+    cfg, model = load_run(run_dir, device=opts.device)
+    model.eval()
+    data_kw = {"root": cfg.data.root, "download": cfg.data.download, **cfg.data.options}
+    test = load_dataset(cfg.data.name, "test", **data_kw)
+    train = load_dataset(cfg.data.name, "train", **data_kw)
+    _check_data(run_dir, cfg.data.name, train, test)
+    expected = tuple(model.config.image_shape)
+    if tuple(test.images.shape[1:]) != expected:
+        raise ValueError(
+            f"dataset {cfg.data.name!r} has images of shape {tuple(test.images.shape[1:])} "
+            f"but the model in {run_dir} expects {expected}"
+        )
+    images = test.images if opts.max_test is None else test.images[: opts.max_test]
+    labels = None if test.labels is None else test.labels[: images.shape[0]]
+    return EvalContext(model, images, cfg.objective.name, opts, labels, test.classes, train,
+                       run_dir, run_dir / "eval", cfg, log)
 
 
 def _check_device(name: str) -> None:
@@ -334,18 +192,169 @@ def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
     path = run_dir / "data_fingerprint.json"
     if not path.is_file():  # a run made before fingerprints were stored
         warnings.warn(f"{run_dir} has no data_fingerprint.json: cannot check that the data "
-                      "is the data it was trained on", stacklevel=3)
+                      "is the data it was trained on", stacklevel=4)
         return
     check_fingerprint(read_json(path), data_fingerprint(name, train, test), path)
 
 
-def _named_generator(seed: int, name: str) -> torch.Generator:
-    """A generator for one named random stage, so that adding or reordering samplers
-    does not change the draws of the others."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+# ------------------------------------------------------------------ the stages
 
 
-def _tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts, gen) -> dict[str, float]:
+def encode(ctx: EvalContext) -> None:
+    """Encode the test images and decode their latents. Adds ``mu``, ``logvar`` (encoder
+    outputs), ``latents`` (``mu``, on the model's sphere if it projects), ``x_test`` and
+    ``x_hat`` (float images), and ``num_test``, ``mse_sum``, ``rmse_percent``."""
+    from spherevae.metrics import reconstruction_metrics
+
+    where = ctx.run_dir or "model"
+    ctx.log(f"evaluate {where}: encoding {ctx.test_images.shape[0]} test images")
+    ctx.mu, ctx.logvar = encode_dataset(ctx.model, ctx.test_images, batch_size=ctx.opts.batch_size,
+                                        device=ctx.device)
+    ctx.latents = _test_latents(ctx.model, ctx.mu)
+    ctx.x_test = ctx.test_images.float() / 255.0
+    ctx.x_hat = _decode(ctx, ctx.latents)
+    ctx.metrics["num_test"] = int(ctx.test_images.shape[0])
+    ctx.metrics.update(reconstruction_metrics(ctx.x_test, ctx.x_hat))
+
+
+def fit_samplers(ctx: EvalContext) -> None:
+    """Fit every sampler of ``ctx.samplers`` to the test latents (seeded by ``seed``).
+    Needs :func:`encode`. Adds ``fitted`` and the fit times to ``sampler_timings_s``."""
+    from spherevae.sampling import fit_sampler
+
+    latents = _need(ctx, "latents", "encode")
+    radius = getattr(ctx.model, "radius", None) or sphere_radius(latents.shape[1])
+    timings = ctx.metrics.setdefault("sampler_timings_s", {})
+    for name in ctx.samplers:
+        start = time.perf_counter()
+        ctx.fitted[name] = fit_sampler(name, latents, radius=radius, seed=ctx.opts.seed)
+        timings.setdefault(name, {})["fit"] = round(time.perf_counter() - start, 3)
+
+
+def generate(ctx: EvalContext) -> None:
+    """Draw ``num_samples`` latents from each fitted sampler (its own generator, seeded by
+    ``seed`` and its name) and decode them. Needs :func:`fit_samplers`. Adds ``samples``
+    (float images, main sampler first) and the draw times to ``sampler_timings_s``."""
+    fitted = _need(ctx, "fitted", "fit_samplers")
+    timings = ctx.metrics.setdefault("sampler_timings_s", {})
+    for name, sampler in fitted.items():
+        ctx.log(f"sampler {name}: fit and draw {ctx.opts.num_samples}")
+        start = time.perf_counter()
+        z = sampler.sample(ctx.opts.num_samples, generator=_named_generator(ctx.opts.seed, name))
+        timings.setdefault(name, {})["sample"] = round(time.perf_counter() - start, 3)
+        ctx.samples[name] = _decode(ctx, z)
+
+
+def _fids(ctx: EvalContext) -> dict[str, FID]:
+    """``ctx.fids``, built on first use: the backbone ``opts.backbone``'s extractor, the
+    features of the reconstructed (``"recon"``) and the real (``"test"``) test images in
+    ``ctx.reference_features``, and one FID per reference that keeps it across resets."""
+    if ctx.fids:
+        return ctx.fids
+    x_hat, x_test = _need(ctx, "x_hat", "encode"), _need(ctx, "x_test", "encode")
+    opts = ctx.opts
+    fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
+                            device=ctx.device)
+    ctx.reference_features = {"recon": fid.features(x_hat), "test": fid.features(x_test)}
+    for ref, feats in ctx.reference_features.items():
+        ctx.fids[ref] = FID(fid.extractor, fid.backbone_name, fid.device, fid.batch_size,
+                            reset_real_features=False)
+        ctx.fids[ref].update_features(feats, real=True)
+    return ctx.fids
+
+
+def generation_metrics(ctx: EvalContext) -> None:
+    """FID, KID and precision/recall of the samples, in the features of ``opts.backbone``.
+
+    Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``,
+    ``precision_<b>_<sampler>`` and ``recall_<b>_<sampler>`` (vs the real test set), and
+    ``kid_<b>_<main>_recon`` for the main sampler; the headline aliases, the
+    reconstructions' own FID vs test, ``main_sampler`` and ``fid_backbone``.
+    """
+    from spherevae.features import FEATURE_BACKBONES
+    from spherevae.metrics import fid_sample_warning, frechet_distance, kid, precision_recall
+
+    samples = _need(ctx, "samples", "generate")
+    fids = _fids(ctx)
+    ref = ctx.reference_features
+    backbone, main, m = fids["recon"].backbone_name, next(iter(samples)), ctx.metrics
+    ctx.log(f"FID ({FEATURE_BACKBONES[backbone].label}), {ctx.opts.num_samples} samples per sampler")
+    warning = fid_sample_warning(ref["recon"].shape[0], ctx.opts.num_samples, ref["recon"].shape[1])
+    if warning:
+        _LOG.warning(warning)
+        m.setdefault("warnings", []).append(warning)
+    for name, images in samples.items():
+        feats = fids["recon"].features(images)
+        for reference, fid in fids.items():
+            fid.update_features(feats, real=False)
+            m[metric_key(f"fid_{reference}", backbone=backbone, sampler=name)] = fid.compute()
+            fid.reset()  # the generated side only: the reference stays
+        pr = precision_recall(ref["test"], feats)
+        for which in ("precision", "recall"):
+            m[metric_key(which, backbone=backbone, sampler=name)] = pr[which]
+        if name == main:
+            m[metric_key("kid_recon", backbone=backbone, sampler=name)] = kid(feats, ref["recon"])
+    for reference in ("recon", "test"):
+        m[metric_key(f"headline_fid_{reference}", backbone=backbone)] = m[
+            metric_key(f"fid_{reference}", backbone=backbone, sampler=main)]
+    m[metric_key("fid_reconstruction_vs_test", backbone=backbone)] = frechet_distance(ref["recon"], ref["test"])
+    m["main_sampler"] = main
+    m["fid_backbone"] = backbone
+
+
+def latent_geometry(ctx: EvalContext) -> None:
+    """k-NN accuracy (with train labels), collapse, replica angle, tangent spectrum and
+    the posterior's sigma per dimension. Needs :func:`encode`. Adds
+    ``knn_accuracy_k<k>``, ``collapse_*``, ``replica_angle_mean/std``,
+    ``tangent_effective_dim``, ``tangent_top_fraction``, ``tangent_spectrum``,
+    ``sigma_per_dim``, ``sigma_max``, ``sigma_median``, ``sigma_dims_above_10x_median``."""
+    from spherevae.metrics import (
+        collapse_stats,
+        posterior_sigma_summary,
+        replica_angles,
+        tangent_effective_dim,
+        tangent_spectrum,
+    )
+
+    latents, mu, logvar = (_need(ctx, k, "encode") for k in ("latents", "mu", "logvar"))
+    m = ctx.metrics
+    if ctx.test_labels is not None and getattr(ctx.train, "labels", None) is not None:
+        m[metric_key("knn_accuracy", k=ctx.opts.knn_k)] = _knn(ctx)
+    collapse = collapse_stats(mu, logvar=logvar)
+    m.update({metric_key("collapse", stat=k): v for k, v in collapse.items() if not hasattr(v, "shape")})
+    angles = replica_angles(latents)
+    m["replica_angle_mean"], m["replica_angle_std"] = float(angles.mean()), float(angles.std())
+    spread = tangent_effective_dim(latents)
+    m["tangent_effective_dim"] = spread["effective_dim"]
+    m["tangent_top_fraction"] = spread["top_fraction"]
+    m["tangent_spectrum"] = tangent_spectrum(latents).tolist()
+    sigma = posterior_sigma_summary(logvar, ratio=10.0)
+    m["sigma_per_dim"] = sigma["sigma_per_dim"].tolist()
+    m["sigma_max"] = sigma["sigma_max"]
+    m["sigma_median"] = sigma["sigma_median"]
+    m["sigma_dims_above_10x_median"] = sigma["sigma_dims_above_ratio"]
+    if "vmf" in ctx.samplers and spread["effective_dim"] < 0.1 * spread["max_dim"]:
+        # A vMF is isotropic around its mean direction; say so where it cannot fit.
+        ctx.log(f"note: the test latents spread along ~{spread['effective_dim']:.1f} of "
+                f"{spread['max_dim']:.0f} directions around their mean, but a vMF spreads "
+                "evenly over all of them; compare fid_*_gaussian_sphere_* (docs/evaluation.md)")
+
+
+def _knn(ctx: EvalContext) -> float:
+    """k-NN accuracy of the test latents, fitted on at most ``knn_train_max`` training
+    latents drawn with a generator seeded by ``seed``."""
+    from spherevae.metrics import knn_accuracy
+
+    opts, train = ctx.opts, ctx.train
+    gen = torch.Generator().manual_seed(opts.seed)
+    n_train = min(opts.knn_train_max, train.images.shape[0])
+    perm = torch.randperm(train.images.shape[0], generator=gen)[:n_train]
+    mu_train, _ = encode_dataset(ctx.model, train.images[perm], batch_size=opts.batch_size, device=ctx.device)
+    return knn_accuracy(_test_latents(ctx.model, mu_train), train.labels[perm], ctx.latents,
+                        ctx.test_labels, k=opts.knn_k)
+
+
+def tangent_noise_fids(ctx: EvalContext) -> None:
     """FID (vs the reconstructed test set) of test latents moved by isotropic tangent noise.
 
     The scale unit is the per-direction std of the vMF fitted to the test latents on the
@@ -354,23 +363,110 @@ def _tangent_noise_fids(model, latents, x_hat, fid, fid_ref, opts, gen) -> dict[
     directions and is put back on its sphere (``metrics.perturb_tangent``). At ``c = 1``
     each latent is displaced about as far as a vMF sample is from the vMF's mean
     direction, so this FID says how much of the vMF's FID the decoder's sensitivity to
-    isotropic spread alone explains. Also reports the pixel RMSE (percent) between the
-    perturbed and the unperturbed reconstructions.
+    isotropic spread alone explains. Needs :func:`encode`. Adds
+    ``tangent_noise_fid_<b>_<c>x``, the pixel RMSE (percent) between the perturbed and
+    the unperturbed reconstructions ``tangent_noise_rmse_percent_<c>x``,
+    ``vmf_concentration`` and ``vmf_tangent_std``.
     """
     from spherevae.metrics import perturb_tangent, reconstruction_metrics
     from spherevae.sampling import VonMisesFisher
     from spherevae.vmf import vmf_tangent_std
 
+    latents, x_hat = _need(ctx, "latents", "encode"), _need(ctx, "x_hat", "encode")
+    ctx.log("decoder sensitivity to tangent noise")
+    fid = _fids(ctx)["recon"]
     vmf = VonMisesFisher.fit(latents)
     std = float(vmf_tangent_std(vmf.concentration.double(), latents.shape[1]))
-    backbone = fid.backbone_name
-    out = {"vmf_concentration": float(vmf.concentration), "vmf_tangent_std": std}
+    m = ctx.metrics
+    m["vmf_concentration"], m["vmf_tangent_std"] = float(vmf.concentration), std
+    gen = _named_generator(ctx.opts.seed, "tangent_noise")
     for c in TANGENT_NOISE_SCALES:
-        z = perturb_tangent(latents, c * std, generator=gen)
-        images = _decode(model, z, opts.batch_size, opts.device)
-        out[f"tangent_noise_fid_{backbone}_{c:g}x"] = fid.distance(fid.features(images), fid_ref)
-        out[f"tangent_noise_rmse_percent_{c:g}x"] = reconstruction_metrics(x_hat, images)["rmse_percent"]
-    return out
+        images = _decode(ctx, perturb_tangent(latents, c * std, generator=gen))
+        fid.update(images, real=False)
+        m[metric_key("tangent_noise_fid", backbone=fid.backbone_name, scale=c)] = fid.compute()
+        fid.reset()
+        m[metric_key("tangent_noise_rmse", scale=c)] = reconstruction_metrics(x_hat, images)["rmse_percent"]
+
+
+def figures(ctx: EvalContext) -> None:
+    """Every figure, as PNGs in ``ctx.out_dir``. Needs :func:`generation_metrics`,
+    :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
+    from spherevae import plots
+
+    out, samples = _need(ctx, "out_dir", "load_context"), _need(ctx, "samples", "generate")
+    latents, m, k = ctx.latents, ctx.metrics, 16
+    assert latents is not None and ctx.x_hat is not None
+    out.mkdir(parents=True, exist_ok=True)
+    main, backbone = m["main_sampler"], m["fid_backbone"]
+    x = ctx.test_images[:k].float() / 255.0
+    plots.save_figure(plots.reconstruction_figure(x, ctx.x_hat[:k], samples[main][:k]), out / "samples.png")
+    fids = {name: m[metric_key("fid_recon", backbone=backbone, sampler=name)] for name in samples}
+    plots.save_figure(
+        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
+                                  fid_label=f"FID {backbone}"),
+        out / "samples_by_sampler.png",
+    )
+    labels, classes = ctx.test_labels, ctx.classes
+    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
+                      out / "sphere_projection.png")
+    plots.save_figure(
+        plots.latent_spectrum_figure(m["sigma_per_dim"], m["tangent_spectrum"], m["vmf_tangent_std"] ** 2),
+        out / "latent_spectrum.png",
+    )
+    n_tsne = min(ctx.opts.tsne_points, latents.shape[0])
+    plots.save_figure(
+        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
+                          seed=ctx.opts.seed, class_names=classes),
+        out / "tsne.png",
+    )
+    _histogram_figure(ctx, out / "latent_histograms.png")
+    rows = read_jsonl(ctx.run_dir / "metrics.jsonl") if ctx.run_dir is not None else []
+    if rows:
+        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
+    _interpolation_figure(ctx, out / "interpolation.png")
+
+
+def _histogram_figure(ctx: EvalContext, path: Path) -> None:
+    """Figs 8-9: per-dimension histograms of mu, sigma and one sampled z per test image
+    (its own generator, named ``figures``), norms and the replica angle."""
+    from spherevae import plots
+    from spherevae.coordinates import hyperspherical_cosines
+
+    mu, logvar = ctx.mu, ctx.logvar
+    assert mu is not None and logvar is not None
+    z = ctx.model.reparameterize(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
+    _, cos_mu = hyperspherical_cosines(mu)
+    plots.save_figure(plots.latent_histograms(mu, torch.exp(0.5 * logvar), z, cos_mu), path)
+
+
+def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
+    """Linear and great-circle interpolation between the first test images of two
+    different classes (the first two test images without labels)."""
+    from spherevae import plots
+
+    labels, latents = ctx.test_labels, ctx.latents
+    assert latents is not None
+    i0, i1 = 0, 1
+    if labels is not None:
+        others = (labels != labels[0]).nonzero()
+        i1 = int(others[0]) if len(others) else 1
+    z0, z1 = latents[i0], latents[i1]
+    lin = _decode(ctx, plots.interpolate_linear(z0, z1, 10))
+    sph = _decode(ctx, plots.interpolate_sphere(z0, z1, 10))
+    plots.save_figure(plots.interpolation_figure(lin, sph), path)
+
+
+Stage = Callable[[EvalContext], None]
+
+# The stages of evaluate_run, in order, grouped under the names of their progress lines
+# and of metrics.json's ``timings_s``.
+PIPELINE: tuple[tuple[str, tuple[Stage, ...]], ...] = (
+    ("encode", (encode,)),
+    ("sample", (fit_samplers, generate)),
+    ("fid", (generation_metrics,)),
+    ("latents", (latent_geometry, tangent_noise_fids)),
+    ("figures", (figures,)),
+)
 
 
 def _save_samplers(fitted: dict[str, Any], directory: Path) -> None:
@@ -379,7 +475,10 @@ def _save_samplers(fitted: dict[str, Any], directory: Path) -> None:
     from spherevae.api import save_sampler
 
     for name, sampler in fitted.items():
-        save_sampler(sampler, directory / f"{name}.safetensors")
+        try:
+            save_sampler(sampler, directory / f"{name}.safetensors")
+        except TypeError as exc:  # a registered sampler without a saved form: Run.sampler refits it
+            _LOG.warning("sampler %s not saved: %s", name, exc)
 
 
 def _json_default(value: Any) -> Any:
@@ -388,51 +487,3 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _figures(out, cfg, model, test_images, x_hat, samples, main, mu, logvar, latents, labels,
-             angles, run_dir, opts, gen, metrics, classes=None) -> None:
-    from spherevae import plots
-    from spherevae.coordinates import hyperspherical_cosines
-
-    out.mkdir(parents=True, exist_ok=True)
-    k = 16
-    x = test_images[:k].float() / 255.0
-    plots.save_figure(
-        plots.reconstruction_figure(x, x_hat[:k], samples[main][:k]), out / "samples.png"
-    )
-    fids = {name: metrics[f"fid_{metrics['fid_backbone']}_{name}_recon"] for name in samples}
-    plots.save_figure(
-        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
-                                  fid_label=f"FID {metrics['fid_backbone']}"),
-        out / "samples_by_sampler.png",
-    )
-    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
-                      out / "sphere_projection.png")
-    plots.save_figure(
-        plots.latent_spectrum_figure(metrics["sigma_per_dim"], metrics["tangent_spectrum"],
-                                     metrics["vmf_tangent_std"] ** 2),
-        out / "latent_spectrum.png",
-    )
-    n_tsne = min(opts.tsne_points, latents.shape[0])
-    plots.save_figure(
-        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
-                          seed=opts.seed, class_names=classes),
-        out / "tsne.png",
-    )
-    sigma = torch.exp(0.5 * logvar)
-    z = model.reparameterize(mu, logvar, generator=gen)
-    _, cos_mu = hyperspherical_cosines(mu)
-    plots.save_figure(plots.latent_histograms(mu, sigma, z, cos_mu), out / "latent_histograms.png")
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    if rows:
-        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
-    # Interpolate between the first test images of two different classes.
-    i0, i1 = 0, 1
-    if labels is not None:
-        others = (labels != labels[0]).nonzero()
-        i1 = int(others[0]) if len(others) else 1
-    z0, z1 = latents[i0], latents[i1]
-    lin = _decode(model, plots.interpolate_linear(z0, z1, 10), opts.batch_size, opts.device)
-    sph = _decode(model, plots.interpolate_sphere(z0, z1, 10), opts.batch_size, opts.device)
-    plots.save_figure(plots.interpolation_figure(lin, sph), out / "interpolation.png")

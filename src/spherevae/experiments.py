@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spherevae.metric_info import metric_key
 from spherevae.rundir import UserError, atomic_write_json, atomic_write_text, check_name, read_json
 
 __all__ = [
@@ -428,7 +429,7 @@ def _draw_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None, 
         return
     # The headline FID of each run (its main sampler) on its backbone, e.g. fid_domain_recon.
     backbone = next((r["fid_backbone"] for r in done if "fid_backbone" in r), None)
-    key = fid_key or (f"fid_{backbone}_recon" if backbone else None)
+    key = fid_key or (metric_key("headline_fid_recon", backbone=backbone) if backbone else None)
     if key is None or not any(key in r and "rmse_percent" in r for r in done):
         log("no FID column in the results: MSE-FID plane not drawn")
         return

@@ -1,6 +1,17 @@
-"""Inception-v3 FID features from a local weights file (never downloaded).
+"""Feature backbones for FID, KID and precision/recall, registered as specs.
 
-The network is the variant of Inception-v3 used for FID (the TensorFlow graph
+:data:`FEATURE_BACKBONES` maps a backbone name to a :class:`BackboneSpec`: a builder
+(``build(dataset, *, weights, device, seed) -> extractor``, the extractor any callable
+from float images ``(N, C, H, W)`` in [0, 1] to features ``(N, D)``), the batch size it
+runs at and a label for titles and logs. Metric keys carry the name (``fid_domain_...``).
+Adding a backbone is one entry in that dict (docs/design.md, "Adding a feature backbone").
+
+- ``"domain"``: :class:`DomainClassifier`, a small CNN trained here on the labelled
+  training split and cached on disk (:func:`domain_backbone`). Its FIDs compare runs
+  with each other; they are NOT comparable to published Inception FIDs.
+- ``"inception"``: Inception-v3 FID features from a local weights file (never downloaded).
+
+The Inception network is the variant of Inception-v3 used for FID (the TensorFlow graph
 ``pt_inception-2015-12-05``, as ported by pytorch-fid): average pools that do not count
 padding in the A, C and first E blocks, a max pool in the last E block's pool branch, and
 BatchNorm with ``eps = 1e-3``. Features are the 2048 global-average-pooled outputs of
@@ -12,26 +23,40 @@ public weights file ``pt_inception-2015-12-05-6726825d.pth`` loads as is; its 10
 differently and was trained differently: FIDs computed with it are not the standard ones.
 
 Only ``fid_inception_*`` numbers are comparable to published FIDs; ``fid_domain_*`` numbers
-(a classifier trained by spherevae on the dataset) are not.
+are not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "FEATURE_BACKBONES",
     "FID_WEIGHTS_URL",
+    "BackboneSpec",
+    "DomainClassifier",
     "InceptionV3Features",
     "InceptionWeightsNotFoundError",
     "WrongWeightsError",
+    "backbone_extractor",
+    "domain_backbone",
+    "extract_features",
     "inception_backbone",
     "load_inception_weights",
 ]
+
+# images (N, C, H, W) float in [0, 1] -> features (N, D)
+Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -270,6 +295,130 @@ def load_inception_weights(weights: str | os.PathLike[str] | None = None) -> Inc
 
 def inception_backbone(dataset: object = None, *, weights: str | os.PathLike[str] | None = None,
                        device: str = "cpu", seed: int = 0) -> nn.Module:
-    """Registry entry for ``FEATURE_BACKBONES["inception"]`` (dataset and seed unused)."""
+    """Builder of ``FEATURE_BACKBONES["inception"]`` (dataset and seed unused)."""
     del dataset, seed
     return load_inception_weights(weights).to(device)
+
+
+# ------------------------------------------------------------------ domain classifier
+
+
+class DomainClassifier(nn.Module):
+    """A small CNN classifier; its 128-d penultimate layer gives the domain features."""
+
+    VERSION = 1
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+            nn.Linear(256, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> nn.Module:
+    from spherevae.data import BatchLoader
+
+    torch.manual_seed(seed)  # init only; data order uses the loader's own generator
+    num_classes = int(dataset.labels.max()) + 1
+    model = DomainClassifier(dataset.images.shape[1], num_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loader = BatchLoader(dataset, 256, shuffle=True, seed=seed, device=device)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for x, y in loader:
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str = "cpu",
+                    cache: str | os.PathLike[str] | None = None) -> nn.Module:
+    """The domain classifier for ``dataset``, trained once and cached on disk by
+    (dataset name, image shape, seed, epochs, architecture version)."""
+    from spherevae.checkpoint import load_checkpoint, save_checkpoint
+    from spherevae.data import cache_dir
+
+    key = f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-e{epochs}-v{DomainClassifier.VERSION}"
+    key += "-" + hashlib.sha1(dataset.images[:64].numpy().tobytes()).hexdigest()[:8]
+    path = Path(cache or cache_dir() / "features") / f"domain-{key}.pt"
+    num_classes = int(dataset.labels.max()) + 1
+    if path.is_file():
+        model = DomainClassifier(dataset.images.shape[1], num_classes)
+        model.load_state_dict(load_checkpoint(path)["model"])
+        return model.to(device).eval()
+    model = _train_domain_classifier(dataset, seed=seed, epochs=epochs, device=device)
+    save_checkpoint({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
+    return model
+
+
+def _build_domain(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                  seed: int = 0) -> nn.Module:
+    del weights
+    if dataset is None or getattr(dataset, "labels", None) is None:
+        raise ValueError("the domain backbone needs a labelled training dataset")
+    return domain_backbone(dataset, seed=seed, device=device)
+
+
+# ------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One entry of :data:`FEATURE_BACKBONES`.
+
+    ``build(dataset=None, *, weights=None, device="cpu", seed=0)`` returns the extractor:
+    a module with a ``features(x)`` method, or any callable ``x -> (N, D)`` features of
+    float images ``x`` ``(N, C, H, W)`` in [0, 1]. ``dataset`` is the training split
+    (``images`` uint8, ``labels``; for backbones trained on the data), ``weights`` a local
+    weights file. ``batch_size``: images per extractor call. ``label``: what the features
+    are, for titles and logs.
+    """
+
+    build: Callable[..., Any]
+    batch_size: int
+    label: str
+
+
+# Only "inception" FIDs are comparable to published numbers; "domain" FIDs compare runs
+# with each other. Inception runs at 299x299: smaller batches keep memory modest on CPU.
+FEATURE_BACKBONES: dict[str, BackboneSpec] = {
+    "domain": BackboneSpec(_build_domain, 500, "domain features"),
+    "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)"),
+}
+
+
+def backbone_extractor(name: str, *, dataset: Any = None, weights: str | None = None,
+                       device: str = "cpu", seed: int = 0) -> Any:
+    """Build the extractor of the registered backbone ``name``."""
+    from spherevae._validation import check_choice
+
+    check_choice(name, "FID backbone", FEATURE_BACKBONES)
+    return FEATURE_BACKBONES[name].build(dataset, weights=weights, device=device, seed=seed)
+
+
+@torch.no_grad()
+def extract_features(extractor: Any, images: torch.Tensor, *, batch_size: int = 500,
+                     device: str | torch.device = "cpu") -> np.ndarray:
+    """Features ``(N, D)`` float64 of float images ``(N, C, H, W)`` in [0, 1], ``batch_size``
+    images at a time on ``device``. ``extractor``: a module whose ``features`` method
+    gives them (the module is put in eval mode), or any callable ``images -> features``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(extractor, nn.Module):
+        extractor.eval()
+    extract = getattr(extractor, "features", extractor)
+    out = [torch.as_tensor(extract(images[i : i + batch_size].to(device).float())).double().cpu()
+           for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out).numpy()

@@ -1,31 +1,38 @@
-"""Metrics: reconstruction, FID (pluggable feature backbones), precision/recall, KID,
-k-NN accuracy on latents, posterior collapse and the replica angle.
+"""Metrics, pure math (no training, caching or file IO: feature backbones live in
+:mod:`spherevae.features`): reconstruction, FID and KID, precision/recall, k-NN accuracy,
+posterior collapse, the replica angle and the latents' tangent spectrum.
 
-FID names always carry the backbone (``fid_domain_...``). The ``domain`` backbone
-is a small classifier trained here on the dataset itself: its FIDs measure the same
-thing on a different feature space and are NOT comparable to published Inception FIDs.
+:class:`FID` and :class:`KID` follow torchmetrics' lifecycle: ``update(images, real=...)``
+any number of times, ``compute()``, ``reset()``; the feature extractor is injected (any
+callable from images to features, or ``FID.from_backbone(name)`` for a registered one).
+``domain`` FIDs are NOT comparable to published Inception FIDs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from spherevae._validation import check_same_shape
+
+# Moved to spherevae.features; re-exported so old imports keep working.
+from spherevae.features import (  # noqa: F401
+    FEATURE_BACKBONES,
+    DomainClassifier,
+    _train_domain_classifier,
+    domain_backbone,
+)
 
 __all__ = [
     "FEATURE_BACKBONES",
     "FID",
+    "KID",
     "DomainClassifier",
+    "FeatureStats",
     "collapse_stats",
+    "domain_backbone",
     "fid_sample_warning",
     "frechet_distance",
     "frechet_distance_from_stats",
@@ -149,6 +156,170 @@ def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 100
     return float(np.mean(vals))
 
 
+class FeatureStats:
+    """Running mean and covariance of feature rows ``(N, D)``, in float64, storing no rows.
+
+    Each :meth:`update` merges the batch's mean and centred co-moment into the running
+    ones (Chan, Golub and LeVeque's pairwise update), so no large sums are subtracted
+    from each other: after any split of the rows into batches the statistics equal those
+    of all rows at once to rounding, and after one update they are exactly ``x.mean(0)``
+    and ``np.cov(x, rowvar=False)`` (what :func:`frechet_distance` uses). Memory:
+    ``D + D^2`` floats.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None
+        self._cov: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, feats: Any) -> FeatureStats:
+        """The statistics of ``feats`` ``(N, D)`` in one update."""
+        stats = cls()
+        stats.update(feats)
+        return stats
+
+    def update(self, feats: Any) -> None:
+        """Add the rows of ``feats`` ``(N, D)`` (array or tensor, finite)."""
+        x = _as_f64(feats)
+        n_b = x.shape[0]
+        if n_b == 0:
+            return
+        if self.mean is not None and x.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"features of dimension {x.shape[1]} added to statistics of dimension {self.mean.shape[0]}")
+        mean_b = x.mean(0)
+        cov_b = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]) if n_b > 1 else np.zeros((x.shape[1],) * 2)
+        if self.mean is None or self._cov is None:
+            self.count, self.mean, self._cov = n_b, mean_b, cov_b
+            return
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        comoment = (self._cov * (self.count - 1) + cov_b * (n_b - 1)
+                    + np.outer(delta, delta) * (self.count * n_b / n))
+        self.mean = self.mean + delta * (n_b / n)
+        self._cov = comoment / (n - 1)
+        self.count = n
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Unbiased covariance ``(D, D)`` (needs at least 2 rows)."""
+        if self.count < 2 or self._cov is None:
+            raise ValueError(f"a covariance needs at least 2 feature rows, got {self.count}")
+        return self._cov
+
+
+class _FeatureMetric:
+    """What :class:`FID` and :class:`KID` share: the injected extractor, ``update`` on
+    images or on features, and ``reset`` (of the real side too unless
+    ``reset_real_features`` is false: a fixed reference compared with many fakes)."""
+
+    def __init__(self, extractor: Any = None, backbone_name: str = "custom", device: str = "cpu",
+                 batch_size: int = 500, *, reset_real_features: bool = True) -> None:
+        self.extractor = extractor
+        self.backbone_name = backbone_name
+        self.device = device
+        self.batch_size = batch_size
+        self.reset_real_features = reset_real_features
+        self._clear(real=True)
+        self._clear(real=False)
+
+    @classmethod
+    def from_backbone(cls, name: str, *, dataset: Any = None, weights: str | None = None,
+                      device: str = "cpu", seed: int = 0, **kwargs: Any) -> Any:
+        """With the extractor of the registered backbone ``name``
+        (:data:`spherevae.features.FEATURE_BACKBONES`) at its batch size."""
+        from spherevae.features import backbone_extractor
+
+        extractor = backbone_extractor(name, dataset=dataset, weights=weights, device=device, seed=seed)
+        return cls(extractor, name, device, FEATURE_BACKBONES[name].batch_size, **kwargs)
+
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """Features ``(N, D)`` float64 of float images ``(N, C, H, W)`` in [0, 1]."""
+        from spherevae.features import extract_features
+
+        if self.extractor is None:
+            raise ValueError(f"{type(self).__name__} has no feature extractor: use update_features")
+        return extract_features(self.extractor, images, batch_size=self.batch_size, device=self.device)
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        """Add images ``(N, C, H, W)`` in [0, 1] to the real or the generated side."""
+        self.update_features(self.features(images), real)
+
+    def update_features(self, feats: Any, real: bool) -> None:
+        """Add feature rows ``(N, D)`` directly (features computed once, used by several metrics)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._clear(real=False)
+        if self.reset_real_features:
+            self._clear(real=True)
+
+    def _clear(self, *, real: bool) -> None:
+        raise NotImplementedError
+
+
+class FID(_FeatureMetric):
+    """Fréchet distance between Gaussians fitted to real and generated features.
+
+    Streaming: each side keeps a :class:`FeatureStats` (running float64 mean and
+    co-moment), never the features, so ``update`` may be called on any number of
+    batches. ``compute()`` equals :func:`frechet_distance` of all rows at once.
+    ``extractor``: a module with ``features(x)``, or any callable images -> ``(N, D)``.
+    """
+
+    def update_features(self, feats: Any, real: bool) -> None:
+        (self.real if real else self.fake).update(feats)
+
+    def compute(self) -> float:
+        for side, stats in (("real", self.real), ("generated", self.fake)):
+            if stats.count < 2:
+                raise ValueError(f"FID needs at least 2 {side} samples (a covariance), got {stats.count}")
+        assert self.real.mean is not None and self.fake.mean is not None
+        # Generated first, as frechet_distance(generated, real) orders them.
+        return frechet_distance_from_stats(self.fake.mean, self.fake.covariance,
+                                           self.real.mean, self.real.covariance)
+
+    def _clear(self, *, real: bool) -> None:
+        if real:
+            self.real = FeatureStats()
+        else:
+            self.fake = FeatureStats()
+
+    @staticmethod
+    def distance(feats_a: Any, feats_b: Any) -> float:
+        return frechet_distance(feats_a, feats_b)
+
+
+class KID(_FeatureMetric):
+    """Kernel Inception Distance (:func:`kid`) between real and generated features.
+
+    The unbiased estimator averages over random subsets of the rows, so each side keeps
+    its feature rows (``N x D`` float64), unlike :class:`FID`. ``compute()`` equals
+    ``kid(generated, real, subsets=..., subset_size=..., seed=...)``.
+    """
+
+    def __init__(self, extractor: Any = None, backbone_name: str = "custom", device: str = "cpu",
+                 batch_size: int = 500, *, subsets: int = 20, subset_size: int = 1000, seed: int = 0,
+                 reset_real_features: bool = True) -> None:
+        self.subsets, self.subset_size, self.seed = subsets, subset_size, seed
+        super().__init__(extractor, backbone_name, device, batch_size, reset_real_features=reset_real_features)
+
+    def update_features(self, feats: Any, real: bool) -> None:
+        (self.real if real else self.fake).append(_as_f64(feats))
+
+    def compute(self) -> float:
+        if not self.real or not self.fake:
+            raise ValueError("KID needs real and generated features: call update first")
+        return kid(np.concatenate(self.fake), np.concatenate(self.real), subsets=self.subsets,
+                   subset_size=self.subset_size, seed=self.seed)
+
+    def _clear(self, *, real: bool) -> None:
+        if real:
+            self.real: list[np.ndarray] = []
+        else:
+            self.fake: list[np.ndarray] = []
+
+
 def knn_accuracy(
     train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor,
     *, k: int = 5, metric: str = "euclidean", chunk: int = 1024,
@@ -256,125 +427,6 @@ def tangent_effective_dim(z: torch.Tensor) -> dict[str, float]:
         "max_dim": float(z.shape[1] - 1),
         "top_fraction": float(lam.max()) / total,
     }
-
-
-# ------------------------------------------------------------------ feature backbones
-
-
-class DomainClassifier(nn.Module):
-    """A small CNN classifier; its 128-d penultimate layer gives the domain features."""
-
-    VERSION = 1
-
-    def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(256, 128), nn.ReLU(),
-        )
-        self.head = nn.Linear(128, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> nn.Module:
-    from spherevae.data import BatchLoader
-
-    torch.manual_seed(seed)  # init only; data order uses the loader's own generator
-    num_classes = int(dataset.labels.max()) + 1
-    model = DomainClassifier(dataset.images.shape[1], num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    loader = BatchLoader(dataset, 256, shuffle=True, seed=seed, device=device)
-    for epoch in range(epochs):
-        loader.set_epoch(epoch)
-        for x, y in loader:
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
-def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str = "cpu",
-                    cache: str | os.PathLike[str] | None = None) -> nn.Module:
-    """The domain classifier for ``dataset``, trained once and cached on disk by
-    (dataset name, image shape, seed, epochs, architecture version)."""
-    from spherevae.checkpoint import load_checkpoint, save_checkpoint
-    from spherevae.data import cache_dir
-
-    key = f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-e{epochs}-v{DomainClassifier.VERSION}"
-    key += "-" + hashlib.sha1(dataset.images[:64].numpy().tobytes()).hexdigest()[:8]
-    path = Path(cache or cache_dir() / "features") / f"domain-{key}.pt"
-    num_classes = int(dataset.labels.max()) + 1
-    if path.is_file():
-        model = DomainClassifier(dataset.images.shape[1], num_classes)
-        model.load_state_dict(load_checkpoint(path)["model"])
-        return model.to(device).eval()
-    model = _train_domain_classifier(dataset, seed=seed, epochs=epochs, device=device)
-    save_checkpoint({"model": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
-    return model
-
-
-def _domain_entry(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
-                  seed: int = 0) -> nn.Module:
-    del weights
-    if dataset is None or getattr(dataset, "labels", None) is None:
-        raise ValueError("the domain backbone needs a labelled training dataset")
-    return domain_backbone(dataset, seed=seed, device=device)
-
-
-def _inception_entry(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
-                     seed: int = 0) -> nn.Module:
-    from spherevae.features import inception_backbone
-
-    return inception_backbone(dataset, weights=weights, device=device, seed=seed)
-
-
-# name -> builder(dataset=None, *, weights=None, device="cpu", seed=0). Only "inception"
-# FIDs are comparable to published numbers; "domain" FIDs compare runs with each other.
-FEATURE_BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "domain": _domain_entry,
-    "inception": _inception_entry,
-}
-
-
-@dataclass
-class FID:
-    """FID with a pluggable feature extractor: ``features(images)`` then ``distance``."""
-
-    extractor: nn.Module
-    backbone_name: str
-    device: str = "cpu"
-    batch_size: int = 500
-
-    @classmethod
-    def from_backbone(cls, name: str, *, dataset: Any = None, weights: str | None = None,
-                      device: str = "cpu", seed: int = 0) -> FID:
-        if name not in FEATURE_BACKBONES:
-            raise ValueError(f"FID backbone must be one of {sorted(FEATURE_BACKBONES)}, got {name!r}")
-        extractor = FEATURE_BACKBONES[name](dataset, weights=weights, device=device, seed=seed)
-        # Inception runs at 299x299: smaller batches keep memory modest on CPU.
-        return cls(extractor, name, device, batch_size=500 if name == "domain" else 50)
-
-    @torch.no_grad()
-    def features(self, images: torch.Tensor) -> np.ndarray:
-        """Features ``(N, D)`` float64 of float images in [0, 1] ``(N, C, H, W)``."""
-        self.extractor.eval()
-        out = []
-        extract = getattr(self.extractor, "features", self.extractor)
-        for i in range(0, images.shape[0], self.batch_size):
-            out.append(extract(images[i : i + self.batch_size].to(self.device).float()).double().cpu())
-        return torch.cat(out).numpy()
-
-    @staticmethod
-    def distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-        return frechet_distance(feats_a, feats_b)
 
 
 # ------------------------------------------------------------------ latent diagnostics

@@ -211,8 +211,9 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     ax.set_title("norms", fontsize=9)
     ax.set_xlabel("norm")
     ax.set_ylabel("test images")
-    m = mu.mean(0)
-    ang = np.arccos(np.clip(mu @ m / (np.linalg.norm(mu, axis=1) * np.linalg.norm(m) + 1e-300), -1, 1))
+    from spherevae.metrics import replica_angles
+
+    ang = replica_angles(torch.from_numpy(mu)).numpy()
     ax = axes[5]
     ax.hist(ang, 50, color="0.5")
     ax.axvline(ang.mean(), color="r", ls="--", label=f"mean {ang.mean():.2f}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.metric_info import MetricInfo, better, comparable_keys, describe
+from spherevae.metric_info import KEYS, MetricInfo, better, comparable_keys, describe
 from spherevae.rundir import UserError, atomic_write_text, read_json, read_jsonl
 
 __all__ = ["FIGURE_CAPTIONS", "RunSummary", "load_run_summary", "write_report"]
@@ -240,8 +240,7 @@ def _best_generation(run: RunSummary) -> tuple[str, float] | None:
     best = None
     for k, v in run.metrics.items():
         info = describe(k)
-        if (info is None or info.sampler is None or not k.startswith(f"fid_{backbone}_")
-                or not k.endswith("_recon") or _number(v) is None):
+        if info is None or info.template != KEYS["fid_recon"] or info.backbone != backbone or _number(v) is None:
             continue
         if best is None or v < best[1]:
             best = (info.sampler, float(v))
@@ -294,8 +293,8 @@ def _plane_png(runs: Sequence[RunSummary]) -> bytes | None:
         backbone = r.metrics.get("fid_backbone", "domain")
         for k, v in r.metrics.items():
             info = describe(k)
-            if (rmse is None or info is None or info.sampler is None or _number(v) is None
-                    or k != f"fid_{backbone}_{info.sampler}_recon"):
+            if (rmse is None or info is None or info.template != KEYS["fid_recon"]
+                    or info.backbone != backbone or _number(v) is None):
                 continue
             backbones.add(backbone)
             rows.append({"n": _latent_dim(r.config), "beta": _get(r.config, "objective.beta"),

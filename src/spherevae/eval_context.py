@@ -1,0 +1,164 @@
+"""The typed context the evaluation stages share (:mod:`spherevae.evaluation`), with
+its options and the small helpers every stage uses: which samplers, encode and decode
+in batches, the test latents, and one seeded generator per named stage."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spherevae.metrics import FID
+from spherevae.sampling import SAMPLERS
+
+__all__ = ["EvalConfig", "EvalContext", "encode_dataset", "samplers_for"]
+
+
+def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The samplers to evaluate: ``requested`` (each a key of ``SAMPLERS``) if given, else
+    the objective's ``default_samplers`` (headline first, e.g. the paper's prior for the
+    standard VAE and vMF for the compressed one) followed by every other fitted sampler of
+    the registry, so every run is compared on the same samplers."""
+    from spherevae._validation import check_choice
+    from spherevae.objectives import OBJECTIVES
+
+    if requested:
+        for name in requested:
+            check_choice(name, "evaluate sampler", SAMPLERS)
+        return tuple(dict.fromkeys(requested))
+    check_choice(objective, "objective", OBJECTIVES)
+    declared = OBJECTIVES[objective].default_samplers
+    fits = (name for name, spec in SAMPLERS.items() if spec.fitted)
+    return tuple(dict.fromkeys((*declared, *fits)))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of :func:`evaluate_run` (all have defaults that follow the paper)."""
+
+    num_samples: int = 10_000
+    samplers: tuple[str, ...] | None = None
+    backbone: str = "domain"
+    inception_weights: str | None = None
+    knn_k: int = 5
+    knn_train_max: int = 20_000
+    tsne_points: int = 10_000
+    max_test: int | None = None
+    batch_size: int = 500
+    seed: int = 0
+    figures: bool = True
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
+        if self.max_test is not None and self.max_test < 2:
+            raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
+
+
+def _silent(_msg: str) -> None:
+    return None
+
+
+@dataclass
+class EvalContext:
+    """What the evaluation stages share: the inputs, then what each stage adds.
+
+    Inputs (:func:`load_context` fills them from a run directory; build one by hand to
+    evaluate any model): ``model`` with ``encode(x) -> (mu, logvar)`` and ``decode(z) ->``
+    images in [0, 1] (a ``radius`` attribute means it projects z to that sphere);
+    ``test_images`` uint8 ``(N, C, H, W)``; ``objective`` (a key of
+    ``spherevae.objectives.OBJECTIVES``, picks the default samplers); ``train``: the
+    training split (``images``, ``labels``) for the domain backbone and k-NN, or ``None``;
+    ``out_dir``: where figures go.
+
+    Added by the stages: ``mu``, ``logvar``, ``latents``, ``x_test``, ``x_hat``
+    (:func:`encode`), ``fitted`` (:func:`fit_samplers`), ``samples`` (:func:`generate`),
+    ``fids`` (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor)
+    and ``reference_features``, and ``metrics`` throughout.
+    """
+
+    model: nn.Module
+    test_images: torch.Tensor
+    objective: str
+    opts: EvalConfig = field(default_factory=EvalConfig)
+    test_labels: torch.Tensor | None = None
+    classes: tuple[str, ...] | None = None
+    train: Any = None
+    run_dir: Path | None = None
+    out_dir: Path | None = None
+    config: Any = None
+    log: Callable[[str], None] = _silent
+    mu: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    x_test: torch.Tensor | None = None
+    x_hat: torch.Tensor | None = None
+    fitted: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, torch.Tensor] = field(default_factory=dict)
+    fids: dict[str, FID] = field(default_factory=dict)
+    reference_features: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return self.opts.device
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The samplers to evaluate, main sampler first (:func:`samplers_for`)."""
+        return samplers_for(self.objective, self.opts.samplers)
+
+
+def _need(ctx: EvalContext, name: str, stage: str) -> Any:
+    """``ctx.<name>``, or an error naming the stage that makes it."""
+    value = getattr(ctx, name)
+    if value is None or (isinstance(value, dict) and not value):
+        raise ValueError(f"evaluation context has no {name!r}: run the {stage!r} stage first")
+    return value
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder means and log-variances of uint8 images ``(N, C, H, W)``: ``(N, n)`` each."""
+    mus, logvars = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device=device, dtype=torch.float32) / 255.0
+        mu, logvar = model.encode(x)
+        mus.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] on the CPU, float32, of latents ``z`` ``(N, n)``, decoded in batches
+    by the one decode helper, :func:`spherevae.sampling.decode_samples`."""
+    from spherevae.sampling import decode_samples
+
+    return decode_samples(ctx.model, z, ctx.opts.batch_size).float().cpu().clamp_(0.0, 1.0)
+
+
+def _test_latents(model: torch.nn.Module, mu: torch.Tensor) -> torch.Tensor:
+    radius = getattr(model, "radius", None)
+    if radius is None:
+        return mu
+    from spherevae.coordinates import project_to_sphere
+
+    return project_to_sphere(mu, radius, validate=False)
+
+
+def _named_generator(seed: int, name: str) -> torch.Generator:
+    """A generator for one named random stage, so that adding or reordering samplers
+    or stages does not change the draws of the others."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
