@@ -248,6 +248,8 @@ class Trainer:
         self.objective = OBJECTIVES[cfg.objective.name](cfg, self.model, cfg.data.name)
         self.groups = self.objective.parameter_groups(self.model)
         self.params = [p for ps in self.groups.values() for p in ps]
+        trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
+        self._one_group = len(self.groups) == 1 and {id(p) for p in self.params} == trainable
         self._setup_optimizers()
         if t.compile:
             self.model.compile()  # in place: state-dict keys stay the same
@@ -377,10 +379,12 @@ class Trainer:
         with self.autocast():
             out = self.objective.compute(self.model, x, multiplier, self.noise)
         # One backward per optimiser, each into its own parameters only (the authors'
-        # two-step: encoder <- encoder loss, decoder <- reconstruction).
+        # two-step: encoder <- encoder loss, decoder <- reconstruction). One loss for all
+        # parameters needs no `inputs=`, which costs a graph traversal per step.
         losses = list(out.losses.items())
         for i, (name, loss) in enumerate(losses):
-            self.scaler.scale(loss).backward(inputs=self.groups[name], retain_graph=i < len(losses) - 1)
+            inputs = None if self._one_group else self.groups[name]
+            self.scaler.scale(loss).backward(inputs=inputs, retain_graph=i < len(losses) - 1)
         average_gradients(self.params)
         clip = self.cfg.optim.grad_clip
         for name, opt in self.optimizers.items():
