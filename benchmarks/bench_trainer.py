@@ -9,11 +9,14 @@ a bare loop (forward + objective loss, backward, Adam step; nothing else) and th
 :class:`~spherevae.trainer.Trainer`. Runs are interleaved (bare, trainer, then trainer,
 bare, ...) so that machine load affects both alike; it prints both medians, the median
 of the per-pair ratios trainer/bare, the load average before and after, and whether the
-two final weights are bit-identical (they must be: the same work was done). The trainer's
-time is the wall-clock time of its epoch loop: every train step plus what the trainer
+two final weights are bit-identical (they must be: the same work was done). Times are
+wall-clock and CPU time of the process: with one torch thread the CPU time is what load
+from other processes disturbs least (it leaves out waiting for the disk, e.g. fsync). The
+trainer's time is that of its epoch loop: every train step plus what the trainer
 adds (on-device metric sums, NaN checks at log points, the per-epoch test pass, the
 epoch record, metrics.jsonl, the checkpoint); set-up and the final weights file are left
-out, as the bare loop's data loading and model building are.
+out, as the bare loop's data loading and model building are. ``train_epoch`` alone is the
+per-step part: the train steps, data, schedule, on-device sums and log-point reads.
 ``epoch`` trains one epoch of each config given and prints its seconds per epoch.
 """
 
@@ -34,9 +37,24 @@ from spherevae.schedules import Clock, make_schedule
 from spherevae.training import OBJECTIVES, _ConfigTrainer, _load_split, build_model, train
 from spherevae.weights import load_weights
 
+Times = tuple[float, float]  # (wall-clock s, CPU s of this process)
 
-def bare_loop(cfg: RunConfig) -> tuple[float, dict[str, torch.Tensor]]:
-    """Seconds for ``cfg.train.epochs`` epochs of the plainest loop on the same set-up,
+
+def _now() -> Times:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: Times) -> Times:
+    wall, cpu = _now()
+    return wall - t0[0], cpu - t0[1]
+
+
+def _add(a: Times, b: Times) -> Times:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
+    """Times of ``cfg.train.epochs`` epochs of the plainest loop on the same set-up,
     and the final weights."""
     from spherevae.data import BatchLoader
 
@@ -52,7 +70,7 @@ def bare_loop(cfg: RunConfig) -> tuple[float, dict[str, torch.Tensor]]:
     schedule = make_schedule(cfg.schedule.name, cfg.schedule.params)
     gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     steps, epochs = len(loader), cfg.train.epochs
-    t0 = time.perf_counter()
+    t0 = _now()
     for epoch in range(epochs):
         loader.set_epoch(epoch)
         # The multipliers as the trainer feeds them (float32 on the device), so that the
@@ -66,31 +84,31 @@ def bare_loop(cfg: RunConfig) -> tuple[float, dict[str, torch.Tensor]]:
             opt.step()
             opt.zero_grad(set_to_none=True)
         decay.step()
-    return time.perf_counter() - t0, model.state_dict()
+    return _since(t0), model.state_dict()
 
 
 class _TimedTrainer(_ConfigTrainer):
     """The config-driven Trainer, timing its epoch loop (first epoch start to ``finish``)
     and, within it, the time in :meth:`train_epoch` (the train steps and log points)."""
 
-    t_first: float | None = None
-    seconds = 0.0
-    step_seconds = 0.0
+    t_first: Times | None = None
+    seconds: Times = (0.0, 0.0)
+    step_seconds: Times = (0.0, 0.0)
 
     def train_epoch(self, epoch: int, bar: Any) -> None:
-        t0 = time.perf_counter()
+        t0 = _now()
         if self.t_first is None:
             self.t_first = t0
         super().train_epoch(epoch, bar)
-        self.step_seconds += time.perf_counter() - t0
+        self.step_seconds = _add(self.step_seconds, _since(t0))
 
     def finish(self) -> None:
-        self.seconds = time.perf_counter() - (self.t_first or time.perf_counter())
+        self.seconds = _since(self.t_first or _now())
         super().finish()
 
 
-def trainer_run(cfg: RunConfig) -> tuple[float, float, dict[str, torch.Tensor]]:
-    """Seconds in the trainer's epoch loop, of them in ``train_epoch``, and the final weights."""
+def trainer_run(cfg: RunConfig) -> tuple[Times, Times, dict[str, torch.Tensor]]:
+    """Times of the trainer's epoch loop, of its ``train_epoch``s, and the final weights."""
     trainer = _TimedTrainer(cfg)
     run = trainer.fit()
     return trainer.seconds, trainer.step_seconds, load_weights(run / "model.safetensors")[0]
@@ -135,16 +153,16 @@ def overhead(args: argparse.Namespace) -> None:
         f"{cfg.train.epochs} epochs x {args.repeats} interleaved repeats, "
         f"torch threads {torch.get_num_threads()}, load average before {load_before}, after {_load()}"
     )
-    print(f"bare loop               median {statistics.median(bare):.3f} s   runs {[round(b, 3) for b in bare]}")
-    print(f"trainer, epoch loop     median {statistics.median(ours):.3f} s   runs {[round(o, 3) for o in ours]}")
-    print(f"trainer, train_epoch    median {statistics.median(steps_only):.3f} s   "
-          f"runs {[round(o, 3) for o in steps_only]}")
-    for what, times in (("epoch loop (all it adds)", ours), ("train_epoch (per-step part)", steps_only)):
-        ratios = [t / b for t, b in zip(times, bare, strict=True)]
-        med = statistics.median(ratios)
-        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [med, med, med]
-        print(f"ratio trainer/bare, {what}: median of pairs {med:.3f} (IQR {q[0]:.3f}-{q[2]:.3f}), "
-              f"min/min {min(times) / min(bare):.3f}  (overhead {100 * (med - 1):+.1f}%)")
+    for clock, i in (("wall", 0), ("cpu", 1)):
+        print(f"[{clock}] bare loop             median {statistics.median(t[i] for t in bare):.3f} s   "
+              f"runs {[round(t[i], 3) for t in bare]}")
+        for what, times in (("epoch loop", ours), ("train_epoch", steps_only)):
+            ratios = [t[i] / b[i] for t, b in zip(times, bare, strict=True)]
+            med = statistics.median(ratios)
+            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [med, med, med]
+            mins = min(t[i] for t in times) / min(b[i] for b in bare)
+            print(f"[{clock}] trainer, {what:12s} median {statistics.median(t[i] for t in times):.3f} s   "
+                  f"ratio to bare: median of pairs {med:.3f} (IQR {q[0]:.3f}-{q[2]:.3f}), min/min {mins:.3f}")
     print(f"final weights bit-identical in every pair: {all(same)}")
 
 
