@@ -34,6 +34,7 @@ import torch
 
 from spherevae.config import RunConfig, load_config
 from spherevae.schedules import Clock, make_schedule
+from spherevae.trainer import resolve_device
 from spherevae.training import OBJECTIVES, _ConfigTrainer, _load_split, build_model, train
 from spherevae.weights import load_weights
 
@@ -59,23 +60,25 @@ def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
     from spherevae.data import BatchLoader
 
     ds = _load_split(cfg, "train")
-    model = build_model(cfg, tuple(ds.images.shape[1:]))
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg, tuple(ds.images.shape[1:])).to(device)
     objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
     o = cfg.optim
     opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay)
     loader = BatchLoader(
-        ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True
+        ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True,
+        device=device, keep_on_device=cfg.data.keep_on_device,
     )
     schedule = make_schedule(cfg.schedule.name, cfg.schedule.params)
-    gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    gen = torch.Generator(device).manual_seed(cfg.train.seed + 1)
     steps, epochs = len(loader), cfg.train.epochs
     t0 = _now()
     for epoch in range(epochs):
         loader.set_epoch(epoch)
         # The multipliers as the trainer feeds them (float32 on the device), so that the
         # loss is computed identically and the final weights can be compared bit for bit.
-        ms = torch.tensor([schedule(Clock(epoch, s, steps, epochs)) for s in range(steps)])
+        ms = torch.tensor([schedule(Clock(epoch, s, steps, epochs)) for s in range(steps)], device=device)
         for step, (x, _) in enumerate(loader):
             loss = objective.compute(model, x, ms[step], gen).losses["model"]
             loss.backward()
@@ -84,7 +87,9 @@ def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
             opt.step()
             opt.zero_grad(set_to_none=True)
         decay.step()
-    return _since(t0), model.state_dict()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the trainer's epochs end with a host read too
+    return _since(t0), {k: v.cpu() for k, v in model.state_dict().items()}
 
 
 class _TimedTrainer(_ConfigTrainer):

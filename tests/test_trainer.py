@@ -123,3 +123,20 @@ def test_two_data_parallel_processes_keep_equal_replicas_and_rank0_writes(tmp_pa
     rows = (tmp_path / "digits-tiny" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2  # one line per epoch: only rank 0 writes
     assert not (tmp_path / "digits-tiny" / ".lock").exists()
+
+
+def test_epoch_sums_find_the_first_bad_step_of_each_term():
+    from spherevae.train_records import EpochSums
+
+    sums = EpochSums(torch.device("cpu"))
+    values = {"loss": [1.0, 2.0, 3.0, float("inf"), 1.0, 2.0],
+              "reconstruction": [1.0] * 6,
+              "latent": [0.5, float("nan"), 0.5, -float("inf"), 0.5, 0.5]}
+    for step in range(4):
+        sums.add({k: torch.tensor(v[step]) for k, v in values.items()})
+    assert sums.first_bad() == [3, -1, 1]  # inf, then -inf after NaN: still the first
+    assert sums.means(4)[1] == 1.0
+    sums.reset()
+    for step in range(3):
+        sums.add({k: torch.tensor(float(step)) for k in values})
+    assert sums.first_bad() == [-1, -1, -1] and sums.means(3) == [1.0, 1.0, 1.0]

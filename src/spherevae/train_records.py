@@ -1,7 +1,7 @@
 """What the trainer measures and reports per epoch (used by :mod:`spherevae.trainer`).
 
 - :class:`EpochSums`: the reported terms summed on the device during an epoch, and the
-  first step at which each became NaN/inf, with no host read per step;
+  step at which each first became NaN/inf, with no host read per step;
 - :func:`test_reconstruction`: the test pass at the end of every epoch;
 - :func:`mean_over_ranks`: the epoch means averaged over data-parallel ranks;
 - :func:`divergence_message`, :func:`epoch_line`: what the user reads;
@@ -33,28 +33,36 @@ __all__ = [
 
 
 class EpochSums:
-    """The epoch's reported :data:`~spherevae.objectives.TERMS`, summed on the device
-    (``total``, float32 ``(len(TERMS),)``), the step at which each first became NaN/inf
-    (``first_bad``, ``-1``: not yet) and the steps added (``count``). All updates are
-    in place on fixed tensors and read nothing back to the host."""
+    """The epoch's reported :data:`~spherevae.objectives.TERMS`, summed on the device:
+    ``total`` (float32 ``(len(TERMS),)``) and ``finite_steps`` (int64, per term the steps
+    after which its total was still finite). NaN and inf stay non-finite under addition,
+    so a term's total turns non-finite at the step the term first does, and
+    ``finite_steps`` is that step. Updated in place with 5 small kernels per step, and
+    nothing read back to the host until :meth:`first_bad` or :meth:`means`."""
 
     def __init__(self, device: torch.device) -> None:
         self.total = torch.zeros(len(TERMS), device=device)
-        self.first_bad = torch.full((len(TERMS),), -1, dtype=torch.long, device=device)
-        self.count = torch.zeros((), dtype=torch.long, device=device)
+        self.finite_steps = torch.zeros(len(TERMS), dtype=torch.long, device=device)
 
     def reset(self) -> None:
         self.total.zero_()
-        self.first_bad.fill_(-1)
-        self.count.zero_()
+        self.finite_steps.zero_()
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         """Add one step's terms (0-dim tensors keyed by ``TERMS``)."""
-        values = torch.stack([terms[k].detach().float() for k in TERMS])
-        self.total += values
-        new_bad = (self.first_bad < 0) & ~torch.isfinite(values)
-        torch.where(new_bad, self.count, self.first_bad, out=self.first_bad)
-        self.count += 1
+        self.total += torch.stack([terms[k].detach().float() for k in TERMS])
+        # x * 0 == 0 exactly when x is finite (inf * 0 and NaN * 0 are NaN); isfinite
+        # would launch 4 kernels for the same answer.
+        self.finite_steps += self.total.mul(0).eq(0)
+
+    def first_bad(self) -> list[int]:
+        """Per term, the step (from 0) at which it first became NaN/inf, ``-1`` if it has
+        not. A host read."""
+        return torch.where(torch.isfinite(self.total), -1, self.finite_steps).tolist()
+
+    def means(self, steps: int) -> list[float]:
+        """The mean of each term over ``steps`` steps. A host read."""
+        return (self.total / steps).tolist()
 
 
 @torch.no_grad()

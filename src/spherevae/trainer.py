@@ -415,19 +415,19 @@ class Trainer:
 
     def _log_point(self, epoch: int, step: int, multiplier: float, bar: Any) -> None:
         """The host read every ``log_every`` steps: stop on NaN/inf, update the bar."""
-        bad = self.sums.first_bad.tolist()
+        bad = self.sums.first_bad()
         if max(bad) >= 0:
             raise TrainingDiverged(divergence_message(
                 bad, epoch, self.steps, self.run_dir / CHECKPOINT_FILE, self.last_good))
         if not bar.disable:
-            mean = (self.sums.total / (step + 1)).tolist()
+            mean = self.sums.means(step + 1)
             bar.set_postfix(epoch=epoch, loss=f"{mean[0]:.4g}", beta=f"{self.objective.beta:.3g}",
                             m=f"{multiplier:.3g}")
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record (mean train terms over ranks, the test pass, beta, lr), then
         the objective's epoch hook (e.g. beta auto-balance) and the lr decay step."""
-        means = dict(zip(TERMS, (self.sums.total / self.steps).tolist(), strict=True))
+        means = dict(zip(TERMS, self.sums.means(self.steps), strict=True))
         if self.dist.world_size > 1:
             means = mean_over_ranks(means, self.device)
         beta_used = self.objective.beta
