@@ -3,6 +3,7 @@ reads only at log points; under two data-parallel processes the replicas stay eq
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -40,8 +41,8 @@ def _cfg(tmp_path: Path, name: str, **train: object) -> RunConfig:
     base["data"].update(name="in-memory", download=False)
     base["objective"].update(name="compressed", beta=0.01)
     base["schedule"] = {"name": "quench_anneal", "params": {}}
-    base["train"].update(epochs=2, batch_size=64, device="cpu", progress=False,
-                         out_dir=str(tmp_path), run_name=name, **train)
+    base["train"].update({"epochs": 2, "batch_size": 64, "device": "cpu", "progress": False,
+                          "out_dir": str(tmp_path), "run_name": name, **train})
     return config_from_dict(base)
 
 
@@ -64,6 +65,18 @@ def test_trainer_trains_a_user_model_on_any_data_form(tmp_path, digits, form):
         ref = Trainer(_cfg(tmp_path, f"ref-{form}"), _model(), x_train, x_test).fit()
         a, b = load_weights(run_dir / "model.safetensors")[0], load_weights(ref / "model.safetensors")[0]
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_user_model_resumed_with_more_epochs_ends_bit_identical(tmp_path, digits):
+    x_train, x_test = digits[:640], digits[640:800]
+    full = Trainer(_cfg(tmp_path, "full", epochs=4), _model(), x_train, x_test).fit()
+    Trainer(_cfg(tmp_path, "part", epochs=2), _model(), x_train, x_test).fit()
+    with pytest.warns(UserWarning, match=r"train\.epochs 2 -> 4"):
+        part = Trainer(_cfg(tmp_path, "part", epochs=4), _model(), x_train, x_test).fit(resume=True)
+    a, b = load_weights(full / "model.safetensors")[0], load_weights(part / "model.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads(line) for line in (part / "history.jsonl").read_text().splitlines()]
+    assert [(h["event"], h["start_epoch"]) for h in history] == [("start", 0), ("resume", 2)]
 
 
 def test_trainer_without_model_or_data_says_what_it_needs(tmp_path, digits):

@@ -133,10 +133,13 @@ class Trainer:
     """Trains ``model`` on ``train`` (testing on ``test``) as ``cfg`` says, into
     ``cfg.run_dir``; :meth:`fit` runs the steps listed in the module docstring.
 
-    ``model``: any ``nn.Module`` with ``encode``/``decode`` (``model.project_to_sphere``
-    unset: the objective's default sphere) or a spherevae VAE. ``train``, ``test``: see
-    the module docstring. Under ``torchrun`` every rank trains on its shard of each global
-    batch of ``train.batch_size`` items; rank 0 holds the run directory's lock and writes.
+    ``model``: a spherevae VAE, or any ``nn.Module`` with ``encode``/``decode`` (projected
+    to the sphere as ``cfg.model.project_to_sphere`` says; unset: the objective's default).
+    ``train``, ``test``: see the module docstring. ``cfg.data.name`` only labels the data
+    (fingerprint, authors' dataset weight). Under ``torchrun`` every rank trains on its
+    shard of each global batch of ``train.batch_size`` items; rank 0 holds the run
+    directory's lock and writes. Steps can be overridden in a subclass (e.g.
+    :meth:`load_data` and :meth:`make_model`, as :func:`spherevae.training.train` does).
     """
 
     def __init__(self, cfg: RunConfig, model: nn.Module | None = None,
@@ -146,6 +149,7 @@ class Trainer:
         self.dist = DistInfo()
         self.last_good: int | None = None  # the epoch of the last checkpoint written
         self.loggers: list[Any] = []
+        self.changes: dict[str, list[Any]] = {}  # what a resume changed in the config
 
     @property
     def run_dir(self) -> Path:
@@ -218,7 +222,6 @@ class Trainer:
         with RunDirLock(self.run_dir) if main else contextlib.nullcontext():
             if main:
                 clean_tmp_files(self.run_dir)  # what a kill during a write left; we hold the lock
-            self.changes: dict[str, list[Any]] = {}
             if resume:
                 self.cfg, self.changes = resume_config(self.cfg, self.run_dir)
             barrier()  # every rank has read config.yaml before rank 0 rewrites it
