@@ -3,60 +3,124 @@
     PYTHONPATH=src python benchmarks/bench_trainer.py overhead [--config C] [--epochs E] [--repeats R]
     PYTHONPATH=src python benchmarks/bench_trainer.py epoch --config configs/fmnist-standard-cpu.yaml
 
-``overhead`` runs the same model, data, objective and number of steps two ways,
-interleaved (bare, trainer, bare, trainer, ...) so that machine load affects both
-alike, and prints the median ratio trainer/bare. The bare loop is the least a
-training loop does: encode, reparameterise, decode, loss, backward, Adam step. The
-trainer adds the schedule, on-device metric sums, NaN checks at log points, one test
-batch per epoch, metrics.jsonl and a checkpoint per run.
+``overhead`` trains the same model (same initial weights), on the same data in the same
+order, with the same noise generator, schedule multipliers and objective loss, two ways:
+a bare loop (forward + objective loss, backward, Adam step; nothing else) and the
+:class:`~spherevae.trainer.Trainer`. Runs are interleaved (bare, trainer, then trainer,
+bare, ...) so that machine load affects both alike; it prints both medians, the median
+of the per-pair ratios trainer/bare, the load average before and after, and whether the
+two final weights are bit-identical (they must be: the same work was done). Times are
+wall-clock and CPU time of the process: with one torch thread the CPU time is what load
+from other processes disturbs least (it leaves out waiting for the disk, e.g. fsync). The
+trainer's time is that of its epoch loop: every train step plus what the trainer
+adds (on-device metric sums, NaN checks at log points, the per-epoch test pass, the
+epoch record, metrics.jsonl, the checkpoint); set-up and the final weights file are left
+out, as the bare loop's data loading and model building are. ``train_epoch`` alone is the
+per-step part: the train steps, data, schedule, on-device sums and log-point reads.
 ``epoch`` trains one epoch of each config given and prints its seconds per epoch.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import torch
 
 from spherevae.config import RunConfig, load_config
-from spherevae.training import OBJECTIVES, _load_split, build_model, train
+from spherevae.schedules import Clock, make_schedule
+from spherevae.trainer import resolve_device
+from spherevae.training import OBJECTIVES, _ConfigTrainer, _load_split, build_model, train
+from spherevae.weights import load_weights
+
+Times = tuple[float, float]  # (wall-clock s, CPU s of this process)
 
 
-def bare_loop(cfg: RunConfig) -> float:
-    """Seconds for ``cfg.train.epochs`` epochs of the plainest loop on the same setup."""
+def _now() -> Times:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: Times) -> Times:
+    wall, cpu = _now()
+    return wall - t0[0], cpu - t0[1]
+
+
+def _add(a: Times, b: Times) -> Times:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
+    """Times of ``cfg.train.epochs`` epochs of the plainest loop on the same set-up,
+    and the final weights."""
     from spherevae.data import BatchLoader
 
     ds = _load_split(cfg, "train")
-    model = build_model(cfg, tuple(ds.images.shape[1:]))
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg, tuple(ds.images.shape[1:])).to(device)
     objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    o = cfg.optim
+    opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay)
     loader = BatchLoader(
-        ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True
+        ds, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed, drop_last=True,
+        device=device, keep_on_device=cfg.data.keep_on_device,
     )
-    gen = torch.Generator().manual_seed(cfg.train.seed + 1)
-    t0 = time.perf_counter()
-    for epoch in range(cfg.train.epochs):
+    schedule = make_schedule(cfg.schedule.name, cfg.schedule.params)
+    gen = torch.Generator(device).manual_seed(cfg.train.seed + 1)
+    steps, epochs = len(loader), cfg.train.epochs
+    t0 = _now()
+    for epoch in range(epochs):
         loader.set_epoch(epoch)
-        for x, _ in loader:
-            loss = objective.compute(model, x, 1.0, gen).losses["model"]
+        # The multipliers as the trainer feeds them (float32 on the device), so that the
+        # loss is computed identically and the final weights can be compared bit for bit.
+        ms = torch.tensor([schedule(Clock(epoch, s, steps, epochs)) for s in range(steps)], device=device)
+        for step, (x, _) in enumerate(loader):
+            loss = objective.compute(model, x, ms[step], gen).losses["model"]
             loss.backward()
+            if o.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - t0
+        decay.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the trainer's epochs end with a host read too
+    return _since(t0), {k: v.cpu() for k, v in model.state_dict().items()}
 
 
-def trainer_run(cfg: RunConfig) -> float:
-    """Seconds in the trainer's epochs (its own epoch_time_s: loop + one test batch),
-    leaving out what a bare loop also has to do once (load data, build the model)."""
-    import json
+class _TimedTrainer(_ConfigTrainer):
+    """The config-driven Trainer, timing its epoch loop (first epoch start to ``finish``)
+    and, within it, the time in :meth:`train_epoch` (the train steps and log points)."""
 
-    run = train(cfg)
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    return sum(r["epoch_time_s"] for r in rows)
+    t_first: Times | None = None
+    seconds: Times = (0.0, 0.0)
+    step_seconds: Times = (0.0, 0.0)
+
+    def train_epoch(self, epoch: int, bar: Any) -> None:
+        t0 = _now()
+        if self.t_first is None:
+            self.t_first = t0
+        super().train_epoch(epoch, bar)
+        self.step_seconds = _add(self.step_seconds, _since(t0))
+
+    def finish(self) -> None:
+        self.seconds = _since(self.t_first or _now())
+        super().finish()
+
+
+def trainer_run(cfg: RunConfig) -> tuple[Times, Times, dict[str, torch.Tensor]]:
+    """Times of the trainer's epoch loop, of its ``train_epoch``s, and the final weights."""
+    trainer = _TimedTrainer(cfg)
+    run = trainer.fit()
+    return trainer.seconds, trainer.step_seconds, load_weights(run / "model.safetensors")[0]
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def overhead(args: argparse.Namespace) -> None:
@@ -75,27 +139,36 @@ def overhead(args: argparse.Namespace) -> None:
     # The bare loop has one optimiser; compare like with like.
     if cfg.objective.name == "authors":
         raise SystemExit("overhead: use a standard or compressed config")
+    load_before = _load()
     bare_loop(cfg)  # warm-up: first-touch allocations, lazy imports
-    bare, ours = [], []
+    trainer_run(load_config(args.config, [*over, "train.run_name=warmup"]))
+    bare, ours, steps_only, same = [], [], [], []
     for r in range(args.repeats):
-        bare.append(bare_loop(cfg))
         run_cfg = load_config(args.config, [*over, f"train.run_name=r{r}"])
-        ours.append(trainer_run(run_cfg))
+        first, second = (bare_loop, trainer_run) if r % 2 == 0 else (trainer_run, bare_loop)
+        res: dict[Any, Any] = {f: f(run_cfg if f is trainer_run else cfg) for f in (first, second)}
+        (tb, wb), (tt, ts, wt) = res[bare_loop], res[trainer_run]
+        bare.append(tb)
+        ours.append(tt)
+        steps_only.append(ts)
+        same.append(all(torch.equal(wb[k], wt[k]) for k in wt))
     shutil.rmtree(out, ignore_errors=True)
-    ratios = [o / b for o, b in zip(ours, bare, strict=True)]
     print(
-        f"config {args.config} ({cfg.objective.name}), {cfg.train.epochs} epochs x {args.repeats} repeats, "
-        f"torch threads {torch.get_num_threads()}"
+        f"config {args.config} ({cfg.objective.name}, schedule {cfg.schedule.name}), "
+        f"{cfg.train.epochs} epochs x {args.repeats} interleaved repeats, "
+        f"torch threads {torch.get_num_threads()}, load average before {load_before}, after {_load()}"
     )
-    print(
-        f"bare loop   median {statistics.median(bare):.3f} s   runs {[round(b, 3) for b in bare]}"
-    )
-    print(
-        f"trainer     median {statistics.median(ours):.3f} s   runs {[round(o, 3) for o in ours]}"
-    )
-    print(
-        f"ratio trainer/bare: median {statistics.median(ratios):.3f}  (overhead {100 * (statistics.median(ratios) - 1):+.1f}%)"
-    )
+    for clock, i in (("wall", 0), ("cpu", 1)):
+        print(f"[{clock}] bare loop             median {statistics.median(t[i] for t in bare):.3f} s   "
+              f"runs {[round(t[i], 3) for t in bare]}")
+        for what, times in (("epoch loop", ours), ("train_epoch", steps_only)):
+            ratios = [t[i] / b[i] for t, b in zip(times, bare, strict=True)]
+            med = statistics.median(ratios)
+            q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [med, med, med]
+            mins = min(t[i] for t in times) / min(b[i] for b in bare)
+            print(f"[{clock}] trainer, {what:12s} median {statistics.median(t[i] for t in times):.3f} s   "
+                  f"ratio to bare: median of pairs {med:.3f} (IQR {q[0]:.3f}-{q[2]:.3f}), min/min {mins:.3f}")
+    print(f"final weights bit-identical in every pair: {all(same)}")
 
 
 def epoch_time(args: argparse.Namespace) -> None:

@@ -61,6 +61,32 @@ def test_compressed_step_has_no_host_device_sync() -> None:
     assert torch.isfinite(step.losses["model"]).item()
 
 
+@pytest.mark.parametrize("objective", ["compressed", "authors"])
+def test_trainer_step_has_no_host_device_sync(tmp_path: Path, objective: str) -> None:
+    """Trainer.train_step as the loop runs it (forward, loss, backward, gradient clipping,
+    Adam, the on-device sums of the reported terms) under CUDA's sync checker."""
+    from spherevae.config import load_config
+    from spherevae.training import _ConfigTrainer
+
+    cfg = load_config(CONFIGS / "digits-tiny.yaml", [
+        "train.device=cuda", f"train.out_dir={tmp_path}", "optim.grad_clip=1.0", "train.amp=bf16",
+        f"objective.name={objective}", "objective.dataset_weight=10.0"])
+    trainer = _ConfigTrainer(cfg)
+    trainer.setup()  # no run directory needed for the step itself
+    x = next(iter(trainer.loader))[0]
+    m = torch.full((), 2.0, device="cuda")
+    for _ in range(2):  # warm-up: lazy initialisation may sync once
+        trainer.train_step(x, m)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step(x, m)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.sums.finite_steps.tolist() == [5, 5, 5] and trainer.sums.first_bad() == [-1, -1, -1]
+
+
 def test_vmf_fit_and_sample_on_gpu() -> None:
     from spherevae.sampling import VonMisesFisher
 

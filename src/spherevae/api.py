@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Run", "TensorData", "as_tensor_data", "fit", "load", "load_sampler", "save_sampler"]
+__all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
 
 LATENTS_FILE = "latents.safetensors"
 
@@ -137,6 +137,27 @@ def _latent_dim_of(model: nn.Module, sample: torch.Tensor) -> int:
     return int(mu.shape[1])
 
 
+def as_vae_model(
+    model: nn.Module,
+    sample: torch.Tensor,
+    *,
+    project_to_sphere: bool,
+    model_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """``model`` as the trainer needs it: a spherevae :class:`~spherevae.models.VAE` or
+    :class:`~spherevae.models.ModelAdapter` as it is (with its own sphere setting), any
+    other module with ``encode``/``decode`` wrapped in a ``ModelAdapter`` whose ``n`` is
+    read off ``encode(sample)`` (``sample``: a few items ``(k, ...)``, uint8 or float) and
+    which records the model's import path (+ JSON ``model_kwargs``) when it has one."""
+    from spherevae.models import VAE, ModelAdapter, check_vae_like
+
+    if isinstance(model, VAE | ModelAdapter):
+        return model
+    check_vae_like(model)
+    n = _latent_dim_of(model, sample)
+    return ModelAdapter(model, n, project_to_sphere=project_to_sphere, source=_source_of(model, model_kwargs))
+
+
 def fit(
     model: nn.Module,
     *,
@@ -174,9 +195,8 @@ def fit(
     """
     from spherevae._validation import check_choice
     from spherevae.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
-    from spherevae.models import VAE, ModelAdapter, check_vae_like
     from spherevae.objectives import OBJECTIVES
-    from spherevae.training import train as train_loop
+    from spherevae.trainer import Trainer
 
     check_choice(objective, "objective", OBJECTIVES)
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
@@ -186,12 +206,8 @@ def fit(
         )
     out = Path(out_dir)
     sphere = OBJECTIVES[objective].default_project_to_sphere if project_to_sphere is None else project_to_sphere
-    if isinstance(model, VAE | ModelAdapter):
-        sphere = model.radius is not None  # the model's own setting is what trains
-    else:
-        check_vae_like(model)
-        n = _latent_dim_of(model, train_data.images[:2])
-        model = ModelAdapter(model, n, project_to_sphere=sphere, source=_source_of(model, model_kwargs))
+    model = as_vae_model(model, train_data.images[:2], project_to_sphere=sphere, model_kwargs=model_kwargs)
+    sphere = model.radius is not None  # a spherevae model's own setting is what trains
     base = config_to_dict(RunConfig())
     base["data"].update(name=train_data.name, download=False)
     base["model"].update(latent_dim=model.latent_dim, project_to_sphere=sphere)
@@ -203,7 +219,7 @@ def fit(
         out_dir=str(out.parent), run_name=out.name, progress=False,
     )
     cfg = config_from_dict(apply_overrides(base, list(overrides or [])))
-    run_dir = train_loop(cfg, resume=resume, model=model, data=(train_data, test_data))
+    run_dir = Trainer(cfg, model, train_data, test_data).fit(resume=resume)
     run = load(run_dir, model=model)
     run._store_latents(test_data.images)
     return run

@@ -63,6 +63,8 @@ class Objective(Protocol):
     """The surface the trainer uses (see the module docstring for the class attributes).
 
     ``compute`` runs inside the training step: it must not read values back to the host.
+    Its ``multiplier`` (the schedule's factor) is a 0-dim float32 tensor on the device
+    when the trainer calls it (a float elsewhere): use it in tensor arithmetic only.
     ``end_epoch`` receives the epoch's mean :data:`TERMS` (host floats). ``state_dict`` /
     ``load_state_dict`` hold what a resume needs (e.g. an auto-balanced beta): plain JSON
     values only, so checkpoints never carry objects.
@@ -79,7 +81,7 @@ class Objective(Protocol):
     def learning_rates(self, cfg: RunConfig) -> dict[str, float]: ...
 
     def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
     ) -> StepOutput: ...
 
     def end_epoch(self, epoch: int, means: dict[str, float]) -> None: ...
@@ -138,7 +140,7 @@ class StandardObjective:
         return {"model": cfg.optim.lr}
 
     def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
     ) -> StepOutput:
         out = model(x, generator)
         x_hat, mu, logvar = out.x_hat, out.mu, out.logvar
@@ -209,7 +211,7 @@ class CompressedObjective(StandardObjective):
         return _reconstruction(x, out.x_hat), self._latent(out.mu, out.logvar)
 
     def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
     ) -> StepOutput:
         recon, latent = self._recon_and_latent(model, x, generator)
         total = recon + (self.beta * multiplier) * latent
@@ -305,7 +307,7 @@ class AuthorsObjective(CompressedObjective):
         return {"encoder": cfg.optim.lr, "decoder": dec}
 
     def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float, generator: torch.Generator
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
     ) -> StepOutput:
         recon, latent = self._recon_and_latent(model, x, generator)
         encoder_loss = AUTHORS_ENCODER_SCALE * (recon + self.beta * latent * multiplier)
