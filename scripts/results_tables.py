@@ -62,7 +62,11 @@ def mean_std(values: list[float]) -> str:
 
 
 def fid_gauss(r: dict[str, Any]) -> float | None:
-    return r.get(fid_key("gaussian_sphere"), r.get(fid_key("gaussian")))
+    """FID of the model's own Gaussian fit: the projected normal on the sphere for the
+    compressed/authors models, the plain Gaussian for the standard one (since the sweeps
+    evaluate every sampler on every model, both keys exist in every row)."""
+    own = "gaussian" if r.get("variant") == "standard" else "gaussian_sphere"
+    return r.get(fid_key(own), r.get(fid_key("gaussian")))
 
 
 _collapse_cache: dict[str, dict[str, int]] = {}
