@@ -26,6 +26,7 @@ from spherevae.evaluation import (
 from spherevae.features import FEATURE_BACKBONES, BackboneSpec
 from spherevae.metric_info import metric_key
 from spherevae.metrics import FID, frechet_distance, kid, precision_recall
+from spherevae.rundir import RunLayout
 from spherevae.sampling import SAMPLERS, SamplerSpec, VonMisesFisher
 
 
@@ -153,9 +154,10 @@ def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, t
     assert {p.name for p in tmp_path.iterdir()} >= {"samples.png", "samples_by_sampler.png", "interpolation.png"}
     # A sampler without a saved form is evaluated all the same, and not saved.
     with caplog.at_level("WARNING", logger="spherevae.evaluate"):
-        _save_samplers(ctx.fitted, tmp_path / "samplers")
-    assert (tmp_path / "samplers" / "prior.safetensors").is_file()
-    assert not (tmp_path / "samplers" / "jitter.safetensors").exists() and "jitter not saved" in caplog.text
+        _save_samplers(ctx.fitted, RunLayout(tmp_path))
+    assert RunLayout(tmp_path).sampler("prior").is_file()
+    assert (tmp_path / "samplers" / "prior.safetensors").is_file()  # the documented layout
+    assert not RunLayout(tmp_path).sampler("jitter").exists() and "jitter not saved" in caplog.text
 
 
 def test_a_stage_says_which_stage_it_needs() -> None:

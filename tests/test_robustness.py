@@ -653,3 +653,23 @@ def test_case(case: Case, request: pytest.FixtureRequest, tmp_path: Path, capsys
     kwargs = {name: request.getfixturevalue(name) for name in params if name not in ("tmp_path", "capsys")}
     kwargs.update({k: v for k, v in (("tmp_path", tmp_path), ("capsys", capsys)) if k in params})
     case.check(**kwargs)
+
+
+def test_run_layout_is_the_documented_layout(tmp_path: Path) -> None:
+    """Every run-directory path comes from RunLayout; these names are the documented ones
+    (README, docs/design.md), so a change here is a change of the on-disk format."""
+    from spherevae.rundir import RunLayout
+
+    layout = RunLayout(tmp_path)
+    rel = {name: getattr(layout, name).relative_to(tmp_path).as_posix() for name in (
+        "config", "metrics", "history", "checkpoint", "weights", "legacy_weights", "fingerprint",
+        "eval_dir", "eval_metrics", "samplers_dir", "latents", "error", "lock")}
+    assert rel == {
+        "config": "config.yaml", "metrics": "metrics.jsonl", "history": "history.jsonl",
+        "checkpoint": "checkpoints/last.pt", "weights": "model.safetensors",
+        "legacy_weights": "model.pt", "fingerprint": "data_fingerprint.json", "eval_dir": "eval",
+        "eval_metrics": "eval/metrics.json", "samplers_dir": "samplers",
+        "latents": "latents.safetensors", "error": "error.txt", "lock": ".lock",
+    }
+    assert layout.sampler("vmf") == tmp_path / "samplers" / "vmf.safetensors"
+    assert RunLayout(str(tmp_path)).root == tmp_path

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
+from spherevae.rundir import RunLayout
 
-LATENTS_FILE = "latents.safetensors"
+__all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def load(run_dir: str | Path, *, model: nn.Module | None = None, device: str = "
     from spherevae.training import load_run
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not RunLayout(run_dir).config.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml in it)")
     cfg, net = load_run(run_dir, device=device, model=model)
     return Run(run_dir, cfg, net, torch.device(device))
@@ -256,13 +256,13 @@ class Run:
     @property
     def metrics(self) -> dict[str, Any]:
         """``eval/metrics.json`` (written by ``spherevae evaluate``); ``{}`` before it."""
-        path = self.run_dir / "eval" / "metrics.json"
+        path = RunLayout(self.run_dir).eval_metrics
         return json.loads(path.read_text()) if path.is_file() else {}
 
     @property
     def history(self) -> list[dict[str, Any]]:
         """The per-epoch records of ``metrics.jsonl``."""
-        path = self.run_dir / "metrics.jsonl"
+        path = RunLayout(self.run_dir).metrics
         if not path.is_file():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -295,7 +295,7 @@ class Run:
         the config's test split (and stored) on first use for a CLI-made run."""
         from safetensors.torch import load_file
 
-        path = self.run_dir / LATENTS_FILE
+        path = RunLayout(self.run_dir).latents
         if not path.is_file():
             from spherevae.training import _load_split
 
@@ -312,7 +312,7 @@ class Run:
         radius = getattr(self.model, "radius", None)
         z = project_to_sphere(mu, radius, validate=False) if radius is not None else mu.clone()
         blob = save({"z": z.contiguous(), "mu": mu.contiguous(), "logvar": logvar.contiguous()})
-        atomic_write_bytes(self.run_dir / LATENTS_FILE, blob)
+        atomic_write_bytes(RunLayout(self.run_dir).latents, blob)
 
     def sampler(self, name: str) -> Any:
         """The fitted sampler ``name`` (a key of :data:`spherevae.sampling.SAMPLERS`),
@@ -320,7 +320,7 @@ class Run:
         on first use, loaded from there afterwards."""
         from spherevae.sampling import fit_sampler
 
-        path = self.run_dir / "samplers" / f"{name}.safetensors"
+        path = RunLayout(self.run_dir).sampler(name)
         if path.is_file():
             return load_sampler(path)
         radius = getattr(self.model, "radius", None)

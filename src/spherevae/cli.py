@@ -196,13 +196,14 @@ def _train_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spherevae.config import load_config
+    from spherevae.rundir import RunLayout
     from spherevae.training import TrainingDiverged, train
 
     if args.resume:
         run_dir = Path(args.resume)
         if args.config:
             raise ValueError("give either --config or --resume RUN_DIR, not both")
-        cfg = load_config(run_dir / "config.yaml", args.overrides)
+        cfg = load_config(RunLayout(run_dir).config, args.overrides)
         # The run stays where it is, whatever out_dir/run_name the overrides say.
         cfg.train.out_dir, cfg.train.run_name = str(run_dir.parent), run_dir.name
     else:
@@ -216,7 +217,7 @@ def _train_run(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = RunLayout(run_dir).metrics.read_text().splitlines()
     if lines and not args.quiet:
         print(train_summary(json.loads(lines[-1])))
     print(run_dir)  # the last line: scripts read the run directory from it

@@ -67,15 +67,10 @@ from spherevae.eval_context import (
     encode_dataset,
     samplers_for,
 )
+from spherevae.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.metric_info import metric_key
 from spherevae.metrics import FID
-from spherevae.rundir import (
-    atomic_write_json,
-    check_fingerprint,
-    data_fingerprint,
-    read_json,
-    read_jsonl,
-)
+from spherevae.rundir import RunLayout, atomic_write_json, read_json, read_jsonl
 
 __all__ = [
     "PIPELINE",
@@ -145,8 +140,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     metrics = ctx.metrics
     metrics["timings_s"] = timings
     metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
-    _save_samplers(ctx.fitted, run_dir / "samplers")
-    out = run_dir / "eval" / "metrics.json"
+    layout = RunLayout(run_dir)
+    _save_samplers(ctx.fitted, layout)
+    out = layout.eval_metrics
     atomic_write_json(out, metrics, indent=2, sort_keys=True, default=_json_default)
     log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {out}")
     return metrics
@@ -178,7 +174,7 @@ def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None
     images = test.images if opts.max_test is None else test.images[: opts.max_test]
     labels = None if test.labels is None else test.labels[: images.shape[0]]
     return EvalContext(model, images, cfg.objective.name, opts, labels, test.classes, train,
-                       run_dir, run_dir / "eval", cfg, log)
+                       run_dir, RunLayout(run_dir).eval_dir, cfg, log)
 
 
 def _check_device(name: str) -> None:
@@ -189,7 +185,7 @@ def _check_device(name: str) -> None:
 
 def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
     """The data found now must be the data the run was trained on (its fingerprint)."""
-    path = run_dir / "data_fingerprint.json"
+    path = RunLayout(run_dir).fingerprint
     if not path.is_file():  # a run made before fingerprints were stored
         warnings.warn(f"{run_dir} has no data_fingerprint.json: cannot check that the data "
                       "is the data it was trained on", stacklevel=4)
@@ -420,7 +416,7 @@ def figures(ctx: EvalContext) -> None:
         out / "tsne.png",
     )
     _histogram_figure(ctx, out / "latent_histograms.png")
-    rows = read_jsonl(ctx.run_dir / "metrics.jsonl") if ctx.run_dir is not None else []
+    rows = read_jsonl(RunLayout(ctx.run_dir).metrics) if ctx.run_dir is not None else []
     if rows:
         plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
     _interpolation_figure(ctx, out / "interpolation.png")
@@ -469,14 +465,14 @@ PIPELINE: tuple[tuple[str, tuple[Stage, ...]], ...] = (
 )
 
 
-def _save_samplers(fitted: dict[str, Any], directory: Path) -> None:
+def _save_samplers(fitted: dict[str, Any], layout: RunLayout) -> None:
     """Each fitted sampler to ``<run>/samplers/<name>.safetensors`` (tensors + JSON
     metadata, no pickle), where :meth:`spherevae.Run.sampler` finds and reuses it."""
     from spherevae.api import save_sampler
 
     for name, sampler in fitted.items():
         try:
-            save_sampler(sampler, directory / f"{name}.safetensors")
+            save_sampler(sampler, layout.sampler(name))
         except TypeError as exc:  # a registered sampler without a saved form: Run.sampler refits it
             _LOG.warning("sampler %s not saved: %s", name, exc)
 

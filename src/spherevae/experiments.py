@@ -42,8 +42,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.metric_info import metric_key
-from spherevae.rundir import UserError, atomic_write_json, atomic_write_text, check_name, read_json
+from spherevae.rundir import (
+    RunLayout,
+    UserError,
+    atomic_write_json,
+    atomic_write_text,
+    check_name,
+    read_json,
+)
 
 __all__ = [
     "BACKENDS",
@@ -205,7 +211,7 @@ def expand_grid(sweep: SweepConfig) -> list[RunSpec]:
 
 
 def _metrics_path(run_dir: Path) -> Path:
-    return run_dir / "eval" / "metrics.json"
+    return RunLayout(run_dir).eval_metrics
 
 
 def execute_run(spec: RunSpec) -> RunResult:
@@ -236,7 +242,7 @@ def execute_run(spec: RunSpec) -> RunResult:
                 f"train.run_name={spec.run_dir.name}",
             ],
         )
-        resume = (spec.run_dir / "checkpoints" / "last.pt").is_file()
+        resume = RunLayout(spec.run_dir).checkpoint.is_file()
         if not resume and spec.run_dir.exists():
             # A run that died before its first checkpoint: keep its files for
             # inspection, start afresh beside them.
@@ -248,7 +254,7 @@ def execute_run(spec: RunSpec) -> RunResult:
     except Exception as exc:  # a failed run is reported, not lost, and the sweep goes on
         tb = traceback.format_exc()
         with contextlib.suppress(OSError):
-            atomic_write_text(spec.run_dir / "error.txt", tb)
+            atomic_write_text(RunLayout(spec.run_dir).error, tb)
         return RunResult(spec.name, spec.params, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
@@ -411,7 +417,9 @@ def run_sweep(
     failed = [r for r in results if r.status == "failed"]
     if failed:
         log(f"{len(failed)} run(s) failed; see error.txt in their run directories")
-    _draw_plane(sweep.out_dir, rows, fid_key, log)
+    from spherevae.plots import draw_sweep_plane
+
+    draw_sweep_plane(sweep.out_dir, rows, fid_key, log)
     return rows
 
 
@@ -421,35 +429,6 @@ def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:
     record["out_dir"] = str(sweep.out_dir)
     record["runs"] = [{"name": s.name, "overrides": list(s.overrides)} for s in specs]
     return record
-
-
-def _draw_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None, log) -> None:
-    done = [r for r in rows if r["status"] in ("done", "skipped")]
-    if not done:
-        return
-    # The headline FID of each run (its main sampler) on its backbone, e.g. fid_domain_recon.
-    backbone = next((r["fid_backbone"] for r in done if "fid_backbone" in r), None)
-    key = fid_key or (metric_key("headline_fid_recon", backbone=backbone) if backbone else None)
-    if key is None or not any(key in r and "rmse_percent" in r for r in done):
-        log("no FID column in the results: MSE-FID plane not drawn")
-        return
-    from spherevae.plots import mse_fid_plane, save_figure
-
-    plane_rows = [
-        {
-            "n": r.get("model.latent_dim", r.get("latent_dim")),
-            "beta": r.get("objective.beta", r.get("beta")),
-            "objective": r.get("variant", r.get("objective", "")),
-            "mse": r["rmse_percent"],
-            "fid": r[key],
-            "seed": r.get("train.seed", 0),
-        }
-        for r in done
-        if key in r
-    ]
-    fig = mse_fid_plane(plane_rows, fid_label=key, mse_label="RMSE (% of range)")
-    save_figure(fig, out_dir / "mse_fid_plane.png")
-    log(f"MSE-FID plane: {out_dir / 'mse_fid_plane.png'}")
 
 
 QUICKSTART_CONFIGS = ("fmnist-standard-cpu.yaml", "fmnist-compressed-cpu.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "concentration_figure",
     "cos_phi_distribution_figure",
+    "draw_sweep_plane",
     "image_grid",
     "interpolate_linear",
     "interpolate_sphere",
@@ -435,3 +436,35 @@ def latent_spectrum_figure(sigma_per_dim: Any, tangent_spectrum: Any, vmf_tangen
     ax_t.legend(fontsize=8)
     ax_t.set_title("tangent spectrum at the mean direction")
     return fig
+
+
+def draw_sweep_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None,
+                     log: Callable[[str], None]) -> None:
+    """``out_dir/mse_fid_plane.png`` from a sweep's result rows (Fig 2): each finished run's
+    RMSE against ``fid_key`` (default: the headline FID vs reconstructions)."""
+    from spherevae.metric_info import metric_key
+
+    done = [r for r in rows if r["status"] in ("done", "skipped")]
+    if not done:
+        return
+    # The headline FID of each run (its main sampler) on its backbone, e.g. fid_domain_recon.
+    backbone = next((r["fid_backbone"] for r in done if "fid_backbone" in r), None)
+    key = fid_key or (metric_key("headline_fid_recon", backbone=backbone) if backbone else None)
+    if key is None or not any(key in r and "rmse_percent" in r for r in done):
+        log("no FID column in the results: MSE-FID plane not drawn")
+        return
+    plane_rows = [
+        {
+            "n": r.get("model.latent_dim", r.get("latent_dim")),
+            "beta": r.get("objective.beta", r.get("beta")),
+            "objective": r.get("variant", r.get("objective", "")),
+            "mse": r["rmse_percent"],
+            "fid": r[key],
+            "seed": r.get("train.seed", 0),
+        }
+        for r in done
+        if key in r
+    ]
+    fig = mse_fid_plane(plane_rows, fid_label=key, mse_label="RMSE (% of range)")
+    save_figure(fig, out_dir / "mse_fid_plane.png")
+    log(f"MSE-FID plane: {out_dir / 'mse_fid_plane.png'}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spherevae.metric_info import KEYS, MetricInfo, better, comparable_keys, describe
-from spherevae.rundir import UserError, atomic_write_text, read_json, read_jsonl
+from spherevae.rundir import RunLayout, UserError, atomic_write_text, read_json, read_jsonl
 
 __all__ = ["FIGURE_CAPTIONS", "RunSummary", "load_run_summary", "write_report"]
 
@@ -98,17 +98,18 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     from spherevae.config import read_yaml
 
     run_dir = Path(run_dir)
-    for needed in (run_dir / "config.yaml", run_dir / "eval" / "metrics.json"):
+    layout = RunLayout(run_dir)
+    for needed in (layout.config, layout.eval_metrics):
         if not needed.is_file():
-            hint = " (run `spherevae evaluate` first)" if needed.name == "metrics.json" else ""
+            hint = " (run `spherevae evaluate` first)" if needed == layout.eval_metrics else ""
             raise FileNotFoundError(f"{run_dir} is not an evaluated run: {needed} is missing{hint}")
-    jsonl = run_dir / "metrics.jsonl"
+    jsonl = layout.metrics
     history = tuple(read_jsonl(jsonl)) if jsonl.is_file() else ()
     return RunSummary(
         name=run_dir.name,
-        config=read_yaml(run_dir / "config.yaml", "run config") or {},
-        metrics=read_json(run_dir / "eval" / "metrics.json", hint="run `spherevae evaluate` again"),
-        figures={p.stem: p for p in sorted((run_dir / "eval").glob("*.png"))},
+        config=read_yaml(layout.config, "run config") or {},
+        metrics=read_json(layout.eval_metrics, hint="run `spherevae evaluate` again"),
+        figures={p.stem: p for p in sorted(layout.eval_dir.glob("*.png"))},
         history=history,
     )
 

@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import datetime
 import errno
-import hashlib
 import inspect
 import json
 import os
@@ -39,16 +38,16 @@ __all__ = [
     "CheckpointError",
     "RunDirLock",
     "RunDirLocked",
+    "RunLayout",
     "StorageError",
     "UserError",
     "append_jsonl",
     "atomic_open",
     "atomic_write_json",
     "atomic_write_text",
-    "check_fingerprint",
     "check_name",
     "clean_tmp_files",
-    "data_fingerprint",
+    "flatten_keys",
     "make_run_dir",
     "pin_schedule",
     "read_json",
@@ -57,6 +56,38 @@ __all__ = [
     "resume_changes",
     "resume_config",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Where everything of one run lives: the only place these names are spelled.
+
+    ``RunLayout(run_dir).checkpoint`` etc.; every module that reads or writes a run
+    directory goes through it, so a change of layout is a change here.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    metrics = property(lambda self: self.root / "metrics.jsonl")  # one record per epoch
+    history = property(lambda self: self.root / "history.jsonl")  # starts and resumes
+    checkpoint = property(lambda self: self.root / "checkpoints" / "last.pt")
+    weights = property(lambda self: self.root / "model.safetensors")  # final weights
+    legacy_weights = property(lambda self: self.root / "model.pt")  # runs before safetensors
+    fingerprint = property(lambda self: self.root / "data_fingerprint.json")
+    eval_dir = property(lambda self: self.root / "eval")
+    eval_metrics = property(lambda self: self.root / "eval" / "metrics.json")
+    samplers_dir = property(lambda self: self.root / "samplers")
+    latents = property(lambda self: self.root / "latents.safetensors")
+    error = property(lambda self: self.root / "error.txt")  # a failed sweep run's traceback
+    lock = property(lambda self: self.root / ".lock")
+
+    def sampler(self, name: str) -> Path:
+        """A fitted sampler's file (``spherevae.sampling.sampler_to_state``)."""
+        return self.samplers_dir / f"{name}.safetensors"
 
 
 class UserError(ValueError):
@@ -278,10 +309,10 @@ class RunDirLock:
     (atomic: fails if the lock exists, and the file is never seen half-written).
     """
 
-    NAME = ".lock"
+    NAME = ".lock"  # RunLayout.lock
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(run_dir) / self.NAME
+        self.path = RunLayout(Path(run_dir)).lock
         self.holder = {"pid": os.getpid(), "host": socket.gethostname(),
                        "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         self.held = False
@@ -360,12 +391,13 @@ RESUMABLE_KEYS = (
 )
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}} -> {'a.b': 1}`` (nested mappings to dotted keys)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_keys(v, key + "."))
         else:
             out[key] = v
     return out
@@ -373,7 +405,7 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def resume_changes(saved: Mapping[str, Any], new: Mapping[str, Any], run_dir: Path) -> dict[str, list[Any]]:
     """``{key: [saved, new]}`` of the allowed changes; :class:`UserError` naming any other."""
-    a, b = _flatten(saved), _flatten(new)
+    a, b = flatten_keys(saved), flatten_keys(new)
     changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
     refused = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
     if refused:
@@ -392,7 +424,7 @@ def resume_config(cfg: Any, run_dir: Path) -> tuple[Any, dict[str, list[Any]]]:
     old total (:func:`pin_schedule`); and the changes ``{key: [old, new]}``."""
     from spherevae.config import config_to_dict, load_config
 
-    saved_path = Path(run_dir) / "config.yaml"
+    saved_path = RunLayout(Path(run_dir)).config
     if not saved_path.is_file():
         return cfg, {}
     saved = config_to_dict(load_config(saved_path))
@@ -409,7 +441,7 @@ def record_history(
     run_dir: Path, resume: bool, start_epoch: int, epochs: int, changes: dict[str, list[Any]]
 ) -> None:
     """One line in ``history.jsonl`` per start or resume: when, where, what changed."""
-    append_jsonl(Path(run_dir) / "history.jsonl", {
+    append_jsonl(RunLayout(Path(run_dir)).history, {
         "event": "resume" if resume else "start",
         "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": socket.gethostname(), "pid": os.getpid(), "start_epoch": start_epoch,
@@ -457,40 +489,3 @@ def pin_schedule(name: str, params: dict[str, Any], old_epochs: int) -> dict[str
         return dict(params)
     default = inspect.signature(SCHEDULES[name]).parameters[fraction].default
     return {**params, pinned: cast(params.get(fraction, default) * old_epochs)}
-
-
-# --- data fingerprint ----------------------------------------------------------------
-
-FINGERPRINT_SAMPLE = 64  # images hashed per split, at fixed evenly spaced positions
-
-
-def _split_fingerprint(ds: Any) -> dict[str, Any]:
-    import torch
-
-    n = int(ds.images.shape[0])
-    idx = torch.linspace(0, n - 1, min(FINGERPRINT_SAMPLE, n)).round().long()
-    h = hashlib.sha256(repr(tuple(ds.images.shape)).encode())
-    h.update(ds.images[idx].contiguous().numpy().tobytes())
-    if ds.labels is not None:
-        h.update(ds.labels[idx].contiguous().numpy().tobytes())
-    return {"size": n, "sample_sha256": h.hexdigest()}
-
-
-def data_fingerprint(name: str, train: Any, test: Any) -> dict[str, Any]:
-    """Dataset name, split sizes and a hash of a fixed sample of images (and labels) per
-    split, of the full splits (before ``max_train``/``max_test``)."""
-    return {"dataset": name, "image_shape": list(train.images.shape[1:]),
-            "train": _split_fingerprint(train), "test": _split_fingerprint(test)}
-
-
-def check_fingerprint(stored: Mapping[str, Any], current: Mapping[str, Any], source: Path) -> None:
-    """:class:`UserError` naming what differs between the run's data and the data found now."""
-    a, b = _flatten(stored), _flatten(current)
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diff:
-        shown = ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" if "sha" not in k else f"{k} differs"
-                          for k in diff)
-        raise UserError(
-            f"the data found now is not the data this run was trained on ({source}): {shown}. "
-            "Point data.root (or the dataset's environment variable) at the original data"
-        )

@@ -49,16 +49,16 @@ from torch import nn
 from spherevae.checkpoint import load_checkpoint, load_state, save_checkpoint
 from spherevae.config import AMP_MODES, RunConfig, config_to_dict, save_config
 from spherevae.distributed import DistInfo, average_gradients, barrier, init_distributed
+from spherevae.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.models import model_spec
 from spherevae.objectives import OBJECTIVES, TERMS
 from spherevae.rundir import (
     RunDirLock,
+    RunLayout,
     UserError,
     append_jsonl,
     atomic_write_json,
-    check_fingerprint,
     clean_tmp_files,
-    data_fingerprint,
     make_run_dir,
     read_json,
     record_history,
@@ -77,9 +77,7 @@ from spherevae.weights import save_weights
 
 __all__ = ["WEIGHTS_FILE", "Trainer", "TrainingDiverged", "resolve_device"]
 
-WEIGHTS_FILE = "model.safetensors"  # a run's final weights (spherevae.weights)
-CHECKPOINT_FILE = "checkpoints/last.pt"  # relative to the run directory
-FINGERPRINT_FILE = "data_fingerprint.json"
+WEIGHTS_FILE = RunLayout(Path()).weights.name  # a run's final weights (kept for importers)
 _RESUME_ENTRIES = ("epoch", "model", "optimizers", "schedulers", "scaler", "objective", "rng")
 _LOG = logging.getLogger("spherevae.train")
 
@@ -155,6 +153,11 @@ class Trainer:
     def run_dir(self) -> Path:
         return self.cfg.run_dir
 
+    @property
+    def layout(self) -> RunLayout:
+        """The run directory's files (:class:`spherevae.rundir.RunLayout`)."""
+        return RunLayout(self.cfg.run_dir)
+
     # --- where the data and the model come from (overridden by the config path) -----
 
     def load_data(self) -> tuple[Any, Any]:
@@ -209,7 +212,7 @@ class Trainer:
     def _open_run_dir(self, resume: bool) -> Iterator[None]:
         """Create and lock the run directory (rank 0); a resume's config is checked against
         ``config.yaml`` (:func:`~spherevae.rundir.resume_config`) and replaces ``self.cfg``."""
-        ckpt = self.run_dir / CHECKPOINT_FILE
+        ckpt = self.layout.checkpoint
         if resume and not ckpt.is_file():
             raise FileNotFoundError(f"cannot resume: {str(ckpt)!r} does not exist (a run killed "
                                     "before its first checkpoint starts again without --resume)")
@@ -225,7 +228,7 @@ class Trainer:
             if resume:
                 self.cfg, self.changes = resume_config(self.cfg, self.run_dir)
             barrier()  # every rank has read config.yaml before rank 0 rewrites it
-            finished = [self.run_dir / f for f in (CHECKPOINT_FILE, WEIGHTS_FILE, "model.pt")]
+            finished = [self.layout.checkpoint, self.layout.weights, self.layout.legacy_weights]
             if not resume and any(p.is_file() for p in finished):
                 # (A run killed before its first checkpoint has nothing to resume: it starts again.)
                 raise UserError(f"run directory {str(self.run_dir)!r} already holds a run; pass "
@@ -297,7 +300,7 @@ class Trainer:
     def start(self, resume: bool) -> int:
         """Restore the checkpoint (``resume``) or start fresh; record the start in the run
         directory and open the loggers. Returns the first epoch to train."""
-        fp_path = self.run_dir / FINGERPRINT_FILE
+        fp_path = self.layout.fingerprint
         resumed_fp = resume and fp_path.is_file()
         if resumed_fp:
             check_fingerprint(read_json(fp_path), self.fingerprint, fp_path)
@@ -306,10 +309,10 @@ class Trainer:
         if self.dist.is_main:
             from spherevae.loggers import make_loggers
 
-            save_config(self.cfg, self.run_dir / "config.yaml")
+            save_config(self.cfg, self.layout.config)
             if not resumed_fp:
                 atomic_write_json(fp_path, self.fingerprint, indent=2)
-            truncate_metrics(self.run_dir / "metrics.jsonl", start)
+            truncate_metrics(self.layout.metrics, start)
             record_history(self.run_dir, resume, start, t.epochs, self.changes)
             self.loggers = make_loggers(_logger_names(t), self.run_dir, self.run_dir.name, t.logger_options)
             for lg in self.loggers:
@@ -319,7 +322,7 @@ class Trainer:
     def resume(self) -> int:
         """Load ``checkpoints/last.pt`` into the model, optimisers, schedules, scaler,
         objective and noise generator; return the epoch after it."""
-        path = self.run_dir / CHECKPOINT_FILE
+        path = self.layout.checkpoint
         state = load_checkpoint(path, map_location=self.device, required=_RESUME_ENTRIES)
         self.load_state_dict(state, path)
         self.last_good = int(state["epoch"])
@@ -359,17 +362,17 @@ class Trainer:
         if (epoch + 1) % t.checkpoint_every and epoch + 1 != t.epochs:
             return
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(epoch), self.run_dir / CHECKPOINT_FILE)
+            save_checkpoint(self.state_dict(epoch), self.layout.checkpoint)
         self.last_good = epoch
 
     def finish(self) -> None:
         """Final weights with the model's spec (``model.safetensors``); logger artifacts."""
         if not self.dist.is_main:
             return
-        save_weights(self.run_dir / WEIGHTS_FILE, self.model.state_dict(), model_spec(self.model))
+        save_weights(self.layout.weights, self.model.state_dict(), model_spec(self.model))
         for lg in self.loggers:
-            for name in ("config.yaml", "metrics.jsonl", WEIGHTS_FILE):
-                lg.log_artifact(self.run_dir / name)
+            for artifact in (self.layout.config, self.layout.metrics, self.layout.weights):
+                lg.log_artifact(artifact)
             lg.finalize("success")
 
     # --- the epoch --------------------------------------------------------------------
@@ -421,7 +424,7 @@ class Trainer:
         bad = self.sums.first_bad()
         if max(bad) >= 0:
             raise TrainingDiverged(divergence_message(
-                bad, epoch, self.steps, self.run_dir / CHECKPOINT_FILE, self.last_good))
+                bad, epoch, self.steps, self.layout.checkpoint, self.last_good))
         if not bar.disable:
             mean = self.sums.means(step + 1)
             bar.set_postfix(epoch=epoch, loss=f"{mean[0]:.4g}", beta=f"{self.objective.beta:.3g}",
@@ -469,7 +472,7 @@ class Trainer:
         without a terminal) one log line per epoch."""
         if not self.dist.is_main:
             return
-        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        append_jsonl(self.layout.metrics, record)
         for lg in self.loggers:
             lg.log_metrics(record, record["epoch"])
         if self.cfg.train.progress and not self._on_tty:

@@ -33,7 +33,7 @@ from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep
     StandardObjective,
     StepOutput,
 )
-from spherevae.rundir import CheckpointError
+from spherevae.rundir import CheckpointError, RunLayout
 from spherevae.trainer import WEIGHTS_FILE, Trainer, TrainingDiverged, limit_split, resolve_device
 from spherevae.weights import load_weights
 
@@ -149,14 +149,15 @@ def load_run(
     recorded (see :func:`spherevae.models.model_from_spec`).
     """
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    path = run_dir / WEIGHTS_FILE
+    layout = RunLayout(run_dir)
+    cfg = load_config(layout.config)
+    path = layout.weights
     if path.is_file():
         state, spec = load_weights(path, device=device)
     else:
-        path = run_dir / "model.pt"
+        path = layout.legacy_weights
         if not path.is_file():
-            path = run_dir / "checkpoints" / "last.pt"
+            path = layout.checkpoint
         ckpt = load_checkpoint(path, map_location=device, required=("model",))
         state = ckpt["model"]
         # Checkpoints written before model specs hold the VAE's config dict only.
