@@ -119,13 +119,16 @@ class SamplerSpec:
     ``build(z, radius, seed)`` fits the sampler to latents ``z`` ``(N, n)``; ``support`` is
     ``"sphere"`` when its draws lie on the sphere of radius ``radius`` and ``"euclidean"``
     otherwise; ``fitted`` is False for the fixed priors; ``summary`` is one line for docs
-    and CLI help.
+    and CLI help; ``state_types``: the classes (with ``to_state``/``from_state``) that the
+    built sampler is made of, which :func:`sampler_from_state` may rebuild from a file
+    (none: the sampler is evaluated but not saved).
     """
 
     build: SamplerBuilder
     support: str
     fitted: bool
     summary: str
+    state_types: tuple[type, ...] = ()
 
 
 def _build_prior(z: torch.Tensor, radius: float, seed: int) -> Sampler:
@@ -161,17 +164,25 @@ def _build_gmm(z: torch.Tensor, radius: float, seed: int) -> Sampler:
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
-    "prior": SamplerSpec(_build_prior, "euclidean", False, "N(0, I_n), the standard VAE prior"),
-    "prior_sphere": SamplerSpec(_build_prior_sphere, "sphere", False, "uniform on the sphere"),
-    "vmf": SamplerSpec(_build_vmf, "sphere", True, "isotropic von Mises-Fisher, maximum likelihood"),
+    "prior": SamplerSpec(_build_prior, "euclidean", False, "N(0, I_n), the standard VAE prior",
+                         (StandardNormal,)),
+    "prior_sphere": SamplerSpec(_build_prior_sphere, "sphere", False, "uniform on the sphere",
+                                (StandardNormal,)),
+    "vmf": SamplerSpec(_build_vmf, "sphere", True, "isotropic von Mises-Fisher, maximum likelihood",
+                       (VonMisesFisher,)),
     "esag": SamplerSpec(_build_esag, "sphere", True,
-                        "elliptically symmetric angular Gaussian (Paine et al. 2018), maximum likelihood"),
+                        "elliptically symmetric angular Gaussian (Paine et al. 2018), maximum likelihood",
+                        (ESAG,)),
     "vmf_mixture": SamplerSpec(_build_vmf_mixture, "sphere", True,
-                               "mixture of 10 vMFs, soft EM (Banerjee et al. 2005)"),
+                               "mixture of 10 vMFs, soft EM (Banerjee et al. 2005)",
+                               (VonMisesFisherMixture,)),
     "gaussian_sphere": SamplerSpec(_build_gaussian_sphere, "sphere", True,
-                                   "projected normal: full-covariance Gaussian projected to the sphere"),
-    "gaussian": SamplerSpec(_build_gaussian, "euclidean", True, "full-covariance Gaussian"),
-    "gmm": SamplerSpec(_build_gmm, "euclidean", True, "mixture of 10 full-covariance Gaussians, EM"),
+                                   "projected normal: full-covariance Gaussian projected to the sphere",
+                                   (FittedGaussian,)),
+    "gaussian": SamplerSpec(_build_gaussian, "euclidean", True, "full-covariance Gaussian",
+                            (FittedGaussian,)),
+    "gmm": SamplerSpec(_build_gmm, "euclidean", True, "mixture of 10 full-covariance Gaussians, EM",
+                       (GaussianMixture,)),
 }
 
 
@@ -196,10 +207,10 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
 # Serialisation: plain tensors + a JSON-able dict, no pickle
 # ---------------------------------------------------------------------------------------
 
-_STATE_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (StandardNormal, FittedGaussian, GaussianMixture, VonMisesFisher, VonMisesFisherMixture, ESAG)
-}
+def _state_types() -> dict[str, type]:
+    """Class name -> class, for every class a registered sampler declares
+    (``SamplerSpec.state_types``): the only classes a sampler file may name."""
+    return {cls.__name__: cls for spec in SAMPLERS.values() for cls in spec.state_types}
 
 
 def sampler_to_state(sampler: Sampler) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -215,8 +226,9 @@ def sampler_to_state(sampler: Sampler) -> tuple[dict[str, torch.Tensor], dict[st
         return {f"base.{k}": v for k, v in tensors.items()}, {
             "type": "SphereProjected", "radius": sampler.radius, "base": meta}
     name = type(sampler).__name__
-    if _STATE_TYPES.get(name) is not type(sampler):
-        raise TypeError(f"cannot serialise a {name}: not one of {sorted(_STATE_TYPES)} or SphereProjected")
+    known = _state_types()
+    if known.get(name) is not type(sampler):
+        raise TypeError(f"cannot serialise a {name}: not one of {sorted(known)} or SphereProjected")
     tensors, hparams = sampler.to_state()
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, {"type": name, "hparams": hparams}
 
@@ -227,8 +239,9 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
     if kind == "SphereProjected":
         base = {k.removeprefix("base."): v for k, v in tensors.items() if k.startswith("base.")}
         return SphereProjected(sampler_from_state(base, meta["base"]), float(meta["radius"]))
-    check_choice(str(kind), "sampler state type", [*_STATE_TYPES, "SphereProjected"])
-    return _STATE_TYPES[kind].from_state(tensors, meta.get("hparams", {}))
+    known = _state_types()
+    check_choice(str(kind), "sampler state type", [*known, "SphereProjected"])
+    return known[kind].from_state(tensors, meta.get("hparams", {}))
 
 
 def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
