@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh epochs     # CIFAR-10-shaped epoch times, standard vs compressed
 #   bash benchmarks/gpu_session.sh all        # both
 #   bash benchmarks/gpu_session.sh quick      # GPU tests + the loss-overhead benchmark only (~3 min)
+#   bash benchmarks/gpu_session.sh graph      # GPU + Triton tests, bench_gpu_step step/throughput/profile (~5 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
@@ -26,6 +27,13 @@ case "$MODE" in
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
     $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 20 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
+    ;;
+  graph)
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
+    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_kernels.py 2>&1 | tee "$OUT/tests.log"
+    $PY benchmarks/bench_gpu_step.py step --blocks 8 2>&1 | tee "$OUT/step.md"
+    $PY benchmarks/bench_gpu_step.py throughput --latent-dims 200 --steps 150 --repeats 2 2>&1 | tee "$OUT/throughput.md"
+    $PY benchmarks/bench_gpu_step.py profile --latent-dims 200 2>&1 | tee "$OUT/profile.md"
     ;;
   epochs)
     for n in 200 1000; do
