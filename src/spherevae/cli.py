@@ -261,7 +261,7 @@ def configure_logging(verbosity: int) -> logging.Handler:
 
     class _Stderr(logging.StreamHandler):
         # Whatever sys.stderr is when a line is written (it may be replaced, e.g. by tests).
-        @property  # type: ignore[override]
+        @property
         def stream(self) -> Any:
             return sys.stderr
 

@@ -213,7 +213,7 @@ class _FusedPriorLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):  # type: ignore[override]
+    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):
         r, cos, xs, inv_s, inv_tails = cosines_forward(x)
         coords = torch.cat([cos, r.unsqueeze(-1)], -1)  # (g, B, n)
         mean = coords.mean(1, keepdim=True)
@@ -231,7 +231,7 @@ class _FusedPriorLoss(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         xs, inv_s, inv_tails, cos, dev, d_mean, d_var = ctx.saved_tensors
         batch = dev.shape[1]
         g = (grad / batch) * torch.addcmul(d_mean.unsqueeze(1), dev, d_var.unsqueeze(1), value=2.0)

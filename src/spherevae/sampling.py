@@ -238,7 +238,8 @@ def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> 
     use batch statistics of random latents) and restored afterwards. ``z`` is moved to
     the model's device; the images come back on it, concatenated along dim 0.
     """
-    if not callable(getattr(model, "decode", None)):
+    decode = getattr(model, "decode", None)
+    if not callable(decode):
         raise TypeError(f"model must have a decode(z) method, got {type(model).__name__}")
     check_latents(z, "z", min_dim=1, ndim=2)
     if batch_size < 1:
@@ -249,7 +250,7 @@ def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> 
     model.eval()
     try:
         with torch.no_grad():
-            parts = [model.decode(chunk.to(device)) for chunk in z.split(batch_size)]
+            parts = [decode(chunk.to(device)) for chunk in z.split(batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts, 0)

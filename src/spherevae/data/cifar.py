@@ -46,7 +46,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles plain data and numpy arrays; any other global raises, so a malicious
     or corrupt file cannot run code."""
 
-    def find_class(self, module: str, name: str):  # type: ignore[override]
+    def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise UnsafePickleError(f"refusing to unpickle global {module}.{name}: not a numpy array")
