@@ -280,6 +280,12 @@ class HypersphericalPriorLoss(nn.Module):
             switches ``use_mu_terms``, ``use_sigma_terms``, ``use_radius_terms``.
     """
 
+    # Buffers of _register_fused, declared for the type checker (register_buffer sets them).
+    _fused_mean_target: torch.Tensor
+    _fused_std_target: torch.Tensor
+    _fused_mean_gain: torch.Tensor
+    _fused_std_gain: torch.Tensor
+
     def __init__(
         self, latent_dim: int, preset: str = "full", *, backend: str = "auto", **overrides: object
     ) -> None:

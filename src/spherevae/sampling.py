@@ -85,6 +85,15 @@ class Sampler(Protocol):
     ) -> torch.Tensor: ...
 
 
+class StatefulSampler(Sampler, Protocol):
+    """A sampler class of :data:`_STATE_TYPES`: saved as plain tensors + JSON hparams."""
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> StatefulSampler: ...
+
+
 class SphereProjected:
     """Samples of ``base`` projected radially onto the sphere of radius ``radius``.
 
@@ -196,7 +205,7 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
 # Serialisation: plain tensors + a JSON-able dict, no pickle
 # ---------------------------------------------------------------------------------------
 
-_STATE_TYPES: dict[str, type] = {
+_STATE_TYPES: dict[str, type[StatefulSampler]] = {
     cls.__name__: cls
     for cls in (StandardNormal, FittedGaussian, GaussianMixture, VonMisesFisher, VonMisesFisherMixture, ESAG)
 }
@@ -228,7 +237,7 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
         base = {k.removeprefix("base."): v for k, v in tensors.items() if k.startswith("base.")}
         return SphereProjected(sampler_from_state(base, meta["base"]), float(meta["radius"]))
     check_choice(str(kind), "sampler state type", [*_STATE_TYPES, "SphereProjected"])
-    return _STATE_TYPES[kind].from_state(tensors, meta.get("hparams", {}))
+    return _STATE_TYPES[str(kind)].from_state(tensors, meta.get("hparams", {}))
 
 
 def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
