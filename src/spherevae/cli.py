@@ -261,6 +261,7 @@ def configure_logging(verbosity: int) -> logging.Handler:
 
     class _Stderr(logging.StreamHandler):
         # Whatever sys.stderr is when a line is written (it may be replaced, e.g. by tests).
+        _spherevae_cli = True  # marks the handlers this function added, to remove them
         @property
         def stream(self) -> Any:
             return sys.stderr
@@ -273,7 +274,6 @@ def configure_logging(verbosity: int) -> logging.Handler:
     for handler in [h for h in logger.handlers if getattr(h, "_spherevae_cli", False)]:
         logger.removeHandler(handler)
     handler = _Stderr()
-    handler._spherevae_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_Format())
     logger.addHandler(handler)
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
