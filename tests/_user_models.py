@@ -17,3 +17,10 @@ class MLPVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
+
+
+class ImageMLPVAE(MLPVAE):
+    """:class:`MLPVAE` on 1x8x8 images (the bundled digits data set): it decodes images."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return super().decode(z).view(-1, 1, 8, 8)

@@ -4,11 +4,14 @@ spherevae.evaluation."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from _user_models import ImageMLPVAE
+from spherevae.config import load_config
 from spherevae.evaluation import (
     PIPELINE,
     TANGENT_NOISE_SCALES,
@@ -20,14 +23,19 @@ from spherevae.evaluation import (
     generate,
     generation_metrics,
     latent_geometry,
+    load_context,
     samplers_for,
     tangent_noise_fids,
 )
 from spherevae.features import FEATURE_BACKBONES, BackboneSpec
 from spherevae.metric_info import metric_key
 from spherevae.metrics import FID, frechet_distance, kid, precision_recall
+from spherevae.models import ModelAdapter
 from spherevae.rundir import RunLayout
 from spherevae.sampling import SAMPLERS, SamplerSpec, VonMisesFisher
+from spherevae.training import train
+
+TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 
 
 def test_every_objective_gets_its_prior_and_every_fitted_sampler() -> None:
@@ -189,3 +197,15 @@ def test_latent_spectrum_figure_draws_both_panels(tmp_path) -> None:
     assert len(fig.axes) == 2
     assert "1 dims above" in fig.axes[0].get_legend().get_texts()[1].get_text()
     assert save_figure(fig, tmp_path / "s.png").stat().st_size > 0
+
+
+def test_a_run_of_a_wrapped_user_model_loads_for_evaluation(tmp_path) -> None:
+    # load_context read model.config.image_shape, which only spherevae's own VAE has: a
+    # run trained on a user's model (a ModelAdapter) could not be evaluated at all.
+    cfg = load_config(TINY, [f"train.out_dir={tmp_path}", "train.epochs=1"])
+    ctx = load_context(train(cfg, model=ImageMLPVAE()), EvalConfig(max_test=50, progress=False))
+    assert isinstance(ctx.model, ModelAdapter)
+    assert ctx.test_images.shape == (50, 1, 8, 8)
+    encode(ctx)
+    assert ctx.latents is not None and ctx.latents.shape == (50, 8)
+    assert ctx.x_hat is not None and ctx.x_hat.shape == (50, 1, 8, 8)

@@ -27,13 +27,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from spherevae.rundir import RunLayout
+
+if TYPE_CHECKING:
+    from spherevae.models import VAEModel
 
 __all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
 
@@ -91,7 +94,7 @@ def as_tensor_data(data: Any, what: str = "data") -> TensorData:
         labels = None if any(y is None for y in ys) else torch.cat([torch.as_tensor(y) for y in ys])
         return TensorData(torch.cat([torch.as_tensor(x) for x in xs]), None if labels is None else labels.long())
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
-        xs, ys = zip(*(_split_item(data[i]) for i in range(len(data))), strict=True)  # type: ignore[arg-type]
+        xs, ys = zip(*(_split_item(data[i]) for i in range(len(data))), strict=True)
         labels = None if any(y is None for y in ys) else torch.as_tensor(list(ys)).long()
         return TensorData(torch.stack([torch.as_tensor(x) for x in xs]), labels)
     raise TypeError(
@@ -123,7 +126,8 @@ def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any
 
 
 @torch.no_grad()
-def _latent_dim_of(model: nn.Module, sample: torch.Tensor) -> int:
+def _latent_dim_of(model: Any, sample: torch.Tensor) -> int:
+    # ``model``: a user's nn.Module that passed check_vae_like (encode is duck-typed).
     was = model.training
     model.eval()
     param = next(model.parameters(), None)
@@ -143,7 +147,7 @@ def as_vae_model(
     *,
     project_to_sphere: bool,
     model_kwargs: dict[str, Any] | None = None,
-) -> nn.Module:
+) -> VAEModel:
     """``model`` as the trainer needs it: a spherevae :class:`~spherevae.models.VAE` or
     :class:`~spherevae.models.ModelAdapter` as it is (with its own sphere setting), any
     other module with ``encode``/``decode`` wrapped in a ``ModelAdapter`` whose ``n`` is
@@ -246,7 +250,7 @@ class Run:
 
     run_dir: Path
     config: Any
-    model: nn.Module
+    model: VAEModel
     device: torch.device
 
     @property

@@ -87,6 +87,11 @@ class AuthorsLatentLoss(nn.Module):
             ``"paper_printed"`` reproduces the reversed profile, for the ablation only).
     """
 
+    # Buffers, declared for the type checker (register_buffer sets them).
+    gain: torch.Tensor
+    mu_angle_mean_target: torch.Tensor
+    ones_target: torch.Tensor
+
     def __init__(
         self,
         latent_dim: int,

@@ -262,7 +262,8 @@ def configure_logging(verbosity: int) -> logging.Handler:
 
     class _Stderr(logging.StreamHandler):
         # Whatever sys.stderr is when a line is written (it may be replaced, e.g. by tests).
-        @property  # type: ignore[override]
+        _spherevae_cli = True  # marks the handlers this function added, to remove them
+        @property
         def stream(self) -> Any:
             return sys.stderr
 
@@ -274,7 +275,6 @@ def configure_logging(verbosity: int) -> logging.Handler:
     for handler in [h for h in logger.handlers if getattr(h, "_spherevae_cli", False)]:
         logger.removeHandler(handler)
     handler = _Stderr()
-    handler._spherevae_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_Format())
     logger.addHandler(handler)
     logger.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))

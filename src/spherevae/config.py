@@ -264,7 +264,7 @@ def _section_from_dict(cls: type, data: Any, where: str) -> Any:
         if key not in known:
             raise ValueError(f"unknown config key {path!r}; known keys here: {known}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = _section_from_dict(tp, value, path)
         else:
             kwargs[key] = _coerce(value, tp, path)

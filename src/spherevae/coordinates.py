@@ -118,14 +118,14 @@ class _Cosines(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor):  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor):
         r, cos, xs, s, inv_tails = cosines_forward(x)
         ctx.save_for_backward(xs, s, inv_tails, cos)
         return r, cos
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None):  # type: ignore[override]
+    def backward(ctx, grad_r: torch.Tensor | None, grad_cos: torch.Tensor | None):
         xs, s, inv_tails, cos = ctx.saved_tensors
         return cosines_backward(grad_r, grad_cos, cos, xs, s, inv_tails)
 

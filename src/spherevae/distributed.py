@@ -75,7 +75,7 @@ class _AllGather(torch.autograd.Function):
     """Concatenate equal-shaped shards along dim 0; backward sums the gradient over ranks."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         world = dist.get_world_size()
         ctx.rank, ctx.batch = dist.get_rank(), x.shape[0]
         parts = [torch.empty_like(x) for _ in range(world)]
@@ -83,7 +83,7 @@ class _AllGather(torch.autograd.Function):
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         # Every rank's loss depends on every shard: rank i's shard gets the sum of the
         # gradients all ranks computed for it.
         grad = grad.contiguous()

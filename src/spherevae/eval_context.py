@@ -119,6 +119,15 @@ class EvalContext:
         return samplers_for(self.objective, self.opts.samplers)
 
 
+def model_method(model: nn.Module, name: str) -> Callable[..., Any]:
+    """``model.<name>``: the stages take any module with the methods they call
+    (``encode``, ``decode``, ``reparameterize``), so each is looked up and checked here."""
+    method = getattr(model, name, None)
+    if not callable(method):
+        raise TypeError(f"model must have a {name}() method, got {type(model).__name__}")
+    return method
+
+
 def _need(ctx: EvalContext, name: str, stage: str) -> Any:
     """``ctx.<name>``, or an error naming the stage that makes it."""
     value = getattr(ctx, name)
@@ -129,13 +138,14 @@ def _need(ctx: EvalContext, name: str, stage: str) -> Any:
 
 @torch.no_grad()
 def encode_dataset(
-    model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str = "cpu"
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder means and log-variances of uint8 images ``(N, C, H, W)``: ``(N, n)`` each."""
+    encode = model_method(model, "encode")
     mus, logvars = [], []
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(device=device, dtype=torch.float32) / 255.0
-        mu, logvar = model.encode(x)
+        mu, logvar = encode(x)
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     return torch.cat(mus), torch.cat(logvars)
@@ -149,7 +159,7 @@ def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
     return decode_samples(ctx.model, z, ctx.opts.batch_size).float().cpu().clamp_(0.0, 1.0)
 
 
-def _test_latents(model: torch.nn.Module, mu: torch.Tensor) -> torch.Tensor:
+def _test_latents(model: nn.Module, mu: torch.Tensor) -> torch.Tensor:
     radius = getattr(model, "radius", None)
     if radius is None:
         return mu

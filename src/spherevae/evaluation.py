@@ -65,6 +65,7 @@ from spherevae.eval_context import (
     _silent,
     _test_latents,
     encode_dataset,
+    model_method,
     samplers_for,
 )
 from spherevae.fingerprint import check_fingerprint, data_fingerprint
@@ -154,6 +155,7 @@ def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None
     ``opts.device``), its dataset's test images (the first ``max_test``) and labels and
     its training split, checked against the run's data fingerprint and image shape."""
     from spherevae.data import load_dataset
+    from spherevae.models import VAE
     from spherevae.training import load_run
 
     opts = opts or EvalConfig()
@@ -165,8 +167,9 @@ def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None
     test = load_dataset(cfg.data.name, "test", **data_kw)
     train = load_dataset(cfg.data.name, "train", **data_kw)
     _check_data(run_dir, cfg.data.name, train, test)
-    expected = tuple(model.config.image_shape)
-    if tuple(test.images.shape[1:]) != expected:
+    # Only spherevae's own VAE declares its image shape; a wrapped user model does not.
+    expected = tuple(model.config.image_shape) if isinstance(model, VAE) else None
+    if expected is not None and tuple(test.images.shape[1:]) != expected:
         raise ValueError(
             f"dataset {cfg.data.name!r} has images of shape {tuple(test.images.shape[1:])} "
             f"but the model in {run_dir} expects {expected}"
@@ -341,13 +344,14 @@ def _knn(ctx: EvalContext) -> float:
     latents drawn with a generator seeded by ``seed``."""
     from spherevae.metrics import knn_accuracy
 
-    opts, train = ctx.opts, ctx.train
+    opts, train, latents, test_labels = ctx.opts, ctx.train, ctx.latents, ctx.test_labels
+    assert latents is not None and test_labels is not None  # latent_geometry checked both
     gen = torch.Generator().manual_seed(opts.seed)
     n_train = min(opts.knn_train_max, train.images.shape[0])
     perm = torch.randperm(train.images.shape[0], generator=gen)[:n_train]
     mu_train, _ = encode_dataset(ctx.model, train.images[perm], batch_size=opts.batch_size, device=ctx.device)
-    return knn_accuracy(_test_latents(ctx.model, mu_train), train.labels[perm], ctx.latents,
-                        ctx.test_labels, k=opts.knn_k)
+    return knn_accuracy(_test_latents(ctx.model, mu_train), train.labels[perm], latents,
+                        test_labels, k=opts.knn_k)
 
 
 def tangent_noise_fids(ctx: EvalContext) -> None:
@@ -430,7 +434,7 @@ def _histogram_figure(ctx: EvalContext, path: Path) -> None:
 
     mu, logvar = ctx.mu, ctx.logvar
     assert mu is not None and logvar is not None
-    z = ctx.model.reparameterize(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
+    z = model_method(ctx.model, "reparameterize")(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
     _, cos_mu = hyperspherical_cosines(mu)
     plots.save_figure(plots.latent_histograms(mu, torch.exp(0.5 * logvar), z, cos_mu), path)
 

@@ -325,7 +325,7 @@ class DomainClassifier(nn.Module):
         return self.head(self.body(x))
 
 
-def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> nn.Module:
+def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> DomainClassifier:
     from spherevae.data import BatchLoader
 
     torch.manual_seed(seed)  # init only; data order uses the loader's own generator
@@ -336,6 +336,7 @@ def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: st
     for epoch in range(epochs):
         loader.set_epoch(epoch)
         for x, y in loader:
+            assert y is not None  # dataset.labels was read above
             loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

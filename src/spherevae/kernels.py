@@ -77,7 +77,7 @@ class _TritonPriorLoss(torch.autograd.Function):
     targets and gains ``(g, n)`` float32 -> scalar loss; first derivatives in ``x``."""
 
     @staticmethod
-    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):  # type: ignore[override]
+    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):
         k = _kernels()
         groups, batch, n = x.shape
         block_n, rows, n_blocks = _layout(x)
@@ -97,7 +97,7 @@ class _TritonPriorLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         x, factors = ctx.saved_tensors
         k = _kernels()
         groups, batch, n = x.shape

@@ -34,7 +34,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from spherevae._optional import require
 from spherevae._validation import check_choice
@@ -142,7 +142,8 @@ class WandbLogger:
     """
 
     def __init__(self, run_dir: Path, run_name: str, *, project: str = "spherevae",
-                 entity: str | None = None, mode: str | None = None, dir: str | None = None,
+                 entity: str | None = None,
+                 mode: Literal["online", "offline", "disabled", "shared"] | None = None, dir: str | None = None,
                  tags: Sequence[str] | None = None) -> None:
         import wandb
 
@@ -227,7 +228,7 @@ def make_loggers(names: Sequence[str], run_dir: Path, run_name: str,
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise ValueError(f"train.logger_options has {unknown} but train.loggers is {list(names)}")
-    out = []
+    out: list[RunLogger] = []
     for name in names:
         kwargs = dict(options.get(name) or {})
         try:  # check the option names before anything is created

@@ -213,7 +213,7 @@ class _FusedPriorLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):  # type: ignore[override]
+    def forward(ctx, x, mean_target, std_target, mean_gain, std_gain):
         r, cos, xs, inv_s, inv_tails = cosines_forward(x)
         coords = torch.cat([cos, r.unsqueeze(-1)], -1)  # (g, B, n)
         mean = coords.mean(1, keepdim=True)
@@ -231,7 +231,7 @@ class _FusedPriorLoss(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         xs, inv_s, inv_tails, cos, dev, d_mean, d_var = ctx.saved_tensors
         batch = dev.shape[1]
         g = (grad / batch) * torch.addcmul(d_mean.unsqueeze(1), dev, d_var.unsqueeze(1), value=2.0)
@@ -279,6 +279,12 @@ class HypersphericalPriorLoss(nn.Module):
             radius values: a float or a name in ``RADIUS_TARGETS``), ``gain_scale``, and the
             switches ``use_mu_terms``, ``use_sigma_terms``, ``use_radius_terms``.
     """
+
+    # Buffers of _register_fused, declared for the type checker (register_buffer sets them).
+    _fused_mean_target: torch.Tensor
+    _fused_std_target: torch.Tensor
+    _fused_mean_gain: torch.Tensor
+    _fused_std_gain: torch.Tensor
 
     def __init__(
         self, latent_dim: int, preset: str = "full", *, backend: str = "auto", **overrides: object

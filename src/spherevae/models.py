@@ -45,7 +45,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -65,6 +65,7 @@ __all__ = [
     "Encoder",
     "ModelAdapter",
     "ModelConfig",
+    "VAEModel",
     "VAEOutput",
     "check_vae_like",
     "model_from_spec",
@@ -291,6 +292,10 @@ class ModelAdapter(nn.Module):
             ``{"class": "package.module:Class", "kwargs": {...}}`` (JSON values), or ``None``.
     """
 
+    # The user's module, duck-typed: check_vae_like saw its encode/decode methods, and
+    # encode's output is checked on every call; no static type says more.
+    inner: Any
+
     def __init__(
         self,
         model: nn.Module,
@@ -317,7 +322,7 @@ class ModelAdapter(nn.Module):
         return coordinates.sphere_radius(self._latent_dim) if self._project else None
 
     @property
-    def decoder(self) -> nn.Module | None:  # type: ignore[override]
+    def decoder(self) -> nn.Module | None:
         """The wrapped model's ``decoder`` submodule, if it has one (the authors' two-step
         update needs it); ``None`` otherwise."""
         inner = self.inner
@@ -339,7 +344,8 @@ class ModelAdapter(nn.Module):
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.inner.decode(z)
+        x_hat: torch.Tensor = self.inner.decode(z)
+        return x_hat
 
     def reparameterize(
         self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
@@ -363,6 +369,11 @@ class ModelAdapter(nn.Module):
         if self.radius is None:
             return z
         return coordinates.project_to_sphere(z, self.radius, validate=False)
+
+
+VAEModel: TypeAlias = VAE | ModelAdapter
+"""The models spherevae trains, evaluates and saves: its own :class:`VAE`, or any other
+model wrapped in a :class:`ModelAdapter` (:func:`spherevae.api.as_vae_model` makes one)."""
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -401,7 +412,7 @@ def _import_class(path: str) -> type:
     return obj
 
 
-def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> nn.Module:
+def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> VAEModel:
     """The (untrained) model a :func:`model_spec` describes.
 
     For a wrapped user model, ``model`` (an instance of the same architecture) is used if
@@ -411,7 +422,9 @@ def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> nn.
     """
     kind = spec.get("kind")
     if kind == "vae":
-        mc = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["model_config"].items()}
+        mc: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in spec["model_config"].items()
+        }
         return VAE(ModelConfig(**mc))
     if kind != "adapter":
         raise ValueError(f"unknown model spec kind {kind!r}; expected 'vae' or 'adapter'")

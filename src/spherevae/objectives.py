@@ -21,7 +21,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ from torch import nn
 from spherevae._validation import check_choice
 from spherevae.config import RunConfig
 from spherevae.distributed import all_gather_with_grad
+
+if TYPE_CHECKING:
+    from spherevae.models import VAEModel
 
 __all__ = [
     "AUTHORS_DATASET_WEIGHTS",
@@ -76,6 +79,8 @@ class Objective(Protocol):
     default_samplers: ClassVar[tuple[str, ...]]
     beta: float
 
+    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None: ...
+
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]: ...
 
     def learning_rates(self, cfg: RunConfig) -> dict[str, float]: ...
@@ -109,13 +114,13 @@ def _pass_validate_false(fn: Callable[..., Any]) -> dict[str, bool]:
 class StandardObjective:
     """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model."""
 
-    default_project_to_sphere = False
-    default_auto_balance = False
-    default_schedule = "constant"
+    default_project_to_sphere: ClassVar[bool] = False
+    default_auto_balance: ClassVar[bool] = False
+    default_schedule: ClassVar[str] = "constant"
     # The paper's headline for the standard VAE: N(0, I) prior samples.
-    default_samplers: tuple[str, ...] = ("prior",)
+    default_samplers: ClassVar[tuple[str, ...]] = ("prior",)
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
         from spherevae.losses import vae_loss
 
         self._vae_loss = vae_loss
@@ -176,12 +181,12 @@ class CompressedObjective(StandardObjective):
     by default (paper eq 8: ``model.project_to_sphere`` unset means on).
     """
 
-    default_project_to_sphere = True
-    default_schedule = "quench_anneal"
+    default_project_to_sphere: ClassVar[bool] = True
+    default_schedule: ClassVar[str] = "quench_anneal"
     # Latents on the sphere: the paper's vMF is the headline (Fig 1), then the uniform prior.
-    default_samplers: tuple[str, ...] = ("vmf", "prior_sphere")
+    default_samplers: ClassVar[tuple[str, ...]] = ("vmf", "prior_sphere")
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
         from spherevae.losses import HypersphericalPriorLoss
 
         self._init_beta(cfg)
@@ -192,7 +197,7 @@ class CompressedObjective(StandardObjective):
         self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
 
     @staticmethod
-    def _make_latent_loss(cfg: RunConfig, model: nn.Module, dataset: str, cls: Any) -> nn.Module:
+    def _make_latent_loss(cfg: RunConfig, model: VAEModel, dataset: str, cls: Any) -> nn.Module:
         o = cfg.objective
         try:
             return cls(model.latent_dim, preset=o.loss_preset, **o.loss_overrides)
@@ -265,9 +270,9 @@ class AuthorsObjective(CompressedObjective):
       back (``schedule.params.anneal: false``).
     """
 
-    default_auto_balance = True
+    default_auto_balance: ClassVar[bool] = True
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, dataset: str) -> None:
+    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
         from spherevae.losses import AuthorsLatentLoss
 
         self._init_beta(cfg)
@@ -292,12 +297,13 @@ class AuthorsObjective(CompressedObjective):
         _warn_if_schedule_differs(cfg, self.latent_loss.compression)
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        if not isinstance(getattr(model, "decoder", None), nn.Module):
+        submodule = getattr(model, "decoder", None)
+        if not isinstance(submodule, nn.Module):
             raise ValueError(
                 "objective authors updates the decoder on its own: the model needs a "
                 "`decoder` submodule holding the decoder's parameters"
             )
-        decoder = list(model.decoder.parameters())
+        decoder = list(submodule.parameters())
         ids = {id(p) for p in decoder}
         # Everything not in the decoder (encoder, mu/logvar heads) is the encoder's.
         return {"encoder": [p for p in model.parameters() if id(p) not in ids], "decoder": decoder}

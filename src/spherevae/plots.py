@@ -386,9 +386,9 @@ def cos_phi_distribution_figure(n: int = 40, samples: int = 20_000, seed: int = 
     from spherevae.coordinates import hyperspherical_cosines, to_hyperspherical
 
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((samples, n)))
-    _, phi = to_hyperspherical(x)
-    _, cos = hyperspherical_cosines(x)
-    phi, cos = phi.numpy(), cos.numpy()
+    _, phi_t = to_hyperspherical(x)
+    _, cos_t = hyperspherical_cosines(x)
+    phi, cos = phi_t.numpy(), cos_t.numpy()
     fig = _figure(13, 4)
     axes = fig.subplots(1, 3)
     _stacked_hist(axes[0], phi[:, :-1], "φ_k, k = 1..n-2")

@@ -238,10 +238,10 @@ def _metrics_table(runs: Sequence[RunSummary]) -> str:
 def _best_generation(run: RunSummary) -> tuple[str, float] | None:
     """(sampler, FID vs recon) of the run's best sampler on its own backbone."""
     backbone = run.metrics.get("fid_backbone", "domain")
-    best = None
+    best: tuple[str, float] | None = None
     for k, v in run.metrics.items():
         info = describe(k)
-        if info is None or info.template != KEYS["fid_recon"] or info.backbone != backbone or _number(v) is None:
+        if info is None or info.sampler is None or info.template != KEYS["fid_recon"] or info.backbone != backbone or _number(v) is None:
             continue
         if best is None or v < best[1]:
             best = (info.sampler, float(v))
@@ -255,9 +255,9 @@ def _verdict(runs: Sequence[RunSummary]) -> str:
     for r in runs:
         gen = _best_generation(r)
         rmse = _number(r.metrics.get("rmse_percent"))
-        g = f"best FID vs recon {gen[1]:.4g} with the <b>{e(gen[0])}</b> sampler" if gen else "no FID"
+        generation = f"best FID vs recon {gen[1]:.4g} with the <b>{e(gen[0])}</b> sampler" if gen else "no FID"
         cost = f"reconstruction RMSE {rmse:.3g}%" if rmse is not None else "no RMSE"
-        lines.append(f"<li><b>{e(r.name)}</b>: {g}; {cost}</li>")
+        lines.append(f"<li><b>{e(r.name)}</b>: {generation}; {cost}</li>")
     ranked = [(g[1], r.name, g[0]) for r in runs if (g := _best_generation(r))]
     backbones = {r.metrics.get("fid_backbone") for r in runs}
     head = ""

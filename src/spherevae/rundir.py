@@ -29,7 +29,7 @@ import os
 import socket
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -174,7 +174,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     with contextlib.suppress(OSError):  # mkstemp makes 0600; give what open() would
         os.fchmod(fd, _file_mode(path))
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -465,9 +465,12 @@ def make_run_dir(out_dir: str | os.PathLike[str], run_dir: Path) -> None:
                         f"({exc.filename}); choose another train.out_dir") from None
 
 
-# Schedules whose curve depends on train.epochs, and the parameter that pins it.
-_PINS = {"quench_anneal": ("quench_epochs", "quench_fraction", round),
-         "linear_warmup": ("warmup_epochs", "warmup_fraction", float)}
+# Schedules whose curve depends on train.epochs, and the parameter that pins it:
+# (its length in epochs, its fraction of train.epochs, the length's type).
+_PINS: dict[str, tuple[str, str, Callable[[float], Any]]] = {
+    "quench_anneal": ("quench_epochs", "quench_fraction", round),
+    "linear_warmup": ("warmup_epochs", "warmup_fraction", float),
+}
 
 
 def pin_schedule(name: str, params: dict[str, Any], old_epochs: int) -> dict[str, Any]:

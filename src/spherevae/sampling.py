@@ -85,6 +85,15 @@ class Sampler(Protocol):
     ) -> torch.Tensor: ...
 
 
+class StatefulSampler(Sampler, Protocol):
+    """A sampler class of :data:`_STATE_TYPES`: saved as plain tensors + JSON hparams."""
+
+    def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], hparams: dict[str, Any]) -> StatefulSampler: ...
+
+
 class SphereProjected:
     """Samples of ``base`` projected radially onto the sphere of radius ``radius``.
 
@@ -128,7 +137,7 @@ class SamplerSpec:
     support: str
     fitted: bool
     summary: str
-    state_types: tuple[type, ...] = ()
+    state_types: tuple[type[StatefulSampler], ...] = ()
 
 
 def _build_prior(z: torch.Tensor, radius: float, seed: int) -> Sampler:
@@ -207,7 +216,7 @@ def fit_sampler(name: str, z: torch.Tensor, *, radius: float | None = None, seed
 # Serialisation: plain tensors + a JSON-able dict, no pickle
 # ---------------------------------------------------------------------------------------
 
-def _state_types() -> dict[str, type]:
+def _state_types() -> dict[str, type[StatefulSampler]]:
     """Class name -> class, for every class a registered sampler declares
     (``SamplerSpec.state_types``): the only classes a sampler file may name."""
     return {cls.__name__: cls for spec in SAMPLERS.values() for cls in spec.state_types}
@@ -241,7 +250,7 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
         return SphereProjected(sampler_from_state(base, meta["base"]), float(meta["radius"]))
     known = _state_types()
     check_choice(str(kind), "sampler state type", [*known, "SphereProjected"])
-    return known[kind].from_state(tensors, meta.get("hparams", {}))
+    return known[str(kind)].from_state(tensors, meta.get("hparams", {}))
 
 
 def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -251,7 +260,8 @@ def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> 
     use batch statistics of random latents) and restored afterwards. ``z`` is moved to
     the model's device; the images come back on it, concatenated along dim 0.
     """
-    if not callable(getattr(model, "decode", None)):
+    decode = getattr(model, "decode", None)
+    if not callable(decode):
         raise TypeError(f"model must have a decode(z) method, got {type(model).__name__}")
     check_latents(z, "z", min_dim=1, ndim=2)
     if batch_size < 1:
@@ -262,7 +272,7 @@ def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> 
     model.eval()
     try:
         with torch.no_grad():
-            parts = [model.decode(chunk.to(device)) for chunk in z.split(batch_size)]
+            parts = [decode(chunk.to(device)) for chunk in z.split(batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts, 0)

@@ -51,7 +51,9 @@ class Moments(NamedTuple):
     (:func:`merge_moments`). ``mean`` and ``m2`` have the samples' trailing shape.
     """
 
-    count: int
+    # The field shadows tuple.count (a method), which NamedTuple allows at runtime but the
+    # type system cannot express.
+    count: int  # type: ignore[assignment]
     mean: torch.Tensor
     m2: torch.Tensor
 
@@ -97,7 +99,7 @@ class LatentStats(NamedTuple):
     sigma_radius: Moments | None
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count, as Moments.count
         """Number of samples (0 when no group was computed)."""
         return next((m.count for m in self if m is not None), 0)
 
@@ -154,7 +156,7 @@ def latent_batch_stats(
         assert sigma is not None
         _check_sigma(sigma, validate=validate)
         check_same_shape(mu, sigma, "mu", "sigma")
-    groups = [t for t, use in ((mu, include_mu), (sigma, include_sigma)) if use]
+    groups = [t for t, use in ((mu, include_mu), (sigma, include_sigma)) if use and t is not None]
     if not groups:
         return LatentStats(None, None, None, None)
     stacked = _compute_dtype(torch.stack(groups) if len(groups) > 1 else groups[0][None])
@@ -177,7 +179,7 @@ def merge_latent_stats(parts: Sequence[LatentStats]) -> LatentStats:
     """Statistics of the union of the parts' batches (e.g. one part per DDP rank)."""
     if len(parts) == 0:
         raise ValueError("parts must hold at least one LatentStats, got an empty sequence")
-    merged = []
+    merged: list[Moments | None] = []
     for field in range(4):
         items = [p[field] for p in parts]
         if all(m is None for m in items):
@@ -185,7 +187,7 @@ def merge_latent_stats(parts: Sequence[LatentStats]) -> LatentStats:
         elif any(m is None for m in items):
             raise ValueError(f"parts disagree on whether {LatentStats._fields[field]} was computed")
         else:
-            merged.append(merge_moments(items))
+            merged.append(merge_moments([m for m in items if m is not None]))
     return LatentStats(*merged)
 
 

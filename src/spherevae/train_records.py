@@ -87,6 +87,7 @@ def test_reconstruction(
         total = err if total is None else total + err
         count += x.shape[0]
     model.train()
+    assert total is not None, "the test loader yielded no batch"  # splits hold >= 1 item
     mse_sum = float(total) / max(count, 1)  # one sync per evaluation
     pixels = math.prod(x.shape[1:])
     angles = replica_angles(torch.cat(mus))

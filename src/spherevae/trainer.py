@@ -50,7 +50,7 @@ from spherevae.checkpoint import load_checkpoint, load_state, save_checkpoint
 from spherevae.config import AMP_MODES, RunConfig, config_to_dict, save_config
 from spherevae.distributed import DistInfo, average_gradients, barrier, init_distributed
 from spherevae.fingerprint import check_fingerprint, data_fingerprint
-from spherevae.models import model_spec
+from spherevae.models import VAEModel, model_spec
 from spherevae.objectives import OBJECTIVES, TERMS
 from spherevae.rundir import (
     RunDirLock,
@@ -167,7 +167,7 @@ class Trainer:
                              "loads the data set that cfg.data names)")
         return _as_split(self._data[0], "train"), _as_split(self._data[1], "test")
 
-    def make_model(self, sample: torch.Tensor) -> nn.Module:
+    def make_model(self, sample: torch.Tensor) -> VAEModel:
         """The model to train; ``sample``: two training items (for a wrapped model's ``n``)."""
         from spherevae.api import as_vae_model
 

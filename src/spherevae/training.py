@@ -25,7 +25,7 @@ from torch import nn
 from spherevae._validation import check_choice
 from spherevae.checkpoint import load_checkpoint, load_state
 from spherevae.config import RunConfig, load_config
-from spherevae.models import model_from_spec
+from spherevae.models import VAE, VAEModel, model_from_spec
 from spherevae.objectives import (  # re-exported: training.OBJECTIVES etc. keep working
     OBJECTIVES,
     AuthorsObjective,
@@ -57,9 +57,9 @@ _resolve_device = resolve_device  # the older private name (evaluation uses it)
 # --- model and data from the config ---------------------------------------------------
 
 
-def build_model(cfg: RunConfig, image_shape: tuple[int, ...]) -> nn.Module:
+def build_model(cfg: RunConfig, image_shape: tuple[int, ...]) -> VAE:
     """The VAE for ``cfg.model`` on images of ``image_shape``, initialised from ``train.seed``."""
-    from spherevae.models import MODEL_PRESETS, VAE, ModelConfig
+    from spherevae.models import MODEL_PRESETS, ModelConfig
 
     check_choice(cfg.model.preset, "model.preset", MODEL_PRESETS)
     kwargs = dict(MODEL_PRESETS[cfg.model.preset])
@@ -109,7 +109,7 @@ class _ConfigTrainer(Trainer):
             return _load_full_split(self.cfg, "train"), _load_full_split(self.cfg, "test")
         return super().load_data()
 
-    def make_model(self, sample: torch.Tensor) -> nn.Module:
+    def make_model(self, sample: torch.Tensor) -> VAEModel:
         if self._model is None:
             return build_model(self.cfg, tuple(sample.shape[1:]))
         return super().make_model(sample)
@@ -140,7 +140,7 @@ def train(
 
 def load_run(
     run_dir: str | Path, *, device: str | torch.device = "cpu", model: nn.Module | None = None
-) -> tuple[RunConfig, nn.Module]:
+) -> tuple[RunConfig, VAEModel]:
     """The config and trained model (eval mode) of a run.
 
     Weights come from ``model.safetensors``; runs from before it fall back to ``model.pt``

@@ -131,7 +131,7 @@ unit_sphere = _UnitSphere()
 
 def _wood_w(
     kappa: torch.Tensor, n: int, generator: torch.Generator | None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Component ``w = x . loc`` of vMF samples, Wood (1994), float64 ``(m,)`` -> ``(w, 1 - w^2)``.
 
     Every quantity that tends to 0 as ``kappa`` grows (``b``, ``1 - x0``, ``1 - w``,

@@ -46,7 +46,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles plain data and numpy arrays; any other global raises, so a malicious
     or corrupt file cannot run code."""
 
-    def find_class(self, module: str, name: str):  # type: ignore[override]
+    def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise UnsafePickleError(f"refusing to unpickle global {module}.{name}: not a numpy array")
@@ -80,7 +80,10 @@ def _cifar_members(directory: Path) -> Callable[[str], bytes] | None:
     """A reader of batch files by name from ``directory``: the extracted folder or the tar.gz."""
     for folder in (directory / _CIFAR_DIR, directory):
         if (folder / "data_batch_1").is_file() or (folder / "test_batch").is_file():
-            return lambda name, folder=folder: _read_bytes(folder / name)
+            def read(name: str, folder: Path = folder) -> bytes:
+                return _read_bytes(folder / name)
+
+            return read
     tar = directory / CIFAR_TAR
     if tar.is_file():
         try:
@@ -93,8 +96,9 @@ def _cifar_members(directory: Path) -> Callable[[str], bytes] | None:
             if name not in names:
                 raise CorruptDatasetError(f"{tar}: no member {name}")
             f = archive.extractfile(names[name])
+            assert f is not None  # names holds regular files only
             try:
-                return f.read()  # type: ignore[union-attr]
+                return f.read()
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise CorruptDatasetError(f"{tar}: member {name} is truncated ({exc})") from exc
 

@@ -25,7 +25,7 @@ from spherevae.data.base import (
 
 __all__ = ["IDX_FILES", "idx_reader", "read_idx"]
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike[str], *, expected_ndim: int | None = None) -> np.ndarray:
@@ -75,9 +75,9 @@ def idx_reader(spec: DatasetSpec, split: str, root: Path | None, download: bool)
     stems = IDX_FILES[split]
     looked: list[str] = []
     for d in candidate_dirs(spec, root):
-        found = [_find_idx(d, s) for s in stems]
-        if all(found):
-            return _read_idx_pair(spec, found[0], found[1])  # type: ignore[arg-type]
+        images, labels = (_find_idx(d, s) for s in stems)
+        if images is not None and labels is not None:
+            return _read_idx_pair(spec, images, labels)
         looked.append(str(d))
     if download and spec.urls:
         target = root if root is not None else cache_dir() / spec.name

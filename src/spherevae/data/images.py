@@ -34,8 +34,8 @@ def _decode_square(path: Path, size: int, crop: int | None, mode: str) -> np.nda
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
+        with Image.open(path) as opened:
+            img = opened.convert(mode)
             w, h = img.size
             side = min(w, h) if crop is None else min(crop, w, h)
             left, top = (w - side) // 2, (h - side) // 2
