@@ -52,6 +52,11 @@ def test_every_objective_gets_its_prior_and_every_fitted_sampler() -> None:
 
 def test_samplers_for_is_explicit() -> None:
     assert samplers_for("standard", ("gmm", "esag", "gmm")) == ("gmm", "esag")
+    # One list for every objective (a sweep): each keeps its paper sampler as the headline.
+    listed = ("prior", "gaussian", "vmf", "gaussian_sphere", "esag")
+    assert samplers_for("standard", listed) == listed
+    assert samplers_for("compressed", listed) == ("vmf", "prior", "gaussian", "gaussian_sphere", "esag")
+    assert samplers_for("authors", ("esag", "prior_sphere", "vmf")) == ("vmf", "prior_sphere", "esag")
     with pytest.raises(ValueError, match="objective must be one of"):
         samplers_for("mystery")
     with pytest.raises(ValueError, match="evaluate sampler must be one of"):

@@ -21,19 +21,24 @@ __all__ = ["EvalConfig", "EvalContext", "encode_dataset", "samplers_for"]
 
 
 def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The samplers to evaluate: ``requested`` (each a key of ``SAMPLERS``) if given, else
-    the objective's ``default_samplers`` (headline first, e.g. the paper's prior for the
-    standard VAE and vMF for the compressed one) followed by every other fitted sampler of
-    the registry, so every run is compared on the same samplers."""
+    """The samplers to evaluate, the headline (whose FID is ``fid_<backbone>_recon``) first.
+
+    Without ``requested``: the objective's ``default_samplers`` (the paper's prior for the
+    standard VAE, vMF for the compressed one) followed by every other fitted sampler of the
+    registry, so every run is compared on the same samplers. With ``requested`` (keys of
+    ``SAMPLERS``): those, the objective's own samplers among them first, so that a sweep
+    listing one set for every objective still headlines each with its paper sampler.
+    """
     from spherevae._validation import check_choice
     from spherevae.objectives import OBJECTIVES
 
+    check_choice(objective, "objective", OBJECTIVES)
+    declared = OBJECTIVES[objective].default_samplers
     if requested:
         for name in requested:
             check_choice(name, "evaluate sampler", SAMPLERS)
-        return tuple(dict.fromkeys(requested))
-    check_choice(objective, "objective", OBJECTIVES)
-    declared = OBJECTIVES[objective].default_samplers
+        own = [name for name in declared if name in requested]
+        return tuple(dict.fromkeys((*own, *requested)))
     fits = (name for name, spec in SAMPLERS.items() if spec.fitted)
     return tuple(dict.fromkeys((*declared, *fits)))
 
