@@ -23,9 +23,11 @@ from typing import Any
 
 import torch
 
+from spherevae.config import load_config
 from spherevae.evaluation import TANGENT_NOISE_SCALES
 from spherevae.metric_info import KEYS, describe, metric_key
 from spherevae.objectives import OBJECTIVES
+from spherevae.rundir import RunLayout
 
 # Every sweep is evaluated on domain features; keys come from the one builder.
 BACKBONE = "domain"
@@ -38,12 +40,12 @@ def fid_key(sampler: str, reference: str = "recon") -> str:
     return metric_key(f"fid_{reference}", backbone=BACKBONE, sampler=sampler)
 
 
-def paper_sampler(row: dict[str, Any]) -> str:
-    """The paper's sampler for the row's objective (the objective registry's headline:
-    the N(0, I) prior for the standard VAE, the vMF for the compressed/authors ones).
-    Sweep variants that are not objective names (quench, constant) are compressed runs."""
-    variant = row.get("variant")
-    return OBJECTIVES[variant if variant in OBJECTIVES else "compressed"].default_samplers[0]
+def paper_sampler(run_dir: Path) -> str:
+    """The paper's sampler for the run's objective (read from its config.yaml): the
+    objective registry's headline, the N(0, I) prior for the standard VAE and the vMF for
+    the compressed/authors ones."""
+    objective = load_config(RunLayout(run_dir).config).objective.name
+    return OBJECTIVES[objective].default_samplers[0]
 
 
 def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -55,8 +57,9 @@ def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
         return []
     rows = [r for r in json.loads(path.read_text()) if r.get("status") in ("done", "skipped")]
     for r in rows:
-        r["_eval"] = sweep_dir / "runs" / r["name"] / "eval" / "metrics.json"
-        r[HEADLINE] = r.get(fid_key(paper_sampler(r)),
+        run = sweep_dir / "runs" / r["name"]
+        r["_eval"] = RunLayout(run).eval_metrics
+        r[HEADLINE] = r.get(fid_key(paper_sampler(run)),
                             r.get(metric_key("headline_fid_recon", backbone=BACKBONE)))
     return rows
 
@@ -113,7 +116,7 @@ def run_dir(sweep_dir: Path, row: dict[str, Any]) -> Path:
 def copy_eval_figures(sweep_dir: Path, row: dict[str, Any], names: tuple[str, ...], dest: Path, prefix: str) -> None:
     """Copy the run's ``eval/<name>.png`` figures to ``dest/<prefix>-<name>.png`` (those that exist)."""
     for name in names:
-        src = run_dir(sweep_dir, row) / "eval" / f"{name}.png"
+        src = RunLayout(run_dir(sweep_dir, row)).eval_dir / f"{name}.png"
         if src.is_file():
             shutil.copyfile(src, dest / f"{prefix}-{name}.png")
 
@@ -383,7 +386,7 @@ def quench(sweeps: Path, figures: Path) -> None:
     print("### Quench-then-anneal vs constant beta: replica angle (rad) of the test means per epoch\n")
     curves = {}
     for r in rows:
-        lines = (run_dir(sweeps / "fmnist-quench", r) / "metrics.jsonl").read_text().splitlines()
+        lines = RunLayout(run_dir(sweeps / "fmnist-quench", r)).metrics.read_text().splitlines()
         curves[r["name"]] = [json.loads(line) for line in lines]
     epochs = max(len(c) for c in curves.values())
     print("| run | " + " | ".join(f"epoch {e}" for e in range(epochs)) + " | final eval replica angle | FID vMF | RMSE % |")

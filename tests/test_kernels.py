@@ -130,3 +130,15 @@ def test_auto_backend_on_cpu_is_torch() -> None:
     loss = HypersphericalPriorLoss(8)
     assert loss.backend == "auto"
     assert not loss._use_triton(torch.zeros(2, 4, 8))
+
+
+def test_auto_needs_a_recent_triton(monkeypatch) -> None:
+    """torch's CUDA wheels bring their own triton: an old one must not be picked by 'auto'."""
+    from spherevae import kernels
+
+    monkeypatch.setattr(kernels, "_triton_version", lambda: (2, 1))
+    assert not kernels.triton_available("cpu")
+    monkeypatch.setattr(kernels, "_triton_version", lambda: None)
+    assert not kernels.triton_available("cpu")
+    monkeypatch.setattr(kernels, "_triton_version", lambda: kernels.MIN_TRITON)
+    assert kernels.triton_available("cpu") == kernels._interpreting()

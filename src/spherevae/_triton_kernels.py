@@ -12,7 +12,7 @@ def _tile(x_ptr, row0, n_rows, n_cols, stride_g, stride_b, ROWS: tl.constexpr,
           BLOCK_N: tl.constexpr):
     """Load one ``(ROWS, BLOCK_N)`` tile of group ``program_id(0)`` and compute
     ``xs = x / s``, ``1 / T_k`` (0 on zero tails), the cosines and ``|x|``."""
-    g = tl.program_id(0)
+    g = tl.program_id(1)
     rows = row0 + tl.arange(0, ROWS)
     cols = tl.arange(0, BLOCK_N)
     mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
@@ -37,8 +37,8 @@ def _coords(cos, radius, cols, n_cols):
 @triton.jit
 def stats_kernel(x_ptr, mean_ptr, m2_ptr, n_rows, n_cols, stride_g, stride_b, n_blocks,
                  ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
-    blk = tl.program_id(1)
-    g = tl.program_id(0)
+    blk = tl.program_id(0)
+    g = tl.program_id(1)
     _rows, cols, mask, _offs, _xs, _s, _inv_t, cos, radius = _tile(
         x_ptr, blk * ROWS, n_rows, n_cols, stride_g, stride_b, ROWS, BLOCK_N)
     c = _coords(cos, radius, cols, n_cols)
@@ -90,8 +90,8 @@ def finalize_kernel(mean_ptr, m2_ptr, a_ptr, b_ptr, alpha_ptr, beta_ptr, loss_pt
 @triton.jit
 def backward_kernel(x_ptr, grad_ptr, gout_ptr, gmean_ptr, dmean_ptr, dvar_ptr, n_rows,
                     n_cols, stride_g, stride_b, ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
-    g = tl.program_id(0)
-    blk = tl.program_id(1)
+    blk = tl.program_id(0)
+    g = tl.program_id(1)
     _rows, cols, mask, offs, xs, s, inv_t, cos, radius = _tile(
         x_ptr, blk * ROWS, n_rows, n_cols, stride_g, stride_b, ROWS, BLOCK_N)
     c = _coords(cos, radius, cols, n_cols)

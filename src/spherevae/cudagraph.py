@@ -19,8 +19,12 @@ from the host. What a graph needs, and how this class provides it:
 - **Randomness.** The reparameterisation noise comes from the trainer's generator,
   registered with the graph so each replay draws fresh noise from its Philox stream.
 
-fp16 with a GradScaler is refused (its inf check reads back to the host each step);
-bfloat16 autocast and float32 are supported.
+Refused, each with a clear error: fp16 autocast (it needs a GradScaler, whose inf check
+reads back to the host every step; use bfloat16 or float32), several processes (the
+graph holds no gradient all-reduce), an optimiser whose learning rate is a Python float
+(the graph would freeze it), and a batch of another shape than the captured one (the
+loader must drop the last partial batch). An optimiser whose state or lr tensors are
+replaced (``load_state_dict``) is noticed and the step recaptured.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GraphedStep", "capturable_adam"]
+__all__ = ["GraphedStep", "capturable_adam", "check_capturable"]
 
 
 def capturable_adam(params: Sequence[nn.Parameter] | Any, lr: float, **kwargs: Any) -> torch.optim.Adam:
@@ -44,6 +48,29 @@ def capturable_adam(params: Sequence[nn.Parameter] | Any, lr: float, **kwargs: A
     return torch.optim.Adam(
         params, lr=torch.tensor(lr, device=device), fused=True, capturable=True, **kwargs
     )
+
+
+def check_capturable(optimizers: Mapping[str, torch.optim.Optimizer],
+                     autocast: Callable[[], AbstractContextManager[Any]] | None) -> None:
+    """Raise ``ValueError`` for what a captured step cannot do right (see the module doc):
+    fp16 autocast, several processes, an optimiser without a CUDA-tensor lr."""
+    probe = (autocast or contextlib.nullcontext)()
+    if isinstance(probe, torch.autocast) and probe.fast_dtype == torch.float16:
+        raise ValueError("fp16 autocast needs a GradScaler, which reads back to the host "
+                         "every step: use bfloat16 (or float32) with GraphedStep")
+    if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        raise ValueError("GraphedStep does not average gradients across processes: "
+                         "use it in single-process training")
+    for name, opt in optimizers.items():
+        for group in opt.param_groups:
+            lr = group.get("lr")
+            if not group.get("capturable", False) or not (
+                    isinstance(lr, torch.Tensor) and lr.device.type == "cuda"):
+                raise ValueError(
+                    f"optimiser {name!r} must be capturable with its lr a CUDA tensor "
+                    "(a float lr would be frozen into the graph): build it with capturable_adam()"
+                )
 
 
 class GraphedStep:
@@ -82,12 +109,7 @@ class GraphedStep:
             raise ValueError(f"CUDA graphs need the model on a CUDA device, got {device}")
         if warmup < 1:
             raise ValueError(f"warmup must be >= 1 (the optimiser state is created eagerly), got {warmup}")
-        for name, opt in optimizers.items():
-            for group in opt.param_groups:
-                if not group.get("capturable", False) and not group.get("fused", False):
-                    raise ValueError(
-                        f"optimiser {name!r} is not capturable: build it with capturable_adam()"
-                    )
+        check_capturable(optimizers, autocast)
         self.model, self.objective = model, objective
         self.optimizers, self.groups = dict(optimizers), dict(groups)
         self.term_names = tuple(term_names)
@@ -99,6 +121,7 @@ class GraphedStep:
         self.captures = 0  # how many times the step was (re)captured
         self._steps = 0
         self._beta: float | None = None
+        self._captured_with: tuple[int, ...] = ()
         self._x: torch.Tensor | None = None
         self._m = torch.zeros((), device=device)
         self._terms = torch.zeros(len(self.term_names), device=device)
@@ -148,16 +171,32 @@ class GraphedStep:
             self._terms.copy_(self._step(self._x, self._m))
         self.graph = graph
         self._beta = self.objective.beta
+        self._captured_with = self._tensors_in_use()
         self.captures += 1
+
+    def _tensors_in_use(self) -> tuple[int, ...]:
+        """Identities of what the graph reads by address and that can be replaced from
+        outside: each optimiser's state dict and its lr tensors (``load_state_dict``
+        replaces both). Cheap: a few ``id`` calls per step."""
+        ids: list[int] = []
+        for opt in self.optimizers.values():
+            ids.append(id(opt.state))
+            ids.extend(id(group["lr"]) for group in opt.param_groups)
+        return tuple(ids)
 
     def __call__(self, x: torch.Tensor, multiplier: float) -> torch.Tensor:
         """Train on batch ``x`` with schedule multiplier ``multiplier``; returns the terms."""
         self._steps += 1
         if self._steps <= self.warmup:
             return self._eager(x, multiplier)
+        if self._x is not None and (self._x.shape != x.shape or self._x.dtype != x.dtype):
+            raise ValueError(
+                f"GraphedStep was captured for batches of shape {tuple(self._x.shape)} "
+                f"({self._x.dtype}), got {tuple(x.shape)} ({x.dtype}): drop the last partial batch"
+            )
         self._m.fill_(multiplier)
-        stale = self.graph is None or self.objective.beta != self._beta
-        if stale or self._x is None or self._x.shape != x.shape or self._x.dtype != x.dtype:
+        stale = self.objective.beta != self._beta or self._tensors_in_use() != self._captured_with
+        if self._x is None or self.graph is None or stale:
             self._capture(x)
         else:
             self._x.copy_(x)

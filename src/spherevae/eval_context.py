@@ -32,13 +32,15 @@ def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tu
     from spherevae._validation import check_choice
     from spherevae.objectives import OBJECTIVES
 
-    check_choice(objective, "objective", OBJECTIVES)
-    declared = OBJECTIVES[objective].default_samplers
     if requested:
         for name in requested:
             check_choice(name, "evaluate sampler", SAMPLERS)
+        # An objective registered in another process is unknown here: keep the given order.
+        declared = OBJECTIVES[objective].default_samplers if objective in OBJECTIVES else ()
         own = [name for name in declared if name in requested]
         return tuple(dict.fromkeys((*own, *requested)))
+    check_choice(objective, "objective", OBJECTIVES)
+    declared = OBJECTIVES[objective].default_samplers
     fits = (name for name, spec in SAMPLERS.items() if spec.fitted)
     return tuple(dict.fromkeys((*declared, *fits)))
 

@@ -31,6 +31,8 @@ Conventions, stated once:
 - Which samplers: :func:`samplers_for`: the objective's ``default_samplers`` (its main
   sampler and the prior of its latent space, :mod:`spherevae.objectives`) and every
   fitted sampler of the registry ``spherevae.sampling.SAMPLERS``; no other list exists.
+  With an explicit list (``samplers=``), those, the objective's own among them first (so
+  each objective keeps its paper sampler as the headline).
 - Randomness is seeded per stage from ``seed`` and a name (:func:`_named_generator`):
   each sampler draws from its own generator, so adding a sampler or running a stage
   alone leaves the others' draws unchanged.

@@ -5,20 +5,24 @@ On a GPU the compressed loss is not arithmetic: at batch 200 and n = 1000 it rea
 moments, targets), each a few microseconds of launch for nanoseconds of work. These
 kernels do the same computation in three launches:
 
-1. ``_stats_kernel`` (grid ``(groups, row_blocks)``): per row, the scaled tail norms
+1. ``_stats_kernel`` (grid ``(row_blocks, groups)``: row blocks on the axis without
+   CUDA's 65,535 limit): per row, the scaled tail norms
    (a reverse scan), the cosines and the radius; per block of rows, the exact moments
    ``(mean, m2)`` of each column (two passes over the tile held in registers).
 2. ``_finalize_kernel`` (grid ``(1,)``): merges the blocks' moments (Chan et al.'s
    pairwise update, in a fixed order, so the result is deterministic: no atomics),
    then the loss, and the per-column factors the backward needs.
-3. ``_backward_kernel`` (grid ``(groups, row_blocks)``): recomputes the cosines
+3. ``_backward_kernel`` (grid ``(row_blocks, groups)``): recomputes the cosines
    (cheaper than storing them), ``dL/dc`` from the factors, and the O(n) cosine
    backward (one forward scan), exactly as :func:`spherevae.coordinates.cosines_backward`.
 
 Conventions are those of :func:`spherevae.coordinates.cosines_forward` (rows scaled by
 ``s = max |x_j|`` so that no square under- or overflows; an all-zero tail has angle 0
 and zero gradient) and of ``losses._FusedPriorLoss`` (population variance; the std term
-is ``(sqrt v - b)^2``, or ``v`` itself where ``b = 0``), so the two agree to rounding.
+is ``(sqrt v - b)^2``, or ``v`` itself where ``b = 0``). The two agree to float32
+rounding on normal numbers (tested to 2e-4 relative); on a GPU Triton's ``sqrt`` and
+division are the fast approximate ones, so rows made only of subnormal numbers may be
+treated as zero there, unlike in the torch path.
 
 Triton is optional: :func:`triton_available` says whether these kernels can run for a
 device. On CPU they run only under Triton's interpreter (``TRITON_INTERPRET=1`` set
@@ -46,15 +50,37 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def triton_available(device: torch.device | str) -> bool:
-    """Whether the Triton kernels can run on ``device``: triton is installed and the
-    device is CUDA, or it is CPU under the interpreter (``TRITON_INTERPRET=1``)."""
+MIN_TRITON = (3, 2)  # tl.cumsum(reverse=True) and the interpreter used by the tests
+MIN_CAPABILITY = (7, 0)  # Triton's oldest supported NVIDIA architecture (Volta)
+
+
+@functools.cache
+def _triton_version() -> tuple[int, ...] | None:
     if importlib.util.find_spec("triton") is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("triton")
+    except PackageNotFoundError:  # e.g. pytorch-triton under another distribution name
+        import triton
+
+        text = str(getattr(triton, "__version__", "0"))
+    return tuple(int(p) for p in text.split("+")[0].split(".")[:2] if p.isdigit())
+
+
+def triton_available(device: torch.device | str) -> bool:
+    """Whether the Triton kernels can run on ``device``: triton >= 3.2 is installed and the
+    device is a CUDA GPU of compute capability >= 7.0, or the CPU under the interpreter
+    (``TRITON_INTERPRET=1``). torch's CUDA wheels bring their own triton, so this is what
+    keeps ``backend="auto"`` off old tritons and old GPUs (the torch path runs there)."""
+    found = _triton_version()
+    if found is None or found < MIN_TRITON:
         return False
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_available()
-    return kind == "cpu" and _interpreting()
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(dev) >= MIN_CAPABILITY
+    return dev.type == "cpu" and _interpreting()
 
 
 @functools.cache
@@ -84,7 +110,7 @@ class _TritonPriorLoss(torch.autograd.Function):
         part_mean = x.new_empty(groups, n_blocks, block_n)
         part_m2 = torch.empty_like(part_mean)
         warps = 4 if rows * block_n <= 2048 else 8
-        k["stats"][(groups, n_blocks)](
+        k["stats"][(n_blocks, groups)](
             x, part_mean, part_m2, batch, n, x.stride(0), x.stride(1), n_blocks,
             ROWS=rows, BLOCK_N=block_n, num_warps=warps)
         loss = x.new_empty(())
@@ -104,7 +130,7 @@ class _TritonPriorLoss(torch.autograd.Function):
         block_n, rows, n_blocks = _layout(x)
         grad_x = torch.empty_like(x)
         warps = 4 if rows * block_n <= 2048 else 8
-        k["backward"][(groups, n_blocks)](
+        k["backward"][(n_blocks, groups)](
             x, grad_x, grad.reshape(1).to(torch.float32), factors[0], factors[1], factors[2],
             batch, n, x.stride(0), x.stride(1), ROWS=rows, BLOCK_N=block_n, num_warps=warps)
         return grad_x, None, None, None, None

@@ -60,7 +60,8 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
-    """Where everything of one run lives: the only place these names are spelled.
+    """Where everything of one run lives: the only place in the package that spells these
+    names (a few benchmark scripts still do, for runs they inspect).
 
     ``RunLayout(run_dir).checkpoint`` etc.; every module that reads or writes a run
     directory goes through it, so a change of layout is a change here.
