@@ -41,3 +41,16 @@ def test_check_positive_and_choice():
     assert check_positive(0, "a", allow_zero=True) == 0.0
     with pytest.raises(ValueError, match=r"one of \['x', 'y'\], got 'z'"):
         check_choice("z", "name", {"y": 1, "x": 2})
+
+
+def test_check_mu_names_the_expected_shape() -> None:
+    import pytest
+    import torch
+
+    from spherevae._validation import check_mu
+
+    assert check_mu(torch.zeros(3, 4), 4).shape == (3, 4)
+    with pytest.raises(ValueError, match=r"mu must have shape \(batch, 5\), got \(3, 4\)"):
+        check_mu(torch.zeros(3, 4), 5)
+    with pytest.raises(ValueError, match="mu"):
+        check_mu(torch.zeros(4), 4)

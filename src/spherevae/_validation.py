@@ -80,6 +80,14 @@ def check_latents(
     return x
 
 
+def check_mu(mu: Any, latent_dim: int, *, validate: bool = True) -> torch.Tensor:
+    """``mu`` for a loss of ``latent_dim``: a ``(batch, latent_dim)`` batch of vectors."""
+    mu = check_latents(mu, "mu", ndim=2, validate=validate)
+    if mu.shape[-1:] != (latent_dim,):
+        raise ValueError(f"mu must have shape (batch, {latent_dim}), got {tuple(mu.shape)}")
+    return mu
+
+
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape (no broadcasting)."""
     if a.shape != b.shape:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from spherevae._validation import check_choice, check_latents
+from spherevae._validation import check_choice, check_mu
 from spherevae.stats import LatentStats, Moments, _sum_terms, latent_batch_stats, sum_terms
 from spherevae.targets import ANGLE_TARGETS, _check_gain, _k
 
@@ -140,11 +140,7 @@ class AuthorsLatentLoss(nn.Module):
         self, mu: torch.Tensor, sigma: torch.Tensor, *, validate: bool = True
     ) -> dict[str, torch.Tensor]:
         """Weighted terms (sum = the loss), keys ``{mu,sigma}_{angle,radius}_{mean,std}``."""
-        check_latents(mu, "mu", ndim=2, validate=False)
-        if mu.shape[-1:] != (self.latent_dim,):
-            raise ValueError(
-                f"mu must have shape (batch, {self.latent_dim}), got {tuple(mu.shape)}"
-            )
+        check_mu(mu, self.latent_dim, validate=False)
         stats = latent_batch_stats(mu, sigma, validate=validate, tail_eps=self.tail_eps)
         return self.terms_from_stats(stats)
 

@@ -31,6 +31,7 @@ from spherevae._validation import (
     check_finite,
     check_floating,
     check_latents,
+    check_mu,
     check_same_shape,
 )
 from spherevae.authors import (
@@ -404,11 +405,7 @@ class HypersphericalPriorLoss(nn.Module):
         self, mu: torch.Tensor, sigma: torch.Tensor, *, validate: bool = True
     ) -> dict[str, torch.Tensor]:
         """The enabled terms, each a scalar (keys ``{mu,sigma}_{angle,radius}_{mean,std}``)."""
-        check_latents(mu, "mu", ndim=2, validate=False)
-        if mu.shape[-1:] != (self.latent_dim,):
-            raise ValueError(
-                f"mu must have shape (batch, {self.latent_dim}), got {tuple(mu.shape)}"
-            )
+        check_mu(mu, self.latent_dim, validate=False)
         return self.terms_from_stats(self.batch_stats(mu, sigma, validate=validate))
 
     def terms_from_stats(self, stats: LatentStats) -> dict[str, torch.Tensor]:
@@ -449,9 +446,7 @@ class HypersphericalPriorLoss(nn.Module):
         computed on the packed ``(g, batch, n)`` coordinates by one autograd node with an
         analytic backward (first derivatives only; differentiate ``terms`` for more).
         """
-        check_latents(mu, "mu", ndim=2, validate=validate)
-        if mu.shape[-1:] != (self.latent_dim,):
-            raise ValueError(f"mu must have shape (batch, {self.latent_dim}), got {tuple(mu.shape)}")
+        check_mu(mu, self.latent_dim, validate=validate)
         if mu.shape[0] < 2:
             raise ValueError(f"the batch statistics need at least 2 samples, got {mu.shape[0]}")
         if not self._fused_groups:
