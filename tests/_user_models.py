@@ -24,3 +24,14 @@ class ImageMLPVAE(MLPVAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return super().decode(z).view(-1, 1, 8, 8)
+
+
+class BatchNormMLPVAE(MLPVAE):
+    """:class:`MLPVAE` with batch norm in its encoder: its output depends on train/eval
+    mode, so a trainer that trains it in the wrong mode is caught. (No dropout: it draws
+    from torch's global generator, which no checkpoint holds.)"""
+
+    def __init__(self, d_in: int = 64, latent: int = 8, hidden: int = 32) -> None:
+        super().__init__(d_in, latent, hidden)
+        self.enc = nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2 * latent))

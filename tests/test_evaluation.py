@@ -214,3 +214,29 @@ def test_a_run_of_a_wrapped_user_model_loads_for_evaluation(tmp_path) -> None:
     encode(ctx)
     assert ctx.latents is not None and ctx.latents.shape == (50, 8)
     assert ctx.x_hat is not None and ctx.x_hat.shape == (50, 1, 8, 8)
+
+
+class _Broken:
+    """A degenerate fitted sampler: every draw is NaN."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.full((num, self.n), float("nan"))
+
+
+def test_a_sampler_that_draws_nan_does_not_stop_the_evaluation(monkeypatch) -> None:
+    """One degenerate fit costs its own metrics (NaN), not every other sampler's."""
+    monkeypatch.setitem(SAMPLERS, "broken", SamplerSpec(lambda z, radius, seed: _Broken(z.shape[1]),
+                                                        "euclidean", True, "NaN draws"))
+    monkeypatch.setitem(FEATURE_BACKBONES, "pixels", BackboneSpec(lambda dataset=None, **_: nn.Flatten(),
+                                                                  32, "raw pixels"))
+    images, labels = _images()
+    opts = EvalConfig(backbone="pixels", num_samples=200, progress=False, samplers=("prior", "broken"))
+    ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels)
+    for stage in (encode, fit_samplers, generate, generation_metrics):
+        stage(ctx)
+    m = ctx.metrics
+    assert math.isfinite(m[metric_key("fid_recon", backbone="pixels", sampler="prior")])
+    assert math.isnan(m[metric_key("fid_recon", backbone="pixels", sampler="broken")])

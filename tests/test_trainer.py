@@ -153,3 +153,47 @@ def test_epoch_sums_find_the_first_bad_step_of_each_term():
     for step in range(3):
         sums.add({k: torch.tensor(float(step)) for k in values})
     assert sums.first_bad() == [-1, -1, -1] and sums.means(3) == [1.0, 1.0, 1.0]
+
+
+def _bn_model(mode: str) -> torch.nn.Module:
+    from _user_models import BatchNormMLPVAE
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BatchNormMLPVAE()
+    return model.eval() if mode == "eval" else model
+
+
+def test_a_model_handed_over_in_eval_mode_trains_in_train_mode_and_resumes_bit_identical(tmp_path, digits):
+    """spherevae.load returns models in eval mode; the trainer must switch back every
+    epoch (batch norm), or a resumed run differs from an uninterrupted one."""
+    x_train, x_test = digits[:640], digits[640:800]
+    full = Trainer(_cfg(tmp_path, "full", epochs=3), _bn_model("train"), x_train, x_test).fit()
+    Trainer(_cfg(tmp_path, "part", epochs=2), _bn_model("train"), x_train, x_test).fit()
+    with pytest.warns(UserWarning, match=r"train\.epochs 2 -> 3"):
+        part = Trainer(_cfg(tmp_path, "part", epochs=3), _bn_model("eval"), x_train, x_test).fit(resume=True)
+    a, b = load_weights(full / "model.safetensors")[0], load_weights(part / "model.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_forgets_the_samplers_and_latents_of_the_old_weights(tmp_path, digits):
+    x_train, x_test = digits[:640], digits[640:800]
+    run = spherevae.fit(_model(), train=x_train, test=x_test, objective="compressed", epochs=1,
+                        batch_size=64, out_dir=tmp_path / "r", seed=0)
+    old = run.sampler("vmf")
+    assert (run.run_dir / "samplers" / "vmf.safetensors").is_file()
+    with pytest.warns(UserWarning, match=r"train\.epochs 1 -> 3"):
+        spherevae.fit(_model(), train=x_train, test=x_test, objective="compressed", epochs=3,
+                      batch_size=64, out_dir=tmp_path / "r", seed=0, resume=True)
+    assert not (run.run_dir / "samplers" / "vmf.safetensors").exists()
+    new = spherevae.load(run.run_dir, model=_model()).sampler("vmf")
+    assert not torch.equal(new.base.loc, old.base.loc)
+
+
+def test_frozen_parameters_are_left_alone(tmp_path, digits):
+    model = _model()
+    for p in model.decoder[0].parameters():
+        p.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in model.decoder[0].state_dict().items()}
+    Trainer(_cfg(tmp_path, "frozen", epochs=1), model, digits[:640], digits[640:800]).fit()
+    assert all(torch.equal(frozen[k], v) for k, v in model.decoder[0].state_dict().items())

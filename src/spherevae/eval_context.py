@@ -163,7 +163,8 @@ def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
     by the one decode helper, :func:`spherevae.sampling.decode_samples`."""
     from spherevae.sampling import decode_samples
 
-    return decode_samples(ctx.model, z, ctx.opts.batch_size).float().cpu().clamp_(0.0, 1.0)
+    images = decode_samples(ctx.model, z, ctx.opts.batch_size, out_device="cpu", validate=False)
+    return images.float().clamp_(0.0, 1.0)
 
 
 def _test_latents(model: nn.Module, mu: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from spherevae.coordinates import sphere_radius
@@ -209,6 +210,9 @@ def encode(ctx: EvalContext) -> None:
 
     where = ctx.run_dir or "model"
     ctx.log(f"evaluate {where}: encoding {ctx.test_images.shape[0]} test images")
+    # Everything later stages derived from earlier latents is stale after a new encode.
+    for cache in (ctx.fitted, ctx.samples, ctx.fids, ctx.reference_features):
+        cache.clear()
     ctx.mu, ctx.logvar = encode_dataset(ctx.model, ctx.test_images, batch_size=ctx.opts.batch_size,
                                         device=ctx.device)
     ctx.latents = _test_latents(ctx.model, ctx.mu)
@@ -286,6 +290,11 @@ def generation_metrics(ctx: EvalContext) -> None:
         m.setdefault("warnings", []).append(warning)
     for name, images in samples.items():
         feats = fids["recon"].features(images)
+        if not np.isfinite(feats).all():  # a degenerate fit: its metrics are NaN, the rest go on
+            m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
+            keys = [f"fid_{r}" for r in fids] + ["precision", "recall"] + (["kid_recon"] if name == main else [])
+            m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in keys})
+            continue
         for reference, fid in fids.items():
             fid.update_features(feats, real=False)
             m[metric_key(f"fid_{reference}", backbone=backbone, sampler=name)] = fid.compute()

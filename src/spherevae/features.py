@@ -328,9 +328,12 @@ class DomainClassifier(nn.Module):
 def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: str) -> DomainClassifier:
     from spherevae.data import BatchLoader
 
-    torch.manual_seed(seed)  # init only; data order uses the loader's own generator
     num_classes = int(dataset.labels.max()) + 1
-    model = DomainClassifier(dataset.images.shape[1], num_classes).to(device)
+    # The weight init draws from the global generator: seed it inside a fork, so the
+    # caller's random state is left as it was (the data order has its own generator).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DomainClassifier(dataset.images.shape[1], num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loader = BatchLoader(dataset, 256, shuffle=True, seed=seed, device=device)
     for epoch in range(epochs):
@@ -347,12 +350,15 @@ def _train_domain_classifier(dataset: Any, *, seed: int, epochs: int, device: st
 def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str = "cpu",
                     cache: str | os.PathLike[str] | None = None) -> nn.Module:
     """The domain classifier for ``dataset``, trained once and cached on disk by
-    (dataset name, image shape, seed, epochs, architecture version)."""
+    (dataset name, image shape, split size, seed, epochs, architecture version, and a
+    hash of the first 64 images and of all labels)."""
     from spherevae.checkpoint import load_checkpoint, save_checkpoint
     from spherevae.data import cache_dir
 
     key = f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-e{epochs}-v{DomainClassifier.VERSION}"
-    key += "-" + hashlib.sha1(dataset.images[:64].numpy().tobytes()).hexdigest()[:8]
+    digest = hashlib.sha1(dataset.images[:64].numpy().tobytes())
+    digest.update(dataset.labels.numpy().tobytes())
+    key += f"-N{dataset.images.shape[0]}-{digest.hexdigest()[:8]}"
     path = Path(cache or cache_dir() / "features") / f"domain-{key}.pt"
     num_classes = int(dataset.labels.max()) + 1
     if path.is_file():

@@ -139,7 +139,9 @@ class StandardObjective:
         self.balanced = False
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        return {"model": list(model.parameters())}
+        """The trainable parameters (frozen ones, ``requires_grad=False``, are left out:
+        an optimiser or ``backward(inputs=...)`` must not see them)."""
+        return {"model": [p for p in model.parameters() if p.requires_grad]}
 
     def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
         return {"model": cfg.optim.lr}
@@ -303,10 +305,12 @@ class AuthorsObjective(CompressedObjective):
                 "objective authors updates the decoder on its own: the model needs a "
                 "`decoder` submodule holding the decoder's parameters"
             )
-        decoder = list(submodule.parameters())
-        ids = {id(p) for p in decoder}
-        # Everything not in the decoder (encoder, mu/logvar heads) is the encoder's.
-        return {"encoder": [p for p in model.parameters() if id(p) not in ids], "decoder": decoder}
+        decoder = [p for p in submodule.parameters() if p.requires_grad]
+        ids = {id(p) for p in submodule.parameters()}
+        # Everything not in the decoder (encoder, mu/logvar heads) is the encoder's;
+        # frozen parameters are in neither.
+        encoder = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+        return {"encoder": encoder, "decoder": decoder}
 
     def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
         dec = cfg.optim.decoder_lr if cfg.optim.decoder_lr is not None else cfg.optim.lr

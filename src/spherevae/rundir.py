@@ -60,12 +60,8 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
-    """Where everything of one run lives: the only place in the package that spells these
-    names (a few benchmark scripts still do, for runs they inspect).
-
-    ``RunLayout(run_dir).checkpoint`` etc.; every module that reads or writes a run
-    directory goes through it, so a change of layout is a change here.
-    """
+    """Where everything of one run lives (``RunLayout(run_dir).checkpoint`` etc.): the only
+    place in the package that spells these names, so a change of layout is a change here."""
 
     root: Path
 
@@ -493,3 +489,11 @@ def pin_schedule(name: str, params: dict[str, Any], old_epochs: int) -> dict[str
         return dict(params)
     default = inspect.signature(SCHEDULES[name]).parameters[fraction].default
     return {**params, pinned: cast(params.get(fraction, default) * old_epochs)}
+
+
+def __getattr__(name: str) -> Any:  # moved to spherevae.fingerprint (which imports this module)
+    if name in ("data_fingerprint", "check_fingerprint", "FINGERPRINT_SAMPLE"):
+        from spherevae import fingerprint
+
+        return getattr(fingerprint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -253,17 +253,21 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
     return known[str(kind)].from_state(tensors, meta.get("hparams", {}))
 
 
-def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500, *,
+                   out_device: torch.device | str | None = None, validate: bool = True) -> torch.Tensor:
     """Decode latents ``z`` ``(N, n)`` with ``model.decode`` in batches, without gradients.
 
     The model is put in eval mode for the call (batch-norm and dropout layers must not
     use batch statistics of random latents) and restored afterwards. ``z`` is moved to
-    the model's device; the images come back on it, concatenated along dim 0.
+    the model's device; the images come back on ``out_device`` (default: the model's),
+    each batch moved as it is decoded (so a GPU holds one batch of images at a time).
+    ``validate=False`` decodes non-finite latents too (evaluation reports their FID as
+    NaN rather than stopping).
     """
     decode = getattr(model, "decode", None)
     if not callable(decode):
         raise TypeError(f"model must have a decode(z) method, got {type(model).__name__}")
-    check_latents(z, "z", min_dim=1, ndim=2)
+    check_latents(z, "z", min_dim=1, ndim=2, validate=validate)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     param = next(model.parameters(), None)
@@ -272,7 +276,8 @@ def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500) -> 
     model.eval()
     try:
         with torch.no_grad():
-            parts = [decode(chunk.to(device)) for chunk in z.split(batch_size)]
+            target = device if out_device is None else torch.device(out_device)
+            parts = [decode(chunk.to(device)).to(target) for chunk in z.split(batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts, 0)

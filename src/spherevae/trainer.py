@@ -199,7 +199,7 @@ class Trainer:
                     record = self.end_epoch(epoch)
                     self.log(record)
                     self.checkpoint(epoch)
-            except TrainingDiverged:
+            except BaseException:  # divergence, Ctrl-C, OOM, a full disk: close the loggers' runs
                 for lg in self.loggers:
                     lg.finalize("failed")
                 raise
@@ -313,11 +313,21 @@ class Trainer:
             if not resumed_fp:
                 atomic_write_json(fp_path, self.fingerprint, indent=2)
             truncate_metrics(self.layout.metrics, start)
+            self._forget_derived_files()
             record_history(self.run_dir, resume, start, t.epochs, self.changes)
             self.loggers = make_loggers(_logger_names(t), self.run_dir, self.run_dir.name, t.logger_options)
             for lg in self.loggers:
                 lg.log_hyperparams(config_to_dict(self.cfg))
         return start
+
+    def _forget_derived_files(self) -> None:
+        """Training changes the weights, so the latents and fitted samplers cached for the
+        old weights (``spherevae.load(...).sampler``, ``evaluate``) no longer describe the
+        run: remove them (they are rebuilt on demand)."""
+        self.layout.latents.unlink(missing_ok=True)
+        if self.layout.samplers_dir.is_dir():
+            for path in self.layout.samplers_dir.glob("*.safetensors"):
+                path.unlink()
 
     def resume(self) -> int:
         """Load ``checkpoints/last.pt`` into the model, optimisers, schedules, scaler,
@@ -407,6 +417,10 @@ class Trainer:
         epoch at its start (one host-to-device copy); the host reads the sums only every
         ``train.log_every`` steps and at the last (NaN/inf check, progress bar)."""
         t = self.cfg.train
+        # Train mode every epoch: the test pass switches to eval, and a caller's model
+        # (e.g. one returned by spherevae.load) may arrive in eval mode; batch norm and
+        # dropout must not train in it, or a resume would not be bit-identical.
+        self.model.train()
         self.loader.set_epoch(epoch)
         self._t0 = time.perf_counter()
         ms = [self.schedule(Clock(epoch, s, self.steps, t.epochs)) for s in range(self.steps)]

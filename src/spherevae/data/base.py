@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,12 @@ class DatasetSpec:
 
 
 def download_file(url: str, dest: Path, md5: str | None, *, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` via a temp file; verify ``md5``; leave nothing on failure."""
+    """Download ``url`` to ``dest`` via a temp file; verify ``md5``; leave nothing on failure.
+    Without ``md5`` (a registered dataset whose ``checksums`` lack the file) it warns that
+    the download is not verified."""
+    if md5 is None:
+        warnings.warn(f"{url}: no MD5 checksum is registered for this file, so the download "
+                      "is not verified (add it to DatasetSpec.checksums)", stacklevel=2)
     h = hashlib.md5(usedforsecurity=False)
     with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
         for chunk in iter(lambda: resp.read(1 << 20), b""):
