@@ -309,12 +309,11 @@ class Run:
     def _store_latents(self, images: torch.Tensor) -> None:
         from safetensors.torch import save
 
-        from spherevae.coordinates import project_to_sphere
+        from spherevae.eval_context import sampler_latents
         from spherevae.weights import atomic_write_bytes
 
         mu, logvar = self.encode(images)
-        radius = getattr(self.model, "radius", None)
-        z = project_to_sphere(mu, radius, validate=False) if radius is not None else mu.clone()
+        z = sampler_latents(self.model, mu).clone()  # safetensors refuses z sharing mu's memory
         blob = save({"z": z.contiguous(), "mu": mu.contiguous(), "logvar": logvar.contiguous()})
         atomic_write_bytes(RunLayout(self.run_dir).latents, blob)
 

@@ -17,7 +17,7 @@ from torch import nn
 from spherevae.metrics import FID
 from spherevae.sampling import SAMPLERS
 
-__all__ = ["EvalConfig", "EvalContext", "encode_dataset", "samplers_for"]
+__all__ = ["EvalConfig", "EvalContext", "encode_dataset", "sampler_latents", "samplers_for"]
 
 
 def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -167,7 +167,9 @@ def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
     return images.float().clamp_(0.0, 1.0)
 
 
-def _test_latents(model: nn.Module, mu: torch.Tensor) -> torch.Tensor:
+def sampler_latents(model: nn.Module, mu: torch.Tensor) -> torch.Tensor:
+    """The latents samplers are fitted to: ``mu`` ``(N, n)``, projected to the model's
+    sphere when it has one (``model.radius``); ``mu`` itself otherwise."""
     radius = getattr(model, "radius", None)
     if radius is None:
         return mu

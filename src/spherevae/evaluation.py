@@ -66,9 +66,9 @@ from spherevae.eval_context import (
     _named_generator,
     _need,
     _silent,
-    _test_latents,
     encode_dataset,
     model_method,
+    sampler_latents,
     samplers_for,
 )
 from spherevae.fingerprint import check_fingerprint, data_fingerprint
@@ -215,7 +215,7 @@ def encode(ctx: EvalContext) -> None:
         cache.clear()
     ctx.mu, ctx.logvar = encode_dataset(ctx.model, ctx.test_images, batch_size=ctx.opts.batch_size,
                                         device=ctx.device)
-    ctx.latents = _test_latents(ctx.model, ctx.mu)
+    ctx.latents = sampler_latents(ctx.model, ctx.mu)
     ctx.x_test = ctx.test_images.float() / 255.0
     ctx.x_hat = _decode(ctx, ctx.latents)
     ctx.metrics["num_test"] = int(ctx.test_images.shape[0])
@@ -361,7 +361,7 @@ def _knn(ctx: EvalContext) -> float:
     n_train = min(opts.knn_train_max, train.images.shape[0])
     perm = torch.randperm(train.images.shape[0], generator=gen)[:n_train]
     mu_train, _ = encode_dataset(ctx.model, train.images[perm], batch_size=opts.batch_size, device=ctx.device)
-    return knn_accuracy(_test_latents(ctx.model, mu_train), train.labels[perm], latents,
+    return knn_accuracy(sampler_latents(ctx.model, mu_train), train.labels[perm], latents,
                         test_labels, k=opts.knn_k)
 
 

@@ -79,8 +79,14 @@ def triton_available(device: torch.device | str) -> bool:
         return False
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.get_device_capability(dev) >= MIN_CAPABILITY
+        return _cuda_capable(dev.index if dev.index is not None else torch.cuda.current_device())
     return dev.type == "cpu" and _interpreting()
+
+
+@functools.cache
+def _cuda_capable(index: int) -> bool:
+    # Asked on every loss call ('auto'): a device's capability does not change, so once.
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(index) >= MIN_CAPABILITY
 
 
 @functools.cache
