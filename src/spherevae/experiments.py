@@ -33,7 +33,6 @@ import csv
 import io
 import itertools
 import os
-import signal
 import time
 import traceback
 import warnings
@@ -270,11 +269,6 @@ class SweepInterrupted(KeyboardInterrupt):
         self.running = running
 
 
-def _ignore_sigint() -> None:
-    # Workers leave Ctrl-C to the parent, which stops them all at once (Pool.terminate).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _local_backend(
     specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
 ) -> list[RunResult]:
@@ -288,21 +282,22 @@ def _local_backend(
         except KeyboardInterrupt:
             raise SweepInterrupted(results, 1) from None
         return results
-    import multiprocessing as mp
+    from spherevae.workpool import WorkerFailure, WorkerPool
 
-    os.environ.setdefault("SPHEREVAE_THREADS_PER_RUN", str(max(1, (os.cpu_count() or 1) // workers)))
-    # spawn, not fork: torch's thread pools do not survive a fork.
-    pool = mp.get_context("spawn").Pool(min(workers, len(specs)) or 1, initializer=_ignore_sigint)
+    workers = min(workers, len(specs)) or 1
+    # Each worker gets its share of the cores: workers * threads must not oversubscribe.
+    threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, (os.cpu_count() or 1) // workers))
     try:
-        for result in pool.imap_unordered(execute_run, specs):
-            on_result(result)
-            results.append(result)
-    except KeyboardInterrupt:
-        pool.terminate()  # SIGTERM to every worker now; their runs resume from checkpoints
-        pool.join()
+        with WorkerPool(execute_run, workers, env={"SPHEREVAE_THREADS_PER_RUN": threads}) as pool:
+            for spec, outcome in pool.imap_unordered(specs):
+                if isinstance(outcome, WorkerFailure):  # the worker died: no error.txt of its own
+                    with contextlib.suppress(OSError):
+                        atomic_write_text(RunLayout(spec.run_dir).error, outcome.message + "\n")
+                    outcome = RunResult(spec.name, spec.params, "failed", error=outcome.message)
+                on_result(outcome)
+                results.append(outcome)
+    except KeyboardInterrupt:  # the pool has stopped every worker; runs resume from checkpoints
         raise SweepInterrupted(results, min(workers, len(specs) - len(results))) from None
-    pool.close()
-    pool.join()
     return results
 
 

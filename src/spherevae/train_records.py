@@ -4,7 +4,7 @@
   step at which each first became NaN/inf, with no host read per step;
 - :func:`test_reconstruction`: the test pass at the end of every epoch;
 - :func:`mean_over_ranks`: the epoch means averaged over data-parallel ranks;
-- :func:`divergence_message`, :func:`epoch_line`: what the user reads;
+- :func:`divergence_message`, :func:`epoch_line`, :func:`progress_bar`: what the user reads;
 - :func:`truncate_metrics`: ``metrics.jsonl`` cut back to the epochs a resume keeps.
 """
 
@@ -27,6 +27,7 @@ __all__ = [
     "divergence_message",
     "epoch_line",
     "mean_over_ranks",
+    "progress_bar",
     "test_reconstruction",
     "truncate_metrics",
 ]
@@ -143,3 +144,28 @@ def truncate_metrics(path: Path, epochs_done: int) -> None:
         return
     kept = [r for r in read_jsonl(path) if r.get("epoch", epochs_done) < epochs_done]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class _NoBar:
+    """The part of tqdm's interface the trainer uses, doing nothing."""
+
+    disable = True
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, *, enabled: bool) -> Any:
+    """A tqdm bar of ``total`` steps, or (not ``enabled``) an object that does nothing.
+
+    Not a disabled tqdm: tqdm makes a process-shared lock (a POSIX semaphore) even then,
+    which a sweep worker stopped by SIGTERM leaks, with a warning at exit.
+    """
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, dynamic_ncols=True)

@@ -70,6 +70,7 @@ from spherevae.train_records import (
     divergence_message,
     epoch_line,
     mean_over_ranks,
+    progress_bar,
     test_reconstruction,
     truncate_metrics,
 )
@@ -125,6 +126,8 @@ def _logger_names(t: Any) -> list[str]:
     if t.tensorboard and "tensorboard" not in names:
         names.append("tensorboard")
     return names
+
+
 
 
 class Trainer:
@@ -474,12 +477,10 @@ class Trainer:
     def _progress_bar(self, start: int) -> Any:
         """A tqdm bar on a terminal (rank 0, ``train.progress``); disabled otherwise, when
         :meth:`log` writes one line per epoch instead of carriage returns."""
-        from tqdm.auto import tqdm
-
         t = self.cfg.train
         self._on_tty = sys.stderr.isatty()
-        return tqdm(total=(t.epochs - start) * self.steps, desc=self.run_dir.name, dynamic_ncols=True,
-                    disable=not (t.progress and self.dist.is_main and self._on_tty))
+        return progress_bar((t.epochs - start) * self.steps, self.run_dir.name,
+                            enabled=t.progress and self.dist.is_main and self._on_tty)
 
     def log(self, record: dict[str, Any]) -> None:
         """Rank 0: one line in ``metrics.jsonl``, the loggers, and (``train.progress``
