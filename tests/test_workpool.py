@@ -135,3 +135,176 @@ def test_a_worker_that_will_not_exit_is_killed_after_grace() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         WorkerPool(eval, 0)
+
+
+# --- what a hostile review found (each failed before the fix) -----------------------
+
+HELPERS = '''
+import multiprocessing
+
+
+class BadUnpickle(Exception):
+    def __init__(self, a, b):  # pickles as BadUnpickle(a): unpickling raises TypeError
+        super().__init__(a)
+
+
+class RefusesPickle:
+    def __reduce__(self):
+        raise ValueError("this object refuses to be pickled")
+
+
+def result_of(kind):
+    if kind == "bad-unpickle":
+        return BadUnpickle("a", "b")
+    if kind == "refuses":
+        return RefusesPickle()
+    if kind == "deep":
+        x = []
+        for _ in range(200_000):
+            x = [x]
+        return x
+    return kind
+'''
+
+BROKEN = '''
+import multiprocessing
+
+# Importable here, not in a spawned worker (like a function of a notebook's __main__).
+if getattr(multiprocessing.current_process(), "_inheriting", False):
+    raise ImportError("cannot import in the worker")
+
+
+def length(x):
+    return len(x)
+'''
+
+
+@pytest.fixture
+def module_dir(tmp_path, monkeypatch):
+    """A directory importable here and in spawned workers (they inherit PYTHONPATH)."""
+    import os
+
+    (tmp_path / "wp_helpers.py").write_text(HELPERS)
+    (tmp_path / "wp_broken.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    return tmp_path
+
+
+def test_results_that_do_not_pickle_or_unpickle_fail_only_their_item(module_dir) -> None:
+    import wp_helpers
+
+    with WorkerPool(wp_helpers.result_of, 1) as pool:
+        out = dict(pool.imap_unordered(["bad-unpickle", "refuses", "deep", "fine"]))
+    assert out["fine"] == "fine"
+    assert "could not be unpickled" in out["bad-unpickle"].message
+    assert "could not be pickled" in out["refuses"].message and "refuses to be pickled" in out["refuses"].message
+    assert "could not be pickled" in out["deep"].message and "RecursionError" in out["deep"].message
+
+
+def test_an_item_that_does_not_pickle_fails_alone() -> None:
+    lock = threading.Lock()
+    with WorkerPool(str, 1) as pool:
+        out = list(pool.imap_unordered([1, lock, 3]))
+    assert (1, "1") in out and (3, "3") in out
+    [failure] = [r for i, r in out if i is lock]
+    assert isinstance(failure, WorkerFailure) and "could not be pickled" in failure.message
+
+
+def test_none_is_an_item_like_any_other() -> None:
+    with WorkerPool(str, 1) as pool:
+        assert sorted(map(repr, pool.imap_unordered([None, 1]))) == ["(1, '1')", "(None, 'None')"]
+
+
+def test_a_worker_that_cannot_start_fails_each_item_once_instead_of_respawning(module_dir) -> None:
+    import wp_broken
+
+    def scenario() -> None:
+        # An item larger than the pipe buffer: the send fails when the worker dies.
+        with WorkerPool(wp_broken.length, 1) as pool:
+            out = list(pool.imap_unordered(["x" * 4_000_000, "y"]))
+        assert len(out) == 2 and all(isinstance(r, WorkerFailure) for _, r in out)
+
+    assert ended_within(scenario, 120), "workers were started for ever"
+
+
+def test_a_real_time_signal_is_a_failure_not_a_crash() -> None:
+    import signal
+
+    rt = signal.SIGRTMIN + 6
+    out = run_all([KILL.format(int(rt)), "8"], 2)
+    assert out["8"] == 8
+    assert out[KILL.format(int(rt))].message == f"worker process was killed by signal {int(rt)}"
+
+
+def test_workers_start_with_sigint_ignored_and_unblocked() -> None:
+    import signal
+
+    item = ("(__import__('signal').getsignal(2), "
+            "2 in __import__('signal').pthread_sigmask(__import__('signal').SIG_BLOCK, []))")
+    [(_, (handler, blocked))] = run_all([item], 1).items()
+    assert handler == signal.SIG_IGN and blocked is False
+
+
+def test_an_abandoned_map_does_not_leak_into_the_next_and_a_closed_pool_refuses_work() -> None:
+    slow = "[__import__('time').sleep(600), 'B'][1]"
+    with WorkerPool(eval, 2) as pool:
+        for _ in pool.imap_unordered(["'A'", slow]):
+            break
+        assert list(pool.imap_unordered(["1 + 1"])) == [("1 + 1", 2)]
+    assert mp.active_children() == []
+    with pytest.raises(ValueError, match="closed"):
+        next(pool.imap_unordered(["1"]))
+
+
+def test_a_second_interrupt_while_closing_still_reaps_every_worker() -> None:
+    import _thread
+
+    stubborn = ("[__import__('signal').signal(15, __import__('signal').SIG_IGN), "
+                "__import__('threading').Thread(target=__import__('time').sleep, args=(600,)).start()]")
+    pool = WorkerPool(eval, 2, grace=1.0)
+    list(pool.imap_unordered([stubborn, "1"]))  # one worker now never exits by itself
+    timer = threading.Timer(0.2, _thread.interrupt_main)  # Ctrl-C during the grace wait
+    timer.start()
+    returned = False
+    with pytest.raises(KeyboardInterrupt):
+        pool.close(terminate=True)
+        returned = True
+        timer.join()
+        __import__("time").sleep(5)
+    assert not returned, "the interrupt was meant to land inside close()"
+    assert mp.active_children() == []
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from spherevae.workpool import WorkerPool\n"
+        "if __name__ == '__main__':\n"
+        "    with WorkerPool(eval, 1) as pool:\n"
+        "        for _ in pool.imap_unordered([\"print(__import__('os').getpid(), flush=True) or "
+        "__import__('time').sleep(600)\"]):\n"
+        "            pass\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(60)
+        for _ in range(600):  # bounded poll: the orphan should be gone within a moment
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the worker outlived its killed parent by 30 s")
+    finally:
+        parent.kill()

@@ -8,21 +8,27 @@ stopping them relies on sentinels passing through those queues.
 :class:`WorkerPool` gives each spawned worker its own duplex pipe and hands out one
 item at a time, so the parent never waits on a lock a worker can hold. It watches
 each worker's process sentinel: a worker that dies is reported as a
-:class:`WorkerFailure` for the item it was running and replaced. Leaving the ``with``
-block on an exception (``KeyboardInterrupt`` included) terminates every worker
-(SIGTERM, then SIGKILL after ``grace`` seconds) before the exception goes on.
+:class:`WorkerFailure` for the item it was running and replaced. Every failure of one
+item (it raised, its worker died, it or its result could not be pickled) is a
+:class:`WorkerFailure` for that item only; the map goes on. Leaving the ``with`` block
+on an exception (``KeyboardInterrupt`` included, a second one too) terminates every
+worker (SIGTERM, then SIGKILL after ``grace`` seconds) before the exception goes on, and
+a worker whose parent dies (even by SIGKILL) exits at once instead of running on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
-import pickle
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -40,34 +46,66 @@ class WorkerFailure:
     message: str
 
 
+def _exit_with_parent() -> None:
+    # An orphan would train on for hours holding its run's lock; the parent's sentinel
+    # becomes readable when it dies, whatever killed it.
+    parent = mp.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+
 def _worker_main(conn: Connection, fn: Callable[[Any], Any], env: Mapping[str, str]) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent alone decides
-    # what stops, and it stops every worker at once.
+    # what stops. SIGINT was blocked from before this process existed (see _start).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     os.environ.update(env)
     while True:
         try:
             item = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if item is None:
+        except (EOFError, OSError):  # the parent closed the pipe: stop
             return
         try:
             reply: tuple[str, Any] = ("ok", fn(item))
         except BaseException:  # reported to the parent, which decides; the worker goes on
             reply = ("error", traceback.format_exc())
         try:
-            conn.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable result
-            conn.send(("error", traceback.format_exc()))
+            try:
+                conn.send(reply)
+            except OSError:
+                raise
+            except BaseException:  # the result does not pickle (any error type, recursion)
+                conn.send(("error", f"the result could not be pickled:\n{traceback.format_exc()}"))
+        except OSError:  # the parent is gone
+            return
 
 
 def _death_message(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-exitcode}"
         hint = " (often the out-of-memory killer)" if name == "SIGKILL" else ""
         return f"worker process was killed by {name}{hint}"
     return f"worker process exited with code {exitcode} before it returned a result"
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back (not lost) while a worker starts: the child inherits the blocked
+    mask, so a Ctrl-C can neither interrupt its bootstrap nor leave it untracked."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass
@@ -76,6 +114,7 @@ class _Worker:
     conn: Connection
     item: Any = None
     busy: bool = False
+    served: int = 0  # items it returned an outcome for
 
 
 class WorkerPool(Generic[T, R]):
@@ -86,11 +125,12 @@ class WorkerPool(Generic[T, R]):
             are pickled through the worker's pipe.
         workers: the most processes at once (>= 1).
         env: environment variables set in each worker before its first item.
-        grace: seconds a terminated worker gets to exit before it is killed.
+        grace: seconds terminated (or, on a normal close, idle) workers get to exit,
+            together, before they are killed.
 
     Use it as a context manager; :meth:`imap_unordered` yields ``(item, result)`` in
-    completion order, the result being a :class:`WorkerFailure` where ``fn`` raised or
-    the worker died.
+    completion order, the result being a :class:`WorkerFailure` where the item failed.
+    A pool is used once: after the ``with`` block it refuses new work.
     """
 
     def __init__(
@@ -109,6 +149,8 @@ class WorkerPool(Generic[T, R]):
         self.grace = grace
         self._ctx = mp.get_context("spawn")  # torch's thread pools do not survive a fork
         self._live: list[_Worker] = []
+        self._dying: list[_Worker] = []  # busy with an abandoned map's item: terminated
+        self._closed = False
 
     def __enter__(self) -> WorkerPool[T, R]:
         return self
@@ -119,46 +161,73 @@ class WorkerPool(Generic[T, R]):
         self.close(terminate=exc_type is not None)
 
     def _start(self) -> _Worker:
+        if self._closed:
+            raise ValueError("this WorkerPool is closed; make a new one")
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=_worker_main, args=(child, self.fn, self.env), daemon=True)
-        process.start()
+        with _sigint_blocked():
+            process.start()
+            worker = _Worker(process, parent)
+            self._live.append(worker)  # tracked before a deferred Ctrl-C can arrive
         child.close()  # only the worker holds this end: its death closes the pipe
-        worker = _Worker(process, parent)
-        self._live.append(worker)
         return worker
 
     def _retire(self, worker: _Worker) -> None:
         self._live.remove(worker)
-        self._reap(worker)
-
-    def _reap(self, worker: _Worker) -> None:
-        # Closing our end makes a worker waiting in recv() exit; a busy one was signalled.
         worker.conn.close()
-        worker.process.join(self.grace)
+        worker.process.join(self.grace)  # its pipe is closed: it exits unless stuck
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join()
 
     def imap_unordered(self, items: Iterable[T]) -> Iterator[tuple[T, R | WorkerFailure]]:
-        """Yield ``(item, result or WorkerFailure)`` for every item, as each finishes."""
+        """Yield ``(item, result or WorkerFailure)`` for every item, as each finishes.
+
+        Abandoning the iterator (``break``) terminates the workers still running its items.
+        """
+        if self._closed:
+            raise ValueError("this WorkerPool is closed; make a new one")
         todo = list(items)[::-1]  # pop() from the end hands items out in order
-        while todo or any(w.busy for w in self._live):
-            idle = [w for w in self._live if not w.busy]
-            while todo and (idle or len(self._live) < self.workers):
-                worker = idle.pop() if idle else self._start()
-                try:
-                    worker.conn.send(todo[-1])
-                except OSError:  # it died while idle: the item goes to a fresh worker
-                    self._retire(worker)
+        try:
+            while todo or any(w.busy for w in self._live):
+                yield from self._dispatch(todo)
+                busy = [w for w in self._live if w.busy]
+                if not busy:
                     continue
-                worker.item, worker.busy = todo.pop(), True
-            busy = [w for w in self._live if w.busy]
-            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
-            for worker in busy:
-                item = worker.item
-                outcome = self._collect(worker, ready)
-                if outcome is not _PENDING:
-                    yield item, outcome
+                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+                for worker in busy:
+                    item = worker.item
+                    outcome = self._collect(worker, ready)
+                    if outcome is not _PENDING:
+                        yield item, outcome
+        finally:
+            for worker in [w for w in self._live if w.busy]:  # only when abandoned or failing
+                worker.process.terminate()
+                self._live.remove(worker)
+                self._dying.append(worker)
+
+    def _dispatch(self, todo: list[Any]) -> Iterator[tuple[Any, WorkerFailure]]:
+        """Hand items to idle workers (starting new ones up to ``workers``); yields the
+        failures of items that could not be handed out."""
+        while todo and (len(self._live) < self.workers or any(not w.busy for w in self._live)):
+            try:
+                payload = ForkingPickler.dumps(todo[-1])
+            except Exception as exc:  # this item alone cannot go to a process
+                yield todo.pop(), WorkerFailure(f"the item could not be pickled: {exc!r}")
+                continue
+            idle = [w for w in self._live if not w.busy]
+            worker = idle[0] if idle else self._start()
+            try:
+                worker.conn.send_bytes(payload)
+            except OSError:
+                self._retire(worker)
+                if worker.served:  # it died while idle: the item goes to a fresh worker
+                    continue
+                # It died before taking any item (it cannot start: an import fails in the
+                # child...): retrying would start workers for ever.
+                yield todo.pop(), WorkerFailure(_death_message(worker.process.exitcode))
+                continue
+            worker.item, worker.busy = todo.pop(), True
 
     def _collect(self, worker: _Worker, ready: set[Any]) -> Any:
         """The worker's outcome (``fn``'s result or a failure), or ``_PENDING``; a dead
@@ -169,8 +238,10 @@ class WorkerPool(Generic[T, R]):
                 status, value = worker.conn.recv()
             except (EOFError, OSError):  # died before or while sending
                 closed = True
-            else:
-                worker.busy = False
+            except Exception as exc:  # the whole message arrived, but does not unpickle
+                status, value = "error", f"the result could not be unpickled: {exc!r}"
+            if not closed:
+                worker.busy, worker.served = False, worker.served + 1
                 return value if status == "ok" else WorkerFailure(f"worker raised:\n{value}")
         if closed or worker.process.sentinel in ready:
             # A result sent just before the exit is still in the pipe: read it next round
@@ -182,11 +253,22 @@ class WorkerPool(Generic[T, R]):
         return _PENDING
 
     def close(self, *, terminate: bool = False) -> None:
-        """Stop every worker now: busy ones (all of them with ``terminate``) get SIGTERM,
-        idle ones exit when their pipe closes; any still alive after ``grace`` s is killed."""
-        for worker in self._live:
-            if terminate or worker.busy:
-                worker.process.terminate()
-        for worker in self._live:
-            self._reap(worker)
-        self._live.clear()
+        """Stop every worker: busy ones (all, with ``terminate``) get SIGTERM, idle ones
+        exit as their pipe closes; whatever is alive after ``grace`` s is killed. A second
+        interrupt while waiting still kills and reaps every worker before it goes on."""
+        self._closed = True
+        workers, self._live, self._dying = self._live + self._dying, [], []
+        try:
+            for worker in workers:
+                if terminate or worker.busy:
+                    worker.process.terminate()
+                worker.conn.close()
+            deadline = time.monotonic() + self.grace
+            for worker in workers:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            for worker in workers:
+                if worker.process.is_alive():
+                    worker.process.kill()
+            for worker in workers:
+                worker.process.join()
