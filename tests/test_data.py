@@ -376,6 +376,74 @@ def test_folder_flat_greyscale_and_errors(tmp_path: Path) -> None:
         load_dataset("digits", "train", image_size=3)
 
 
+def _folder_with_bad_files(directory: Path) -> dict[str, str]:
+    """20 greyscale 12x12 PNGs plus files with an image suffix that do not decode."""
+    import io
+
+    from PIL import Image
+
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(directory / f"{i}.png")
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(buf, "PNG")
+    bad = {"broken.png": "garbage", "empty.jpg": "empty", "truncated.png": "header reads, data cut"}
+    (directory / "broken.png").write_bytes(b"notapng")
+    (directory / "empty.jpg").write_bytes(b"")
+    (directory / "truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return bad
+
+
+def test_folder_skips_files_that_do_not_decode_and_names_them(tmp_path: Path) -> None:
+    import warnings
+
+    bad = _folder_with_bad_files(tmp_path / "imgs")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # image_size=None: the size is inferred from the headers, which must skip bad files too
+        train = load_dataset("folder", "train", root=tmp_path / "imgs")
+        test = load_dataset("folder", "test", root=tmp_path / "imgs")
+    assert len(train) + len(test) == 20 and train.images.shape[1:] == (1, 12, 12)
+    said = " ".join(str(w.message) for w in caught)
+    assert "not readable images" in said
+    for name in bad:  # every bad file named, whichever split it falls in
+        assert name in said, name
+
+
+def test_folder_without_a_readable_image_is_one_cli_line(tmp_path: Path, capsys) -> None:
+    from spherevae.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"notapng")
+    with pytest.raises(DatasetNotFoundError, match="holds no readable images"):
+        load_dataset("folder", "train", root=tmp_path / "imgs")
+    code = main(["train", "--config", "digits-tiny", "data.name=folder", f"data.root={tmp_path / 'imgs'}",
+                 f"train.out_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert err[0].startswith("spherevae train: error: image folder") and "no readable images" in err[0]
+
+
+@pytest.mark.parametrize("value", ["maybe", 1, "yes please"])
+def test_folder_greyscale_must_be_a_boolean(tmp_path: Path, capsys, value) -> None:
+    from spherevae.cli import main
+
+    _write_folder(tmp_path / "g", labelled=False, mode="L")
+    with pytest.raises(ValueError, match=r"data\.options\.greyscale\) must be true, false or null"):
+        load_dataset("folder", "train", root=tmp_path / "g", greyscale=value)
+    code = main(["train", "--config", "digits-tiny", "data.name=folder", f"data.root={tmp_path / 'g'}",
+                 f"data.options.greyscale={value}", f"train.out_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "data.options.greyscale" in err[0] and "true, false or null" in err[0]
+    assert not list((tmp_path / "runs").rglob("config.yaml"))  # nothing recorded with the bad value
+    for ok in (True, False, None):
+        assert load_dataset("folder", "train", root=tmp_path / "g", image_size=8, greyscale=ok).images.shape[1] == (
+            3 if ok is False else 1)
+
+
 def test_synthetic_dataset_shape_determinism_and_options() -> None:
     a = load_dataset("synthetic", "train", image_shape=[3, 32, 32], train_size=20, seed=1)
     b = load_dataset("synthetic", "train", image_shape=(3, 32, 32), train_size=20, seed=1)

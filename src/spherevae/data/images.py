@@ -48,25 +48,46 @@ def _decode_square(path: Path, size: int, crop: int | None, mode: str) -> np.nda
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def _decode_many(paths: list[Path], size: int, crop: int | None, mode: str) -> np.ndarray:
+def _decode_into(paths: list[Path], out: np.ndarray, crop: int | None, mode: str) -> dict[int, str]:
+    """Decode ``paths`` into ``out`` ``(N, C, size, size)`` uint8, in threads; returns
+    index -> reason for the files that do not decode (their rows are left unset)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    channels = 1 if mode == "L" else 3
-    out = np.empty((len(paths), channels, size, size), dtype=np.uint8)
+    def decode(i: int) -> str | None:
+        try:
+            out[i] = _decode_square(paths[i], out.shape[-1], crop, mode)
+        except CorruptDatasetError as exc:
+            return str(exc)
+        return None
+
     # Pillow releases the GIL while decoding, so threads scale with cores.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for i, arr in enumerate(pool.map(lambda p: _decode_square(p, size, crop, mode), paths)):
-            out[i] = arr
+        reasons = list(pool.map(decode, range(len(paths))))
+    return {i: r for i, r in enumerate(reasons) if r is not None}
+
+
+def _empty_images(n: int, size: int, mode: str) -> np.ndarray:
+    return np.empty((n, 1 if mode == "L" else 3, size, size), dtype=np.uint8)
+
+
+def _decode_many(paths: list[Path], size: int, crop: int | None, mode: str) -> np.ndarray:
+    """All of ``paths`` as ``(N, C, size, size)`` uint8; a file that does not decode is a
+    :class:`CorruptDatasetError` naming it."""
+    out = _empty_images(len(paths), size, mode)
+    failed = _decode_into(paths, out, crop, mode)
+    if failed:
+        raise CorruptDatasetError(failed[min(failed)])
     return out
 
 
-def _image_mode(path: Path) -> str | None:
-    """The image's mode from its header, or None if it is not a readable image."""
+def _read_header(path: Path) -> tuple[str, tuple[int, int]] | None:
+    """The image's ``(mode, (width, height))`` from its header, or None if it is not a
+    readable image (garbage, empty, an unknown format)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            return img.mode
+            return img.mode, img.size
     except (OSError, UnidentifiedImageError, ValueError):
         return None
 
@@ -77,15 +98,12 @@ def _in_test_split(relative: str, test_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
 
 
-def _infer_image_size(root: Path, files: list[Path]) -> int:
+def _infer_image_size(root: Path, sizes_of: dict[Path, tuple[int, int]]) -> int:
     """The side of the square images the folder's files become without resizing: the short
     side when every file has the same size (a centre crop for non-square ones)."""
-    from PIL import Image
-
     sizes: dict[tuple[int, int], Path] = {}
-    for p in files:
-        with Image.open(p) as img:  # reads the header only
-            sizes.setdefault(img.size, p)
+    for p, size in sizes_of.items():
+        sizes.setdefault(size, p)
     if len(sizes) > 1:
         shown = ", ".join(f"{w}x{h} ({p.name})" for (w, h), p in list(sizes.items())[:4])
         raise ValueError(
@@ -96,42 +114,78 @@ def _infer_image_size(root: Path, files: list[Path]) -> int:
     return min(w, h)
 
 
+def _check_folder_options(image_size: object, test_fraction: object, greyscale: object) -> None:
+    """One :class:`ValueError` per bad option, before any file is read."""
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4
+    ):
+        raise ValueError(f"option image_size must be an integer >= 4 or null, got {image_size!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ValueError(f"option test_fraction must lie in (0, 1), got {test_fraction!r}")
+    if greyscale is not None and not isinstance(greyscale, bool):
+        # YAML's `maybe` or `1` must not be taken as true: only the booleans.
+        raise ValueError(
+            f"option greyscale (data.options.greyscale) must be true, false or null (null: "
+            f"greyscale when every image is), got {greyscale!r}"
+        )
+
+
+def _warn_skipped(root: Path, skipped: list[Path]) -> None:
+    if skipped:
+        shown = ", ".join(str(p) for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        warnings.warn(f"image folder {root}: skipping {len(skipped)} file(s) that are not "
+                      f"readable images: {shown}", stacklevel=5)  # load_dataset's caller
+
+
+def _decode_split(root: Path, chosen: list[Path], size: int, mode: str, skipped: list[Path]) -> tuple[np.ndarray, list[Path]]:
+    """The ``chosen`` files decoded ``(N, C, size, size)`` and the files kept; files whose
+    header reads but whose data does not decode (truncated, damaged) are dropped and
+    warned about with the header-unreadable ``skipped`` ones, in one warning."""
+    images = _empty_images(len(chosen), size, mode)
+    failed = _decode_into(chosen, images, None, mode)
+    _warn_skipped(root, sorted(skipped + [chosen[i] for i in failed]))
+    if failed:
+        keep = [i for i in range(len(chosen)) if i not in failed]
+        images, chosen = images[keep], [chosen[i] for i in keep]
+    return images, chosen
+
+
 def folder_reader(
     spec: DatasetSpec, split: str, root: Path | None, download: bool, *, image_size: int | None = None,
     test_fraction: float = 0.1, greyscale: bool | None = None,
 ) -> ImageDataset:
     """Images under ``root`` (class subfolders give labels). ``image_size=None`` keeps the
-    files' own size (all files must share it); an integer centre-crops and resizes."""
+    files' own size (all files must share it); an integer centre-crops and resizes. Files
+    that are not readable images (garbage, empty, truncated) are skipped with a warning
+    naming them; a folder (or split) without a readable image is an error."""
     if root is None:
         raise ValueError("dataset 'folder' needs root=DIR (data.root in a config): a folder of images")
+    _check_folder_options(image_size, test_fraction, greyscale)
     if not root.is_dir():
         raise DatasetNotFoundError(f"image folder {root} does not exist")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
-        raise ValueError(f"option image_size must be an integer >= 4 or null, got {image_size!r}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"option test_fraction must lie in (0, 1), got {test_fraction!r}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetNotFoundError(f"image folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    headers = {p: _read_header(p) for p in files}  # headers only: cheap
+    skipped = [p for p in files if headers[p] is None]
+    readable = {p: h for p, h in headers.items() if h is not None}
+    if not readable:
+        raise DatasetNotFoundError(f"image folder {root} holds no readable images: all {len(files)} "
+                                   f"files fail to open, e.g. {files[0]}")
+    files = list(readable)
     if image_size is None:
-        image_size = _infer_image_size(root, files)
+        image_size = _infer_image_size(root, {p: size for p, (_, size) in readable.items()})
     subdirs = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
     labelled = bool(subdirs) and all(len(p.relative_to(root).parts) > 1 for p in files)
-    modes = {p: _image_mode(p) for p in files}  # reads headers only
-    unreadable = [p for p, mode in modes.items() if mode is None]
-    if unreadable:
-        warnings.warn(f"image folder {root}: skipping {len(unreadable)} file(s) that are not "
-                      f"readable images, e.g. {unreadable[0]}", stacklevel=3)
-        files = [p for p in files if modes[p] is not None]
-        if not files:
-            raise DatasetNotFoundError(f"image folder {root} holds no readable images")
     if greyscale is None:
         # Greyscale only when every image is: one colour image makes the set RGB.
-        greyscale = all(modes[p] in ("L", "1", "I;16") for p in files)
+        greyscale = all(mode in ("L", "1", "I;16") for mode, _ in readable.values())
     chosen = [p for p in files if _in_test_split(p.relative_to(root).as_posix(), test_fraction) == (split == "test")]
     if not chosen:
         raise DatasetNotFoundError(f"image folder {root}: the {split} split is empty ({len(files)} images)")
-    images = _decode_many(chosen, image_size, None, "L" if greyscale else "RGB")
+    images, chosen = _decode_split(root, chosen, image_size, "L" if greyscale else "RGB", skipped)
+    if not chosen:
+        raise CorruptDatasetError(f"image folder {root}: no file of the {split} split decodes as an image")
     labels = classes = None
     if labelled:
         index = {name: i for i, name in enumerate(subdirs)}
