@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
+from spherevae.comparability import comparable_groups, incomparability
 from spherevae.metric_info import GROUPS, KEYS, METRICS, better, describe, metric_key
 from spherevae.report import RunSummary, load_run_summary, write_report
 
@@ -181,6 +182,83 @@ def test_load_run_summary_names_the_missing_file(tmp_path):
 def test_write_report_needs_a_run(tmp_path):
     with pytest.raises(ValueError, match="at least one run"):
         write_report([], tmp_path / "r.html")
+
+
+# --- runs that cannot be compared -----------------------------------------------------
+
+
+def _fmnist_run(name="fmnist"):
+    cfg = _config("compressed", 1.0)
+    cfg["data"] = {"name": "fashion-mnist", "max_train": None}
+    # A FID far below the digits runs': on other data it must not win.
+    return RunSummary(name, cfg, {**COMPRESSED, "fid_domain_vmf_recon": 1.0, "fid_domain_recon": 1.0,
+                                  "rmse_percent": 1.0})
+
+
+def test_report_picks_a_best_only_among_runs_on_the_same_data(tmp_path):
+    runs = [*_runs(tmp_path), _fmnist_run()]
+    with pytest.warns(UserWarning, match=r"not comparable \(dataset: digits \(standard <a>, compressed\), "
+                                         r"fashion-mnist \(fmnist\)\)"):
+        text = write_report(runs, tmp_path / "r.html").read_text()
+    page = _Page()
+    page.feed(text)
+    assert "id='incomparable'" in text and "These runs are not comparable" in text
+    assert text.index("id='incomparable'") < text.index("<h2>Runs</h2>")  # at the top
+    assert "Best generator on digits, domain FID features, 100 test images: compressed</b>" in text
+    assert "Best generator: " not in text and "fmnist</b> with" not in text
+    rows = _metric_rows(page)
+    assert rows["fid_domain_vmf_recon"][1] == [241.0, 18.6, 1.0]
+    assert rows["fid_domain_vmf_recon"][2] == {1}  # the digits best; fmnist is alone in its group
+    assert rows["rmse_percent"][2] == {1}
+    # Two runs on different data: no verdict at all, and the reason.
+    with pytest.warns(UserWarning, match="not comparable"):
+        text = write_report([runs[1], runs[2]], tmp_path / "r2.html").read_text()
+    assert "No best generator</b>: no two runs share data" in text and "Best generator" not in text
+
+
+def test_report_tells_same_named_datasets_and_backbones_apart(tmp_path):
+    a, b = _runs(tmp_path)
+    fp = {"dataset": "folder", "image_shape": [1, 8, 8], "train": {"size": 9, "sample_sha256": "aa"},
+          "test": {"size": 3, "sample_sha256": "bb"}}
+    other = {**fp, "test": {"size": 3, "sample_sha256": "cc"}}
+    same = [RunSummary(a.name, a.config, a.metrics, fingerprint=fp),
+            RunSummary(b.name, b.config, b.metrics, fingerprint=dict(fp))]
+    assert incomparability(same) is None and comparable_groups(same) == [[0, 1]]
+    folders = [same[0], RunSummary(b.name, b.config, b.metrics, fingerprint=other)]
+    assert "dataset: same name, different data" in incomparability(folders)
+    inception = RunSummary(b.name, b.config, {**b.metrics, "fid_backbone": "inception"})
+    assert incomparability([a, inception]) == "FID features: domain (standard <a>), inception (compressed)"
+    fewer = RunSummary(b.name, b.config, {**b.metrics, "num_test": 50})
+    assert incomparability([a, fewer]) == "test images: 100 (standard <a>), 50 (compressed)"
+
+
+def _evaluated_run(root: Path, name: str, dataset: str, fid: float) -> Path:
+    import json
+
+    from spherevae.rundir import RunLayout
+    import yaml
+
+    layout = RunLayout(root / name)
+    layout.eval_dir.mkdir(parents=True)
+    cfg = _config("compressed", 1.0)
+    cfg["data"]["name"] = dataset
+    layout.config.write_text(yaml.safe_dump(cfg))
+    layout.eval_metrics.write_text(json.dumps({**COMPRESSED, "fid_domain_vmf_recon": fid}))
+    return layout.root
+
+
+def test_cli_report_on_incomparable_runs_warns_in_one_line(tmp_path, capsys):
+    from spherevae.cli import main
+
+    a = _evaluated_run(tmp_path, "digits-tiny", "digits", 20.0)
+    b = _evaluated_run(tmp_path, "fmnist", "fashion-mnist", 5.0)
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spherevae report: warning: the runs' FIDs are not comparable")
+    assert "digits (digits-tiny), fashion-mnist (fmnist)" in err[0]
+    assert "Best generator" not in (tmp_path / "r.html").read_text()
+    assert main(["report", str(a), str(a), "--out", str(tmp_path / "r.html")]) == 0
+    assert capsys.readouterr().err == ""  # comparable runs: no warning
 
 
 # --- the registry -------------------------------------------------------------------

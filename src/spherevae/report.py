@@ -2,11 +2,13 @@
 
 Everything is inline: images as data URIs, CSS, and a few lines of plain JavaScript
 that sort the tables on a click; no external resource is fetched. The page reads,
-top to bottom: a header per run (dataset, n, epochs, beta, objective, model, FID
-features), a short verdict (best generator and sampler, and the reconstruction cost),
+top to bottom: a warning when the runs' FIDs are not comparable (other data, FID
+features or test set: :mod:`spherevae.comparability`), a header per run (dataset, n,
+epochs, beta, objective, model, FID features), a short verdict (best generator and
+sampler within each comparable group, and the reconstruction cost),
 the headline table (grouped by :data:`spherevae.metric_info.GROUPS`, one row per
 metric *and sampler*, so a prior FID never shares a row with a vMF FID; the best value
-per row is marked), the MSE-FID plane of the runs, the training curves overlaid, and
+per row among comparable runs is marked), the MSE-FID plane of the runs, the training curves overlaid, and
 each figure of every run side by side with a caption.
 """
 
@@ -17,11 +19,13 @@ import html
 import io
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spherevae.comparability import comparable_groups, group_label, incomparability
 from spherevae.metric_info import KEYS, MetricInfo, better, comparable_keys, describe
 from spherevae.rundir import RunLayout, UserError, atomic_write_text, read_json, read_jsonl
 
@@ -84,17 +88,20 @@ FIGURE_CAPTIONS: dict[str, str] = {
 @dataclass(frozen=True)
 class RunSummary:
     """What the report needs of one run: its config and metrics as dicts, its eval
-    figures (stem -> PNG path) and its per-epoch training history."""
+    figures (stem -> PNG path), its per-epoch training history and its data fingerprint
+    (``data_fingerprint.json``; None for runs made before fingerprints)."""
 
     name: str
     config: dict[str, Any]
     metrics: dict[str, Any]
     figures: dict[str, Path] = field(default_factory=dict)
     history: tuple[dict[str, Any], ...] = ()
+    fingerprint: dict[str, Any] | None = None
 
 
 def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
-    """Read ``config.yaml``, ``eval/metrics.json``, ``eval/*.png`` and ``metrics.jsonl``."""
+    """Read ``config.yaml``, ``eval/metrics.json``, ``eval/*.png``, ``metrics.jsonl`` and
+    ``data_fingerprint.json`` (when the run has one)."""
     from spherevae.config import read_yaml
 
     run_dir = Path(run_dir)
@@ -111,6 +118,7 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
         metrics=read_json(layout.eval_metrics, hint="run `spherevae evaluate` again"),
         figures={p.stem: p for p in sorted(layout.eval_dir.glob("*.png"))},
         history=history,
+        fingerprint=read_json(layout.fingerprint) if layout.fingerprint.is_file() else None,
     )
 
 
@@ -221,11 +229,13 @@ def _metrics_table(runs: Sequence[RunSummary]) -> str:
     head = ("<th>metric</th><th>what it measures</th><th>better</th>"
             + "".join(f"<th>{e(r.name)}</th>" for r in runs))
     parts = [f"<table class='sortable' id='metrics'><thead><tr>{head}</tr></thead>"]
+    groups = comparable_groups(runs)
     for group, rows in _comparable_rows(runs).items():
         parts.append(f"<tbody><tr class='group'><th colspan='{3 + len(runs)}'>{e(group)}</th></tr>")
         for key, info in rows:
             values = [_number(r.metrics.get(key)) for r in runs]
-            best = better(values, info.direction)
+            # Best within each comparable group: a FID on other data is another quantity.
+            best = {g[i] for g in groups for i in better([values[j] for j in g], info.direction)}
             cells = "".join(_cell(v, best=i in best) for i, v in enumerate(values))
             parts.append(
                 f"<tr><td title='{e(key)}'>{e(info.label)}</td><td class='desc'>{e(info.description)}"
@@ -258,14 +268,36 @@ def _verdict(runs: Sequence[RunSummary]) -> str:
         generation = f"best FID vs recon {gen[1]:.4g} with the <b>{e(gen[0])}</b> sampler" if gen else "no FID"
         cost = f"reconstruction RMSE {rmse:.3g}%" if rmse is not None else "no RMSE"
         lines.append(f"<li><b>{e(r.name)}</b>: {generation}; {cost}</li>")
-    ranked = [(g[1], r.name, g[0]) for r in runs if (g := _best_generation(r))]
-    backbones = {r.metrics.get("fid_backbone") for r in runs}
+    groups = comparable_groups(runs)
     head = ""
-    if len(ranked) > 1 and len(backbones) == 1:
-        fid, name, sampler = min(ranked)
-        head = (f"<p><b>Best generator: {e(name)}</b> with the {e(sampler)} sampler "
-                f"(FID {e(str(backbones.pop()))} {fid:.4g} vs reconstructions).</p>")
+    for group in groups:  # a best only among runs whose FIDs measure the same thing
+        ranked = [(g[1], runs[i].name, g[0]) for i in group if (g := _best_generation(runs[i]))]
+        if len(ranked) > 1:
+            fid, name, sampler = min(ranked)
+            where = f" on {e(group_label(runs[group[0]]))}" if len(groups) > 1 else ""
+            head += (f"<p><b>Best generator{where}: {e(name)}</b> with the {e(sampler)} sampler "
+                     f"(FID {e(str(runs[group[0]].metrics.get('fid_backbone')))} {fid:.4g} vs "
+                     "reconstructions).</p>")
+    if len(groups) > 1 and not head:
+        head = "<p><b>No best generator</b>: no two runs share data, FID features and test set.</p>"
     return f"<div class='verdict'>{head}<ul>{''.join(lines)}</ul></div>"
+
+
+def _incomparable_note(runs: Sequence[RunSummary]) -> str:
+    """A prominent note (and a warning) when the runs' FIDs are not all comparable."""
+    reason = incomparability(runs)
+    if reason is None:
+        return ""
+    warnings.warn(f"the runs' FIDs are not comparable ({reason}): the report picks a best only "
+                  "within runs on the same data, FID features and test set", stacklevel=3)
+    e = html.escape
+    groups = "".join(f"<li>{e(group_label(runs[g[0]]))}: {e(', '.join(runs[i].name for i in g))}</li>"
+                     for g in comparable_groups(runs))
+    return (f"<div class='verdict note' id='incomparable'><p><b>These runs are not comparable</b> "
+            f"({e(reason)}). A domain FID uses a classifier trained on its run's own dataset and "
+            "every FID is measured against that dataset's test images, so FIDs (and the ★ marks "
+            "and the verdict) are compared only within each group:</p>"
+            f"<ul>{groups}</ul></div>")
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -365,7 +397,8 @@ _NOTE = (
     "<p class='note'>FID names say their feature backbone. <b>domain</b> FIDs use a classifier "
     "trained here on the dataset: they compare these runs with each other and are NOT comparable "
     "to published Inception FIDs. Each row compares one sampler across runs; a run that was not "
-    "evaluated with a sampler has an empty cell. ★ marks the best value of a row.</p>"
+    "evaluated with a sampler has an empty cell. ★ marks the best value of a row (among runs "
+    "on the same data, FID features and test set).</p>"
 )
 
 
@@ -385,7 +418,7 @@ def write_report(
     e = html.escape
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>", _incomparable_note(runs),
         "<h2>Runs</h2>", _runs_table(runs), _verdict(runs), _warnings(runs),
         "<h2>Headline metrics</h2>", _NOTE, _metrics_table(runs),
     ]
