@@ -76,6 +76,55 @@ def test_figures_render_to_png(tmp_path):
         plots.sampler_grid_figure({})
 
 
+def _series_styles(fig) -> dict[str, tuple[str, str, str]]:
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): (to_hex(line.get_color()), line.get_marker(), line.get_fillstyle())
+            for line in fig.axes[0].get_lines()}
+
+
+def test_mse_fid_plane_gives_every_series_its_own_colour_and_marker() -> None:
+    from spherevae.sampling import SAMPLERS
+
+    samplers = list(SAMPLERS)  # 8 for standard, 7 for compressed: the walkthrough's 15 series
+    rows = [{"n": n, "beta": 1.0, "objective": objective, "sampler": s, "mse": 10 - n / 8 + i, "fid": 50 - i}
+            for objective, names in (("standard", samplers), ("compressed", samplers[1:]))
+            for i, s in enumerate(names) for n in (8, 16)]
+    fig = plots.mse_fid_plane(rows)
+    styles = _series_styles(fig)
+    assert len(styles) == 15
+    assert len({(colour, marker) for colour, marker, _ in styles.values()}) == 15
+    for s in samplers:  # one colour per sampler, whatever the objective
+        assert len({styles[k][0] for k in styles if f" · {s} · " in k}) == 1
+    assert len({styles[k][0] for k in styles}) == len(samplers)
+    for objective in ("standard", "compressed"):  # one marker per objective
+        assert len({styles[k][1] for k in styles if k.startswith(f"{objective} · ")}) == 1
+    legend = fig.axes[0].get_legend()
+    assert legend.get_title().get_text() == "colour: sampler, marker: objective"
+    assert {t.get_text() for t in legend.get_texts()} == {*samplers, "standard", "compressed"}
+    # Several betas: the marker tells them apart, the sampler keeps its colour.
+    two = plots.mse_fid_plane([{**r, "beta": b} for r in rows[:4] for b in (0.5, 2)])
+    assert len({(c, m) for c, m, _ in _series_styles(two).values()}) == len(_series_styles(two)) == 4
+    assert "marker: objective and β" in two.axes[0].get_legend().get_title().get_text()
+
+
+def test_mse_fid_plane_without_samplers_and_with_many_series() -> None:
+    # A sweep's rows name no sampler: colour per β (the same for both objectives), marker per objective.
+    rows = [{"n": 8, "beta": b, "objective": o, "mse": b, "fid": b + len(o)}
+            for o in ("standard", "compressed") for b in (0.1, 1, 10)]
+    styles = _series_styles(plots.mse_fid_plane(rows))
+    assert len({(c, m) for c, m, _ in styles.values()}) == len(styles) == 6
+    assert styles["standard · β=1"][0] == styles["compressed · β=1"][0]
+    assert styles["standard · β=1"][1] != styles["compressed · β=1"][1]
+    # More samplers than tab20 and more objectives than markers: still all distinct.
+    names = [f"user{i}" for i in range(25)]
+    assert len(set(plots.sampler_colours(names).values())) == 25
+    many = [{"n": 8, "beta": 1, "objective": f"obj{j}", "sampler": s, "mse": 1, "fid": 1}
+            for j in range(15) for s in ("vmf", "gmm")]
+    styles = _series_styles(plots.mse_fid_plane(many))
+    assert len(set(styles.values())) == len(styles) == 30
+
+
 def test_project_rejects_too_few_dims():
     with pytest.raises(ValueError, match="n >= 3"):
         plots.project_to_3d_sphere(np.zeros((4, 2)))

@@ -184,6 +184,28 @@ def test_write_report_needs_a_run(tmp_path):
         write_report([], tmp_path / "r.html")
 
 
+def test_report_plane_tells_every_run_and_sampler_apart(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    from spherevae.sampling import SAMPLERS
+
+    drawn = []
+    original = plots.mse_fid_plane
+    monkeypatch.setattr(plots, "mse_fid_plane", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    names = list(SAMPLERS)
+    standard = {**STANDARD, **{f"fid_domain_{s}_recon": 10.0 + i for i, s in enumerate(names)}}
+    compressed = {**COMPRESSED, **{f"fid_domain_{s}_recon": 20.0 + i for i, s in enumerate(names[1:])}}
+    runs = [RunSummary("s", _config("standard", 1.0), standard), RunSummary("c", _config("compressed", 1.0), compressed)]
+    write_report(runs, tmp_path / "r.html")
+    lines = drawn[0].axes[0].get_lines()
+    assert len(lines) == 15
+    assert len({(to_hex(line.get_color()), line.get_marker()) for line in lines}) == 15
+    # The walkthrough's clash: standard gmm and compressed esag were both blue, both "o".
+    style = {line.get_label(): (to_hex(line.get_color()), line.get_marker()) for line in lines}
+    assert style["standard · gmm · β=1.0"] != style["compressed · esag · β=1.0"]
+    assert style["standard · esag · β=1.0"][0] == style["compressed · esag · β=1.0"][0]
+
+
 # --- runs that cannot be compared -----------------------------------------------------
 
 
@@ -235,8 +257,9 @@ def test_report_tells_same_named_datasets_and_backbones_apart(tmp_path):
 def _evaluated_run(root: Path, name: str, dataset: str, fid: float) -> Path:
     import json
 
-    from spherevae.rundir import RunLayout
     import yaml
+
+    from spherevae.rundir import RunLayout
 
     layout = RunLayout(root / name)
     layout.eval_dir.mkdir(parents=True)

@@ -20,10 +20,14 @@ __all__ = ["FID_SETTING", "SettingPart", "comparable_groups", "group_label", "in
 
 
 class _Run(Protocol):
-    name: str
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    fingerprint: dict[str, Any] | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def fingerprint(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+# The MSE-FID plane lives in spherevae.plane; its names stay importable from here.
+from spherevae.plane import distinct_colours, draw_sweep_plane, mse_fid_plane, sampler_colours
+
 __all__ = [
     "concentration_figure",
     "cos_phi_distribution_figure",
+    "distinct_colours",
     "draw_sweep_plane",
     "image_grid",
     "interpolate_linear",
@@ -24,6 +28,7 @@ __all__ = [
     "mse_fid_plane",
     "project_to_3d_sphere",
     "reconstruction_figure",
+    "sampler_colours",
     "save_figure",
     "sphere_projection",
     "training_curves",
@@ -288,28 +293,6 @@ def interpolation_figure(images_linear: Any, images_sphere: Any):
     return fig
 
 
-def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse_label: str = "MSE"):
-    """Fig 2: one curve per (objective, beta) across n; standard dashed, compressed solid.
-    Rows need ``n``, ``beta``, ``objective``, ``mse``, ``fid`` (seeds are averaged)."""
-    groups: dict[tuple[str, Any], dict[Any, list[tuple[float, float]]]] = {}
-    for r in rows:
-        groups.setdefault((str(r["objective"]), r["beta"]), {}).setdefault(r["n"], []).append((r["mse"], r["fid"]))
-    fig = _figure(7, 5)
-    ax = fig.add_subplot()
-    for (objective, beta), by_n in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        ns = sorted(by_n)
-        pts = np.array([np.mean(by_n[n], axis=0) for n in ns])
-        ls = "--" if objective.startswith("standard") else "-"
-        (line,) = ax.plot(pts[:, 0], pts[:, 1], ls, marker="o", label=f"{objective} β={beta}")
-        for n, (x, y) in zip(ns, pts, strict=True):
-            ax.annotate(str(n), (x, y), fontsize=7, color=line.get_color())
-    ax.set_xlabel(mse_label)
-    ax.set_ylabel(fid_label)
-    ax.set_title("MSE-FID plane (dashed: standard, solid: compressed)")
-    ax.legend(fontsize=8)
-    return fig
-
-
 # ------------------------------------------------------------ theory (Figs 3-6)
 
 
@@ -436,35 +419,3 @@ def latent_spectrum_figure(sigma_per_dim: Any, tangent_spectrum: Any, vmf_tangen
     ax_t.legend(fontsize=8)
     ax_t.set_title("tangent spectrum at the mean direction")
     return fig
-
-
-def draw_sweep_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None,
-                     log: Callable[[str], None]) -> None:
-    """``out_dir/mse_fid_plane.png`` from a sweep's result rows (Fig 2): each finished run's
-    RMSE against ``fid_key`` (default: the headline FID vs reconstructions)."""
-    from spherevae.metric_info import metric_key
-
-    done = [r for r in rows if r["status"] in ("done", "skipped")]
-    if not done:
-        return
-    # The headline FID of each run (its main sampler) on its backbone, e.g. fid_domain_recon.
-    backbone = next((r["fid_backbone"] for r in done if "fid_backbone" in r), None)
-    key = fid_key or (metric_key("headline_fid_recon", backbone=backbone) if backbone else None)
-    if key is None or not any(key in r and "rmse_percent" in r for r in done):
-        log("no FID column in the results: MSE-FID plane not drawn")
-        return
-    plane_rows = [
-        {
-            "n": r.get("model.latent_dim", r.get("latent_dim")),
-            "beta": r.get("objective.beta", r.get("beta")),
-            "objective": r.get("variant", r.get("objective", "")),
-            "mse": r["rmse_percent"],
-            "fid": r[key],
-            "seed": r.get("train.seed", 0),
-        }
-        for r in done
-        if key in r
-    ]
-    fig = mse_fid_plane(plane_rows, fid_label=key, mse_label="RMSE (% of range)")
-    save_figure(fig, out_dir / "mse_fid_plane.png")
-    log(f"MSE-FID plane: {out_dir / 'mse_fid_plane.png'}")

@@ -317,11 +317,16 @@ def _png(fig: Any) -> bytes:
 
 def _plane_png(runs: Sequence[RunSummary]) -> bytes | None:
     """Fig 2 for the runs: a point per (run, sampler) at (RMSE, FID vs recon); one line
-    per (objective, sampler, beta) across n; standard dashed, compressed solid."""
+    per (objective, sampler, beta) across n; colour per sampler, marker per objective
+    (per dataset and objective when the runs are not all comparable)."""
     from spherevae.plots import mse_fid_plane
 
     rows, backbones = [], set()
+    several = len(comparable_groups(runs)) > 1
     for r in runs:
+        objective = str(_get(r.config, "objective.name"))
+        if several:  # incomparable groups get markers of their own
+            objective = f"{_get(r.config, 'data.name')}: {objective}"
         rmse = _number(r.metrics.get("rmse_percent"))
         backbone = r.metrics.get("fid_backbone", "domain")
         for k, v in r.metrics.items():
@@ -331,7 +336,7 @@ def _plane_png(runs: Sequence[RunSummary]) -> bytes | None:
                 continue
             backbones.add(backbone)
             rows.append({"n": _latent_dim(r.config), "beta": _get(r.config, "objective.beta"),
-                         "objective": f"{_get(r.config, 'objective.name')} · {info.sampler}",
+                         "objective": objective, "sampler": info.sampler,
                          "mse": rmse, "fid": float(v)})
     if not rows:
         return None
@@ -428,7 +433,8 @@ def write_report(
         if plane:
             parts.append(_figure_html(plane, "MSE-FID plane", (
                 "MSE-FID plane (Fig 2): one point per run and sampler; lower left is better. "
-                "Dashed: standard VAE, solid: compressed; the number next to a point is n.")))
+                "Colour: sampler, marker: objective; dashed: standard VAE, solid: compressed; "
+                "the number next to a point is n.")))
         if curves:
             parts.append(_figure_html(curves, "training curves", (
                 "Training curves of all runs overlaid. The latent loss is on each objective's "
