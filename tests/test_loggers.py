@@ -126,3 +126,37 @@ def test_require_names_the_extra():
     assert isinstance(MissingExtraError("x"), ValueError)
     check_loggers([])
     assert set(LOGGERS) == {"tensorboard", "mlflow", "wandb"}
+
+
+def _readme_section(title: str) -> str:
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    return text.split(f"### {title}\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_names_the_artifacts_a_tracker_really_gets(tmp_path, monkeypatch):
+    """The README's artifact list is what the trainer passes to every logger's log_artifact."""
+    import re
+
+    from spherevae.loggers import LoggerSpec
+
+    received: list[str] = []
+
+    class Recording:
+        def __init__(self, run_dir, run_name):
+            pass
+
+        def log_hyperparams(self, params): ...
+        def log_metrics(self, metrics, step): ...
+        def finalize(self, status): ...
+
+        def log_artifact(self, path):
+            assert Path(path).is_file(), path
+            received.append(Path(path).name)
+
+    monkeypatch.setitem(LOGGERS, "recording", LoggerSpec(Recording, "json", "full"))
+    train(_cfg(tmp_path, "train.epochs=1", "train.loggers=[recording]"))
+    said = set(re.findall(r"`([\w-]+\.\w+)`", _readme_section("Experiment tracking")))
+    assert said == set(received) == {"config.yaml", "metrics.jsonl", "model.safetensors"}
+    import spherevae.loggers
+
+    assert "model.pt" not in spherevae.loggers.__doc__ and "model.safetensors" in spherevae.loggers.__doc__

@@ -116,3 +116,19 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path):
     assert any("not meaningful" in w for w in metrics["warnings"])
     _run([exe, "report", str(run), "--out", "report.html"], work, env)
     assert "FID domain vs recon, vmf" in (work / "report.html").read_text()
+
+
+def test_readme_install_lists_every_extra_of_pyproject():
+    """The Install section names each extra of pyproject.toml once, and the packages of `full`."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    listed = install.split("Extras:", 1)[1].split("A command that needs", 1)[0]
+    named = re.findall(r"`([\w-]+)`", listed)
+    assert sorted(named) == sorted(extras), named
+    packages = {re.split(r"[<>=;\[ ]", dep, maxsplit=1)[0].lower() for dep in extras["full"]}
+    full = listed.split("`full` (", 1)[1].split(")", 1)[0]
+    assert packages == {p.strip().lower() for p in full.split(":", 1)[1].split(",")}

@@ -6,7 +6,9 @@ logger has the same small interface (as in Lightning):
 
 - ``log_hyperparams(params)``: the resolved config, flattened to ``section.key``;
 - ``log_metrics(metrics, step)``: the per-epoch record (numbers only), ``step`` = epoch;
-- ``log_artifact(path)``: a file of the run (``config.yaml``, ``model.pt``);
+- ``log_artifact(path)``: a file of the run; at the end of a run the trainer passes
+  ``config.yaml``, ``metrics.jsonl`` and ``model.safetensors``. MLflow and W&B store them
+  (W&B as artifacts of type ``run-file``); TensorBoard stores no files;
 - ``finalize(status)``: ``"success"`` or ``"failed"``; closes the logger.
 
 ``metrics.jsonl`` in the run directory is always written, with or without loggers. A
