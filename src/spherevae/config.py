@@ -235,7 +235,7 @@ def check_buildable(cfg: RunConfig) -> None:
             raise UserError(_model_field_names(str(exc))) from None
         # The loss computes its targets on the CPU, then moves them to the model's (meta) device.
         try:
-            OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)  # type: ignore[arg-type]
+            OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
         except (TypeError, ValueError) as exc:
             # The loss names a bad option by its keyword: name the config field instead.
             key = str(exc).split(" ", 1)[0]
