@@ -424,7 +424,9 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every run of ``sweep`` not yet finished, then collect results and draw Fig 2.
 
-    Returns the rows of the results table (also written to ``out_dir``).
+    The whole sweep is checked first (``workers``, the backend's extra, :func:`check_sweep`):
+    a problem raises before anything is written into ``out_dir``. Returns the rows of the
+    results table (also written to ``out_dir``).
     """
     from spherevae._optional import require
 
