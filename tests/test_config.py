@@ -102,3 +102,47 @@ def test_to_dict_is_plain_yaml_and_defaults_round_trip():
     d = config_to_dict(RunConfig())
     assert d["optim"]["betas"] == [0.9, 0.999]  # lists, not tuples: safe_dump-able
     assert config_from_dict(d) == RunConfig()
+
+
+TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("objective.loss_preset=ful", r"^objective\.loss_preset must be one of \['equator', 'full'"),
+        ("data.name=mnsit", r"^data\.name must be one of \['celeba64', 'cifar10', 'digits'.*got 'mnsit'"),
+        ("data.options.image_size=8", r"^data\.options\.image_size: dataset 'digits' takes no options"),
+        ("objective.loss_overrides.alfa=1", r"^objective\.loss_overrides: override must be one of .*got 'alfa'"),
+        ("objective.loss_overrides.mu_angle_mean_target=5",
+         r"^objective\.loss_overrides\.mu_angle_mean_target must lie in \[-1\.0, 1\.0\]"),
+        ("model.channels=[4,4,4,4]",
+         r"^model\.channels has 4 stages, so the images' H and W must be divisible by 2\*\*len\(channels\) = 16, "
+         r"got \(H, W\) = \(8, 8\)"),
+        ("model.extra.norm=layer", r"^model\.extra\.norm must be one of \['batch', 'group'\]"),
+        ("schedule.name=warm", r"^schedule\.name must be one of"),
+    ],
+)
+def test_what_a_run_builds_is_checked_before_any_work_naming_the_field(override, message):
+    """check_buildable (the CLI and sweeps call it before training) names the config field."""
+    from spherevae.config import check_buildable
+
+    with pytest.raises((ValueError, TypeError), match=message):
+        check_buildable(load_config(TINY, ["objective.name=compressed", override]))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_build(path):
+    from spherevae.config import check_buildable
+
+    check_buildable(load_config(path))
+
+
+def test_a_folder_of_images_is_not_refused_for_its_unknown_size():
+    """A folder dataset's image size comes from its files unless data.options.image_size says."""
+    from spherevae.config import check_buildable
+
+    check_buildable(load_config(TINY, ["data.name=folder", "model.channels=[8,8,8,8]"]))
+    with pytest.raises(ValueError, match=r"^model\.channels has 4 stages.*\(H, W\) = \(24, 24\)"):
+        check_buildable(load_config(TINY, ["data.name=folder", "data.options.image_size=24",
+                                           "model.channels=[8,8,8,8]"]))

@@ -130,3 +130,65 @@ def test_every_shipped_config_and_sweep_validates() -> None:
         assert len({s.name for s in specs}) == len(specs), f"{path}: duplicate run names"
         for spec in specs:
             load_config(spec.base, list(spec.overrides))
+
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "cli", "match"),
+    [
+        ("evaluate: {num_sample: 10}\n", [],
+         r"sweep s: sweep field 'evaluate' has unknown option\(s\) \['num_sample'\]; the options are \[.*'num_samples'"),
+        ("evaluate: {num_samples: 0}\n", [], r"sweep s: sweep field 'evaluate': .*'num_samples' must be an integer >= 1"),
+        ("grid: {model.latentdim: [4, 8]}\n", [], r"sweep s: run latentdim=4: unknown config key 'model\.latentdim'"),
+        ("grid: {model.latent_dim: [4, 8]}\n", ["trian.epochs=1"], r"run latent_dim=4: unknown config key 'trian'"),
+        ("grid: {model.latent_dim: [4, 8]}\n", ["model.latent_dim=abc"],
+         r"override 'model\.latent_dim=abc' \(from the sweep's overrides or the command line\) sets "
+         r"model\.latent_dim, which the grid sweeps \[4, 8\]"),
+        ("variants: {a: [model.latent_dim=3]}\ngrid: {model.latent_dim: [4]}\n", [], r"\(from variant 'a'\)"),
+        ("grid: {model.latent_dim: [4, 1]}\n", [], r"run latent_dim=1: model\.latent_dim must be an integer >= 2"),
+        ("grid: {objective.loss_preset: [full, ful]}\n", [], r"run loss_preset=ful: objective\.loss_preset must be"),
+    ],
+)
+def test_a_sweep_is_checked_whole_before_its_first_run_and_writes_nothing(tmp_path, text, cli, match):
+    """Every run's config (base + overrides + grid point) and the evaluate options are
+    checked before any run trains or anything is written into out_dir."""
+    from spherevae.experiments import run_sweep
+    from spherevae.rundir import UserError
+
+    out = tmp_path / "out"
+    sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {out}\n" + text, base=False), cli)
+    with pytest.raises(UserError, match=match):
+        run_sweep(sweep, log=lambda _m: None)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("workers", [0, -1, True])
+def test_run_sweep_refuses_fewer_than_one_worker(tmp_path, workers):
+    from spherevae.experiments import run_sweep
+
+    sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {tmp_path / 'out'}\n", base=False))
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        run_sweep(sweep, workers=workers, log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_ray_backend_without_ray_is_one_error_naming_the_extra_before_any_write(tmp_path, monkeypatch):
+    import sys
+
+    from spherevae._optional import MissingExtraError
+    from spherevae.experiments import run_sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {tmp_path / 'out'}\n", base=False))
+    with pytest.raises(MissingExtraError, match=r"the ray sweep backend needs .*'ray'.*pip install 'spherevae\[ray\]'"):
+        run_sweep(sweep, backend="ray", log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_quickstart_names_still_import_from_experiments():
+    from spherevae import experiments, quickstart
+
+    assert experiments.run_quickstart is quickstart.run_quickstart
+    assert experiments.headline_table is quickstart.headline_table

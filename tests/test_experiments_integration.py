@@ -50,14 +50,17 @@ def test_sweep_runs_resumes_and_draws_the_plane(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_run_is_recorded_and_does_not_stop_the_sweep(tmp_path):
-    p = _sweep_file(tmp_path).read_text().replace("[4, 8]", "[1, 4]")  # n = 1 is invalid
+    # A bad config is refused before any run (test_experiments.py); a run that fails while
+    # training (here: its learning rate explodes after epoch 0) is recorded.
+    p = (_sweep_file(tmp_path).read_text().replace("model.latent_dim: [4, 8]", "optim.lr_decay: [1.0, 1.0e+8]")
+         .replace("train.epochs=1,", "train.epochs=3, train.log_every=1,"))
     (tmp_path / "sweep.yaml").write_text(p)
     rows = run_sweep(load_sweep(tmp_path / "sweep.yaml"), log=lambda _m: None)
     status = {r["name"]: r["status"] for r in rows}
-    assert status["standard-latent_dim=1"] == "failed" and status["standard-latent_dim=4"] == "done"
-    failed = next(r for r in rows if r["name"] == "standard-latent_dim=1")
-    assert "latent_dim" in failed["error"]
-    assert (tmp_path / "out" / "runs" / "standard-latent_dim=1" / "error.txt").is_file()
+    assert status["standard-lr_decay=100000000.0"] == "failed" and status["standard-lr_decay=1.0"] == "done"
+    failed = next(r for r in rows if r["name"] == "standard-lr_decay=100000000.0")
+    assert "TrainingDiverged" in failed["error"]
+    assert (tmp_path / "out" / "runs" / "standard-lr_decay=100000000.0" / "error.txt").is_file()
 
 
 @pytest.mark.slow

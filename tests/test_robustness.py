@@ -539,7 +539,7 @@ def c2_missing_config_file(tmp_path, capsys):
 
 
 def c3_resume_without_a_checkpoint(tmp_path, capsys):
-    user_error(capsys, ["train", "--resume", str(tmp_path)], "does not exist")
+    user_error(capsys, ["train", "--resume", str(tmp_path)], "is not a run directory (no config.yaml in it)")
 
 
 def c4_train_into_a_finished_run(tmp_path, capsys, trained):
@@ -548,7 +548,7 @@ def c4_train_into_a_finished_run(tmp_path, capsys, trained):
 
 
 def c5_unknown_dataset(tmp_path, capsys):
-    user_error(capsys, tiny_argv(tmp_path, "data.name=imagenet"), "dataset must be one of")
+    user_error(capsys, tiny_argv(tmp_path, "data.name=imagenet"), "data.name must be one of")
 
 
 # --- N: new guarantees ---------------------------------------------------------------

@@ -17,7 +17,8 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -35,6 +36,39 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     needs: tuple[str, ...] = tuple(FULL)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a bad flag or choice is one line
+    ``spherevae CMD: error: ...`` and a hint where to look, exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nsee: {self.prog} --help\n")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def check_run_dir(run_dir: str) -> Path:
+    """``run_dir`` as a ``Path`` if it holds a run (its ``config.yaml``), else a ``UserError``
+    saying what it is instead, in the words of :func:`spherevae.load`."""
+    from spherevae.rundir import RunLayout, UserError
+
+    path = Path(run_dir)
+    if RunLayout(path).config.is_file():
+        return path
+    if path.is_file():
+        raise UserError(f"{run_dir!r} is a file, not a run directory; give the directory "
+                        f"that holds the run ({str(path.parent)!r})")
+    raise UserError(f"{run_dir!r} is not a run directory (no config.yaml in it)")
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,6 +121,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     from spherevae.evaluation import evaluate_run
     from spherevae.metric_info import format_table
 
+    _check_evaluable(check_run_dir(args.run_dir))
     metrics = evaluate_run(
         args.run_dir, num_samples=args.num_samples,
         samplers=tuple(args.samplers) if args.samplers else None, backbone=args.backbone,
@@ -98,12 +133,28 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
         print(json.dumps(shown, indent=2, sort_keys=True))
     elif not args.quiet:
-        from pathlib import Path
-
         print(format_table({Path(args.run_dir).name: metrics}))
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}")
     return 0
+
+
+def _check_evaluable(run_dir: Path) -> None:
+    """``evaluate`` reloads a run's test images by its ``data.name``: a run trained on data
+    that is no registered dataset (``spherevae.fit`` on tensors) is evaluated in Python."""
+    from spherevae.config import load_config
+    from spherevae.data import DATASETS
+    from spherevae.rundir import RunLayout, UserError
+
+    name = load_config(RunLayout(run_dir).config).data.name
+    if name not in DATASETS:
+        raise UserError(
+            f"{str(run_dir)!r} was trained on data that is not a registered dataset (data.name "
+            f"{name!r}, e.g. spherevae.fit on tensors), so spherevae evaluate cannot reload its "
+            "test images; evaluate it in Python: spherevae.evaluation.EvalContext(run.model, "
+            "test_images, ...) and the stages of spherevae.evaluation.PIPELINE (docs/design.md), "
+            "or register the data set (spherevae.data.register_dataset) under that name"
+        )
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
@@ -128,7 +179,8 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"a sweep YAML file, or a packaged sweep's name ({', '.join(available('sweep'))})")
     p.add_argument("--backend", default=None, choices=sorted(BACKENDS),
                    help="where runs execute (default: the sweep's `backend`, else local)")
-    p.add_argument("--workers", type=int, default=None, help="runs at a time (default: the sweep's)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="runs at a time, >= 1 (default: the sweep's)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="config overrides applied to every run")
 
@@ -150,7 +202,7 @@ def _quickstart_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _quickstart_run(args: argparse.Namespace) -> int:
-    from spherevae.experiments import run_quickstart
+    from spherevae.quickstart import run_quickstart
 
     run_quickstart(args.out, configs_dir=args.configs_dir, overrides=args.overrides)
     return 0
@@ -193,23 +245,26 @@ def train_summary(record: dict) -> str:
 
 def _train_run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    from spherevae.config import load_config
+    from spherevae.config import check_buildable, load_config
     from spherevae.rundir import RunLayout
     from spherevae.training import TrainingDiverged, train
 
     if args.resume:
-        run_dir = Path(args.resume)
         if args.config:
             raise ValueError("give either --config or --resume RUN_DIR, not both")
+        run_dir = check_run_dir(args.resume)
+        for item in args.overrides:  # the run stays where it is
+            if item.split("=", 1)[0].strip() in ("train.out_dir", "train.run_name"):
+                raise ValueError(f"--resume {args.resume} gives the run directory; drop {item!r} "
+                                 "(a run elsewhere is a new run: --config)")
         cfg = load_config(RunLayout(run_dir).config, args.overrides)
-        # The run stays where it is, whatever out_dir/run_name the overrides say.
         cfg.train.out_dir, cfg.train.run_name = str(run_dir.parent), run_dir.name
     else:
         if not args.config:
             raise ValueError("--config is required (or --resume RUN_DIR)")
         cfg = load_config(args.config, args.overrides)
+    check_buildable(cfg)  # data set, model, objective: a bad value stops before any work
     if args.quiet:
         cfg.train.progress = False
     try:
@@ -315,7 +370,7 @@ def _verbosity_flags(p: argparse.ArgumentParser, default: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spherevae",
         description="Compressed hyperspherical VAEs: train, evaluate, report, sweep.",
     )
@@ -332,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_arguments(p)
         # SUPPRESS: a -v given before the command is not reset by the subcommand's default.
         _verbosity_flags(p, argparse.SUPPRESS)
-        p.set_defaults(_run=functools.partial(_run_command, name))
+        p.set_defaults(_run=functools.partial(_run_command, name), _parser=p)
     return parser
 
 
@@ -350,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line (`spherevae train --debug ...` too).
     debug = "--debug" in argv or os.environ.get("SPHEREVAE_DEBUG", "") not in ("", "0")
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    parser = build_parser()
+    args, unknown = parser.parse_known_args([a for a in argv if a != "--debug"])
+    if unknown:  # reported by the command's parser: its name and its --help
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     prog = f"spherevae {args.command}"
     with warnings.catch_warnings():
         if not debug:  # one line per warning, not the warning's source line

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import itertools
 import os
@@ -55,6 +56,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "SweepConfig",
+    "check_sweep",
     "collect_results",
     "expand_grid",
     "load_sweep",
@@ -63,6 +65,9 @@ __all__ = [
 
 _SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers",
                "resources"}
+# Optional modules a backend needs, as (module, extra that installs it): checked before a
+# sweep writes anything, so a missing one is one line naming the extra.
+BACKEND_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {"local": (), "ray": (("ray", "ray"),)}
 # What one run asks of the Ray scheduler (`resources: {cpus: 4, gpus: 1}` in a sweep).
 DEFAULT_RESOURCES: dict[str, float] = {"cpus": 1.0, "gpus": 0.0}
 
@@ -213,6 +218,50 @@ def _metrics_path(run_dir: Path) -> Path:
     return RunLayout(run_dir).eval_metrics
 
 
+def run_overrides(spec: RunSpec) -> list[str]:
+    """The overrides on ``spec.base`` that make the run's config (its directory included)."""
+    return [*spec.overrides, f"train.out_dir={spec.run_dir.parent}", f"train.run_name={spec.run_dir.name}"]
+
+
+def _override_key(item: str) -> str:
+    return item.split("=", 1)[0].strip()
+
+
+def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
+    """Check a whole sweep before its first run, writing nothing: no override sets a key the
+    grid sweeps (the grid's value would win unseen), the ``evaluate`` options are
+    :func:`~spherevae.evaluation.evaluate_run`'s, and every run's config, as
+    :func:`execute_run` builds it, loads and builds (:func:`spherevae.config.check_buildable`).
+    The first problem is a :class:`UserError` naming the run and the field."""
+    from spherevae.config import check_buildable, load_config
+    from spherevae.eval_context import EvalConfig
+
+    where = f"sweep {sweep.name}"
+    for source, items in (("the sweep's overrides or the command line", sweep.overrides),
+                          *((f"variant {v!r}", ovr) for v, ovr in sweep.variants.items())):
+        for item in items:
+            if _override_key(item) in sweep.grid:
+                raise UserError(
+                    f"{where}: override {item!r} (from {source}) sets "
+                    f"{_override_key(item)}, which the grid sweeps {list(sweep.grid[_override_key(item)])}; "
+                    "drop the override or change the grid"
+                )
+    known = sorted(f.name for f in dataclasses.fields(EvalConfig))
+    unknown = sorted(set(sweep.evaluate) - set(known))
+    if unknown:
+        raise UserError(f"{where}: sweep field 'evaluate' has unknown option(s) {unknown}; "
+                        f"the options are {known}")
+    try:
+        EvalConfig(**sweep.evaluate)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: sweep field 'evaluate': {exc}") from None
+    for spec in specs:
+        try:
+            check_buildable(load_config(spec.base, run_overrides(spec)))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: run {spec.name}: {exc}") from None
+
+
 def execute_run(spec: RunSpec) -> RunResult:
     """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
     done = _metrics_path(spec.run_dir)
@@ -233,14 +282,7 @@ def execute_run(spec: RunSpec) -> RunResult:
         threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN")
         if threads:
             torch.set_num_threads(int(threads))
-        cfg = load_config(
-            spec.base,
-            [
-                *spec.overrides,
-                f"train.out_dir={spec.run_dir.parent}",
-                f"train.run_name={spec.run_dir.name}",
-            ],
-        )
+        cfg = load_config(spec.base, run_overrides(spec))
         resume = RunLayout(spec.run_dir).checkpoint.is_file()
         if not resume and spec.run_dir.exists():
             # A run that died before its first checkpoint: keep its files for
@@ -382,12 +424,22 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every run of ``sweep`` not yet finished, then collect results and draw Fig 2.
 
-    Returns the rows of the results table (also written to ``out_dir``).
+    The whole sweep is checked first (``workers``, the backend's extra, :func:`check_sweep`):
+    a problem raises before anything is written into ``out_dir``. Returns the rows of the
+    results table (also written to ``out_dir``).
     """
+    from spherevae._optional import require
+
     backend = backend or sweep.backend
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+    workers = sweep.workers if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    for module, extra in BACKEND_NEEDS[backend]:  # before anything is written
+        require(module, extra, f"the {backend} sweep backend")
     specs = expand_grid(sweep)
+    check_sweep(sweep, specs)
     sweep.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(sweep.out_dir / "sweep.json", _sweep_record(sweep, specs), indent=2)
     log(f"sweep {sweep.name}: {len(specs)} runs, backend {backend}, out {sweep.out_dir}")
@@ -399,7 +451,7 @@ def run_sweep(
         log(f"[{count['n']}/{len(specs)}] {result.name}: {result.status}{tail}")
 
     try:
-        results = BACKENDS[backend](specs, workers or sweep.workers, on_result)
+        results = BACKENDS[backend](specs, workers, on_result)
     except SweepInterrupted as stop:
         # Say so at once, keep what finished, and let the caller exit (130 in the CLI).
         log(f"sweep {sweep.name}: interrupted; stopped {stop.running} running run(s); "
@@ -426,65 +478,9 @@ def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:
     return record
 
 
-QUICKSTART_CONFIGS = ("fmnist-standard-cpu.yaml", "fmnist-compressed-cpu.yaml")
+def __getattr__(name: str) -> Any:  # moved to spherevae.quickstart (which imports this module)
+    if name in ("QUICKSTART_CONFIGS", "run_quickstart", "headline_table"):
+        from spherevae import quickstart
 
-
-def run_quickstart(
-    out_dir: str | os.PathLike[str] = "runs/quickstart",
-    *,
-    configs_dir: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] = (),
-    evaluate: dict[str, Any] | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """The README's main job: train a standard and a compressed VAE on Fashion-MNIST,
-    evaluate both, write the HTML report, and print the headline metrics.
-
-    Finished runs are skipped, so running it again only redoes what is missing.
-    Returns the path of the report.
-    """
-    from spherevae.report import load_run_summary, write_report
-
-    out_dir = Path(out_dir)
-    configs_dir = Path(configs_dir) if configs_dir else _default_configs_dir()
-    specs = []
-    for name in QUICKSTART_CONFIGS:
-        base = configs_dir / name
-        if not base.is_file():
-            raise FileNotFoundError(f"quickstart config {base} does not exist")
-        run_name = name.removesuffix(".yaml")
-        specs.append(
-            RunSpec(run_name, out_dir / run_name, base, tuple(overrides), {"config": run_name},
-                    {"tsne_points": 5000, **(evaluate or {})})
-        )
-    results = []
-    for spec in specs:
-        log(f"== {spec.name}: train + evaluate -> {spec.run_dir}")
-        result = execute_run(spec)
-        if result.status == "failed":
-            raise RuntimeError(f"quickstart run {spec.name} failed: {result.error} "
-                               f"(traceback in {spec.run_dir / 'error.txt'})")
-        results.append(result)
-    report = out_dir / "report.html"
-    write_report([load_run_summary(s.run_dir) for s in specs], report,
-                 title="spherevae quickstart: standard vs compressed VAE on Fashion-MNIST")
-    log("")
-    log(headline_table(results))
-    log(f"\nreport: {report.resolve()}")
-    return report
-
-
-def headline_table(results: Sequence[RunResult]) -> str:
-    """The headline metrics as plain text, grouped and described by
-    :mod:`spherevae.metric_info`, one column per run, ``*`` on each row's best value."""
-    from spherevae.metric_info import format_table
-
-    return format_table({r.name: r.metrics for r in results})
-
-
-def _default_configs_dir() -> Path:
-    # The configs ship inside the package (spherevae/configs), so this works after a
-    # plain `pip install` from any directory.
-    from spherevae.configs import CONFIG_DIR
-
-    return CONFIG_DIR
+        return getattr(quickstart, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

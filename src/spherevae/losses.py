@@ -240,6 +240,12 @@ class _FusedPriorLoss(torch.autograd.Function):
         return grad_x, None, None, None, None
 
 
+class _UnknownOption(TypeError, ValueError):
+    """An option the loss does not take: a ``ValueError`` like every bad argument here, and
+    the ``TypeError`` of an unexpected keyword, which the objectives report under
+    ``objective.loss_overrides``."""
+
+
 class HypersphericalPriorLoss(nn.Module):
     """The KLD-like loss in hyperspherical coordinates (eqs 4-5), a scalar.
 
@@ -297,7 +303,8 @@ class HypersphericalPriorLoss(nn.Module):
         check_choice(backend, "backend", LOSS_BACKENDS)
         self.backend = backend
         for key in overrides:
-            check_choice(key, "override", _OPTIONS)
+            if key not in _OPTIONS:  # an unexpected keyword (TypeError) that is also a bad value
+                raise _UnknownOption(f"override must be one of {sorted(_OPTIONS)}, got {key!r}")
         n = latent_dim
         options: dict[str, object] = {
             **PRESETS[preset],

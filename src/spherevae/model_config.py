@@ -68,8 +68,8 @@ class ModelConfig:
         _, height, width = self.image_shape
         if height % factor or width % factor:
             raise ValueError(
-                f"ModelConfig.image_shape: H and W must be divisible by 2**len(channels) = {factor} "
-                f"({len(self.channels)} stages), got (H, W) = ({height}, {width}); "
+                f"ModelConfig.channels has {len(self.channels)} stages, so the images' H and W must "
+                f"be divisible by 2**len(channels) = {factor}, got (H, W) = ({height}, {width}); "
                 f"use fewer stages or another image size"
             )
         _check_int(self.latent_dim, "latent_dim", minimum=2)

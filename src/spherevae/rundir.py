@@ -379,12 +379,12 @@ class RunDirLock:
 
 # --- resume --------------------------------------------------------------------------
 
-# What may differ between a run's config.yaml and a resume: how long, where, how loud.
-# Everything else changes the training itself and needs a new run.
+# What may differ between a run's config.yaml and a resume: how long, where, how loud (a key
+# covers the keys below it). Everything else changes the training itself: a new run.
 RESUMABLE_KEYS = (
-    "train.epochs", "train.progress", "train.tensorboard", "train.log_every",
-    "train.checkpoint_every", "train.eval_batch_size", "train.device",
-    "train.out_dir", "train.run_name",
+    "train.epochs", "train.progress", "train.tensorboard", "train.loggers",
+    "train.logger_options", "train.log_every", "train.checkpoint_every",
+    "train.eval_batch_size", "train.device", "train.out_dir", "train.run_name",
 )
 
 
@@ -404,7 +404,8 @@ def resume_changes(saved: Mapping[str, Any], new: Mapping[str, Any], run_dir: Pa
     """``{key: [saved, new]}`` of the allowed changes; :class:`UserError` naming any other."""
     a, b = flatten_keys(saved), flatten_keys(new)
     changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-    refused = {k: v for k, v in changed.items() if k not in RESUMABLE_KEYS}
+    refused = {k: v for k, v in changed.items()
+               if not any(k == r or k.startswith(f"{r}.") for r in RESUMABLE_KEYS)}
     if refused:
         listed = ", ".join(f"{k} ({v[0]!r} -> {v[1]!r})" for k, v in refused.items())
         raise UserError(
