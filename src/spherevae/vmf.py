@@ -84,31 +84,59 @@ def mean_resultant_length_to_concentration(
 
     ``A_n = I_{n/2}/I_{n/2-1}``. Starts from Banerjee et al. (2005),
     ``kappa_0 = r (n - r^2) / (1 - r^2)``, then safeguarded Newton steps with
-    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps).
+    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps). Where
+    ``kappa_0 > 100 n`` the Bessel ratio is within ``1e-7`` of 1 and ``A'`` is a difference
+    of nearly equal terms, so Newton on it diverges in float64; there ``1 - r`` is inverted
+    through the large-``kappa`` expansion instead (:func:`_large_concentration`).
 
     Args:
         r: mean resultant lengths in ``[0, 1)``, any shape; ``r`` is clipped to
-            ``1 - 1e-15`` (identical directions give a finite, huge ``kappa``).
+            ``1 - 1e-15`` (float64 cannot resolve ``1 - r`` below that, so identical
+            directions give a finite, huge ``kappa``: about ``(n - 1) / 2 * 1e15``).
         n: ambient dimension ``>= 2``.
 
     Returns:
-        float64 tensor of ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
+        float64 tensor of finite ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
     """
     v = n / 2.0 - 1.0
     r64 = r.detach().to(torch.float64).clamp(0.0, 1.0 - 1e-15)
     kappa = r64 * (n - r64 * r64) / (1.0 - r64 * r64)
-    positive = r64 > 0
+    large = kappa > _LARGE_KAPPA_PER_DIM * n
+    positive = (r64 > 0) & ~large
     for _ in range(max_iter):
         k = torch.where(positive, kappa, torch.ones_like(kappa))
         a = bessel_ratio(v, k)
         slope = (1.0 - a * a - (n - 1.0) * a / k).clamp_min(1e-300)
         step = (a - r64) / slope
-        # Never step past half-way to 0: A is increasing and concave in kappa.
-        new = torch.where(step < k, k - step, k / 2.0)
+        # Never step past half-way to 0 (A is increasing and concave in kappa), nor
+        # beyond twice the current kappa (a rounded slope must not throw it to 1e300).
+        new = torch.where(step < k, k - step, k / 2.0).clamp_max(2.0 * k)
         kappa = torch.where(positive, new, torch.zeros_like(kappa))
         if bool((step.abs() <= tol * k).all()):
             break
-    return kappa
+    return torch.where(large, _large_concentration(1.0 - r64, n), kappa)
+
+
+# Above kappa = 100 n, mean_resultant_length_to_concentration uses the expansion.
+_LARGE_KAPPA_PER_DIM = 100.0
+
+
+def _large_concentration(e: torch.Tensor, n: int) -> torch.Tensor:
+    """``kappa`` with ``1 - A_n(kappa) = e`` for large ``kappa`` (``e`` float64 in ``(0, 1)``).
+
+    Uses ``1 - A_n(k) = c1/k - c2/k^2 - c2/k^3 + O((n/k)^4 / n)`` with ``c1 = (n-1)/2`` and
+    ``c2 = (n-1)(n-3)/8`` (from Hankel's expansion of ``I_v``, checked against scipy's
+    ``ive``): the positive root of the first two terms, then Newton steps on all three.
+    Relative error below 1e-8 for ``kappa > 100 n``; no Bessel function is evaluated.
+    """
+    c1, c2 = (n - 1.0) / 2.0, (n - 1.0) * (n - 3.0) / 8.0
+    e = e.clamp_min(1e-300)
+    k = (c1 + torch.sqrt((c1 * c1 - 4.0 * e * c2).clamp_min(0.0))) / (2.0 * e)
+    for _ in range(3):
+        g = c1 / k - c2 / k**2 - c2 / k**3 - e
+        slope = -c1 / k**2 + 2.0 * c2 / k**3 + 3.0 * c2 / k**4
+        k = k - g / slope
+    return k
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +318,8 @@ class VonMisesFisher(Distribution):
         r = torch.linalg.vector_norm(mean_dir)
         kappa = mean_resultant_length_to_concentration(r, z.shape[1])
         loc = mean_dir if bool(r > 0) else torch.eye(z.shape[1], dtype=torch.float64)[0]
+        # Nearly identical rows give kappa ~ 1e15: finite in float32, not in float16.
+        kappa = kappa.clamp_max(torch.finfo(z.dtype).max)
         return cls(loc.to(z.dtype), kappa.to(z.dtype))
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
