@@ -84,10 +84,9 @@ def mean_resultant_length_to_concentration(
 
     ``A_n = I_{n/2}/I_{n/2-1}``. Starts from Banerjee et al. (2005),
     ``kappa_0 = r (n - r^2) / (1 - r^2)``, then safeguarded Newton steps with
-    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps). Where
-    ``kappa_0 > 100 n`` the Bessel ratio is within ``1e-7`` of 1 and ``A'`` is a difference
-    of nearly equal terms, so Newton on it diverges in float64; there ``1 - r`` is inverted
-    through the large-``kappa`` expansion instead (:func:`_large_concentration`).
+    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps). Above
+    ``kappa_0 = 100 n``, ``A'`` is a difference of nearly equal terms and Newton diverges in
+    float64: there ``1 - r`` is inverted by the large-kappa expansion (:func:`_large_concentration`).
 
     Args:
         r: mean resultant lengths in ``[0, 1)``, any shape; ``r`` is clipped to
@@ -108,8 +107,7 @@ def mean_resultant_length_to_concentration(
         a = bessel_ratio(v, k)
         slope = (1.0 - a * a - (n - 1.0) * a / k).clamp_min(1e-300)
         step = (a - r64) / slope
-        # Never step past half-way to 0 (A is increasing and concave in kappa), nor
-        # beyond twice the current kappa (a rounded slope must not throw it to 1e300).
+        # Never step past half-way to 0 (A is increasing and concave), nor past twice kappa.
         new = torch.where(step < k, k - step, k / 2.0).clamp_max(2.0 * k)
         kappa = torch.where(positive, new, torch.zeros_like(kappa))
         if bool((step.abs() <= tol * k).all()):
@@ -117,17 +115,15 @@ def mean_resultant_length_to_concentration(
     return torch.where(large, _large_concentration(1.0 - r64, n), kappa)
 
 
-# Above kappa = 100 n, mean_resultant_length_to_concentration uses the expansion.
-_LARGE_KAPPA_PER_DIM = 100.0
+_LARGE_KAPPA_PER_DIM = 100.0  # above kappa = 100 n the solver uses the expansion
 
 
 def _large_concentration(e: torch.Tensor, n: int) -> torch.Tensor:
     """``kappa`` with ``1 - A_n(kappa) = e`` for large ``kappa`` (``e`` float64 in ``(0, 1)``).
 
-    Uses ``1 - A_n(k) = c1/k - c2/k^2 - c2/k^3 + O((n/k)^4 / n)`` with ``c1 = (n-1)/2`` and
-    ``c2 = (n-1)(n-3)/8`` (from Hankel's expansion of ``I_v``, checked against scipy's
-    ``ive``): the positive root of the first two terms, then Newton steps on all three.
-    Relative error below 1e-8 for ``kappa > 100 n``; no Bessel function is evaluated.
+    ``1 - A_n(k) = c1/k - c2/k^2 - c2/k^3 + ...``, ``c1 = (n-1)/2``, ``c2 = (n-1)(n-3)/8``
+    (Hankel's expansion of ``I_v``; checked against scipy's ``ive``): the positive root of
+    two terms, then Newton steps on three. Relative error < 1e-8 for ``kappa > 100 n``.
     """
     c1, c2 = (n - 1.0) / 2.0, (n - 1.0) * (n - 3.0) / 8.0
     e = e.clamp_min(1e-300)
