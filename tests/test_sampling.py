@@ -384,6 +384,20 @@ def test_fit_sampler_every_name(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_checks_its_sample_shape_in_one_line(name: str) -> None:
+    """A non-negative int or a tuple of them (0 gives no rows); anything else is one
+    ValueError/TypeError naming sample_shape, never torch's low-level errors."""
+    z = torch.randn(40, 5, generator=torch.Generator().manual_seed(0))
+    sampler = fit_sampler(name, z, seed=0)
+    for shape, want in ((0, (0, 5)), ((2, 3), (2, 3, 5)), (np.int64(2), (2, 5)), ([1, 0], (1, 0, 5))):
+        assert sampler.sample(shape).shape == want
+    for bad, error in ((-1, ValueError), ((2, -1), ValueError), (2.5, TypeError), ((2.0,), TypeError),
+                       (True, TypeError), ("3", TypeError), (None, TypeError)):
+        with pytest.raises(error, match=r"^sample_shape must be a non-negative int or a tuple of them, got"):
+            sampler.sample(bad)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_every_sampler_round_trips_through_plain_tensors(name: str) -> None:
     n = 6
     z = VonMisesFisher(unit(n).float(), 30.0).sample(300, generator=torch.Generator().manual_seed(0)) * 2.0

@@ -24,6 +24,7 @@ from spherevae.directions import (
     _SCALAR,
     SampleShape,
     as_shape,
+    draw_components,
     frame_with_first_column,
     kmeans_pp,
     rotate_e1_to,
@@ -314,8 +315,7 @@ class VonMisesFisher(Distribution):
         r = torch.linalg.vector_norm(mean_dir)
         kappa = mean_resultant_length_to_concentration(r, z.shape[1])
         loc = mean_dir if bool(r > 0) else torch.eye(z.shape[1], dtype=torch.float64)[0]
-        # Nearly identical rows give kappa ~ 1e15: finite in float32, not in float16.
-        kappa = kappa.clamp_max(torch.finfo(z.dtype).max)
+        kappa = kappa.clamp_max(torch.finfo(z.dtype).max)  # identical rows: ~1e15, > float16's max
         return cls(loc.to(z.dtype), kappa.to(z.dtype))
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -426,7 +426,7 @@ class VonMisesFisherMixture:
         """Unit vectors ``(*sample_shape, n)``: a component by weight, then its vMF."""
         shape = as_shape(sample_shape)
         num = shape.numel()
-        comp = torch.multinomial(self.weights, num, replacement=True, generator=generator)
+        comp = draw_components(self.weights, num, generator)
         x = VonMisesFisher(self.means[comp], self.concentrations[comp], validate_args=False).sample(
             (), generator=generator
         )
