@@ -94,6 +94,14 @@ def test_sample_saves_the_fitted_sampler_and_reuses_it(fitted):
     torch.testing.assert_close(fitted.sample(16, seed=3), a, rtol=0, atol=0)
 
 
+def test_sample_checks_num_before_any_work(fitted):
+    for bad, error in ((-1, ValueError), (2.5, TypeError), ((2, 3), TypeError), (True, TypeError)):
+        with pytest.raises(error, match=r"^num must be a non-negative int, got"):
+            fitted.sample(bad, "gaussian")
+    assert not (fitted.run_dir / "samplers" / "gaussian.safetensors").exists()  # nothing was fitted
+    assert fitted.sample(0, "vmf").shape == (0, 64)
+
+
 def test_load_in_a_fresh_process_gives_the_same_model(fitted, digits, tmp_path):
     """spherevae.load in another interpreter: the class is imported by its recorded name."""
     x = digits[:6]

@@ -240,3 +240,73 @@ def test_a_sampler_that_draws_nan_does_not_stop_the_evaluation(monkeypatch) -> N
     m = ctx.metrics
     assert math.isfinite(m[metric_key("fid_recon", backbone="pixels", sampler="prior")])
     assert math.isnan(m[metric_key("fid_recon", backbone="pixels", sampler="broken")])
+
+
+def _flat_folder_run(tmp_path: Path) -> Path:
+    """A run trained for one epoch on a flat folder of random 8x8 PNGs (no labels)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(60):
+        pixels = torch.randint(0, 256, (8, 8), generator=g, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).save(folder / f"img{i:02d}.png")
+    cfg = load_config(TINY, ["data.name=folder", f"data.root={folder}", f"train.out_dir={tmp_path}",
+                             "train.epochs=1", "train.batch_size=16", "train.run_name=flat-run"])
+    return train(cfg)
+
+
+def test_a_flat_folder_run_is_evaluated_without_fid_and_says_why(monkeypatch, tmp_path, caplog) -> None:
+    """No labels, so no domain classifier: every stage that needs no FID features runs
+    (it failed at stage 4 after fitting and drawing every sampler); an explicit backbone
+    that cannot be built, or a size that cannot fit, stops at once, before stage 2."""
+    from spherevae.evaluation import evaluate_run
+    from spherevae.features import InceptionWeightsNotFoundError
+
+    run = _flat_folder_run(tmp_path)
+    m = evaluate_run(run, num_samples=100, samplers=("vmf", "gaussian"), tsne_points=20, progress=False)
+    assert m["rmse_percent"] > 0 and m["main_sampler"] == "vmf" and math.isfinite(m["vmf_concentration"])
+    assert "tangent_noise_rmse_percent_1x" in m and "fid_backbone" not in m
+    assert not [k for k in m if k.startswith(("fid_", "kid_", "precision_", "recall_", "tangent_noise_fid"))]
+    (warning,) = [w for w in m["warnings"] if "FID" in w]
+    assert "class subfolders" in warning and "--backbone inception --inception-weights FILE" in warning
+    assert (run / "eval" / "samples_by_sampler.png").is_file()
+    monkeypatch.delenv("SPHEREVAE_INCEPTION_WEIGHTS", raising=False)
+    nope = str(tmp_path / "nope.pth")
+    for options, error, match in (
+        ({"backbone": "inception"}, InceptionWeightsNotFoundError, "no Inception weights file given"),
+        ({"backbone": "inception", "inception_weights": nope}, InceptionWeightsNotFoundError, "does not exist"),
+        ({"num_samples": 10**12}, ValueError, "needs about .* GiB .* use at most"),
+    ):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="spherevae.evaluate"), pytest.raises(error, match=match):
+            evaluate_run(run, **options)
+        assert "[1/6]" in caplog.text and "[2/6]" not in caplog.text
+
+
+def _failing_fit(z: torch.Tensor, radius: float, seed: int):
+    raise ValueError("no finite estimate")
+
+
+def test_a_sampler_whose_fit_fails_gets_nan_metrics_and_the_rest_go_on(monkeypatch, tmp_path) -> None:
+    """A fit that raises (the vMF's kappa = inf stopped the evaluation at stage 3) costs
+    that sampler's metrics (NaN, with a warning naming it and the reason), even the
+    headline sampler's; every other sampler and stage runs, figures included."""
+    monkeypatch.setitem(SAMPLERS, "vmf", SamplerSpec(_failing_fit, "sphere", True, "fails"))
+    monkeypatch.setitem(FEATURE_BACKBONES, "pixels", BackboneSpec(lambda dataset=None, **_: nn.Flatten(),
+                                                                  32, "raw pixels"))
+    images, labels = _images()
+    opts = EvalConfig(backbone="pixels", num_samples=200, progress=False, samplers=("vmf", "gaussian"),
+                      tsne_points=30)
+    ctx = EvalContext(_ImageVAE(), images, "compressed", opts, labels, out_dir=tmp_path)
+    for _, stages in PIPELINE:
+        for stage in stages:
+            stage(ctx)
+    m = ctx.metrics
+    assert m["main_sampler"] == "vmf" and "vmf" not in ctx.fitted and "vmf" not in ctx.samples
+    assert math.isnan(m["fid_pixels_vmf_recon"]) and math.isnan(m["fid_pixels_recon"])
+    assert math.isnan(m["precision_pixels_vmf"]) and math.isnan(m["kid_pixels_vmf_recon"])
+    assert math.isfinite(m["fid_pixels_gaussian_recon"]) and math.isfinite(m["recall_pixels_gaussian"])
+    assert "sampler vmf: fit failed (ValueError: no finite estimate), metrics NaN" in m["warnings"]
+    assert (tmp_path / "samples_by_sampler.png").is_file() and not (tmp_path / "samples.png").exists()

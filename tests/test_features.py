@@ -13,9 +13,12 @@ import torch
 
 from spherevae.features import (
     FID_WEIGHTS_URL,
+    BackboneUnavailableError,
     InceptionV3Features,
     InceptionWeightsNotFoundError,
     WrongWeightsError,
+    backbone_extractor,
+    check_backbone,
     load_inception_weights,
 )
 from spherevae.metrics import FID, DomainClassifier
@@ -84,6 +87,21 @@ def test_missing_weights_explain_how_to_get_them(monkeypatch: pytest.MonkeyPatch
     assert FID_WEIGHTS_URL in str(info.value) and "--inception-weights" in str(info.value)
     with pytest.raises(InceptionWeightsNotFoundError, match="does not exist"):
         load_inception_weights(tmp_path / "nope.pth")
+
+
+def test_check_backbone_says_before_any_work_what_building_it_would(monkeypatch, tmp_path, weights_file) -> None:
+    """The cheap check raises what the build would: no labels -> BackboneUnavailableError
+    (evaluation goes on without FID), a missing weights file -> InceptionWeightsNotFoundError."""
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("SPHEREVAE_INCEPTION_WEIGHTS", raising=False)
+    flat = SimpleNamespace(name="folder", images=torch.zeros(4, 1, 8, 8, dtype=torch.uint8), labels=None)
+    for call in (check_backbone, backbone_extractor):
+        with pytest.raises(BackboneUnavailableError, match="class subfolders"):
+            call("domain", dataset=flat)
+        with pytest.raises(InceptionWeightsNotFoundError, match="does not exist"):
+            call("inception", weights=str(tmp_path / "nope.pth"))
+    check_backbone("inception", weights=str(weights_file[0]))  # exists: no error
 
 
 def test_env_var_fallback(weights_file, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.spatial
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -146,6 +147,48 @@ def test_precision_recall_limits():
     assert same == {"precision": 1.0, "recall": 1.0}
     far = precision_recall(a, a + 100.0)
     assert far == {"precision": 0.0, "recall": 0.0}
+
+
+def _precision_recall_loops(real, fake, k=3):
+    """Reference: the k-NN radii and ball coverage from one full distance matrix."""
+    d_rr, d_ff, d_fr = (scipy.spatial.distance.cdist(x, y) for x, y in ((real, real), (fake, fake), (fake, real)))
+    r_real, r_fake = np.sort(d_rr, 1)[:, k], np.sort(d_ff, 1)[:, k]
+    return {"precision": float((d_fr <= r_real[None]).any(1).mean()),
+            "recall": float((d_fr.T <= r_fake[None]).any(1).mean())}
+
+
+def test_precision_recall_in_blocks_matches_one_full_matrix(monkeypatch):
+    """Blocking rows and columns changes no value: sets of any size, never N x N at once."""
+    import spherevae.knn_metrics as knn_metrics
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(230, 5)), rng.normal(0.3, 1.2, size=(170, 5))
+    ref = _precision_recall_loops(real, fake)
+    assert 0 < ref["precision"] < 1 and 0 < ref["recall"] < 1
+    assert precision_recall(real, fake) == pytest.approx(ref, abs=1e-12)
+    shapes = []
+    cdist = torch.cdist
+    monkeypatch.setattr(knn_metrics, "_PR_BLOCK", 40)
+    monkeypatch.setattr(torch, "cdist", lambda a, b: shapes.append((a.shape[0], b.shape[0])) or cdist(a, b))
+    assert precision_recall(real, fake, chunk=32, max_points=None) == pytest.approx(ref, abs=1e-12)
+    assert max(r for r, _ in shapes) <= 32 and max(c for _, c in shapes) <= 40
+
+
+def test_precision_recall_caps_large_sets_on_a_seeded_subset(monkeypatch):
+    """A set above max_points is evaluated on that many of its rows (the 2,000,000-sample
+    evaluation asked cdist for 32 GB); sets at or below it are used whole."""
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(120, 3)), rng.normal(size=(500, 3))
+    sizes = []
+    cdist = torch.cdist
+    monkeypatch.setattr(torch, "cdist", lambda a, b: sizes.append(b.shape[0]) or cdist(a, b))
+    capped = precision_recall(real, fake, max_points=150, seed=4)
+    assert max(sizes) == 150
+    assert capped == precision_recall(real, fake, max_points=150, seed=4)
+    assert precision_recall(real, fake[:150], max_points=150, seed=9) == precision_recall(
+        real, fake[:150], max_points=None)
+    with pytest.raises(ValueError, match="k must be"):
+        precision_recall(real[:3], fake, k=3)
 
 
 def test_kid_near_zero_for_same_distribution_and_positive_for_shift():

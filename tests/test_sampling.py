@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from scipy.stats import vonmises_fisher
 from torch import nn
 
+from spherevae.coordinates import project_to_sphere
 from spherevae.sampling import (
     SAMPLERS,
     FittedGaussian,
@@ -115,6 +116,37 @@ def test_concentration_solver_edges() -> None:
     assert mean_resultant_length_to_concentration(torch.tensor(0.0), 10).item() == 0.0
     huge = mean_resultant_length_to_concentration(torch.tensor(1.0), 10)
     assert torch.isfinite(huge) and huge > 1e12
+
+
+@pytest.mark.parametrize("n", [2, 3, 16, 128, 1000])
+@pytest.mark.parametrize("kappa", [1e4, 1e6, 1e8, 1e9])
+def test_concentration_solver_at_large_kappa(n: int, kappa: float) -> None:
+    """Far above the Newton range (kappa > 100 n) the solver inverts 1 - A_n exactly
+    computed by scipy (ive ratio, no cancellation) to 1e-6, finite, never 1e300."""
+    v = n / 2 - 1
+    one_minus_a = (sp.ive(v, kappa) - sp.ive(v + 1, kappa)) / sp.ive(v, kappa)
+    r = torch.tensor(1.0 - one_minus_a, dtype=torch.float64)
+    solved = mean_resultant_length_to_concentration(r, n)
+    # r itself is rounded to 1e-16, which moves kappa by kappa * 1e-16 / (1 - r).
+    rtol = 1e-6 + 4e-16 / one_minus_a
+    assert torch.isfinite(solved) and abs(float(solved) / kappa - 1) < rtol
+
+
+def test_vmf_fit_of_nearly_identical_latents_is_finite_and_concentrated() -> None:
+    """Tightly concentrated latents (1 - R ~ 5e-7, the evaluate failure) and identical
+    ones (R = 1) fit a finite, huge kappa, and sampling it gives finite points next to
+    the mean direction on the model's sphere."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 16, generator=gen)
+    near = project_to_sphere(base + 1e-3 * torch.randn(17, 16, generator=gen), 4.0)
+    for z in (near, base.expand(5, 16).clone()):
+        vmf = VonMisesFisher.fit(z)
+        assert torch.isfinite(vmf.concentration) and float(vmf.concentration) > 1e6
+        x = fit_sampler("vmf", z, radius=4.0).sample(500, generator=gen)
+        assert torch.isfinite(x).all()
+        torch.testing.assert_close(x.norm(dim=-1), torch.full((500,), 4.0), rtol=1e-5, atol=0)
+        cos = (x / 4.0) @ vmf.loc
+        assert float(cos.min()) > 1 - 1e-5
 
 
 # ---------------------------------------------------------------------------- vMF density
@@ -349,6 +381,20 @@ def test_fit_sampler_every_name(name: str) -> None:
     assert x.shape == (100, n) and x.dtype == z.dtype and torch.isfinite(x).all() and torch.equal(x, y)
     if SAMPLERS[name].support == "sphere":
         assert torch.allclose(x.norm(dim=-1), torch.full((100,), math.sqrt(n)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_checks_its_sample_shape_in_one_line(name: str) -> None:
+    """A non-negative int or a tuple of them (0 gives no rows); anything else is one
+    ValueError/TypeError naming sample_shape, never torch's low-level errors."""
+    z = torch.randn(40, 5, generator=torch.Generator().manual_seed(0))
+    sampler = fit_sampler(name, z, seed=0)
+    for shape, want in ((0, (0, 5)), ((2, 3), (2, 3, 5)), (np.int64(2), (2, 5)), ([1, 0], (1, 0, 5))):
+        assert sampler.sample(shape).shape == want
+    for bad, error in ((-1, ValueError), ((2, -1), ValueError), (2.5, TypeError), ((2.0,), TypeError),
+                       (True, TypeError), ("3", TypeError), (None, TypeError)):
+        with pytest.raises(error, match=r"^sample_shape must be a non-negative int or a tuple of them, got"):
+            sampler.sample(bad)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

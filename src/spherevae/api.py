@@ -335,10 +335,13 @@ class Run:
     @torch.no_grad()
     def sample(self, num: int, sampler: str | None = None, *, seed: int = 0) -> torch.Tensor:
         """``num`` decoded samples ``(num, ...)`` from ``sampler`` (default: the objective's
-        headline sampler, e.g. ``vmf`` for compressed runs, ``prior`` for standard ones)."""
+        headline sampler, e.g. ``vmf`` for compressed runs, ``prior`` for standard ones).
+        ``num``: a non-negative int, checked before any sampler is fitted."""
+        from spherevae.directions import check_sample_count
         from spherevae.objectives import OBJECTIVES
         from spherevae.sampling import decode_samples
 
+        num = check_sample_count(num, "num")
         name = sampler or OBJECTIVES[self.config.objective.name].default_samplers[0]
         z = self.sampler(name).sample(num, generator=torch.Generator().manual_seed(seed))
         return decode_samples(self.model, z.float()).float().cpu()

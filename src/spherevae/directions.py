@@ -6,24 +6,46 @@ the sample-shape convention, rows normalised to unit length, the orthogonal map 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from spherevae._validation import check_latents
 
-__all__ = ["SampleShape", "as_shape", "frame_with_first_column", "kmeans_pp", "rotate_e1_to",
-           "unit_directions"]
+__all__ = ["SampleShape", "as_shape", "check_sample_count", "draw_components", "frame_with_first_column",
+           "kmeans_pp", "rotate_e1_to", "unit_directions"]
 
 SampleShape = int | Sequence[int] | torch.Size
 _SCALAR = torch.Size()  # default sample_shape: one draw
 
 
-def as_shape(sample_shape: SampleShape) -> torch.Size:
-    """``sample_shape`` (an int or a sequence) as a ``torch.Size``."""
-    if isinstance(sample_shape, int):
-        return torch.Size((sample_shape,))
-    return torch.Size(sample_shape)
+def check_sample_count(value: Any, name: str = "num") -> int:
+    """``value`` as an int if it is a non-negative integer (Python or NumPy; not a bool),
+    else a one-line ``TypeError`` (not an integer) or ``ValueError`` (negative) naming ``name``."""
+    try:
+        if isinstance(value, bool):  # an int to Python, a slip to the user
+            raise TypeError
+        count = operator.index(value)  # int, numpy or 0-d integer tensor
+    except TypeError:
+        raise TypeError(f"{name} must be a non-negative int, got {value!r} ({type(value).__name__})") from None
+    if count < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {count}")
+    return count
+
+
+def as_shape(sample_shape: SampleShape, name: str = "sample_shape") -> torch.Size:
+    """``sample_shape`` (a non-negative int, or a sequence of them) as a ``torch.Size``;
+    anything else is a one-line ``TypeError``/``ValueError`` naming ``name`` and what is
+    allowed. Every sampler's ``sample`` runs this check first."""
+    sizes: tuple[object, ...] = (sample_shape,)
+    if isinstance(sample_shape, Sequence) and not isinstance(sample_shape, (str, bytes)):
+        sizes = tuple(sample_shape)
+    try:
+        return torch.Size(check_sample_count(size, name) for size in sizes)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be a non-negative int or a tuple of them, got {sample_shape!r}") from None
 
 
 def rotate_e1_to(y: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
@@ -62,6 +84,14 @@ def frame_with_first_column(m: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
     # rotate_e1_to maps each row e_i to F e_i, i.e. it returns F^T.
     return rotate_e1_to(eye, m.expand_as(eye).clone()).T
+
+
+def draw_components(weights: torch.Tensor, num: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``num`` mixture component indices ``(num,)`` drawn with probabilities ``weights``
+    ``(K,)``, with replacement; ``num = 0`` gives an empty draw (``torch.multinomial`` refuses)."""
+    if num == 0:
+        return torch.zeros(0, dtype=torch.long, device=weights.device)
+    return torch.multinomial(weights, num, replacement=True, generator=generator)
 
 
 def kmeans_pp(z: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:

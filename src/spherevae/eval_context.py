@@ -4,6 +4,8 @@ in batches, the test latents, and one seeded generator per named stage."""
 
 from __future__ import annotations
 
+import logging
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +19,10 @@ from torch import nn
 from spherevae.metrics import FID
 from spherevae.sampling import SAMPLERS
 
-__all__ = ["EvalConfig", "EvalContext", "encode_dataset", "sampler_latents", "samplers_for"]
+__all__ = ["EvalConfig", "EvalContext", "check_sample_memory", "encode_dataset", "fid_unavailable",
+           "sampler_latents", "samplers_for"]
+
+_LOG = logging.getLogger("spherevae.evaluate")
 
 
 def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -89,9 +94,11 @@ class EvalContext:
     ``out_dir``: where figures go.
 
     Added by the stages: ``mu``, ``logvar``, ``latents``, ``x_test``, ``x_hat``
-    (:func:`encode`), ``fitted`` (:func:`fit_samplers`), ``samples`` (:func:`generate`),
-    ``fids`` (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor)
-    and ``reference_features``, and ``metrics`` throughout.
+    (:func:`encode`), ``fitted`` and ``fit_errors`` (sampler name -> why its fit failed;
+    its metrics are NaN) (:func:`fit_samplers`), ``samples`` (:func:`generate`), ``fids``
+    (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor) and
+    ``reference_features``, and ``metrics`` throughout. ``fid_unavailable``: why there are
+    no FID-type metrics, ``None`` when there are (set by :func:`fid_unavailable`, once).
     """
 
     model: nn.Module
@@ -111,10 +118,13 @@ class EvalContext:
     x_test: torch.Tensor | None = None
     x_hat: torch.Tensor | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
+    fit_errors: dict[str, str] = field(default_factory=dict)
     samples: dict[str, torch.Tensor] = field(default_factory=dict)
     fids: dict[str, FID] = field(default_factory=dict)
     reference_features: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    fid_unavailable: str | None = None
+    fid_checked: bool = False
 
     @property
     def device(self) -> str:
@@ -124,6 +134,61 @@ class EvalContext:
     def samplers(self) -> tuple[str, ...]:
         """The samplers to evaluate, main sampler first (:func:`samplers_for`)."""
         return samplers_for(self.objective, self.opts.samplers)
+
+
+def fid_unavailable(ctx: EvalContext) -> str | None:
+    """Why ``ctx`` gets no FID-type metrics (FID, KID, precision/recall, tangent-noise FID),
+    or ``None`` when its backbone can be built (or ``ctx.fids`` are given); checked once,
+    before any expensive stage.
+
+    A backbone the data cannot feed (the domain classifier and a training split without
+    labels, ``BackboneUnavailableError``) only drops those metrics: the reason goes to the
+    log and to ``metrics["warnings"]``. Anything else stops here, before any work: the
+    user's inputs are wrong (an unknown backbone, a missing Inception weights file).
+    """
+    from spherevae.features import BackboneUnavailableError, check_backbone
+
+    if ctx.fids:  # built already (or given by hand): usable
+        return None
+    if not ctx.fid_checked:
+        try:
+            check_backbone(ctx.opts.backbone, dataset=ctx.train, weights=ctx.opts.inception_weights)
+        except BackboneUnavailableError as exc:
+            ctx.fid_unavailable = f"no FID, KID or precision/recall: {exc}"
+            _LOG.warning(ctx.fid_unavailable)
+            ctx.metrics.setdefault("warnings", []).append(ctx.fid_unavailable)
+        ctx.fid_checked = True
+    return ctx.fid_unavailable
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine, or ``None`` where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_sample_memory(ctx: EvalContext, memory: int | None = None) -> None:
+    """Stop before any work when the decoded samples cannot fit in memory.
+
+    Generation keeps ``num_samples`` float32 images per sampler until the FID stage:
+    ``len(samplers) x num_samples x C x H x W x 4`` bytes. Above half of ``memory`` (default:
+    this machine's RAM; the rest is for features, the model and the figures) a
+    ``ValueError`` says so in one line, with a size that would fit.
+    """
+    memory = _physical_memory() if memory is None else memory
+    if memory is None:
+        return
+    opts, per_image = ctx.opts, 4 * int(ctx.test_images[0].numel())
+    need = len(ctx.samplers) * opts.num_samples * per_image
+    if need > memory // 2:
+        fits = memory // 2 // (len(ctx.samplers) * per_image)
+        raise ValueError(
+            f"--num-samples {opts.num_samples} needs about {need / 2**30:.1f} GiB for the decoded "
+            f"samples of {len(ctx.samplers)} samplers, more than half of this machine's "
+            f"{memory / 2**30:.1f} GiB: use at most {fits} samples, or fewer --samplers"
+        )
 
 
 def model_method(model: nn.Module, name: str) -> Callable[..., Any]:

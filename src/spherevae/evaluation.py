@@ -66,15 +66,17 @@ from spherevae.eval_context import (
     _named_generator,
     _need,
     _silent,
+    check_sample_memory,
     encode_dataset,
-    model_method,
+    fid_unavailable,
     sampler_latents,
     samplers_for,
 )
+from spherevae.eval_figures import figures
 from spherevae.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.metric_info import metric_key
 from spherevae.metrics import FID
-from spherevae.rundir import RunLayout, atomic_write_json, read_json, read_jsonl
+from spherevae.rundir import RunLayout, atomic_write_json, read_json
 
 __all__ = [
     "PIPELINE",
@@ -135,6 +137,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     timings: dict[str, float] = {}
     with _timed(timings, "load", log):
         ctx = load_context(run_dir, opts, log=log)
+        # Before any expensive stage: a size or a backbone that cannot work stops here.
+        check_sample_memory(ctx)
+        fid_unavailable(ctx)
     for name, stages in PIPELINE:
         if name == "figures" and not opts.figures:
             continue
@@ -211,7 +216,7 @@ def encode(ctx: EvalContext) -> None:
     where = ctx.run_dir or "model"
     ctx.log(f"evaluate {where}: encoding {ctx.test_images.shape[0]} test images")
     # Everything later stages derived from earlier latents is stale after a new encode.
-    for cache in (ctx.fitted, ctx.samples, ctx.fids, ctx.reference_features):
+    for cache in (ctx.fitted, ctx.fit_errors, ctx.samples, ctx.fids, ctx.reference_features):
         cache.clear()
     ctx.mu, ctx.logvar = encode_dataset(ctx.model, ctx.test_images, batch_size=ctx.opts.batch_size,
                                         device=ctx.device)
@@ -222,9 +227,15 @@ def encode(ctx: EvalContext) -> None:
     ctx.metrics.update(reconstruction_metrics(ctx.x_test, ctx.x_hat))
 
 
+# What a fit of degenerate latents raises (singular covariance, no finite estimate, ...).
+_FIT_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+
+
 def fit_samplers(ctx: EvalContext) -> None:
     """Fit every sampler of ``ctx.samplers`` to the test latents (seeded by ``seed``).
-    Needs :func:`encode`. Adds ``fitted`` and the fit times to ``sampler_timings_s``."""
+    Needs :func:`encode`. Adds ``fitted``, the fit times to ``sampler_timings_s``, and for
+    a fit that fails, its reason to ``fit_errors`` and a warning: its metrics are NaN and
+    the other samplers go on."""
     from spherevae.sampling import fit_sampler
 
     latents = _need(ctx, "latents", "encode")
@@ -232,15 +243,25 @@ def fit_samplers(ctx: EvalContext) -> None:
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name in ctx.samplers:
         start = time.perf_counter()
-        ctx.fitted[name] = fit_sampler(name, latents, radius=radius, seed=ctx.opts.seed)
+        try:
+            ctx.fitted[name] = fit_sampler(name, latents, radius=radius, seed=ctx.opts.seed)
+        except _FIT_ERRORS as exc:
+            ctx.fit_errors[name] = f"{type(exc).__name__}: {exc}"
+            _warn(ctx, f"sampler {name}: fit failed ({ctx.fit_errors[name]}), metrics NaN")
         timings.setdefault(name, {})["fit"] = round(time.perf_counter() - start, 3)
+
+
+def _warn(ctx: EvalContext, warning: str) -> None:
+    """A warning to the log and to ``metrics["warnings"]`` (printed after the table)."""
+    _LOG.warning(warning)
+    ctx.metrics.setdefault("warnings", []).append(warning)
 
 
 def generate(ctx: EvalContext) -> None:
     """Draw ``num_samples`` latents from each fitted sampler (its own generator, seeded by
     ``seed`` and its name) and decode them. Needs :func:`fit_samplers`. Adds ``samples``
     (float images, main sampler first) and the draw times to ``sampler_timings_s``."""
-    fitted = _need(ctx, "fitted", "fit_samplers")
+    fitted = ctx.fitted if ctx.fit_errors else _need(ctx, "fitted", "fit_samplers")
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name, sampler in fitted.items():
         ctx.log(f"sampler {name}: fit and draw {ctx.opts.num_samples}")
@@ -272,26 +293,34 @@ def generation_metrics(ctx: EvalContext) -> None:
     """FID, KID and precision/recall of the samples, in the features of ``opts.backbone``.
 
     Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``,
-    ``precision_<b>_<sampler>`` and ``recall_<b>_<sampler>`` (vs the real test set), and
+    ``precision_<b>_<sampler>`` and ``recall_<b>_<sampler>`` (vs the real test set;
+    ``metrics.precision_recall``: on at most 10,000 points per set), and
     ``kid_<b>_<main>_recon`` for the main sampler; the headline aliases, the
-    reconstructions' own FID vs test, ``main_sampler`` and ``fid_backbone``.
+    reconstructions' own FID vs test, ``main_sampler`` and ``fid_backbone``. A sampler
+    whose fit failed or whose samples are not finite gets NaN. Without a usable backbone
+    (:func:`spherevae.eval_context.fid_unavailable`) only ``main_sampler`` is added.
     """
     from spherevae.features import FEATURE_BACKBONES
     from spherevae.metrics import fid_sample_warning, frechet_distance, kid, precision_recall
 
-    samples = _need(ctx, "samples", "generate")
+    samples = ctx.samples if ctx.fit_errors else _need(ctx, "samples", "generate")
+    names = [name for name in ctx.samplers if name in samples or name in ctx.fit_errors]
+    main, m = names[0], ctx.metrics
+    m["main_sampler"] = main
+    if fid_unavailable(ctx):
+        return
     fids = _fids(ctx)
     ref = ctx.reference_features
-    backbone, main, m = fids["recon"].backbone_name, next(iter(samples)), ctx.metrics
+    backbone = fids["recon"].backbone_name
     ctx.log(f"FID ({FEATURE_BACKBONES[backbone].label}), {ctx.opts.num_samples} samples per sampler")
     warning = fid_sample_warning(ref["recon"].shape[0], ctx.opts.num_samples, ref["recon"].shape[1])
     if warning:
-        _LOG.warning(warning)
-        m.setdefault("warnings", []).append(warning)
-    for name, images in samples.items():
-        feats = fids["recon"].features(images)
-        if not np.isfinite(feats).all():  # a degenerate fit: its metrics are NaN, the rest go on
-            m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
+        _warn(ctx, warning)
+    for name in names:
+        feats = None if name in ctx.fit_errors else fids["recon"].features(samples[name])
+        if feats is None or not np.isfinite(feats).all():  # its metrics are NaN, the rest go on
+            if feats is not None:
+                m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
             keys = [f"fid_{r}" for r in fids] + ["precision", "recall"] + (["kid_recon"] if name == main else [])
             m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in keys})
             continue
@@ -308,7 +337,6 @@ def generation_metrics(ctx: EvalContext) -> None:
         m[metric_key(f"headline_fid_{reference}", backbone=backbone)] = m[
             metric_key(f"fid_{reference}", backbone=backbone, sampler=main)]
     m[metric_key("fid_reconstruction_vs_test", backbone=backbone)] = frechet_distance(ref["recon"], ref["test"])
-    m["main_sampler"] = main
     m["fid_backbone"] = backbone
 
 
@@ -385,7 +413,7 @@ def tangent_noise_fids(ctx: EvalContext) -> None:
 
     latents, x_hat = _need(ctx, "latents", "encode"), _need(ctx, "x_hat", "encode")
     ctx.log("decoder sensitivity to tangent noise")
-    fid = _fids(ctx)["recon"]
+    fid = None if fid_unavailable(ctx) else _fids(ctx)["recon"]
     vmf = VonMisesFisher.fit(latents)
     std = float(vmf_tangent_std(vmf.concentration.double(), latents.shape[1]))
     m = ctx.metrics
@@ -393,78 +421,11 @@ def tangent_noise_fids(ctx: EvalContext) -> None:
     gen = _named_generator(ctx.opts.seed, "tangent_noise")
     for c in TANGENT_NOISE_SCALES:
         images = _decode(ctx, perturb_tangent(latents, c * std, generator=gen))
-        fid.update(images, real=False)
-        m[metric_key("tangent_noise_fid", backbone=fid.backbone_name, scale=c)] = fid.compute()
-        fid.reset()
+        if fid is not None:
+            fid.update(images, real=False)
+            m[metric_key("tangent_noise_fid", backbone=fid.backbone_name, scale=c)] = fid.compute()
+            fid.reset()
         m[metric_key("tangent_noise_rmse", scale=c)] = reconstruction_metrics(x_hat, images)["rmse_percent"]
-
-
-def figures(ctx: EvalContext) -> None:
-    """Every figure, as PNGs in ``ctx.out_dir``. Needs :func:`generation_metrics`,
-    :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
-    from spherevae import plots
-
-    out, samples = _need(ctx, "out_dir", "load_context"), _need(ctx, "samples", "generate")
-    latents, m, k = ctx.latents, ctx.metrics, 16
-    assert latents is not None and ctx.x_hat is not None
-    out.mkdir(parents=True, exist_ok=True)
-    main, backbone = m["main_sampler"], m["fid_backbone"]
-    x = ctx.test_images[:k].float() / 255.0
-    plots.save_figure(plots.reconstruction_figure(x, ctx.x_hat[:k], samples[main][:k]), out / "samples.png")
-    fids = {name: m[metric_key("fid_recon", backbone=backbone, sampler=name)] for name in samples}
-    plots.save_figure(
-        plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
-                                  fid_label=f"FID {backbone}"),
-        out / "samples_by_sampler.png",
-    )
-    labels, classes = ctx.test_labels, ctx.classes
-    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
-                      out / "sphere_projection.png")
-    plots.save_figure(
-        plots.latent_spectrum_figure(m["sigma_per_dim"], m["tangent_spectrum"], m["vmf_tangent_std"] ** 2),
-        out / "latent_spectrum.png",
-    )
-    n_tsne = min(ctx.opts.tsne_points, latents.shape[0])
-    plots.save_figure(
-        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
-                          seed=ctx.opts.seed, class_names=classes),
-        out / "tsne.png",
-    )
-    _histogram_figure(ctx, out / "latent_histograms.png")
-    rows = read_jsonl(RunLayout(ctx.run_dir).metrics) if ctx.run_dir is not None else []
-    if rows:
-        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
-    _interpolation_figure(ctx, out / "interpolation.png")
-
-
-def _histogram_figure(ctx: EvalContext, path: Path) -> None:
-    """Figs 8-9: per-dimension histograms of mu, sigma and one sampled z per test image
-    (its own generator, named ``figures``), norms and the replica angle."""
-    from spherevae import plots
-    from spherevae.coordinates import hyperspherical_cosines
-
-    mu, logvar = ctx.mu, ctx.logvar
-    assert mu is not None and logvar is not None
-    z = model_method(ctx.model, "reparameterize")(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
-    _, cos_mu = hyperspherical_cosines(mu)
-    plots.save_figure(plots.latent_histograms(mu, torch.exp(0.5 * logvar), z, cos_mu), path)
-
-
-def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
-    """Linear and great-circle interpolation between the first test images of two
-    different classes (the first two test images without labels)."""
-    from spherevae import plots
-
-    labels, latents = ctx.test_labels, ctx.latents
-    assert latents is not None
-    i0, i1 = 0, 1
-    if labels is not None:
-        others = (labels != labels[0]).nonzero()
-        i1 = int(others[0]) if len(others) else 1
-    z0, z1 = latents[i0], latents[i1]
-    lin = _decode(ctx, plots.interpolate_linear(z0, z1, 10))
-    sph = _decode(ctx, plots.interpolate_sphere(z0, z1, 10))
-    plots.save_figure(plots.interpolation_figure(lin, sph), path)
 
 
 Stage = Callable[[EvalContext], None]

@@ -44,11 +44,13 @@ __all__ = [
     "FEATURE_BACKBONES",
     "FID_WEIGHTS_URL",
     "BackboneSpec",
+    "BackboneUnavailableError",
     "DomainClassifier",
     "InceptionV3Features",
     "InceptionWeightsNotFoundError",
     "WrongWeightsError",
     "backbone_extractor",
+    "check_backbone",
     "domain_backbone",
     "extract_features",
     "inception_backbone",
@@ -70,6 +72,12 @@ class InceptionWeightsNotFoundError(FileNotFoundError):
 
 class WrongWeightsError(ValueError):
     """The weights file is not an Inception-v3 FID network (missing/unexpected/mis-shaped keys)."""
+
+
+class BackboneUnavailableError(ValueError):
+    """The data lacks what the backbone needs (the domain classifier and a training split
+    without labels): nothing the user typed is wrong, so evaluation goes on without the
+    metrics of these features (``spherevae.evaluation``)."""
 
 
 class _Conv(nn.Module):
@@ -293,6 +301,13 @@ def load_inception_weights(weights: str | os.PathLike[str] | None = None) -> Inc
     return model.eval()
 
 
+def _check_inception(dataset: object = None, weights: str | os.PathLike[str] | None = None) -> None:
+    """``FEATURE_BACKBONES["inception"].check``: the weights file exists (else
+    :class:`InceptionWeightsNotFoundError`); its contents are checked when it is loaded."""
+    del dataset
+    _resolve_path(weights)
+
+
 def inception_backbone(dataset: object = None, *, weights: str | os.PathLike[str] | None = None,
                        device: str = "cpu", seed: int = 0) -> nn.Module:
     """Builder of ``FEATURE_BACKBONES["inception"]`` (dataset and seed unused)."""
@@ -370,11 +385,21 @@ def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str
     return model
 
 
-def _build_domain(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
-                  seed: int = 0) -> nn.Module:
+def _check_domain(dataset: Any = None, weights: str | None = None) -> None:
+    """``FEATURE_BACKBONES["domain"].check``: the training split has class labels, else
+    :class:`BackboneUnavailableError` (a flat image folder has none)."""
     del weights
     if dataset is None or getattr(dataset, "labels", None) is None:
-        raise ValueError("the domain backbone needs a labelled training dataset")
+        raise BackboneUnavailableError(
+            "the domain FID backbone is a classifier trained on the class labels of the training "
+            "data, which has none (e.g. a flat image folder): for FID, KID and precision/recall put "
+            "the images in class subfolders, or use --backbone inception --inception-weights FILE"
+        )
+
+
+def _build_domain(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                  seed: int = 0) -> nn.Module:
+    _check_domain(dataset, weights)
     return domain_backbone(dataset, seed=seed, device=device)
 
 
@@ -390,20 +415,37 @@ class BackboneSpec:
     float images ``x`` ``(N, C, H, W)`` in [0, 1]. ``dataset`` is the training split
     (``images`` uint8, ``labels``; for backbones trained on the data), ``weights`` a local
     weights file. ``batch_size``: images per extractor call. ``label``: what the features
-    are, for titles and logs.
+    are, for titles and logs. ``check(dataset, weights)``, optional: raises, cheaply and
+    before any work, what ``build`` would raise for these inputs
+    (:class:`BackboneUnavailableError` when the data lacks what it needs; any other error
+    when the user's inputs are wrong, e.g. a missing weights file); ``None``: nothing to check.
     """
 
     build: Callable[..., Any]
     batch_size: int
     label: str
+    check: Callable[[Any, str | None], None] | None = None
 
 
 # Only "inception" FIDs are comparable to published numbers; "domain" FIDs compare runs
 # with each other. Inception runs at 299x299: smaller batches keep memory modest on CPU.
 FEATURE_BACKBONES: dict[str, BackboneSpec] = {
-    "domain": BackboneSpec(_build_domain, 500, "domain features"),
-    "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)"),
+    "domain": BackboneSpec(_build_domain, 500, "domain features", _check_domain),
+    "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)", _check_inception),
 }
+
+
+def check_backbone(name: str, *, dataset: Any = None, weights: str | None = None) -> None:
+    """Raise now what building the backbone ``name`` for ``dataset`` and ``weights`` would
+    raise later (its spec's ``check``): :class:`BackboneUnavailableError` when the data
+    lacks what it needs, :class:`InceptionWeightsNotFoundError` for a missing weights file,
+    ``ValueError`` for an unknown name."""
+    from spherevae._validation import check_choice
+
+    check_choice(name, "FID backbone", FEATURE_BACKBONES)
+    spec = FEATURE_BACKBONES[name]
+    if spec.check is not None:
+        spec.check(dataset, weights)
 
 
 def backbone_extractor(name: str, *, dataset: Any = None, weights: str | None = None,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from spherevae._validation import check_choice, check_latents
-from spherevae.directions import _SCALAR, SampleShape, as_shape, kmeans_pp
+from spherevae.directions import _SCALAR, SampleShape, as_shape, draw_components, kmeans_pp
 
 __all__ = ["FittedGaussian", "GaussianMixture", "StandardNormal"]
 
@@ -256,7 +256,7 @@ class GaussianMixture:
     ) -> torch.Tensor:
         shape = as_shape(sample_shape)
         num, n = shape.numel(), self.means.shape[1]
-        comp = torch.multinomial(self.weights.to(torch.float64), num, replacement=True, generator=generator)
+        comp = draw_components(self.weights.to(torch.float64), num, generator)
         eps = torch.randn(num, n, dtype=torch.float64, generator=generator)
         means = self.means.to(torch.float64)[comp]
         covs = self.covariances.to(torch.float64)

@@ -1,6 +1,7 @@
 """Metrics, pure math (no training, caching or file IO: feature backbones live in
-:mod:`spherevae.features`): reconstruction, FID and KID, precision/recall, k-NN accuracy,
-posterior collapse, the replica angle and the latents' tangent spectrum.
+:mod:`spherevae.features`): reconstruction, FID and KID, precision/recall, k-NN accuracy
+(those two from :mod:`spherevae.knn_metrics`), posterior collapse, the replica angle and the
+latents' tangent spectrum.
 
 :class:`FID` and :class:`KID` follow torchmetrics' lifecycle: ``update(images, real=...)``
 any number of times, ``compute()``, ``reset()``; the feature extractor is injected (any
@@ -24,11 +25,13 @@ from spherevae.features import (  # noqa: F401
     _train_domain_classifier,
     domain_backbone,
 )
+from spherevae.knn_metrics import PR_MAX_POINTS, _as_f64, knn_accuracy, precision_recall
 
 __all__ = [
     "FEATURE_BACKBONES",
     "FID",
     "KID",
+    "PR_MAX_POINTS",
     "DomainClassifier",
     "FeatureStats",
     "collapse_stats",
@@ -58,17 +61,6 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, fl
         "mse_sum": float(se.flatten(1).sum(1).mean()),
         "rmse_percent": float(100.0 * se.mean().sqrt()),
     }
-
-
-def _as_f64(a: Any) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"features must have shape (N, D), got {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError("features must be finite")
-    return a
 
 
 def frechet_distance_from_stats(
@@ -110,28 +102,6 @@ def fid_sample_warning(n_a: int, n_b: int, dim: int) -> str | None:
     return (f"FID on {n_a} vs {n_b} samples with {dim}-dimensional features: a set smaller "
             f"than the feature dimension has a singular covariance, so this FID is not "
             f"meaningful; use at least {dim} images per set (more than 2000 to compare runs)")
-
-
-def precision_recall(real: Any, fake: Any, *, k: int = 3, chunk: int = 2048) -> dict[str, float]:
-    """Improved precision/recall (Kynkäänniemi et al. 2019) with k-NN manifold radii."""
-    r = torch.from_numpy(_as_f64(real))
-    f = torch.from_numpy(_as_f64(fake))
-
-    def radii(x: torch.Tensor) -> torch.Tensor:
-        out = []
-        for i in range(0, x.shape[0], chunk):
-            d = torch.cdist(x[i : i + chunk], x)
-            out.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself
-        return torch.cat(out)
-
-    def coverage(points: torch.Tensor, ref: torch.Tensor, ref_radii: torch.Tensor) -> float:
-        inside = []
-        for i in range(0, points.shape[0], chunk):
-            d = torch.cdist(points[i : i + chunk], ref)
-            inside.append((d <= ref_radii[None]).any(1))
-        return float(torch.cat(inside).double().mean())
-
-    return {"precision": coverage(f, r, radii(r)), "recall": coverage(r, f, radii(f))}
 
 
 def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 1000, seed: int = 0) -> float:
@@ -318,33 +288,6 @@ class KID(_FeatureMetric):
             self.real: list[np.ndarray] = []
         else:
             self.fake: list[np.ndarray] = []
-
-
-def knn_accuracy(
-    train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor,
-    *, k: int = 5, metric: str = "euclidean", chunk: int = 1024,
-) -> float:
-    """Accuracy of a k-NN majority vote (ties: smallest label) fitted on ``train_z``.
-
-    Protocol used in our results (the paper does not state one): fit on training-set
-    encoder means, evaluate on test-set means, k = 5, Euclidean distance.
-    """
-    if metric not in ("euclidean", "cosine"):
-        raise ValueError(f"metric must be one of ['cosine', 'euclidean'], got {metric!r}")
-    tr, te = train_z.float(), test_z.float()
-    if metric == "cosine":
-        tr = tr / tr.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        te = te / te.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    num_classes = int(train_y.max()) + 1
-    correct = 0
-    for i in range(0, te.shape[0], chunk):
-        d = torch.cdist(te[i : i + chunk], tr)
-        nn_idx = d.topk(k, dim=1, largest=False).indices
-        votes = torch.zeros(nn_idx.shape[0], num_classes).scatter_add_(
-            1, train_y[nn_idx], torch.ones(nn_idx.shape, dtype=torch.float32)
-        )
-        correct += int((votes.argmax(1) == test_y[i : i + chunk]).sum())
-    return correct / te.shape[0]
 
 
 def collapse_stats(

@@ -24,6 +24,7 @@ from spherevae.directions import (
     _SCALAR,
     SampleShape,
     as_shape,
+    draw_components,
     frame_with_first_column,
     kmeans_pp,
     rotate_e1_to,
@@ -84,31 +85,55 @@ def mean_resultant_length_to_concentration(
 
     ``A_n = I_{n/2}/I_{n/2-1}``. Starts from Banerjee et al. (2005),
     ``kappa_0 = r (n - r^2) / (1 - r^2)``, then safeguarded Newton steps with
-    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps).
+    ``A'(k) = 1 - A^2 - (n-1) A / k`` (Sra 2012: converges in a few steps). Above
+    ``kappa_0 = 100 n``, ``A'`` is a difference of nearly equal terms and Newton diverges in
+    float64: there ``1 - r`` is inverted by the large-kappa expansion (:func:`_large_concentration`).
 
     Args:
         r: mean resultant lengths in ``[0, 1)``, any shape; ``r`` is clipped to
-            ``1 - 1e-15`` (identical directions give a finite, huge ``kappa``).
+            ``1 - 1e-15`` (float64 cannot resolve ``1 - r`` below that, so identical
+            directions give a finite, huge ``kappa``: about ``(n - 1) / 2 * 1e15``).
         n: ambient dimension ``>= 2``.
 
     Returns:
-        float64 tensor of ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
+        float64 tensor of finite ``kappa >= 0``, same shape as ``r`` (``r = 0`` gives 0).
     """
     v = n / 2.0 - 1.0
     r64 = r.detach().to(torch.float64).clamp(0.0, 1.0 - 1e-15)
     kappa = r64 * (n - r64 * r64) / (1.0 - r64 * r64)
-    positive = r64 > 0
+    large = kappa > _LARGE_KAPPA_PER_DIM * n
+    positive = (r64 > 0) & ~large
     for _ in range(max_iter):
         k = torch.where(positive, kappa, torch.ones_like(kappa))
         a = bessel_ratio(v, k)
         slope = (1.0 - a * a - (n - 1.0) * a / k).clamp_min(1e-300)
         step = (a - r64) / slope
-        # Never step past half-way to 0: A is increasing and concave in kappa.
-        new = torch.where(step < k, k - step, k / 2.0)
+        # Never step past half-way to 0 (A is increasing and concave), nor past twice kappa.
+        new = torch.where(step < k, k - step, k / 2.0).clamp_max(2.0 * k)
         kappa = torch.where(positive, new, torch.zeros_like(kappa))
         if bool((step.abs() <= tol * k).all()):
             break
-    return kappa
+    return torch.where(large, _large_concentration(1.0 - r64, n), kappa)
+
+
+_LARGE_KAPPA_PER_DIM = 100.0  # above kappa = 100 n the solver uses the expansion
+
+
+def _large_concentration(e: torch.Tensor, n: int) -> torch.Tensor:
+    """``kappa`` with ``1 - A_n(kappa) = e`` for large ``kappa`` (``e`` float64 in ``(0, 1)``).
+
+    ``1 - A_n(k) = c1/k - c2/k^2 - c2/k^3 + ...``, ``c1 = (n-1)/2``, ``c2 = (n-1)(n-3)/8``
+    (Hankel's expansion of ``I_v``; checked against scipy's ``ive``): the positive root of
+    two terms, then Newton steps on three. Relative error < 1e-8 for ``kappa > 100 n``.
+    """
+    c1, c2 = (n - 1.0) / 2.0, (n - 1.0) * (n - 3.0) / 8.0
+    e = e.clamp_min(1e-300)
+    k = (c1 + torch.sqrt((c1 * c1 - 4.0 * e * c2).clamp_min(0.0))) / (2.0 * e)
+    for _ in range(3):
+        g = c1 / k - c2 / k**2 - c2 / k**3 - e
+        slope = -c1 / k**2 + 2.0 * c2 / k**3 + 3.0 * c2 / k**4
+        k = k - g / slope
+    return k
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +315,7 @@ class VonMisesFisher(Distribution):
         r = torch.linalg.vector_norm(mean_dir)
         kappa = mean_resultant_length_to_concentration(r, z.shape[1])
         loc = mean_dir if bool(r > 0) else torch.eye(z.shape[1], dtype=torch.float64)[0]
+        kappa = kappa.clamp_max(torch.finfo(z.dtype).max)  # identical rows: ~1e15, > float16's max
         return cls(loc.to(z.dtype), kappa.to(z.dtype))
 
     def to_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -400,7 +426,7 @@ class VonMisesFisherMixture:
         """Unit vectors ``(*sample_shape, n)``: a component by weight, then its vMF."""
         shape = as_shape(sample_shape)
         num = shape.numel()
-        comp = torch.multinomial(self.weights, num, replacement=True, generator=generator)
+        comp = draw_components(self.weights, num, generator)
         x = VonMisesFisher(self.means[comp], self.concentrations[comp], validate_args=False).sample(
             (), generator=generator
         )
