@@ -149,3 +149,16 @@ def test_theory_figures(tmp_path) -> None:
     assert abs(measured - exact).max() < 0.05 < abs(measured - paper).max()
     for i, f in enumerate((fig,)):
         assert save_figure(f, tmp_path / f"t{i}.png").stat().st_size > 1000
+
+
+def test_latent_figures_without_labels_warn_nothing() -> None:
+    # A flat image folder has no labels: no colour map, so matplotlib has nothing to warn about.
+    import warnings
+
+    from spherevae.plots import sphere_projection, tsne_figure
+
+    z = torch.randn(40, 6, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fig in (sphere_projection(z), tsne_figure(z)):
+            assert fig.axes

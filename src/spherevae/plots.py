@@ -142,6 +142,11 @@ def _class_legend(ax, labels: np.ndarray | None, class_names: Sequence[str] | No
                   loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
+def _class_colours(labels: Any) -> dict[str, Any]:
+    # Without labels, no colour map: matplotlib warns when given a cmap but no values.
+    return {} if labels is None else {"c": labels, "cmap": "tab10"}
+
+
 def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
                       class_names: Sequence[str] | None = None):
     """Fig 1b: latents projected to the 2-sphere, coloured by class (legend: ``class_names``
@@ -152,7 +157,7 @@ def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
     u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
     c = None if labels is None else _np(labels)[: len(p)]
-    ax.scatter(p[:, 0], p[:, 1], p[:, 2], c=c, cmap="tab10", s=2)
+    ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=2, **_class_colours(c))
     ax.set_title("latents projected on the 2-sphere")
     ax.set_xlabel("dims group 1")
     ax.set_ylabel("dims group 2")
@@ -175,7 +180,7 @@ def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float |
     fig = _figure(6, 5)
     ax = fig.add_subplot()
     c = None if labels is None else _np(labels)
-    ax.scatter(e[:, 0], e[:, 1], c=c, cmap="tab10", s=2)
+    ax.scatter(e[:, 0], e[:, 1], s=2, **_class_colours(c))
     title = "t-SNE of the latents"
     if knn_accuracy is not None:
         title += f" (k-NN accuracy {knn_accuracy:.3f})"
