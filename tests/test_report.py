@@ -420,3 +420,16 @@ def test_metric_key_builds_what_describe_reads():
         metric_key("fid_recon", backbone="domain")
     with pytest.raises(ValueError, match="must be one of"):
         metric_key("fid_sometimes")
+
+
+def test_a_sampler_whose_fit_failed_never_wins_the_verdict(tmp_path):
+    # evaluate records NaN for a sampler whose fit failed; NaN compares false with
+    # everything, so a NaN met first used to stay the "best" (FID nan in the verdict).
+    standard, compressed = _runs(tmp_path)
+    failed = {"fid_domain_esag_recon": math.nan,  # NaN first in iteration order
+              **COMPRESSED, "fid_domain_vmf_recon": math.nan, "fid_domain_gaussian_recon": 25.0}
+    runs = [standard, RunSummary("failed-fits", compressed.config, failed)]
+    text = write_report(runs, tmp_path / "r.html").read_text()
+    assert "nan" not in text.split("<h2>Runs</h2>")[0].lower()
+    assert "best FID vs recon 25 with the <b>gaussian</b> sampler" in text
+    assert "Best generator: failed-fits</b> with the gaussian sampler (FID domain 25" in text

@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -246,14 +247,17 @@ def _metrics_table(runs: Sequence[RunSummary]) -> str:
 
 
 def _best_generation(run: RunSummary) -> tuple[str, float] | None:
-    """(sampler, FID vs recon) of the run's best sampler on its own backbone."""
+    """(sampler, FID vs recon) of the run's best sampler on its own backbone; a sampler
+    without a finite FID (its fit failed: NaN) is never the best."""
     backbone = run.metrics.get("fid_backbone", "domain")
     best: tuple[str, float] | None = None
     for k, v in run.metrics.items():
         info = describe(k)
-        if info is None or info.sampler is None or info.template != KEYS["fid_recon"] or info.backbone != backbone or _number(v) is None:
+        value = _number(v)
+        if (info is None or info.sampler is None or info.template != KEYS["fid_recon"]
+                or info.backbone != backbone or value is None or not math.isfinite(value)):
             continue
-        if best is None or v < best[1]:
+        if best is None or value < best[1]:
             best = (info.sampler, float(v))
     return best
 
