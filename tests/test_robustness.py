@@ -314,6 +314,11 @@ def s9_ctrl_c_on_a_multi_worker_sweep(tmp_path, capsys):
     assert (out / "results.csv").read_text().splitlines()[1].startswith("epochs=1,skipped")
     for e in (5000, 5001, 5002):
         assert not (out / "runs" / f"epochs={e}" / "eval" / "metrics.json").exists()
+    # SIGTERM unwinds the stopped runs: their locks are released, not left stale (the
+    # next sweep then warned about taking over a dead process's lock).
+    for e in (5000, 5001):
+        assert (out / "runs" / f"epochs={e}" / "checkpoints" / "last.pt").is_file()
+        assert not (out / "runs" / f"epochs={e}" / ".lock").exists()
 
 
 def s9b_ctrl_c_with_an_idle_worker(tmp_path, capsys):

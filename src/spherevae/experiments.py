@@ -34,6 +34,7 @@ import dataclasses
 import io
 import itertools
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -262,6 +263,15 @@ def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
             raise UserError(f"{where}: run {spec.name}: {exc}") from None
 
 
+def _execute_in_worker(spec: RunSpec) -> RunResult:
+    """:func:`execute_run` in a sweep worker process, whose warnings print as one line
+    naming the run (the CLI's one-line format does not reach a spawned process)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, *_a, **_k: print(
+            f"{spec.name}: warning: {msg}", file=sys.stderr, flush=True)
+        return execute_run(spec)
+
+
 def execute_run(spec: RunSpec) -> RunResult:
     """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
     done = _metrics_path(spec.run_dir)
@@ -330,7 +340,7 @@ def _local_backend(
     # Each worker gets its share of the cores: workers * threads must not oversubscribe.
     threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, (os.cpu_count() or 1) // workers))
     try:
-        with WorkerPool(execute_run, workers, env={"SPHEREVAE_THREADS_PER_RUN": threads}) as pool:
+        with WorkerPool(_execute_in_worker, workers, env={"SPHEREVAE_THREADS_PER_RUN": threads}) as pool:
             for spec, outcome in pool.imap_unordered(specs):
                 if isinstance(outcome, WorkerFailure):  # the worker died: no error.txt of its own
                     with contextlib.suppress(OSError):

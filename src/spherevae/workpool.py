@@ -55,10 +55,18 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _worker_main(conn: Connection, fn: Callable[[Any], Any], env: Mapping[str, str]) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent alone decides
     # what stops. SIGINT was blocked from before this process existed (see _start).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM (close, an abandoned map) unwinds like an exception, so the item's cleanup
+    # (`finally`, context managers: a run's lock) happens before the process ends; a
+    # worker stuck beyond the grace period is killed anyway.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_exit_with_parent, daemon=True).start()
