@@ -149,6 +149,14 @@ TINY = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
         ("variants: {a: [model.latent_dim=3]}\ngrid: {model.latent_dim: [4]}\n", [], r"\(from variant 'a'\)"),
         ("grid: {model.latent_dim: [4, 1]}\n", [], r"run latent_dim=1: model\.latent_dim must be an integer >= 2"),
         ("grid: {objective.loss_preset: [full, ful]}\n", [], r"run loss_preset=ful: objective\.loss_preset must be"),
+        # evaluate option values, not only names (a second walkthrough found these late)
+        ("evaluate: {samplers: [vmf, vfm]}\n", [], r"'evaluate': evaluate sampler must be one of \[.*\], got 'vfm'"),
+        ("evaluate: {backbone: incep}\n", [], r"'evaluate': evaluate option 'backbone' must be one of"),
+        ("evaluate: {backbone: inception, inception_weights: /nonexistent/w.pth}\n", [],
+         r"'evaluate': Inception weights file /nonexistent/w\.pth does not exist"),
+        ("evaluate: {inception_weights: /x.pth}\n", [], r"'inception_weights' is used only with backbone 'inception'"),
+        ("variants: {a: [schedule.name=constant]}\n", ["schedule.name=linear_warmup"],
+         r"override 'schedule\.name=linear_warmup' sets schedule\.name, which variant 'a' sets too"),
     ],
 )
 def test_a_sweep_is_checked_whole_before_its_first_run_and_writes_nothing(tmp_path, text, cli, match):

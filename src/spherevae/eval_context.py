@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spherevae._validation import check_choice
 from spherevae.metrics import FID
 from spherevae.sampling import SAMPLERS
 
@@ -34,7 +35,6 @@ def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tu
     ``SAMPLERS``): those, the objective's own samplers among them first, so that a sweep
     listing one set for every objective still headlines each with its paper sampler.
     """
-    from spherevae._validation import check_choice
     from spherevae.objectives import OBJECTIVES
 
     if requested:
@@ -75,6 +75,15 @@ class EvalConfig:
                 raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
         if self.max_test is not None and self.max_test < 2:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
+        from spherevae.features import FEATURE_BACKBONES
+
+        for name in self.samplers or ():
+            check_choice(name, "evaluate sampler", SAMPLERS)
+        check_choice(self.backbone, "evaluate option 'backbone'", FEATURE_BACKBONES)
+        if self.inception_weights is not None and self.backbone != "inception":
+            # Given but unused would look like an Inception FID that is not one.
+            raise ValueError(f"evaluate option 'inception_weights' is used only with backbone "
+                             f"'inception' (backbone is {self.backbone!r}): drop it or set the backbone")
 
 
 def _silent(_msg: str) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import io
 import itertools
 import os
@@ -51,6 +50,7 @@ from spherevae.rundir import (
     check_name,
     read_json,
 )
+from spherevae.sweep_check import check_sweep
 
 __all__ = [
     "BACKENDS",
@@ -222,45 +222,6 @@ def _metrics_path(run_dir: Path) -> Path:
 def run_overrides(spec: RunSpec) -> list[str]:
     """The overrides on ``spec.base`` that make the run's config (its directory included)."""
     return [*spec.overrides, f"train.out_dir={spec.run_dir.parent}", f"train.run_name={spec.run_dir.name}"]
-
-
-def _override_key(item: str) -> str:
-    return item.split("=", 1)[0].strip()
-
-
-def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
-    """Check a whole sweep before its first run, writing nothing: no override sets a key the
-    grid sweeps (the grid's value would win unseen), the ``evaluate`` options are
-    :func:`~spherevae.evaluation.evaluate_run`'s, and every run's config, as
-    :func:`execute_run` builds it, loads and builds (:func:`spherevae.config.check_buildable`).
-    The first problem is a :class:`UserError` naming the run and the field."""
-    from spherevae.config import check_buildable, load_config
-    from spherevae.eval_context import EvalConfig
-
-    where = f"sweep {sweep.name}"
-    for source, items in (("the sweep's overrides or the command line", sweep.overrides),
-                          *((f"variant {v!r}", ovr) for v, ovr in sweep.variants.items())):
-        for item in items:
-            if _override_key(item) in sweep.grid:
-                raise UserError(
-                    f"{where}: override {item!r} (from {source}) sets "
-                    f"{_override_key(item)}, which the grid sweeps {list(sweep.grid[_override_key(item)])}; "
-                    "drop the override or change the grid"
-                )
-    known = sorted(f.name for f in dataclasses.fields(EvalConfig))
-    unknown = sorted(set(sweep.evaluate) - set(known))
-    if unknown:
-        raise UserError(f"{where}: sweep field 'evaluate' has unknown option(s) {unknown}; "
-                        f"the options are {known}")
-    try:
-        EvalConfig(**sweep.evaluate)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{where}: sweep field 'evaluate': {exc}") from None
-    for spec in specs:
-        try:
-            check_buildable(load_config(spec.base, run_overrides(spec)))
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"{where}: run {spec.name}: {exc}") from None
 
 
 def _execute_in_worker(spec: RunSpec) -> RunResult:

@@ -130,20 +130,21 @@ def _check_folder_options(image_size: object, test_fraction: object, greyscale: 
         )
 
 
-def _warn_skipped(root: Path, skipped: list[Path]) -> None:
+def _warn_skipped(root: Path, split: str, skipped: list[Path]) -> None:
     if skipped:
         shown = ", ".join(str(p) for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        warnings.warn(f"image folder {root}: skipping {len(skipped)} file(s) that are not "
+        warnings.warn(f"image folder {root} ({split} split): skipping {len(skipped)} file(s) that are not "
                       f"readable images: {shown}", stacklevel=5)  # load_dataset's caller
 
 
-def _decode_split(root: Path, chosen: list[Path], size: int, mode: str, skipped: list[Path]) -> tuple[np.ndarray, list[Path]]:
+def _decode_split(root: Path, chosen: list[Path], size: int, mode: str, skipped: list[Path],
+                  split: str) -> tuple[np.ndarray, list[Path]]:
     """The ``chosen`` files decoded ``(N, C, size, size)`` and the files kept; files whose
     header reads but whose data does not decode (truncated, damaged) are dropped and
     warned about with the header-unreadable ``skipped`` ones, in one warning."""
     images = _empty_images(len(chosen), size, mode)
     failed = _decode_into(chosen, images, None, mode)
-    _warn_skipped(root, sorted(skipped + [chosen[i] for i in failed]))
+    _warn_skipped(root, split, sorted(skipped + [chosen[i] for i in failed]))
     if failed:
         keep = [i for i in range(len(chosen)) if i not in failed]
         images, chosen = images[keep], [chosen[i] for i in keep]
@@ -180,10 +181,15 @@ def folder_reader(
     if greyscale is None:
         # Greyscale only when every image is: one colour image makes the set RGB.
         greyscale = all(mode in ("L", "1", "I;16") for mode, _ in readable.values())
-    chosen = [p for p in files if _in_test_split(p.relative_to(root).as_posix(), test_fraction) == (split == "test")]
+    def in_split(path: Path) -> bool:
+        return _in_test_split(path.relative_to(root).as_posix(), test_fraction) == (split == "test")
+
+    chosen = [p for p in files if in_split(p)]
     if not chosen:
         raise DatasetNotFoundError(f"image folder {root}: the {split} split is empty ({len(files)} images)")
-    images, chosen = _decode_split(root, chosen, image_size, "L" if greyscale else "RGB", skipped)
+    # Each split warns about its own unreadable files only: the two warnings add up.
+    images, chosen = _decode_split(root, chosen, image_size, "L" if greyscale else "RGB",
+                                   [p for p in skipped if in_split(p)], split)
     if not chosen:
         raise CorruptDatasetError(f"image folder {root}: no file of the {split} split decodes as an image")
     labels = classes = None
