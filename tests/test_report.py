@@ -433,3 +433,14 @@ def test_a_sampler_whose_fit_failed_never_wins_the_verdict(tmp_path):
     assert "nan" not in text.split("<h2>Runs</h2>")[0].lower()
     assert "best FID vs recon 25 with the <b>gaussian</b> sampler" in text
     assert "Best generator: failed-fits</b> with the gaussian sampler (FID domain 25" in text
+
+
+def test_report_of_a_path_that_is_no_run_says_so(tmp_path):
+    from spherevae.report import load_run_summary
+
+    with pytest.raises(FileNotFoundError, match=r"is not a run directory \(no config\.yaml in it\)"):
+        load_run_summary(tmp_path / "nope")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("data: {name: digits}\n")
+    with pytest.raises(FileNotFoundError, match=r"is not an evaluated run: .* \(run `spherevae evaluate` first"):
+        load_run_summary(tmp_path / "run")

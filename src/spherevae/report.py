@@ -107,10 +107,12 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
 
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
-    for needed in (layout.config, layout.eval_metrics):
-        if not needed.is_file():
-            hint = " (run `spherevae evaluate` first)" if needed == layout.eval_metrics else ""
-            raise FileNotFoundError(f"{run_dir} is not an evaluated run: {needed} is missing{hint}")
+    if not layout.config.is_file():  # the words of spherevae.load and the CLI
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml in it)")
+    if not layout.eval_metrics.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not an evaluated run: {layout.eval_metrics} is missing (run `spherevae "
+            "evaluate` first; a run fit on tensors is evaluated in Python, see README)")
     jsonl = layout.metrics
     history = tuple(read_jsonl(jsonl)) if jsonl.is_file() else ()
     return RunSummary(
