@@ -100,6 +100,8 @@ def test_sample_checks_num_before_any_work(fitted):
             fitted.sample(bad, "gaussian")
     assert not (fitted.run_dir / "samplers" / "gaussian.safetensors").exists()  # nothing was fitted
     assert fitted.sample(0, "vmf").shape == (0, 64)
+    with pytest.raises(ValueError, match=r"^sampler must be one of \[.*'vmf'.*\], got 'vfm'"):
+        fitted.sample(3, "vfm")
 
 
 def test_load_in_a_fresh_process_gives_the_same_model(fitted, digits, tmp_path):

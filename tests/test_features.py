@@ -101,7 +101,14 @@ def test_check_backbone_says_before_any_work_what_building_it_would(monkeypatch,
             call("domain", dataset=flat)
         with pytest.raises(InceptionWeightsNotFoundError, match="does not exist"):
             call("inception", weights=str(tmp_path / "nope.pth"))
-    check_backbone("inception", weights=str(weights_file[0]))  # exists: no error
+    check_backbone("inception", weights=str(weights_file[0]))  # a right file: no error
+    # A wrong file or a directory is found by the check too, not at the FID stage.
+    wrong = tmp_path / "domain.pt"
+    torch.save(DomainClassifier(1, 10).state_dict(), wrong)
+    with pytest.raises(WrongWeightsError, match="not an Inception-v3 FID network"):
+        check_backbone("inception", weights=str(wrong))
+    with pytest.raises(InceptionWeightsNotFoundError, match="is a directory, not a file"):
+        check_backbone("inception", weights=str(tmp_path))
 
 
 def test_env_var_fallback(weights_file, monkeypatch: pytest.MonkeyPatch) -> None:

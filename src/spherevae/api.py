@@ -321,8 +321,10 @@ class Run:
         """The fitted sampler ``name`` (a key of :data:`spherevae.sampling.SAMPLERS`),
         fitted on :meth:`test_latents` with the run's seed and saved under ``samplers/``
         on first use, loaded from there afterwards."""
-        from spherevae.sampling import fit_sampler
+        from spherevae._validation import check_choice
+        from spherevae.sampling import SAMPLERS, fit_sampler
 
+        check_choice(name, "sampler", SAMPLERS)  # before a file name is made from it
         path = RunLayout(self.run_dir).sampler(name)
         if path.is_file():
             return load_sampler(path)
