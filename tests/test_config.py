@@ -131,6 +131,16 @@ def test_what_a_run_builds_is_checked_before_any_work_naming_the_field(override,
         check_buildable(load_config(TINY, ["objective.name=compressed", override]))
 
 
+def test_loss_overrides_of_an_objective_without_a_prior_loss_are_refused():
+    # The standard VAE's KLD takes no options: accepted, they would sit in config.yaml unused.
+    from spherevae.config import check_buildable
+
+    cfg = load_config(TINY, ["objective.name=standard", "objective.loss_overrides.alpha=1"])
+    with pytest.raises(ValueError, match=r"^objective\.loss_overrides \['alpha'\] do nothing with "
+                                         r"objective\.name 'standard'"):
+        check_buildable(cfg)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_build(path):
     from spherevae.config import check_buildable

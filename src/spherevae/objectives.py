@@ -119,9 +119,16 @@ class StandardObjective:
     default_schedule: ClassVar[str] = "constant"
     # The paper's headline for the standard VAE: N(0, I) prior samples.
     default_samplers: ClassVar[tuple[str, ...]] = ("prior",)
+    # Whether a latent prior loss takes objective.loss_overrides (the KLD takes none).
+    takes_loss_overrides: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
         from spherevae.losses import vae_loss
+
+        if cfg.objective.loss_overrides and not self.takes_loss_overrides:
+            # Accepted and ignored, they would be recorded in config.yaml as if they acted.
+            raise ValueError(f"objective.loss_overrides {sorted(cfg.objective.loss_overrides)} do "
+                             f"nothing with objective.name {cfg.objective.name!r}: its KLD has no options")
 
         self._vae_loss = vae_loss
         self._vae_kwargs = _pass_validate_false(vae_loss)
@@ -187,6 +194,7 @@ class CompressedObjective(StandardObjective):
     default_schedule: ClassVar[str] = "quench_anneal"
     # Latents on the sphere: the paper's vMF is the headline (Fig 1), then the uniform prior.
     default_samplers: ClassVar[tuple[str, ...]] = ("vmf", "prior_sphere")
+    takes_loss_overrides: ClassVar[bool] = True
 
     def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
         from spherevae.losses import HypersphericalPriorLoss
