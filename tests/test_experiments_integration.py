@@ -92,6 +92,9 @@ def test_evaluate_errors_are_clear(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         evaluate_run(tmp_path / "nothing", progress=False)
     assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run directory (no config.yaml in it)" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text("data: {name: digits}\n")
+    assert main(["report", str(tmp_path)]) == 2
     assert "is not an evaluated run" in capsys.readouterr().err
 
 

@@ -175,7 +175,7 @@ def test_report_header_verdict_and_self_containment(tmp_path):
 
 def test_load_run_summary_names_the_missing_file(tmp_path):
     (tmp_path / "config.yaml").write_text("a: 1\n")
-    with pytest.raises(FileNotFoundError, match=r"metrics.json is missing \(run `spherevae evaluate` first\)"):
+    with pytest.raises(FileNotFoundError, match=r"metrics.json is missing \(run `spherevae evaluate` first"):
         load_run_summary(tmp_path)
 
 

@@ -112,7 +112,8 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
         ax.plot(pts[:, 0], pts[:, 1], "--" if objective.startswith("standard") else "-", color=colour,
                 marker=marker, fillstyle=fill, label=" · ".join(filter(None, (objective, sampler, f"β={beta}"))))
         for n, (x, y) in zip(ns, pts, strict=True):
-            ax.annotate(str(n), (x, y), fontsize=7, color=colour)
+            if n is not None:  # the latent size, when the rows say it (a sweep may not vary it)
+                ax.annotate(f"n={n}", (x, y), fontsize=7, color=colour)
     ax.set_xlabel(mse_label)
     ax.set_ylabel(fid_label)
     ax.set_title("MSE-FID plane (dashed: standard, solid: compressed)")
@@ -124,7 +125,7 @@ def draw_sweep_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | N
                      log: Callable[[str], None]) -> None:
     """``out_dir/mse_fid_plane.png`` from a sweep's result rows (Fig 2): each finished run's
     RMSE against ``fid_key`` (default: the headline FID vs reconstructions)."""
-    from spherevae.metric_info import metric_key
+    from spherevae.metric_info import describe, metric_key
     from spherevae.plots import save_figure
 
     done = [r for r in rows if r["status"] in ("done", "skipped")]
@@ -148,6 +149,9 @@ def draw_sweep_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | N
         for r in done
         if key in r
     ]
-    fig = mse_fid_plane(plane_rows, fid_label=key, mse_label="RMSE (% of range)")
+    info = describe(key)
+    label = (f"{info.label} ({key})" if info else f"FID of each run's headline sampler ({key})"
+             if key == metric_key("headline_fid_recon", backbone=backbone) else key)
+    fig = mse_fid_plane(plane_rows, fid_label=label, mse_label="RMSE (% of range)")
     save_figure(fig, out_dir / "mse_fid_plane.png")
     log(f"MSE-FID plane: {out_dir / 'mse_fid_plane.png'}")
