@@ -280,12 +280,13 @@ def _start_sweep(tmp_path: Path, epochs: list[int], finished: int = 1) -> tuple[
     boot = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     proc = subprocess.Popen([sys.executable, "-c", boot, *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    # Until the long runs have logged an epoch (a bounded poll, not a timing assertion; the
+    # Until the long runs have finished an epoch (a bounded poll, not a timing assertion; the
     # pipes are read only at the end, so nothing here can block for ever): by then the
     # worker of the skipped run has long been back waiting for work.
-    started = [out / "runs" / f"epochs={e}" / "metrics.jsonl" for e in epochs[:2]]
+    # Its first checkpoint is the mark (written after the epoch's metrics line).
+    started = [out / "runs" / f"epochs={e}" / "checkpoints" / "last.pt" for e in epochs[:2]]
     for _ in range(1200):
-        if all(p.exists() and p.stat().st_size for p in started) or proc.poll() is not None:
+        if all(p.exists() for p in started) or proc.poll() is not None:
             break
         time.sleep(0.1)
     return proc, out
