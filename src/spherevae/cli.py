@@ -246,7 +246,7 @@ def train_summary(record: dict) -> str:
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
-    from spherevae.config import check_buildable, load_config
+    from spherevae.config import check_buildable, load_config, override_key
     from spherevae.rundir import RunLayout
     from spherevae.training import TrainingDiverged, train
 
@@ -255,7 +255,7 @@ def _train_run(args: argparse.Namespace) -> int:
             raise ValueError("give either --config or --resume RUN_DIR, not both")
         run_dir = check_run_dir(args.resume)
         for item in args.overrides:  # the run stays where it is
-            if item.split("=", 1)[0].strip() in ("train.out_dir", "train.run_name"):
+            if override_key(item) in ("train.out_dir", "train.run_name"):
                 raise ValueError(f"--resume {args.resume} gives the run directory; drop {item!r} "
                                  "(a run elsewhere is a new run: --config)")
         cfg = load_config(RunLayout(run_dir).config, args.overrides)

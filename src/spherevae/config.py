@@ -35,6 +35,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "override_key",
     "save_config",
 ]
 
@@ -370,6 +371,11 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+def override_key(item: str) -> str:
+    """The dotted key an override ``key.sub=value`` sets (``"train.epochs"``)."""
+    return item.split("=", 1)[0].strip()
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``key.sub=value`` entries in nested ``data`` (values parsed as YAML scalars)."""
     import yaml
@@ -381,7 +387,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 f"override {item!r} must look like key.sub=value (e.g. train.epochs=5)"
             )
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
+        parts = override_key(item).split(".")
         if len(parts) < 2 or not all(parts):
             raise ValueError(f"override key {key!r} must be section.field (e.g. optim.lr=1e-4)")
         if not raw.strip():

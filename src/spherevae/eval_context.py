@@ -145,6 +145,12 @@ class EvalContext:
         return samplers_for(self.objective, self.opts.samplers)
 
 
+def _warn(ctx: EvalContext, warning: str) -> None:
+    """A warning to the log and to ``metrics["warnings"]`` (printed after the table)."""
+    _LOG.warning(warning)
+    ctx.metrics.setdefault("warnings", []).append(warning)
+
+
 def fid_unavailable(ctx: EvalContext) -> str | None:
     """Why ``ctx`` gets no FID-type metrics (FID, KID, precision/recall, tangent-noise FID),
     or ``None`` when its backbone can be built (or ``ctx.fids`` are given); checked once,
@@ -164,8 +170,7 @@ def fid_unavailable(ctx: EvalContext) -> str | None:
             check_backbone(ctx.opts.backbone, dataset=ctx.train, weights=ctx.opts.inception_weights)
         except BackboneUnavailableError as exc:
             ctx.fid_unavailable = f"no FID, KID or precision/recall: {exc}"
-            _LOG.warning(ctx.fid_unavailable)
-            ctx.metrics.setdefault("warnings", []).append(ctx.fid_unavailable)
+            _warn(ctx, ctx.fid_unavailable)
         ctx.fid_checked = True
     return ctx.fid_unavailable
 

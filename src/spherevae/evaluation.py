@@ -66,6 +66,7 @@ from spherevae.eval_context import (
     _named_generator,
     _need,
     _silent,
+    _warn,
     check_sample_memory,
     encode_dataset,
     fid_unavailable,
@@ -249,12 +250,6 @@ def fit_samplers(ctx: EvalContext) -> None:
             ctx.fit_errors[name] = f"{type(exc).__name__}: {exc}"
             _warn(ctx, f"sampler {name}: fit failed ({ctx.fit_errors[name]}), metrics NaN")
         timings.setdefault(name, {})["fit"] = round(time.perf_counter() - start, 3)
-
-
-def _warn(ctx: EvalContext, warning: str) -> None:
-    """A warning to the log and to ``metrics["warnings"]`` (printed after the table)."""
-    _LOG.warning(warning)
-    ctx.metrics.setdefault("warnings", []).append(warning)
 
 
 def generate(ctx: EvalContext) -> None:

@@ -22,17 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["check_sweep"]
 
 
-def _override_key(item: str) -> str:
-    return item.split("=", 1)[0].strip()
-
-
 def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
     """Check a whole sweep before its first run, writing nothing: no override sets a key the
     grid sweeps (the grid's value would win unseen), the ``evaluate`` options are
     :func:`~spherevae.evaluation.evaluate_run`'s, and every run's config, as
     :func:`execute_run` builds it, loads and builds (:func:`spherevae.config.check_buildable`).
     The first problem is a :class:`UserError` naming the run and the field."""
-    from spherevae.config import check_buildable, load_config
+    from spherevae.config import check_buildable, load_config, override_key
     from spherevae.eval_context import EvalConfig
     from spherevae.experiments import run_overrides
     from spherevae.features import BackboneUnavailableError, check_backbone
@@ -41,16 +37,16 @@ def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
     for source, items in (("the sweep's overrides or the command line", sweep.overrides),
                           *((f"variant {v!r}", ovr) for v, ovr in sweep.variants.items())):
         for item in items:
-            if _override_key(item) in sweep.grid:
+            if override_key(item) in sweep.grid:
                 raise UserError(
                     f"{where}: override {item!r} (from {source}) sets "
-                    f"{_override_key(item)}, which the grid sweeps {list(sweep.grid[_override_key(item)])}; "
+                    f"{override_key(item)}, which the grid sweeps {list(sweep.grid[override_key(item)])}; "
                     "drop the override or change the grid"
                 )
     for item in sweep.overrides:  # a variant's value would win, for that variant, unseen
         for variant, ovr in sweep.variants.items():
-            if _override_key(item) in map(_override_key, ovr):
-                raise UserError(f"{where}: override {item!r} sets {_override_key(item)}, which "
+            if override_key(item) in map(override_key, ovr):
+                raise UserError(f"{where}: override {item!r} sets {override_key(item)}, which "
                                 f"variant {variant!r} sets too; drop one of them")
     known = sorted(f.name for f in dataclasses.fields(EvalConfig))
     unknown = sorted(set(sweep.evaluate) - set(known))
