@@ -2,7 +2,7 @@
 
 Compares, at batch 200 and n = 32..2000 (float32, CPU unless --device):
 
-* ``fast``: ``spherevae.coordinates.hyperspherical_cosines`` (analytic O(n) backward);
+* ``fast``: ``spherevae.geometry.coordinates.hyperspherical_cosines`` (analytic O(n) backward);
 * ``autograd``: the same O(n) formula differentiated by autograd (``fast=False``);
 * ``l2``: a plain L2 normalisation ``x / |x|`` (the floor: one reduction, one division);
 * ``masked``: a straightforward O(batch n^2) implementation that forms the (B, n, n)
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from spherevae.coordinates import hyperspherical_cosines
+from spherevae.geometry.coordinates import hyperspherical_cosines
 
 
 def masked_broadcast(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

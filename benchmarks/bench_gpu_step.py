@@ -5,8 +5,8 @@ interleaved in blocks (A B, B A, ...), so drift in the machine hits both alike:
 
 - ``eager``         today's step: eager model, foreach Adam, the torch prior loss (fp32).
 - ``eager+bf16``    today's trainer on the paper config: the same with bfloat16 autocast.
-- ``eager+triton``  the same with the Triton prior loss (spherevae.kernels).
-- ``graph``         the whole step captured as a CUDA graph (spherevae.cudagraph), fused
+- ``eager+triton``  the same with the Triton prior loss (spherevae.losses.kernels).
+- ``graph``         the whole step captured as a CUDA graph (spherevae.training.cudagraph), fused
                     capturable Adam, Triton prior loss, fp32.
 - ``graph+bf16+cl`` the graph with bfloat16 autocast and channels_last activations.
 
@@ -34,10 +34,10 @@ from typing import Any
 
 import torch
 
-from spherevae.config import load_config
-from spherevae.cudagraph import GraphedStep, capturable_adam
-from spherevae.objectives import OBJECTIVES, TERMS
-from spherevae.training import build_model
+from spherevae.training.config import load_config
+from spherevae.training.cudagraph import GraphedStep, capturable_adam
+from spherevae.training.objectives import OBJECTIVES, TERMS
+from spherevae.training.runs import build_model
 
 MODES = ("eager", "eager+bf16", "eager+triton", "graph", "graph+bf16+cl")
 

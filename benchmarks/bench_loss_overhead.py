@@ -35,9 +35,11 @@ from collections.abc import Callable
 
 import torch
 
-from spherevae.coordinates import project_to_sphere
-from spherevae.losses import HypersphericalPriorLoss, gaussian_kld, reconstruction_error, vae_loss
-from spherevae.models import VAE, ModelConfig, VAEOutput
+from spherevae.geometry.coordinates import project_to_sphere
+from spherevae.losses.prior import HypersphericalPriorLoss
+from spherevae.losses.vae import gaussian_kld, reconstruction_error, vae_loss
+from spherevae.models.vae import VAE, VAEOutput
+from spherevae.models.config import ModelConfig
 
 BETA = 1.0
 

@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from spherevae.models import VAE, ModelConfig
+from spherevae.models.vae import VAE
+from spherevae.models.config import ModelConfig
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,

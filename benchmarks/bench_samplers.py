@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from spherevae.sampling import SAMPLERS, fit_sampler
+from spherevae.distributions.samplers import SAMPLERS, fit_sampler
 
 
 def synthetic_latents(num: int, n: int, seed: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ import warnings
 import torch
 from scipy.stats import vonmises_fisher
 
-from spherevae.sampling import VonMisesFisher
+from spherevae.distributions.vmf import VonMisesFisher
 
 
 def _timed(fn, repeats: int) -> tuple[float, object]:

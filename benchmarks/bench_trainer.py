@@ -6,7 +6,7 @@
 ``overhead`` trains the same model (same initial weights), on the same data in the same
 order, with the same noise generator, schedule multipliers and objective loss, two ways:
 a bare loop (forward + objective loss, backward, Adam step; nothing else) and the
-:class:`~spherevae.trainer.Trainer`. Runs are interleaved (bare, trainer, then trainer,
+:class:`~spherevae.training.trainer.Trainer`. Runs are interleaved (bare, trainer, then trainer,
 bare, ...) so that machine load affects both alike; it prints both medians, the median
 of the per-pair ratios trainer/bare, the load average before and after, and whether the
 two final weights are bit-identical (they must be: the same work was done). Times are
@@ -32,11 +32,12 @@ from typing import Any
 
 import torch
 
-from spherevae.config import RunConfig, load_config
-from spherevae.schedules import Clock, make_schedule
-from spherevae.trainer import resolve_device
-from spherevae.training import OBJECTIVES, _ConfigTrainer, _load_split, build_model, train
-from spherevae.weights import load_weights
+from spherevae.training.config import RunConfig, load_config
+from spherevae.training.schedules import Clock, make_schedule
+from spherevae.training.trainer import resolve_device
+from spherevae.training.objectives import OBJECTIVES
+from spherevae.training.runs import _ConfigTrainer, _load_split, build_model, train
+from spherevae.io.weights import load_weights
 
 Times = tuple[float, float]  # (wall-clock s, CPU s of this process)
 
@@ -57,7 +58,7 @@ def _add(a: Times, b: Times) -> Times:
 def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
     """Times of ``cfg.train.epochs`` epochs of the plainest loop on the same set-up,
     and the final weights."""
-    from spherevae.data import BatchLoader
+    from spherevae.data.loader import BatchLoader
 
     ds = _load_split(cfg, "train")
     device = resolve_device(cfg.train.device)

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 
-from spherevae.checkpoint import load_checkpoint
-from spherevae.config import load_config
-from spherevae.rundir import read_jsonl
-from spherevae.weights import load_weights
+from spherevae.io.checkpoint import load_checkpoint
+from spherevae.training.config import load_config
+from spherevae.io.files import read_jsonl
+from spherevae.io.weights import load_weights
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
 

@@ -9,7 +9,7 @@ Run the sweeps first (each is resumable), then this script:
 
 It prints markdown tables and copies/draws the figures. Collapse counts are recomputed
 here from each run's model on the 10k test images with the current
-``spherevae.metrics.collapse_stats`` (so every row uses the same definition).
+``spherevae.evaluation.diagnostics.collapse_stats`` (so every row uses the same definition).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from spherevae.config import load_config
-from spherevae.evaluation import TANGENT_NOISE_SCALES
-from spherevae.metric_info import KEYS, describe, metric_key
-from spherevae.objectives import OBJECTIVES
-from spherevae.rundir import RunLayout
+from spherevae.training.config import load_config
+from spherevae.evaluation.pipeline import TANGENT_NOISE_SCALES
+from spherevae.evaluation.metric_info import KEYS, describe, metric_key
+from spherevae.training.objectives import OBJECTIVES
+from spherevae.io.layout import RunLayout
 
 # Every sweep is evaluated on domain features; keys come from the one builder.
 BACKBONE = "domain"
@@ -95,9 +95,10 @@ def collapse(run_dir: Path) -> dict[str, int]:
     key = str(run_dir)
     if key not in _collapse_cache:
         from spherevae.data import load_dataset
-        from spherevae.evaluation import encode_dataset
-        from spherevae.metrics import collapse_stats, tangent_effective_dim
-        from spherevae.training import load_run
+        from spherevae.models.inference import encode_dataset
+        from spherevae.evaluation.diagnostics import collapse_stats
+        from spherevae.geometry.sphere import tangent_effective_dim
+        from spherevae.training.runs import load_run
 
         cfg, model = load_run(run_dir)
         test = load_dataset(cfg.data.name, "test", root=cfg.data.root, download=False)
@@ -287,7 +288,8 @@ def fig2(sweeps: Path, figures: Path) -> None:
     rows = fig2_rows(sweeps)
     if not rows:
         return
-    from spherevae.plots import mse_fid_plane, save_figure
+    from spherevae.report.plane import mse_fid_plane
+    from spherevae.plots.figure import save_figure
 
     seeds = sorted({r["train.seed"] for r in rows})
     print(f"### Fig 2: the MSE-FID plane (seeds {', '.join(map(str, seeds))}: mean ± std; 6 epochs of 15k images)\n")
@@ -381,7 +383,7 @@ def quench(sweeps: Path, figures: Path) -> None:
         return
     from matplotlib.figure import Figure
 
-    from spherevae.plots import save_figure
+    from spherevae.plots.figure import save_figure
 
     print("### Quench-then-anneal vs constant beta: replica angle (rad) of the test means per epoch\n")
     curves = {}

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Without a GPU the Triton kernels (spherevae.kernels) run under Triton's interpreter,
+# Without a GPU the Triton kernels (spherevae.losses.kernels) run under Triton's interpreter,
 # which must be switched on before triton is first imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -16,10 +16,10 @@ from torch import nn
 
 import spherevae
 from _user_models import MLPVAE
-from spherevae.api import TensorData, as_tensor_data
-from spherevae.config import load_config
-from spherevae.training import train
-from spherevae.weights import load_weights
+from spherevae.data.tensors import TensorData, as_tensor_data
+from spherevae.training.config import load_config
+from spherevae.training.runs import train
+from spherevae.io.weights import load_weights
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -202,7 +202,7 @@ def test_corrupt_weights_file_is_a_clear_error(fitted, tmp_path):
 
 def test_batches_scale_uint8_and_keep_floats(digits):
     """uint8 data is read as images (/255); float data is used as given."""
-    from spherevae.data import BatchLoader
+    from spherevae.data.loader import BatchLoader
 
     u8 = (digits[:8] * 255).round().to(torch.uint8)
     (xu, _), = BatchLoader(TensorData(u8), 8, shuffle=False)
@@ -213,7 +213,7 @@ def test_batches_scale_uint8_and_keep_floats(digits):
 
 def test_runs_from_before_safetensors_still_load(tmp_path):
     """A run dir with the old pickled-dict model.pt (read with weights_only=True) loads."""
-    from spherevae.checkpoint import save_checkpoint
+    from spherevae.io.checkpoint import save_checkpoint
 
     cfg = load_config(TINY, [f"train.out_dir={tmp_path}", "train.epochs=1"])
     run_dir = train(cfg)

@@ -139,7 +139,8 @@ def test_evaluate_of_a_run_fit_on_tensors_says_how_to_evaluate_it(tmp_path, caps
     import torch
 
     import spherevae
-    from spherevae.models import VAE, ModelConfig
+    from spherevae.models.vae import VAE
+    from spherevae.models.config import ModelConfig
 
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     spherevae.fit(VAE(ModelConfig.from_preset("tiny")), train=images, test=images[:16],
@@ -147,7 +148,7 @@ def test_evaluate_of_a_run_fit_on_tensors_says_how_to_evaluate_it(tmp_path, caps
     assert main(["evaluate", str(tmp_path / "mine")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.name 'in-memory'" in err
-    assert "spherevae.evaluation.EvalContext" in err and "PIPELINE" in err
+    assert "spherevae.evaluation.context.EvalContext" in err and "PIPELINE" in err
 
 
 def test_sweep_cli_errors_are_one_line_before_any_work(tmp_path, capsys, monkeypatch):
@@ -178,7 +179,8 @@ def test_resume_may_change_how_the_run_reports(tmp_path, capsys):
 
 
 def test_resume_rules_cover_logger_options_but_not_the_training():
-    from spherevae.rundir import UserError, resume_changes
+    from spherevae.io.errors import UserError
+    from spherevae.training.resume import resume_changes
 
     saved = {"train": {"loggers": [], "logger_options": {}}, "optim": {"lr": 1e-3}}
     new = {"train": {"loggers": ["mlflow"], "logger_options": {"mlflow": {"experiment": "x"}}},

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from spherevae.coordinates import (
+from spherevae.geometry.coordinates import (
     from_hyperspherical,
     hyperspherical_cosines,
     project_to_sphere,
@@ -335,9 +335,11 @@ def test_project_zero_to_pole_with_zero_gradient() -> None:
 def test_sphere_radius_is_the_rms_norm_of_the_standard_normal_and_used_everywhere():
     """sqrt(n) = sqrt(E|z|^2) for z ~ N(0, I_n) (paper eq 8), checked by Monte Carlo; the
     models, the samplers and the sqrt_n target all take it from this one helper."""
-    from spherevae.models import VAE, ModelAdapter, ModelConfig
-    from spherevae.sampling import fit_sampler
-    from spherevae.targets import RADIUS_TARGETS
+    from spherevae.models.vae import VAE
+    from spherevae.models.adapter import ModelAdapter
+    from spherevae.models.config import ModelConfig
+    from spherevae.distributions.samplers import fit_sampler
+    from spherevae.losses.targets import RADIUS_TARGETS
 
     g = torch.Generator().manual_seed(0)
     for n in (1, 2, 7, 128):

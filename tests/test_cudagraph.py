@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spherevae.cudagraph import GraphedStep, check_capturable
+from spherevae.training.cudagraph import GraphedStep, check_capturable
 
 
 def _adam(**kw) -> dict[str, torch.optim.Optimizer]:

@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from spherevae.data import (
-    DATASETS,
-    BatchLoader,
+from spherevae.data import DATASETS, load_dataset, register_dataset
+from spherevae.data.loader import BatchLoader
+from spherevae.data.base import (
     CorruptDatasetError,
     DatasetNotFoundError,
     DatasetSpec,
     ImageDataset,
     download_file,
-    load_dataset,
-    read_idx,
-    register_dataset,
 )
+from spherevae.data.idx import read_idx
 
 
 def _write_idx(path: Path, array: np.ndarray, *, gz: bool) -> Path:
@@ -244,7 +242,7 @@ def test_cifar10_reads_the_official_layout(tmp_path: Path, as_tar: bool) -> None
 def test_cifar10_refuses_code_in_pickles(tmp_path: Path) -> None:
     import pickle
 
-    from spherevae.data import UnsafePickleError
+    from spherevae.data.base import UnsafePickleError
 
     _write_cifar(tmp_path, as_tar=False)
     marker = tmp_path / "pwned"
@@ -469,9 +467,9 @@ def _toy_reader(spec, split, root, download, *, size=96):
 
 
 def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
-    from spherevae.config import load_config
-    from spherevae.rundir import read_json, read_jsonl
-    from spherevae.training import train
+    from spherevae.training.config import load_config
+    from spherevae.io.files import read_json, read_jsonl
+    from spherevae.training.runs import train
 
     spec = DatasetSpec("toy8", (1, 8, 8), ("a", "b", "c"), _toy_reader, options=("size",))
     with pytest.raises(ValueError, match="dataset must be one of"):

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from spherevae.distributed import (
+from spherevae.training.distributed import (
     DistInfo,
     all_gather_with_grad,
     average_gradients,
@@ -43,7 +43,7 @@ def _batch_stats_loss(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def _latent_loss(mu, sigma):
     try:
-        from spherevae.losses import HypersphericalPriorLoss
+        from spherevae.losses.prior import HypersphericalPriorLoss
     except ImportError:  # the losses module is developed in parallel
         return _batch_stats_loss(mu, sigma)
     return HypersphericalPriorLoss(N)(mu, sigma) + _batch_stats_loss(mu, sigma)

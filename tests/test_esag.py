@@ -1,4 +1,4 @@
-"""Tests for spherevae.esag: the ESAG (Paine et al. 2018) in any dimension.
+"""Tests for spherevae.distributions.esag: the ESAG (Paine et al. 2018) in any dimension.
 
 References are independent of the code under test: scipy quadrature of ``M_p``, closed
 forms of ``M_1`` and ``M_2`` (n = 2, 3), radial quadrature of the Gaussian density of
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal, norm
 
-from spherevae.esag import ESAG, log_esag_m
-from spherevae.vmf import frame_with_first_column
+from spherevae.distributions.esag import ESAG, log_esag_m
+from spherevae.geometry.sphere import frame_with_first_column
 
 F64 = torch.float64
 

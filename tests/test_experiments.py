@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spherevae.experiments import (
-    RunResult,
-    collect_results,
-    expand_grid,
-    headline_table,
-    load_sweep,
-)
+from spherevae.experiments.spec import RunResult, expand_grid, load_sweep
+from spherevae.experiments.sweep import collect_results
+from spherevae.experiments.quickstart import headline_table
 
 
 def _write(tmp_path: Path, text: str, base: bool = True) -> Path:
@@ -116,7 +112,7 @@ def test_headline_table_lists_every_run():
 
 def test_every_shipped_config_and_sweep_validates() -> None:
     """Each file in configs/ loads; each sweep expands to runs whose configs all validate."""
-    from spherevae.config import load_config
+    from spherevae.training.config import load_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     run_configs = sorted(root.glob("*.yaml"))
@@ -162,8 +158,8 @@ TINY = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
 def test_a_sweep_is_checked_whole_before_its_first_run_and_writes_nothing(tmp_path, text, cli, match):
     """Every run's config (base + overrides + grid point) and the evaluate options are
     checked before any run trains or anything is written into out_dir."""
-    from spherevae.experiments import run_sweep
-    from spherevae.rundir import UserError
+    from spherevae.experiments.sweep import run_sweep
+    from spherevae.io.errors import UserError
 
     out = tmp_path / "out"
     sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {out}\n" + text, base=False), cli)
@@ -174,7 +170,7 @@ def test_a_sweep_is_checked_whole_before_its_first_run_and_writes_nothing(tmp_pa
 
 @pytest.mark.parametrize("workers", [0, -1, True])
 def test_run_sweep_refuses_fewer_than_one_worker(tmp_path, workers):
-    from spherevae.experiments import run_sweep
+    from spherevae.experiments.sweep import run_sweep
 
     sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {tmp_path / 'out'}\n", base=False))
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
@@ -185,8 +181,8 @@ def test_run_sweep_refuses_fewer_than_one_worker(tmp_path, workers):
 def test_the_ray_backend_without_ray_is_one_error_naming_the_extra_before_any_write(tmp_path, monkeypatch):
     import sys
 
-    from spherevae._optional import MissingExtraError
-    from spherevae.experiments import run_sweep
+    from spherevae._utils.optional import MissingExtraError
+    from spherevae.experiments.sweep import run_sweep
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     sweep = load_sweep(_write(tmp_path, f"name: s\nbase: {TINY}\nout_dir: {tmp_path / 'out'}\n", base=False))
@@ -196,7 +192,8 @@ def test_the_ray_backend_without_ray_is_one_error_naming_the_extra_before_any_wr
 
 
 def test_quickstart_names_still_import_from_experiments():
-    from spherevae import experiments, quickstart
+    from spherevae import experiments
+    from spherevae.experiments.sweep import quickstart
 
     assert experiments.run_quickstart is quickstart.run_quickstart
     assert experiments.headline_table is quickstart.headline_table

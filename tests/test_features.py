@@ -11,17 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from spherevae.features import (
+from spherevae.evaluation.inception import (
     FID_WEIGHTS_URL,
-    BackboneUnavailableError,
     InceptionV3Features,
     InceptionWeightsNotFoundError,
     WrongWeightsError,
-    backbone_extractor,
-    check_backbone,
     load_inception_weights,
 )
-from spherevae.metrics import FID, DomainClassifier
+from spherevae.evaluation.features import (
+    BackboneUnavailableError,
+    backbone_extractor,
+    check_backbone,
+)
+from spherevae.evaluation.fid import FID
+from spherevae.evaluation.domain import DomainClassifier
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_coordinates_match_cpu_values_and_gradients() -> None:
-    from spherevae.coordinates import hyperspherical_cosines, to_hyperspherical
+    from spherevae.geometry.coordinates import hyperspherical_cosines, to_hyperspherical
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1000, generator=g, dtype=torch.float64)
@@ -34,8 +34,9 @@ def test_coordinates_match_cpu_values_and_gradients() -> None:
 
 def test_compressed_step_has_no_host_device_sync() -> None:
     """Forward, compressed loss, backward and Adam step of a VAE under CUDA's sync checker."""
-    from spherevae.config import load_config
-    from spherevae.training import OBJECTIVES, build_model
+    from spherevae.training.config import load_config
+    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.runs import build_model
 
     cfg = load_config(CONFIGS / "cifar10-compressed.yaml", ["model.latent_dim=64"])
     model = build_model(cfg, (3, 32, 32)).cuda()
@@ -65,8 +66,8 @@ def test_compressed_step_has_no_host_device_sync() -> None:
 def test_trainer_step_has_no_host_device_sync(tmp_path: Path, objective: str) -> None:
     """Trainer.train_step as the loop runs it (forward, loss, backward, gradient clipping,
     Adam, the on-device sums of the reported terms) under CUDA's sync checker."""
-    from spherevae.config import load_config
-    from spherevae.training import _ConfigTrainer
+    from spherevae.training.config import load_config
+    from spherevae.training.runs import _ConfigTrainer
 
     cfg = load_config(CONFIGS / "digits-tiny.yaml", [
         "train.device=cuda", f"train.out_dir={tmp_path}", "optim.grad_clip=1.0", "train.amp=bf16",
@@ -88,7 +89,7 @@ def test_trainer_step_has_no_host_device_sync(tmp_path: Path, objective: str) ->
 
 
 def test_vmf_fit_and_sample_on_gpu() -> None:
-    from spherevae.sampling import VonMisesFisher
+    from spherevae.distributions.vmf import VonMisesFisher
 
     g = torch.Generator(device="cuda").manual_seed(0)
     z = torch.randn(10_000, 1000, device="cuda", generator=g) + 3.0
@@ -102,8 +103,8 @@ def test_vmf_fit_and_sample_on_gpu() -> None:
 def test_trainer_on_gpu(tmp_path: Path, extra: list[str]) -> None:
     import json
 
-    from spherevae.config import load_config
-    from spherevae.training import train
+    from spherevae.training.config import load_config
+    from spherevae.training.runs import train
 
     cfg = load_config(CONFIGS / "digits-tiny.yaml", ["train.device=cuda", "train.epochs=2",
                                                      f"train.out_dir={tmp_path}", *extra])
@@ -129,10 +130,11 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
 
 
 def _graph_setup(objective: str = "compressed", n: int = 64, seed: int = 0):
-    from spherevae.config import load_config
-    from spherevae.cudagraph import GraphedStep, capturable_adam
-    from spherevae.objectives import TERMS
-    from spherevae.training import OBJECTIVES, build_model
+    from spherevae.training.config import load_config
+    from spherevae.training.cudagraph import GraphedStep, capturable_adam
+    from spherevae.training.objectives import TERMS
+    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.runs import build_model
 
     cfg = load_config(CONFIGS / f"cifar10-{objective}.yaml", [f"model.latent_dim={n}"])
     torch.manual_seed(seed)
@@ -146,7 +148,7 @@ def _graph_setup(objective: str = "compressed", n: int = 64, seed: int = 0):
 
 @pytest.mark.parametrize("n", [2, 200, 1000])
 def test_triton_prior_loss_matches_torch_on_cuda(n: int) -> None:
-    from spherevae.losses import HypersphericalPriorLoss
+    from spherevae.losses.prior import HypersphericalPriorLoss
 
     g = torch.Generator("cuda").manual_seed(n)
     mu = torch.randn(200, n, device="cuda", generator=g) + 0.2

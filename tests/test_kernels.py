@@ -1,4 +1,4 @@
-"""The Triton prior loss (spherevae.kernels) against the torch implementation
+"""The Triton prior loss (spherevae.losses.kernels) against the torch implementation
 (losses._FusedPriorLoss, itself tested against the term-by-term loss) and a float64
 reference: values and gradients, odd sizes, zeros, poles, half inputs. Without a GPU the
 kernels run under Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1)."""
@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spherevae.kernels import MAX_TRITON_DIM, triton_available, triton_prior_loss
-from spherevae.losses import HypersphericalPriorLoss
+from spherevae.losses.kernels import MAX_TRITON_DIM, triton_available, triton_prior_loss
+from spherevae.losses.prior import HypersphericalPriorLoss
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(
@@ -134,7 +134,7 @@ def test_auto_backend_on_cpu_is_torch() -> None:
 
 def test_auto_needs_a_recent_triton(monkeypatch) -> None:
     """torch's CUDA wheels bring their own triton: an old one must not be picked by 'auto'."""
-    from spherevae import kernels
+    from spherevae.losses.prior import kernels
 
     monkeypatch.setattr(kernels, "_triton_version", lambda: (2, 1))
     assert not kernels.triton_available("cpu")

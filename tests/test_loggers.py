@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spherevae._optional import MissingExtraError, require
-from spherevae.config import load_config
-from spherevae.loggers import LOGGERS, check_loggers, flatten, make_loggers
-from spherevae.training import train
+from spherevae._utils.optional import MissingExtraError, require
+from spherevae.training.config import load_config
+from spherevae.training.loggers import LOGGERS, check_loggers, flatten, make_loggers
+from spherevae.training.runs import train
 
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 
@@ -137,7 +137,7 @@ def test_readme_names_the_artifacts_a_tracker_really_gets(tmp_path, monkeypatch)
     """The README's artifact list is what the trainer passes to every logger's log_artifact."""
     import re
 
-    from spherevae.loggers import LoggerSpec
+    from spherevae.training.loggers import LoggerSpec
 
     received: list[str] = []
 
@@ -157,6 +157,6 @@ def test_readme_names_the_artifacts_a_tracker_really_gets(tmp_path, monkeypatch)
     train(_cfg(tmp_path, "train.epochs=1", "train.loggers=[recording]"))
     said = set(re.findall(r"`([\w-]+\.\w+)`", _readme_section("Experiment tracking")))
     assert said == set(received) == {"config.yaml", "metrics.jsonl", "model.safetensors"}
-    import spherevae.loggers
+    import spherevae.training.loggers
 
-    assert "model.pt" not in spherevae.loggers.__doc__ and "model.safetensors" in spherevae.loggers.__doc__
+    assert "model.pt" not in spherevae.training.loggers.__doc__ and "model.safetensors" in spherevae.training.loggers.__doc__

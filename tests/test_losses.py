@@ -1,4 +1,4 @@
-"""Tests of spherevae.losses against plain-Python float64 references of eqs 1-5 and of the
+"""Tests of spherevae.losses.prior against plain-Python float64 references of eqs 1-5 and of the
 authors' released-code penalty (authors-code-facts.md)."""
 
 from __future__ import annotations
@@ -12,22 +12,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spherevae.coordinates import hyperspherical_cosines
-from spherevae.losses import (
-    ANGLE_TARGETS,
-    AUTHORS_SIGMA_ANGLE_WEIGHTS,
-    PRESETS,
-    AuthorsLatentLoss,
-    HypersphericalPriorLoss,
-    LossTerms,
-    batch_stat_kld,
-    chi_mean,
-    chi_std,
-    latent_batch_stats,
-    merge_latent_stats,
-    ones_cosines,
-    vae_loss,
-)
+from spherevae.geometry.coordinates import hyperspherical_cosines
+from spherevae.losses.targets import ANGLE_TARGETS, PRESETS, chi_mean, chi_std, ones_cosines
+from spherevae.losses.authors import AUTHORS_SIGMA_ANGLE_WEIGHTS, AuthorsLatentLoss
+from spherevae.losses.prior import HypersphericalPriorLoss
+from spherevae.losses.vae import LossTerms, vae_loss
+from spherevae.losses.stats import batch_stat_kld, latent_batch_stats, merge_latent_stats
 
 TERM_KEYS = {
     f"{g}_{p}_{s}" for g in ("mu", "sigma") for p in ("angle", "radius") for s in ("mean", "std")

@@ -7,18 +7,15 @@ import scipy.spatial
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from spherevae.metrics import (
-    FID,
-    KID,
-    FeatureStats,
+from spherevae.evaluation.fid import FID, KID, FeatureStats, frechet_distance, kid
+from spherevae.evaluation.diagnostics import (
     collapse_stats,
-    frechet_distance,
-    kid,
-    knn_accuracy,
-    perturb_tangent,
     posterior_sigma_summary,
-    precision_recall,
     reconstruction_metrics,
+)
+from spherevae.evaluation.knn import knn_accuracy, precision_recall
+from spherevae.geometry.sphere import (
+    perturb_tangent,
     replica_angles,
     tangent_effective_dim,
     tangent_spectrum,
@@ -159,7 +156,7 @@ def _precision_recall_loops(real, fake, k=3):
 
 def test_precision_recall_in_blocks_matches_one_full_matrix(monkeypatch):
     """Blocking rows and columns changes no value: sets of any size, never N x N at once."""
-    import spherevae.knn_metrics as knn_metrics
+    import spherevae.evaluation.knn as knn_metrics
 
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(230, 5)), rng.normal(0.3, 1.2, size=(170, 5))

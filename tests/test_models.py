@@ -1,4 +1,4 @@
-"""Tests of spherevae.models: shapes, ranges, sampling statistics, projection, validation."""
+"""Tests of spherevae.models.vae: shapes, ranges, sampling statistics, projection, validation."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spherevae import coordinates
-from spherevae.models import BLOCKS, MODEL_PRESETS, NORMS, UPSAMPLERS, VAE, ModelConfig, VAEOutput
+from spherevae.geometry import coordinates
+from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS
+from spherevae.models.config import MODEL_PRESETS, ModelConfig
+from spherevae.models.vae import VAE, VAEOutput
 
 needs_projection = pytest.mark.skipif(
     not hasattr(coordinates, "project_to_sphere"),

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from spherevae.config import load_config
-from spherevae.objectives import (
+from spherevae.training.config import load_config
+from spherevae.training.objectives import (
     OBJECTIVES,
     Objective,
     StandardObjective,
     StepOutput,
     register_objective,
 )
-from spherevae.sampling import SAMPLERS
-from spherevae.schedules import SCHEDULES
-from spherevae.training import build_model, train
+from spherevae.distributions.samplers import SAMPLERS
+from spherevae.training.schedules import SCHEDULES
+from spherevae.training.runs import build_model, train
 
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 

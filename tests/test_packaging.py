@@ -17,7 +17,7 @@ import pytest
 import spherevae
 from spherevae.cli import main
 from spherevae.configs import CONFIG_DIR, available, resolve
-from spherevae.metrics import fid_sample_warning, frechet_distance
+from spherevae.evaluation.fid import fid_sample_warning, frechet_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -84,7 +84,7 @@ def _series_styles(fig) -> dict[str, tuple[str, str, str]]:
 
 
 def test_mse_fid_plane_gives_every_series_its_own_colour_and_marker() -> None:
-    from spherevae.sampling import SAMPLERS
+    from spherevae.distributions.samplers import SAMPLERS
 
     samplers = list(SAMPLERS)  # 8 for standard, 7 for compressed: the walkthrough's 15 series
     rows = [{"n": n, "beta": 1.0, "objective": objective, "sampler": s, "mse": 10 - n / 8 + i, "fid": 50 - i}
@@ -131,12 +131,12 @@ def test_project_rejects_too_few_dims():
 
 
 def test_theory_figures(tmp_path) -> None:
-    from spherevae.plots import (
+    from spherevae.plots.theory import (
         concentration_figure,
         cos_phi_distribution_figure,
-        save_figure,
         volume_reduction_figure,
     )
+    from spherevae.plots.figure import save_figure
 
     fig = volume_reduction_figure(ns=(3, 20))
     assert len(fig.axes) == 2
@@ -155,7 +155,7 @@ def test_latent_figures_without_labels_warn_nothing() -> None:
     # A flat image folder has no labels: no colour map, so matplotlib has nothing to warn about.
     import warnings
 
-    from spherevae.plots import sphere_projection, tsne_figure
+    from spherevae.plots.latents import sphere_projection, tsne_figure
 
     z = torch.randn(40, 6, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():

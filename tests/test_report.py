@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
-from spherevae.comparability import comparable_groups, incomparability
-from spherevae.metric_info import GROUPS, KEYS, METRICS, better, describe, metric_key
-from spherevae.report import RunSummary, load_run_summary, write_report
+from spherevae.report.comparability import comparable_groups, incomparability
+from spherevae.evaluation.metric_info import GROUPS, KEYS, METRICS, better, describe, metric_key
+from spherevae.report.html import RunSummary, load_run_summary, write_report
 
 
 class _Page(HTMLParser):
@@ -187,7 +187,7 @@ def test_write_report_needs_a_run(tmp_path):
 def test_report_plane_tells_every_run_and_sampler_apart(tmp_path, monkeypatch):
     from matplotlib.colors import to_hex
 
-    from spherevae.sampling import SAMPLERS
+    from spherevae.distributions.samplers import SAMPLERS
 
     drawn = []
     original = plots.mse_fid_plane
@@ -259,7 +259,7 @@ def _evaluated_run(root: Path, name: str, dataset: str, fid: float) -> Path:
 
     import yaml
 
-    from spherevae.rundir import RunLayout
+    from spherevae.io.layout import RunLayout
 
     layout = RunLayout(root / name)
     layout.eval_dir.mkdir(parents=True)
@@ -436,7 +436,7 @@ def test_a_sampler_whose_fit_failed_never_wins_the_verdict(tmp_path):
 
 
 def test_report_of_a_path_that_is_no_run_says_so(tmp_path):
-    from spherevae.report import load_run_summary
+    from spherevae.report.html import load_run_summary
 
     with pytest.raises(FileNotFoundError, match=r"is not a run directory \(no config\.yaml in it\)"):
         load_run_summary(tmp_path / "nope")

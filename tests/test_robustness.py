@@ -29,21 +29,24 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spherevae.checkpoint import load_checkpoint, save_checkpoint
+from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
 from spherevae.cli import COMMANDS, Command, main
-from spherevae.config import load_config
-from spherevae.coordinates import hyperspherical_cosines, project_to_sphere, to_hyperspherical
-from spherevae.data import DatasetNotFoundError, load_dataset
-from spherevae.losses import AuthorsLatentLoss, HypersphericalPriorLoss, batch_stat_kld
-from spherevae.rundir import (
-    RunDirLock,
-    StorageError,
-    UserError,
-    atomic_write_text,
-    read_jsonl,
+from spherevae.training.config import load_config
+from spherevae.geometry.coordinates import (
+    hyperspherical_cosines,
+    project_to_sphere,
+    to_hyperspherical,
 )
-from spherevae.training import train
-from spherevae.weights import load_weights
+from spherevae.data.base import DatasetNotFoundError
+from spherevae.data import load_dataset
+from spherevae.losses.authors import AuthorsLatentLoss
+from spherevae.losses.prior import HypersphericalPriorLoss
+from spherevae.losses.stats import batch_stat_kld
+from spherevae.io.lock import RunDirLock
+from spherevae.io.errors import StorageError, UserError
+from spherevae.io.files import atomic_write_text, read_jsonl
+from spherevae.training.runs import train
+from spherevae.io.weights import load_weights
 
 REPO = Path(__file__).parents[1]
 TINY = str(REPO / "configs" / "digits-tiny.yaml")
@@ -443,7 +446,7 @@ def t6_checkpoint_missing_an_entry(tmp_path, capsys, trained):
     del state["optimizers"]
     save_checkpoint(state, run / "checkpoints" / "last.pt")
     user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "lacks the entries ['optimizers']")
-    from spherevae.training import load_run
+    from spherevae.training.runs import load_run
 
     # final weights of another format, then an old-style model.pt without its config
     state, _ = load_weights(run / "model.safetensors")
@@ -504,7 +507,8 @@ def t10_corrupt_eval_metrics_json(tmp_path, capsys, trained):
 
 
 def t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again(tmp_path, capsys, trained):
-    from spherevae.experiments import RunSpec, execute_run
+    from spherevae.experiments.spec import RunSpec
+    from spherevae.experiments.sweep import execute_run
 
     run = copy_run(trained, tmp_path)
     (run / "eval").mkdir()
@@ -561,7 +565,7 @@ def c5_unknown_dataset(tmp_path, capsys):
 
 
 def n1_fingerprint_catches_other_data_of_the_same_name_and_shape(tmp_path, capsys):
-    from spherevae.evaluation import evaluate_run
+    from spherevae.evaluation.pipeline import evaluate_run
 
     data = tmp_path / "mnist"
     write_idx(data, seed=0)
@@ -626,7 +630,7 @@ def n6_jsonl_reader_edge_cases(tmp_path, capsys):
 
 
 def n7_schedules_sized_by_the_total_are_pinned_or_warned(tmp_path, capsys):
-    from spherevae.rundir import pin_schedule
+    from spherevae.training.resume import pin_schedule
 
     assert pin_schedule("quench_anneal", {}, 300) == {"quench_epochs": 100}
     assert pin_schedule("quench_anneal", {"quench_fraction": 0.5}, 9) == {"quench_fraction": 0.5, "quench_epochs": 4}
@@ -708,7 +712,7 @@ def test_case(case: Case, request: pytest.FixtureRequest, tmp_path: Path, capsys
 def test_run_layout_is_the_documented_layout(tmp_path: Path) -> None:
     """Every run-directory path comes from RunLayout; these names are the documented ones
     (README, docs/design.md), so a change here is a change of the on-disk format."""
-    from spherevae.rundir import RunLayout
+    from spherevae.io.layout import RunLayout
 
     layout = RunLayout(tmp_path)
     rel = {name: getattr(layout, name).relative_to(tmp_path).as_posix() for name in (

@@ -1,4 +1,4 @@
-"""Tests for spherevae.sampling.
+"""Tests for spherevae.distributions.samplers.
 
 References are independent of the code under test: a positive-term Bessel series summed
 in log space (no cancellation, valid at every order and argument), the closed form of the
@@ -20,20 +20,17 @@ from hypothesis import strategies as st
 from scipy.stats import vonmises_fisher
 from torch import nn
 
-from spherevae.coordinates import project_to_sphere
-from spherevae.sampling import (
+from spherevae.geometry.coordinates import project_to_sphere
+from spherevae.distributions.samplers import (
     SAMPLERS,
-    FittedGaussian,
-    GaussianMixture,
-    VonMisesFisher,
-    bessel_ratio,
-    decode_samples,
     fit_sampler,
-    log_bessel_iv,
-    mean_resultant_length_to_concentration,
     sampler_from_state,
     sampler_to_state,
 )
+from spherevae.distributions.gaussians import FittedGaussian, GaussianMixture
+from spherevae.distributions.vmf import VonMisesFisher, mean_resultant_length_to_concentration
+from spherevae.distributions.bessel import bessel_ratio, log_bessel_iv
+from spherevae.models.inference import decode_samples
 
 DIMS = [2, 3, 128, 1000, 4096]
 KAPPAS = [0.0, 1e-3, 1.0, 100.0, 1e5]
@@ -500,7 +497,12 @@ class _Shifted:
 
 
 def test_a_sampler_registered_with_state_types_saves_and_loads(monkeypatch) -> None:
-    from spherevae.sampling import SAMPLERS, SamplerSpec, sampler_from_state, sampler_to_state
+    from spherevae.distributions.samplers import (
+        SAMPLERS,
+        SamplerSpec,
+        sampler_from_state,
+        sampler_to_state,
+    )
 
     toy = _Shifted(torch.arange(4.0))
     with pytest.raises(TypeError, match="cannot serialise a _Shifted"):

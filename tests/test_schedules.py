@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from spherevae.schedules import SCHEDULES, Clock, make_schedule, register_schedule
+from spherevae.training.schedules import SCHEDULES, Clock, make_schedule, register_schedule
 
 
 def at(epoch, step=0, steps=10, total=300):
@@ -94,9 +94,9 @@ def test_registering_a_schedule_makes_configs_and_training_use_it(tmp_path):
     """docs/design.md "Adding a schedule": one function, one register call."""
     from pathlib import Path
 
-    from spherevae.config import load_config
-    from spherevae.rundir import read_jsonl
-    from spherevae.training import train
+    from spherevae.training.config import load_config
+    from spherevae.io.files import read_jsonl
+    from spherevae.training.runs import train
 
     def step_down(clock, *, high=4.0, after=1):
         return high if clock.epoch < after else 0.25

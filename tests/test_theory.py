@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from spherevae.coordinates import from_hyperspherical
-from spherevae.theory import (
+from spherevae.geometry.coordinates import from_hyperspherical
+from spherevae.geometry.theory import (
     angular_volume_fraction,
     chi_mean,
     cos_phi_cdf,

@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import spherevae
 from _user_models import MLPVAE
-from spherevae.config import RunConfig, config_from_dict, config_to_dict, load_config
-from spherevae.trainer import Trainer
-from spherevae.training import train
-from spherevae.weights import load_weights
+from spherevae.training.config import RunConfig, config_from_dict, config_to_dict, load_config
+from spherevae.training.trainer import Trainer
+from spherevae.training.runs import train
+from spherevae.io.weights import load_weights
 
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 
@@ -113,7 +113,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    from spherevae.training import _ConfigTrainer
+    from spherevae.training.runs import _ConfigTrainer
 
     torch.set_num_threads(1)
     cfg = load_config(TINY, [f"train.out_dir={out_dir}", "train.epochs=2", "train.batch_size=32",
@@ -139,7 +139,7 @@ def test_two_data_parallel_processes_keep_equal_replicas_and_rank0_writes(tmp_pa
 
 
 def test_epoch_sums_find_the_first_bad_step_of_each_term():
-    from spherevae.train_records import EpochSums
+    from spherevae.training.records import EpochSums
 
     sums = EpochSums(torch.device("cpu"))
     values = {"loss": [1.0, 2.0, 3.0, float("inf"), 1.0, 2.0],

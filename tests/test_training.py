@@ -7,17 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from spherevae.checkpoint import load_checkpoint
-from spherevae.config import load_config
-from spherevae.training import (
-    OBJECTIVES,
-    AuthorsObjective,
-    TrainingDiverged,
-    build_model,
-    load_run,
-    train,
-)
-from spherevae.weights import load_weights
+from spherevae.io.checkpoint import load_checkpoint
+from spherevae.training.config import load_config
+from spherevae.training.objectives import OBJECTIVES, AuthorsObjective
+from spherevae.training.trainer import TrainingDiverged
+from spherevae.training.runs import build_model, load_run, train
+from spherevae.io.weights import load_weights
 
 TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 

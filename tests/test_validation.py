@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spherevae._validation import check_choice, check_latents, check_positive
+from spherevae._utils.validation import check_choice, check_latents, check_positive
 
 
 def test_check_latents_accepts_batches():
@@ -47,7 +47,7 @@ def test_check_mu_names_the_expected_shape() -> None:
     import pytest
     import torch
 
-    from spherevae._validation import check_mu
+    from spherevae._utils.validation import check_mu
 
     assert check_mu(torch.zeros(3, 4), 4).shape == (3, 4)
     with pytest.raises(ValueError, match=r"mu must have shape \(batch, 5\), got \(3, 4\)"):

@@ -1,5 +1,5 @@
 """Tests for the vMF mixture (soft EM, Banerjee et al. 2005) and the vMF helpers in
-spherevae.vmf.
+spherevae.distributions.vmf.
 
 References: a plain-loop EM (one sample and one component at a time, normaliser from
 scipy.special.ive), scipy.stats.vonmises_fisher, and Monte Carlo moments.
@@ -17,12 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import vonmises_fisher
 
-from spherevae.vmf import (
-    VonMisesFisher,
-    VonMisesFisherMixture,
-    frame_with_first_column,
-    vmf_tangent_std,
-)
+from spherevae.distributions.vmf import VonMisesFisher, vmf_tangent_std
+from spherevae.distributions.vmf_mixture import VonMisesFisherMixture
+from spherevae.geometry.sphere import frame_with_first_column
 
 F64 = torch.float64
 

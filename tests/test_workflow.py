@@ -10,7 +10,7 @@ from PIL import Image
 
 from spherevae.cli import build_parser, configure_logging, main, train_summary
 from spherevae.data import load_dataset
-from spherevae.experiments import expand_grid, load_sweep
+from spherevae.experiments.spec import expand_grid, load_sweep
 
 
 def _write(path, array):

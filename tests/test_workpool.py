@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spherevae.workpool import WorkerFailure, WorkerPool
+from spherevae.experiments.workpool import WorkerFailure, WorkerPool
 
 EXIT = "__import__('os')._exit({})"
 KILL = "__import__('os').kill(__import__('os').getpid(), {})"
@@ -286,7 +286,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(
         "import sys\n"
-        "from spherevae.workpool import WorkerPool\n"
+        "from spherevae.experiments.workpool import WorkerPool\n"
         "if __name__ == '__main__':\n"
         "    with WorkerPool(eval, 1) as pool:\n"
         "        for _ in pool.imap_unordered([\"print(__import__('os').getpid(), flush=True) or "

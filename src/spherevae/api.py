@@ -11,8 +11,8 @@
     x_new = run.sample(16, sampler="vmf")      # fitted once on the test latents, saved, reused
 
 ``model`` is any ``nn.Module`` with ``encode(x) -> (mu, logvar)`` and ``decode(z) ->
-x_hat`` (wrapped in :class:`~spherevae.models.ModelAdapter`), or a spherevae
-:class:`~spherevae.models.VAE`. Data: tensors or arrays ``(N, ...)`` (uint8 images are
+x_hat`` (wrapped in :class:`~spherevae.models.adapter.ModelAdapter`), or a spherevae
+:class:`~spherevae.models.vae.VAE`. Data: tensors or arrays ``(N, ...)`` (uint8 images are
 scaled to [0, 1], floats used as they are), a ``Dataset`` or a ``DataLoader`` (both read
 once into memory; items may be ``x`` or ``(x, label)``).
 
@@ -33,133 +33,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from spherevae.rundir import RunLayout
+from spherevae.io.layout import RunLayout
 
 if TYPE_CHECKING:
-    from spherevae.models import VAEModel
+    from spherevae.models.adapter import VAEModel
 
 __all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
 
 
-@dataclass(frozen=True)
-class TensorData:
-    """In-memory data for :func:`fit`: ``images`` ``(N, ...)`` uint8 or float, ``labels``
-    int64 ``(N,)`` or ``None`` (duck-compatible with :class:`spherevae.data.ImageDataset`)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor | None = None
-    name: str = "in-memory"
-
-    def __post_init__(self) -> None:
-        x = self.images
-        if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
-            raise ValueError(
-                f"data must be a tensor of shape (N, ...) with N >= 1, got "
-                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
-            )
-        if not (x.dtype == torch.uint8 or x.is_floating_point()):
-            raise ValueError(f"data must be uint8 or floating point, got {x.dtype}")
-        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise ValueError("data holds NaN or inf values")
-        if self.labels is not None and self.labels.shape != (x.shape[0],):
-            raise ValueError(
-                f"labels must have shape ({x.shape[0]},), got {tuple(self.labels.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.images.shape[1:])
 
 
-def _split_item(item: Any) -> tuple[Any, Any]:
-    if isinstance(item, tuple | list):
-        return item[0], (item[1] if len(item) > 1 else None)
-    return item, None
 
 
-def as_tensor_data(data: Any, what: str = "data") -> TensorData:
-    """``data`` (tensor, array, Dataset, DataLoader, or ``(x, labels)``) as :class:`TensorData`."""
-    if isinstance(data, TensorData):
-        return data
-    if isinstance(data, torch.Tensor | np.ndarray):
-        # Held on the CPU (batches move to the training device); a GPU tensor is copied once.
-        return TensorData(torch.as_tensor(data).cpu())
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return TensorData(data[0], None if data[1] is None else torch.as_tensor(data[1]).long())
-    if isinstance(data, torch.utils.data.DataLoader):
-        xs, ys = zip(*(_split_item(b) for b in data), strict=True)
-        labels = None if any(y is None for y in ys) else torch.cat([torch.as_tensor(y) for y in ys])
-        return TensorData(torch.cat([torch.as_tensor(x) for x in xs]), None if labels is None else labels.long())
-    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
-        xs, ys = zip(*(_split_item(data[i]) for i in range(len(data))), strict=True)
-        labels = None if any(y is None for y in ys) else torch.as_tensor(list(ys)).long()
-        return TensorData(torch.stack([torch.as_tensor(x) for x in xs]), labels)
-    raise TypeError(
-        f"{what} must be a tensor, a numpy array, (x, labels), a sized Dataset or a DataLoader; "
-        f"got {type(data).__name__}"
-    )
 
 
-def _importable(cls: type) -> bool:
-    """Whether another process can import ``cls`` by its module and qualified name."""
-    from spherevae.models import _import_class
-
-    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
-        return False
-    try:
-        return _import_class(f"{cls.__module__}:{cls.__qualname__}") is cls
-    except ValueError:
-        return False
 
 
-def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The import path (+ JSON kwargs) that rebuilds a user model, when it is importable."""
-    cls = type(model)
-    if not _importable(cls):
-        return None  # a script, a notebook or a function: load needs model=
-    if kwargs is not None:
-        json.dumps(kwargs)  # raises TypeError early if not JSON
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
 
 
-@torch.no_grad()
-def _latent_dim_of(model: Any, sample: torch.Tensor) -> int:
-    # ``model``: a user's nn.Module that passed check_vae_like (encode is duck-typed).
-    was = model.training
-    model.eval()
-    param = next(model.parameters(), None)
-    x = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
-    try:
-        mu, _ = model.encode(x.to(param.device) if param is not None else x)
-    finally:
-        model.train(was)
-    if mu.dim() != 2:
-        raise ValueError(f"model.encode must return mu of shape (B, n), got {tuple(mu.shape)}")
-    return int(mu.shape[1])
 
 
-def as_vae_model(
-    model: nn.Module,
-    sample: torch.Tensor,
-    *,
-    project_to_sphere: bool,
-    model_kwargs: dict[str, Any] | None = None,
-) -> VAEModel:
-    """``model`` as the trainer needs it: a spherevae :class:`~spherevae.models.VAE` or
-    :class:`~spherevae.models.ModelAdapter` as it is (with its own sphere setting), any
-    other module with ``encode``/``decode`` wrapped in a ``ModelAdapter`` whose ``n`` is
-    read off ``encode(sample)`` (``sample``: a few items ``(k, ...)``, uint8 or float) and
-    which records the model's import path (+ JSON ``model_kwargs``) when it has one."""
-    from spherevae.models import VAE, ModelAdapter, check_vae_like
-
-    if isinstance(model, VAE | ModelAdapter):
-        return model
-    check_vae_like(model)
-    n = _latent_dim_of(model, sample)
-    return ModelAdapter(model, n, project_to_sphere=project_to_sphere, source=_source_of(model, model_kwargs))
 
 
 def fit(
@@ -184,12 +77,12 @@ def fit(
     """Train ``model`` with ``objective`` and return the :class:`Run` in ``out_dir``.
 
     Args:
-        model: a :class:`~spherevae.models.VAE`, or any module with ``encode``/``decode``.
+        model: a :class:`~spherevae.models.vae.VAE`, or any module with ``encode``/``decode``.
         train, test: data (see the module docstring); ``test`` gives the per-epoch test
             metrics and the latents the samplers are fitted to.
-        objective: a name in :data:`spherevae.objectives.OBJECTIVES`.
+        objective: a name in :data:`spherevae.training.objectives.OBJECTIVES`.
         out_dir: the run directory (its parent must exist or be creatable).
-        schedule: a name in :data:`spherevae.schedules.SCHEDULES`; ``None``: the
+        schedule: a name in :data:`spherevae.training.schedules.SCHEDULES`; ``None``: the
             objective's ``default_schedule``.
         project_to_sphere: ``None``: the objective's default (on for compressed/authors).
         model_kwargs: JSON keyword arguments that rebuild ``model`` from its class, so that
@@ -197,10 +90,15 @@ def fit(
         overrides: further ``key.sub=value`` config overrides (e.g. ``["train.amp=bf16"]``).
         resume: continue the run in ``out_dir`` (same weights as an uninterrupted run).
     """
-    from spherevae._validation import check_choice
-    from spherevae.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
-    from spherevae.objectives import OBJECTIVES
-    from spherevae.trainer import Trainer
+    from spherevae._utils.validation import check_choice
+    from spherevae.training.config import (
+        RunConfig,
+        apply_overrides,
+        config_from_dict,
+        config_to_dict,
+    )
+    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.trainer import Trainer
 
     check_choice(objective, "objective", OBJECTIVES)
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
@@ -235,7 +133,7 @@ def load(run_dir: str | Path, *, model: nn.Module | None = None, device: str = "
     ``model``: an instance of the architecture, needed only for a user model whose class
     could not be recorded (defined in ``__main__`` or inside a function).
     """
-    from spherevae.training import load_run
+    from spherevae.training.runs import load_run
 
     run_dir = Path(run_dir)
     if not RunLayout(run_dir).config.is_file():
@@ -301,7 +199,7 @@ class Run:
 
         path = RunLayout(self.run_dir).latents
         if not path.is_file():
-            from spherevae.training import _load_split
+            from spherevae.training.runs import _load_split
 
             self._store_latents(_load_split(self.config, "test").images)
         return load_file(str(path))["z"]
@@ -309,8 +207,8 @@ class Run:
     def _store_latents(self, images: torch.Tensor) -> None:
         from safetensors.torch import save
 
-        from spherevae.eval_context import sampler_latents
-        from spherevae.weights import atomic_write_bytes
+        from spherevae.models.inference import sampler_latents
+        from spherevae.io.files import atomic_write_bytes
 
         mu, logvar = self.encode(images)
         z = sampler_latents(self.model, mu).clone()  # safetensors refuses z sharing mu's memory
@@ -318,11 +216,11 @@ class Run:
         atomic_write_bytes(RunLayout(self.run_dir).latents, blob)
 
     def sampler(self, name: str) -> Any:
-        """The fitted sampler ``name`` (a key of :data:`spherevae.sampling.SAMPLERS`),
+        """The fitted sampler ``name`` (a key of :data:`spherevae.distributions.samplers.SAMPLERS`),
         fitted on :meth:`test_latents` with the run's seed and saved under ``samplers/``
         on first use, loaded from there afterwards."""
-        from spherevae._validation import check_choice
-        from spherevae.sampling import SAMPLERS, fit_sampler
+        from spherevae._utils.validation import check_choice
+        from spherevae.distributions.samplers import SAMPLERS, fit_sampler
 
         check_choice(name, "sampler", SAMPLERS)  # before a file name is made from it
         path = RunLayout(self.run_dir).sampler(name)
@@ -339,9 +237,9 @@ class Run:
         """``num`` decoded samples ``(num, ...)`` from ``sampler`` (default: the objective's
         headline sampler, e.g. ``vmf`` for compressed runs, ``prior`` for standard ones).
         ``num``: a non-negative int, checked before any sampler is fitted."""
-        from spherevae.directions import check_sample_count
-        from spherevae.objectives import OBJECTIVES
-        from spherevae.sampling import decode_samples
+        from spherevae.distributions.directions import check_sample_count
+        from spherevae.training.objectives import OBJECTIVES
+        from spherevae.models.inference import decode_samples
 
         num = check_sample_count(num, "num")
         name = sampler or OBJECTIVES[self.config.objective.name].default_samplers[0]
@@ -349,27 +247,6 @@ class Run:
         return decode_samples(self.model, z.float()).float().cpu()
 
 
-def save_sampler(sampler: Any, path: str | Path) -> Path:
-    """Write a fitted sampler as safetensors: its tensors, and its class and
-    hyper-parameters as JSON metadata (:func:`spherevae.sampling.sampler_to_state`)."""
-    from safetensors.torch import save
-
-    from spherevae.sampling import sampler_to_state
-    from spherevae.weights import atomic_write_bytes
-
-    tensors, meta = sampler_to_state(sampler)
-    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata={"sampler": json.dumps(meta)})
-    return atomic_write_bytes(path, blob)
 
 
-def load_sampler(path: str | Path) -> Any:
-    """A sampler written by :func:`save_sampler` (only registered sampler classes load)."""
-    from safetensors import safe_open
-
-    from spherevae.sampling import sampler_from_state
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["sampler"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return sampler_from_state(tensors, meta)
 

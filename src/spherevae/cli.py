@@ -60,7 +60,8 @@ def _positive_int(text: str) -> int:
 def check_run_dir(run_dir: str) -> Path:
     """``run_dir`` as a ``Path`` if it holds a run (its ``config.yaml``), else a ``UserError``
     saying what it is instead, in the words of :func:`spherevae.load`."""
-    from spherevae.rundir import RunLayout, UserError
+    from spherevae.io.layout import RunLayout
+    from spherevae.io.errors import UserError
 
     path = Path(run_dir)
     if RunLayout(path).config.is_file():
@@ -79,7 +80,7 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def _demo_run(args: argparse.Namespace) -> int:
     from spherevae.demo import run_demo
-    from spherevae.rundir import UserError
+    from spherevae.io.errors import UserError
 
     for flag, value in (("--latent-dim", args.latent_dim), ("--batch", args.batch)):
         if value < 2:
@@ -90,8 +91,8 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    from spherevae.features import FEATURE_BACKBONES
-    from spherevae.sampling import SAMPLERS
+    from spherevae.evaluation.features import FEATURE_BACKBONES
+    from spherevae.distributions.samplers import SAMPLERS
 
     p.add_argument("run_dir", help="a run directory written by `spherevae train`")
     p.add_argument("--num-samples", type=int, default=10_000,
@@ -118,8 +119,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _evaluate_run(args: argparse.Namespace) -> int:
     import json
 
-    from spherevae.evaluation import evaluate_run
-    from spherevae.metric_info import format_table
+    from spherevae.evaluation.pipeline import evaluate_run
+    from spherevae.evaluation.metric_info import format_table
 
     _check_evaluable(check_run_dir(args.run_dir))
     metrics = evaluate_run(
@@ -142,17 +143,18 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 def _check_evaluable(run_dir: Path) -> None:
     """``evaluate`` reloads a run's test images by its ``data.name``: a run trained on data
     that is no registered dataset (``spherevae.fit`` on tensors) is evaluated in Python."""
-    from spherevae.config import load_config
+    from spherevae.training.config import load_config
     from spherevae.data import DATASETS
-    from spherevae.rundir import RunLayout, UserError
+    from spherevae.io.layout import RunLayout
+    from spherevae.io.errors import UserError
 
     name = load_config(RunLayout(run_dir).config).data.name
     if name not in DATASETS:
         raise UserError(
             f"{str(run_dir)!r} was trained on data that is not a registered dataset (data.name "
             f"{name!r}, e.g. spherevae.fit on tensors), so spherevae evaluate cannot reload its "
-            "test images; evaluate it in Python: spherevae.evaluation.EvalContext(run.model, "
-            "test_images, ...) and the stages of spherevae.evaluation.PIPELINE (docs/design.md), "
+            "test images; evaluate it in Python: spherevae.evaluation.context.EvalContext(run.model, "
+            "test_images, ...) and the stages of spherevae.evaluation.pipeline.PIPELINE (docs/design.md), "
             "or register the data set (spherevae.data.register_dataset) under that name"
         )
 
@@ -164,7 +166,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _report_run(args: argparse.Namespace) -> int:
-    from spherevae.report import load_run_summary, write_report
+    from spherevae.report.html import load_run_summary, write_report
 
     path = write_report([load_run_summary(d) for d in args.run_dirs], args.out, title=args.title)
     print(f"report: {path}")
@@ -173,7 +175,7 @@ def _report_run(args: argparse.Namespace) -> int:
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     from spherevae.configs import available
-    from spherevae.experiments import BACKENDS
+    from spherevae.experiments.sweep import BACKENDS
 
     p.add_argument("--config", required=True,
                    help=f"a sweep YAML file, or a packaged sweep's name ({', '.join(available('sweep'))})")
@@ -186,7 +188,8 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
-    from spherevae.experiments import load_sweep, run_sweep
+    from spherevae.experiments.spec import load_sweep
+    from spherevae.experiments.sweep import run_sweep
 
     rows = run_sweep(load_sweep(args.config, args.overrides), backend=args.backend,
                      workers=args.workers)
@@ -202,7 +205,7 @@ def _quickstart_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _quickstart_run(args: argparse.Namespace) -> int:
-    from spherevae.quickstart import run_quickstart
+    from spherevae.experiments.quickstart import run_quickstart
 
     run_quickstart(args.out, configs_dir=args.configs_dir, overrides=args.overrides)
     return 0
@@ -246,9 +249,10 @@ def train_summary(record: dict) -> str:
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
-    from spherevae.config import check_buildable, load_config, override_key
-    from spherevae.rundir import RunLayout
-    from spherevae.training import TrainingDiverged, train
+    from spherevae.training.config import check_buildable, load_config, override_key
+    from spherevae.io.layout import RunLayout
+    from spherevae.training.trainer import TrainingDiverged
+    from spherevae.training.runs import train
 
     if args.resume:
         if args.config:
@@ -352,7 +356,7 @@ def _cli_logging(verbosity: int) -> Iterator[None]:
 
 def _run_command(name: str, args: argparse.Namespace) -> int:
     """Set up logging, check the command's optional modules, then run it."""
-    from spherevae._optional import require
+    from spherevae._utils.optional import require
 
     args.quiet = bool(getattr(args, "quiet", False))
     for module in COMMANDS[name].needs:
@@ -392,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Errors the user can fix (bad input, a busy or damaged run directory, a full disk):
-# spherevae.rundir.UserError is a ValueError. Anything else is a bug: its traceback stays.
+# spherevae.io.errors.UserError is a ValueError. Anything else is a bug: its traceback stays.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                PermissionError)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from spherevae.coordinates import hyperspherical_cosines, project_to_sphere, sphere_radius
-from spherevae.losses import HypersphericalPriorLoss
-from spherevae.metrics import replica_angles
+from spherevae.geometry.coordinates import hyperspherical_cosines, project_to_sphere, sphere_radius
+from spherevae.losses.prior import HypersphericalPriorLoss
+from spherevae.geometry.sphere import replica_angles
 
 __all__ = ["DemoRow", "compress_latents", "run_demo"]
 

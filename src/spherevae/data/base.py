@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spherevae.rundir import atomic_open
+from spherevae.io.files import atomic_open
 
 __all__ = [
     "SPLITS",

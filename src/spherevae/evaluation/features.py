@@ -1,0 +1,195 @@
+"""Feature backbones for FID, KID and precision/recall, registered as specs.
+
+:data:`FEATURE_BACKBONES` maps a backbone name to a :class:`BackboneSpec`: a builder
+(``build(dataset, *, weights, device, seed) -> extractor``, the extractor any callable
+from float images ``(N, C, H, W)`` in [0, 1] to features ``(N, D)``), the batch size it
+runs at and a label for titles and logs. Metric keys carry the name (``fid_domain_...``).
+Adding a backbone is one entry in that dict (docs/design.md, "Adding a feature backbone").
+
+- ``"domain"``: :class:`DomainClassifier`, a small CNN trained here on the labelled
+  training split and cached on disk (:func:`domain_backbone`). Its FIDs compare runs
+  with each other; they are NOT comparable to published Inception FIDs.
+- ``"inception"``: Inception-v3 FID features from a local weights file (never downloaded).
+
+The Inception network is the variant of Inception-v3 used for FID (the TensorFlow graph
+``pt_inception-2015-12-05``, as ported by pytorch-fid): average pools that do not count
+padding in the A, C and first E blocks, a max pool in the last E block's pool branch, and
+BatchNorm with ``eps = 1e-3``. Features are the 2048 global-average-pooled outputs of
+``Mixed_7c``. Module names follow that file's state-dict keys
+(``Conv2d_1a_3x3.conv.weight``, ``Mixed_5b.branch1x1.bn.running_mean``, ...), so the
+public weights file ``pt_inception-2015-12-05-6726825d.pth`` loads as is; its 1008-way
+``fc`` and any ``AuxLogits`` (torchvision's files) are ignored. torchvision's own
+``inception_v3`` weights have the same keys and load too, but that network pools
+differently and was trained differently: FIDs computed with it are not the standard ones.
+
+Only ``fid_inception_*`` numbers are comparable to published FIDs; ``fid_domain_*`` numbers
+are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "FEATURE_BACKBONES",
+    "FID_WEIGHTS_URL",
+    "BackboneSpec",
+    "BackboneUnavailableError",
+    "DomainClassifier",
+    "InceptionV3Features",
+    "InceptionWeightsNotFoundError",
+    "WrongWeightsError",
+    "backbone_extractor",
+    "check_backbone",
+    "domain_backbone",
+    "extract_features",
+    "inception_backbone",
+    "load_inception_weights",
+]
+
+# images (N, C, H, W) float in [0, 1] -> features (N, D)
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+
+
+
+
+
+class BackboneUnavailableError(ValueError):
+    """The data lacks what the backbone needs (the domain classifier and a training split
+    without labels): nothing the user typed is wrong, so evaluation goes on without the
+    metrics of these features (``spherevae.evaluation.pipeline``)."""
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+# ------------------------------------------------------------------ domain classifier
+
+
+
+
+
+
+
+
+def _check_domain(dataset: Any = None, weights: str | None = None) -> None:
+    """``FEATURE_BACKBONES["domain"].check``: the training split has class labels, else
+    :class:`BackboneUnavailableError` (a flat image folder has none)."""
+    del weights
+    if dataset is None or getattr(dataset, "labels", None) is None:
+        raise BackboneUnavailableError(
+            "the domain FID backbone is a classifier trained on the class labels of the training "
+            "data, which has none (e.g. a flat image folder): for FID, KID and precision/recall put "
+            "the images in class subfolders, or use --backbone inception --inception-weights FILE"
+        )
+
+
+def _build_domain(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                  seed: int = 0) -> nn.Module:
+    _check_domain(dataset, weights)
+    return domain_backbone(dataset, seed=seed, device=device)
+
+
+# ------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One entry of :data:`FEATURE_BACKBONES`.
+
+    ``build(dataset=None, *, weights=None, device="cpu", seed=0)`` returns the extractor:
+    a module with a ``features(x)`` method, or any callable ``x -> (N, D)`` features of
+    float images ``x`` ``(N, C, H, W)`` in [0, 1]. ``dataset`` is the training split
+    (``images`` uint8, ``labels``; for backbones trained on the data), ``weights`` a local
+    weights file. ``batch_size``: images per extractor call. ``label``: what the features
+    are, for titles and logs. ``check(dataset, weights)``, optional: raises, cheaply and
+    before any work, what ``build`` would raise for these inputs
+    (:class:`BackboneUnavailableError` when the data lacks what it needs; any other error
+    when the user's inputs are wrong, e.g. a missing weights file); ``None``: nothing to check.
+    """
+
+    build: Callable[..., Any]
+    batch_size: int
+    label: str
+    check: Callable[[Any, str | None], None] | None = None
+
+
+# Only "inception" FIDs are comparable to published numbers; "domain" FIDs compare runs
+# with each other. Inception runs at 299x299: smaller batches keep memory modest on CPU.
+FEATURE_BACKBONES: dict[str, BackboneSpec] = {
+    "domain": BackboneSpec(_build_domain, 500, "domain features", _check_domain),
+    "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)", _check_inception),
+}
+
+
+def check_backbone(name: str, *, dataset: Any = None, weights: str | None = None) -> None:
+    """Raise now what building the backbone ``name`` for ``dataset`` and ``weights`` would
+    raise later (its spec's ``check``): :class:`BackboneUnavailableError` when the data
+    lacks what it needs, :class:`InceptionWeightsNotFoundError` for a missing weights file,
+    ``ValueError`` for an unknown name."""
+    from spherevae._utils.validation import check_choice
+
+    check_choice(name, "FID backbone", FEATURE_BACKBONES)
+    spec = FEATURE_BACKBONES[name]
+    if spec.check is not None:
+        spec.check(dataset, weights)
+
+
+def backbone_extractor(name: str, *, dataset: Any = None, weights: str | None = None,
+                       device: str = "cpu", seed: int = 0) -> Any:
+    """Build the extractor of the registered backbone ``name``."""
+    from spherevae._utils.validation import check_choice
+
+    check_choice(name, "FID backbone", FEATURE_BACKBONES)
+    return FEATURE_BACKBONES[name].build(dataset, weights=weights, device=device, seed=seed)
+
+
+@torch.no_grad()
+def extract_features(extractor: Any, images: torch.Tensor, *, batch_size: int = 500,
+                     device: str | torch.device = "cpu") -> np.ndarray:
+    """Features ``(N, D)`` float64 of float images ``(N, C, H, W)`` in [0, 1], ``batch_size``
+    images at a time on ``device``. ``extractor``: a module whose ``features`` method
+    gives them (the module is put in eval mode), or any callable ``images -> features``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(extractor, nn.Module):
+        extractor.eval()
+    extract = getattr(extractor, "features", extractor)
+    out = [torch.as_tensor(extract(images[i : i + batch_size].to(device).float())).double().cpu()
+           for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out).numpy()

@@ -1,0 +1,87 @@
+"""The figures stage of :mod:`spherevae.evaluation.pipeline`: every figure of an evaluated
+:class:`~spherevae.evaluation.context.EvalContext`, as PNGs in its ``out_dir``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from spherevae.evaluation.context import EvalContext, _decode, _named_generator, _need
+from spherevae.models.inference import model_method
+from spherevae.evaluation.metric_info import metric_key
+from spherevae.io.layout import RunLayout
+from spherevae.io.files import read_jsonl
+
+__all__ = ["figures"]
+
+
+def figures(ctx: EvalContext) -> None:
+    """Every figure, as PNGs in ``ctx.out_dir``. Needs :func:`generation_metrics`,
+    :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
+    from spherevae import plots
+
+    out = _need(ctx, "out_dir", "load_context")
+    samples = ctx.samples if ctx.fit_errors else _need(ctx, "samples", "generate")
+    latents, m, k = ctx.latents, ctx.metrics, 16
+    assert latents is not None and ctx.x_hat is not None
+    out.mkdir(parents=True, exist_ok=True)
+    main, backbone = m["main_sampler"], m.get("fid_backbone")  # no backbone: no FIDs in titles
+    x = ctx.test_images[:k].float() / 255.0
+    if main in samples:  # not when the main sampler's fit failed
+        plots.save_figure(plots.reconstruction_figure(x, ctx.x_hat[:k], samples[main][:k]), out / "samples.png")
+    fids = {name: m[metric_key("fid_recon", backbone=backbone, sampler=name)] for name in samples if backbone}
+    if samples:
+        plots.save_figure(
+            plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
+                                      fid_label=f"FID {backbone}"),
+            out / "samples_by_sampler.png",
+        )
+    labels, classes = ctx.test_labels, ctx.classes
+    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
+                      out / "sphere_projection.png")
+    plots.save_figure(
+        plots.latent_spectrum_figure(m["sigma_per_dim"], m["tangent_spectrum"], m["vmf_tangent_std"] ** 2),
+        out / "latent_spectrum.png",
+    )
+    n_tsne = min(ctx.opts.tsne_points, latents.shape[0])
+    plots.save_figure(
+        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
+                          seed=ctx.opts.seed, class_names=classes),
+        out / "tsne.png",
+    )
+    _histogram_figure(ctx, out / "latent_histograms.png")
+    rows = read_jsonl(RunLayout(ctx.run_dir).metrics) if ctx.run_dir is not None else []
+    if rows:
+        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
+    _interpolation_figure(ctx, out / "interpolation.png")
+
+
+def _histogram_figure(ctx: EvalContext, path: Path) -> None:
+    """Figs 8-9: per-dimension histograms of mu, sigma and one sampled z per test image
+    (its own generator, named ``figures``), norms and the replica angle."""
+    from spherevae import plots
+    from spherevae.geometry.coordinates import hyperspherical_cosines
+
+    mu, logvar = ctx.mu, ctx.logvar
+    assert mu is not None and logvar is not None
+    z = model_method(ctx.model, "reparameterize")(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
+    _, cos_mu = hyperspherical_cosines(mu)
+    plots.save_figure(plots.latent_histograms(mu, torch.exp(0.5 * logvar), z, cos_mu), path)
+
+
+def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
+    """Linear and great-circle interpolation between the first test images of two
+    different classes (the first two test images without labels)."""
+    from spherevae import plots
+
+    labels, latents = ctx.test_labels, ctx.latents
+    assert latents is not None
+    i0, i1 = 0, 1
+    if labels is not None:
+        others = (labels != labels[0]).nonzero()
+        i1 = int(others[0]) if len(others) else 1
+    z0, z1 = latents[i0], latents[i1]
+    lin = _decode(ctx, plots.interpolate_linear(z0, z1, 10))
+    sph = _decode(ctx, plots.interpolate_sphere(z0, z1, 10))
+    plots.save_figure(plots.interpolation_figure(lin, sph), path)

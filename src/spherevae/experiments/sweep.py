@@ -1,0 +1,307 @@
+"""Sweeps: a base run config crossed with a grid, trained and evaluated run by run.
+
+A sweep is a YAML file::
+
+    name: fmnist-fig2
+    base: ../fmnist-compressed-cpu.yaml     # a run config, relative to this file
+    out_dir: sweeps/fmnist-fig2             # relative to the working directory
+    overrides: [train.epochs=8]             # applied to every run
+    variants:                               # named override sets, crossed with the grid
+      standard: [objective.name=standard]
+      compressed: [objective.name=compressed]
+    grid:                                   # cartesian product of key -> values
+      model.latent_dim: [16, 64, 256]
+      objective.beta: [0.5, 1.0]
+      train.seed: [0, 1]
+    evaluate: {num_samples: 10000}          # keyword arguments of evaluate_run
+    resources: {cpus: 4, gpus: 1}           # per run, on the ray backend (default 1 CPU, 0 GPU)
+
+Every run gets its own directory ``out_dir/runs/<run name>``. A run whose
+``eval/metrics.json`` exists is finished and skipped, so a crashed or interrupted
+sweep resumes where it stopped. A failing run is recorded with its error in the
+results table and does not stop the sweep. Results are collected into
+``results.csv`` and ``results.json`` and drawn as the MSE-FID plane (Fig 2).
+
+Backends (registry :data:`BACKENDS`): ``local`` (one run at a time or ``workers``
+processes) and ``ray`` (the optional ``ray`` extra: a local instance or a cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spherevae.io.layout import RunLayout, check_name
+from spherevae.io.errors import UserError
+from spherevae.io.files import atomic_write_json, atomic_write_text, read_json
+from spherevae.experiments.check import check_sweep
+
+__all__ = [
+    "BACKENDS",
+    "RunResult",
+    "RunSpec",
+    "SweepConfig",
+    "check_sweep",
+    "collect_results",
+    "expand_grid",
+    "load_sweep",
+    "run_sweep",
+]
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def _metrics_path(run_dir: Path) -> Path:
+    return RunLayout(run_dir).eval_metrics
+
+
+
+
+def _execute_in_worker(spec: RunSpec) -> RunResult:
+    """:func:`execute_run` in a sweep worker process, whose warnings print as one line
+    naming the run (the CLI's one-line format does not reach a spawned process)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, *_a, **_k: print(
+            f"{spec.name}: warning: {msg}", file=sys.stderr, flush=True)
+        return execute_run(spec)
+
+
+def execute_run(spec: RunSpec) -> RunResult:
+    """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
+    done = _metrics_path(spec.run_dir)
+    if done.is_file():
+        try:
+            return RunResult(spec.name, spec.params, "skipped", read_json(done))
+        except UserError as exc:  # damaged from outside (evaluate writes it atomically)
+            warnings.warn(f"{exc}; evaluating {spec.name} again", stacklevel=2)
+    try:
+        import torch
+
+        from spherevae.training.config import load_config
+        from spherevae.evaluation.pipeline import evaluate_run
+        from spherevae.training.runs import train
+
+        # Each worker process gets one core's worth of threads: workers * threads
+        # must not oversubscribe the machine.
+        threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN")
+        if threads:
+            torch.set_num_threads(int(threads))
+        cfg = load_config(spec.base, run_overrides(spec))
+        resume = RunLayout(spec.run_dir).checkpoint.is_file()
+        if not resume and spec.run_dir.exists():
+            # A run that died before its first checkpoint: keep its files for
+            # inspection, start afresh beside them.
+            stale = spec.run_dir.with_name(f"{spec.run_dir.name}.incomplete-{int(time.time())}")
+            spec.run_dir.rename(stale)
+        run_dir = train(cfg, resume=resume)
+        metrics = evaluate_run(run_dir, **spec.evaluate)
+        return RunResult(spec.name, spec.params, "done", metrics)
+    except Exception as exc:  # a failed run is reported, not lost, and the sweep goes on
+        tb = traceback.format_exc()
+        with contextlib.suppress(OSError):
+            atomic_write_text(RunLayout(spec.run_dir).error, tb)
+        return RunResult(spec.name, spec.params, "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+Backend = Callable[[list[RunSpec], int, Callable[[RunResult], None]], list[RunResult]]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``results`` holds the runs that finished before it."""
+
+    def __init__(self, results: list[RunResult], running: int) -> None:
+        super().__init__(f"sweep interrupted: {len(results)} run(s) finished, {running} stopped")
+        self.results = results
+        self.running = running
+
+
+def _local_backend(
+    specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
+) -> list[RunResult]:
+    results: list[RunResult] = []
+    if workers == 1:
+        try:
+            for spec in specs:
+                result = execute_run(spec)
+                on_result(result)
+                results.append(result)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(results, 1) from None
+        return results
+    from spherevae.experiments.workpool import WorkerFailure, WorkerPool
+
+    workers = min(workers, len(specs)) or 1
+    # Each worker gets its share of the cores: workers * threads must not oversubscribe.
+    threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        with WorkerPool(_execute_in_worker, workers, env={"SPHEREVAE_THREADS_PER_RUN": threads}) as pool:
+            for spec, outcome in pool.imap_unordered(specs):
+                if isinstance(outcome, WorkerFailure):  # the worker died: no error.txt of its own
+                    with contextlib.suppress(OSError):
+                        atomic_write_text(RunLayout(spec.run_dir).error, outcome.message + "\n")
+                    outcome = RunResult(spec.name, spec.params, "failed", error=outcome.message)
+                on_result(outcome)
+                results.append(outcome)
+    except KeyboardInterrupt:  # the pool has stopped every worker; runs resume from checkpoints
+        raise SweepInterrupted(results, min(workers, len(specs) - len(results))) from None
+    return results
+
+
+def _ray_backend(
+    specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
+) -> list[RunResult]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(
+            "the ray backend needs the optional ray package: pip install 'spherevae[ray]'"
+        ) from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        # RAY_ADDRESS selects a cluster; without it a local instance is started.
+        cpus = max(s.resources["cpus"] for s in specs) if specs else 1.0
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS"),
+            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(1, round(workers * cpus)),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    try:
+        # Each run reserves the sweep's `resources`; Ray sets CUDA_VISIBLE_DEVICES for the
+        # GPUs it grants, so train.device=auto trains on them.
+        remote = ray.remote(execute_run)
+        pending = {
+            remote.options(num_cpus=spec.resources["cpus"], num_gpus=spec.resources["gpus"])
+            .remote(spec): spec
+            for spec in specs
+        }
+        results: list[RunResult] = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            spec = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # the worker itself died
+                result = RunResult(spec.name, spec.params, "failed", error=f"ray: {exc}")
+            on_result(result)
+            results.append(result)
+        return results
+    except KeyboardInterrupt:
+        raise SweepInterrupted(results, len(pending)) from None
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+BACKENDS: dict[str, Backend] = {"local": _local_backend, "ray": _ray_backend}
+
+
+def collect_results(out_dir: Path, results: Iterable[RunResult]) -> list[dict[str, Any]]:
+    """Write ``results.json`` and ``results.csv`` (one row per run) and return the rows."""
+    rows = []
+    for r in sorted(results, key=lambda r: r.name):
+        row = {"name": r.name, "status": r.status, **r.params}
+        if r.error:
+            row["error"] = r.error
+        row.update({k: v for k, v in r.metrics.items() if isinstance(v, (int, float, str, bool))})
+        rows.append(row)
+    atomic_write_json(out_dir / "results.json", rows, indent=2, sort_keys=True)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "results.csv", buf.getvalue())
+    return rows
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    *,
+    backend: str | None = None,
+    workers: int | None = None,
+    fid_key: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every run of ``sweep`` not yet finished, then collect results and draw Fig 2.
+
+    The whole sweep is checked first (``workers``, the backend's extra, :func:`check_sweep`):
+    a problem raises before anything is written into ``out_dir``. Returns the rows of the
+    results table (also written to ``out_dir``).
+    """
+    from spherevae._utils.optional import require
+
+    backend = backend or sweep.backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+    workers = sweep.workers if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    for module, extra in BACKEND_NEEDS[backend]:  # before anything is written
+        require(module, extra, f"the {backend} sweep backend")
+    specs = expand_grid(sweep)
+    check_sweep(sweep, specs)
+    sweep.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sweep.out_dir / "sweep.json", _sweep_record(sweep, specs), indent=2)
+    log(f"sweep {sweep.name}: {len(specs)} runs, backend {backend}, out {sweep.out_dir}")
+    count = {"n": 0}
+
+    def on_result(result: RunResult) -> None:
+        count["n"] += 1
+        tail = f": {result.error}" if result.error else ""
+        log(f"[{count['n']}/{len(specs)}] {result.name}: {result.status}{tail}")
+
+    try:
+        results = BACKENDS[backend](specs, workers, on_result)
+    except SweepInterrupted as stop:
+        # Say so at once, keep what finished, and let the caller exit (130 in the CLI).
+        log(f"sweep {sweep.name}: interrupted; stopped {stop.running} running run(s); "
+            f"{len(stop.results)} of {len(specs)} finished")
+        collect_results(sweep.out_dir, stop.results)
+        log(f"results of the finished runs: {sweep.out_dir / 'results.csv'}; run the same "
+            "command again to continue (finished runs are skipped, stopped ones resume)")
+        raise
+    rows = collect_results(sweep.out_dir, results)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        log(f"{len(failed)} run(s) failed; see error.txt in their run directories")
+    from spherevae.report.plane import draw_sweep_plane
+
+    draw_sweep_plane(sweep.out_dir, rows, fid_key, log)
+    return rows
+
+
+def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:
+    record = asdict(sweep)
+    record["base"] = str(sweep.base)
+    record["out_dir"] = str(sweep.out_dir)
+    record["runs"] = [{"name": s.name, "overrides": list(s.overrides)} for s in specs]
+    return record
+
+
+

@@ -1,0 +1,47 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import contextlib
+
+import dataclasses
+
+import datetime
+
+import errno
+
+import inspect
+
+import json
+
+import os
+
+import socket
+
+import tempfile
+
+import warnings
+
+from collections.abc import Callable, Iterator, Mapping
+
+from pathlib import Path
+
+from typing import IO, Any
+
+
+class UserError(ValueError):
+    """A problem the user can fix (bad input, a busy or damaged run directory)."""
+
+
+class RunDirLocked(UserError):
+    """Another live process holds the run directory."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file is unreadable, incomplete, unsafe or of another model."""
+
+
+class StorageError(UserError):
+    """Writing a file failed (disk full, quota, read-only); the previous version is intact."""
+
+

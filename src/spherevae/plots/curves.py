@@ -1,0 +1,49 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import itertools
+
+import os
+
+from collections.abc import Sequence
+
+from pathlib import Path
+
+from typing import Any
+
+import numpy as np
+
+import torch
+
+from spherevae.report.plane import (
+    distinct_colours,
+    draw_sweep_plane,
+    mse_fid_plane,
+    sampler_colours,
+)
+
+
+def training_curves(rows: Sequence[dict[str, Any]]):
+    """Per-epoch MSE (train/test), latent loss, beta and the schedule multiplier."""
+    fig = new_figure(12, 3.5)
+    axes = fig.subplots(1, 3)
+    epochs = [r.get("epoch", i) for i, r in enumerate(rows)]
+    panels = (
+        (("train_rmse_percent", "test_rmse_percent"), "RMSE (% of range)"),
+        (("train_latent",), "latent loss"),
+        (("beta", "multiplier"), "β and multiplier"),
+    )
+    for ax, (keys, title) in zip(axes, panels, strict=True):
+        for key in keys:
+            ys = [r.get(key) for r in rows]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no logged key stays empty
+            ax.legend(fontsize=8)
+    return fig
+
+

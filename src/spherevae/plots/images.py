@@ -1,0 +1,58 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import itertools
+
+import os
+
+from collections.abc import Sequence
+
+from pathlib import Path
+
+from typing import Any
+
+import numpy as np
+
+import torch
+
+from spherevae.report.plane import (
+    distinct_colours,
+    draw_sweep_plane,
+    mse_fid_plane,
+    sampler_colours,
+)
+
+
+def reconstruction_figure(x: Any, x_hat: Any, x_samples: Any, titles: Sequence[str] = ("x", "x̂ (reconstruction)", "x_ε (samples)"), nrow: int = 4):
+    """Fig 1a: data, reconstructions and decoded samples side by side."""
+    fig = new_figure(12, 4.4)
+    axes = fig.subplots(1, 3)
+    for ax, imgs, title in zip(axes, (x, x_hat, x_samples), titles, strict=True):
+        show_grid(ax, image_grid(imgs, nrow), title)
+    return fig
+
+
+def sampler_grid_figure(samples: dict[str, Any], fids: dict[str, float] | None = None, nrow: int = 4,
+                        fid_label: str = "FID"):
+    """Decoded samples of several samplers side by side, one panel each, titled with the
+    sampler's name and, when given, its FID; ``fid_label`` should name the backbone."""
+    if not samples:
+        raise ValueError("sampler_grid_figure: no samples given")
+    fig = new_figure(4 * len(samples), 4.4)
+    axes = np.atleast_1d(fig.subplots(1, len(samples)))
+    for ax, (name, imgs) in zip(axes, samples.items(), strict=True):
+        title = name if not fids or name not in fids else f"{name} ({fid_label} {fids[name]:.1f})"
+        show_grid(ax, image_grid(imgs, nrow), title)
+    return fig
+
+
+def interpolation_figure(images_linear: Any, images_sphere: Any):
+    """A.11: decoded linear (top) and spherical (bottom) interpolations."""
+    fig = new_figure(12, 3)
+    axes = fig.subplots(2, 1)
+    for ax, imgs, title in zip(axes, (images_linear, images_sphere), ("linear", "along the sphere"), strict=True):
+        show_grid(ax, image_grid(imgs, nrow=len(imgs)), title)
+    return fig
+
+
