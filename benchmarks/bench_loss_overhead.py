@@ -38,8 +38,8 @@ import torch
 from spherevae.geometry.coordinates import project_to_sphere
 from spherevae.losses.prior import HypersphericalPriorLoss
 from spherevae.losses.vae import gaussian_kld, reconstruction_error, vae_loss
-from spherevae.models.vae import VAE, VAEOutput
 from spherevae.models.config import ModelConfig
+from spherevae.models.vae import VAE, VAEOutput
 
 BETA = 1.0
 

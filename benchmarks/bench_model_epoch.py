@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from spherevae.models.vae import VAE
 from spherevae.models.config import ModelConfig
+from spherevae.models.vae import VAE
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,

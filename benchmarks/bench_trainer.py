@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
+from spherevae.io.weights import load_weights
 from spherevae.training.config import RunConfig, load_config
+from spherevae.training.objectives import OBJECTIVES
+from spherevae.training.runs import _ConfigTrainer, build_model, load_split, train
 from spherevae.training.schedules import Clock, make_schedule
 from spherevae.training.trainer import resolve_device
-from spherevae.training.objectives import OBJECTIVES
-from spherevae.training.runs import _ConfigTrainer, _load_split, build_model, train
-from spherevae.io.weights import load_weights
 
 Times = tuple[float, float]  # (wall-clock s, CPU s of this process)
 
@@ -60,7 +60,7 @@ def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
     and the final weights."""
     from spherevae.data.loader import BatchLoader
 
-    ds = _load_split(cfg, "train")
+    ds = load_split(cfg, "train")
     device = resolve_device(cfg.train.device)
     model = build_model(cfg, tuple(ds.images.shape[1:])).to(device)
     objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)

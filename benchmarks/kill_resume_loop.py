@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 
 from spherevae.io.checkpoint import load_checkpoint
-from spherevae.training.config import load_config
 from spherevae.io.files import read_jsonl
 from spherevae.io.weights import load_weights
+from spherevae.training.config import load_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from spherevae.training.config import load_config
-from spherevae.evaluation.pipeline import TANGENT_NOISE_SCALES
 from spherevae.evaluation.metric_info import KEYS, describe, metric_key
-from spherevae.training.objectives import OBJECTIVES
+from spherevae.evaluation.pipeline import TANGENT_NOISE_SCALES
 from spherevae.io.layout import RunLayout
+from spherevae.training.config import load_config
+from spherevae.training.objectives import OBJECTIVES
 
 # Every sweep is evaluated on domain features; keys come from the one builder.
 BACKBONE = "domain"
@@ -95,9 +95,9 @@ def collapse(run_dir: Path) -> dict[str, int]:
     key = str(run_dir)
     if key not in _collapse_cache:
         from spherevae.data import load_dataset
-        from spherevae.models.inference import encode_dataset
         from spherevae.evaluation.diagnostics import collapse_stats
         from spherevae.geometry.sphere import tangent_effective_dim
+        from spherevae.models.inference import encode_dataset
         from spherevae.training.runs import load_run
 
         cfg, model = load_run(run_dir)
@@ -288,8 +288,8 @@ def fig2(sweeps: Path, figures: Path) -> None:
     rows = fig2_rows(sweeps)
     if not rows:
         return
-    from spherevae.report.plane import mse_fid_plane
     from spherevae.plots.figure import save_figure
+    from spherevae.report.plane import mse_fid_plane
 
     seeds = sorted({r["train.seed"] for r in rows})
     print(f"### Fig 2: the MSE-FID plane (seeds {', '.join(map(str, seeds))}: mean ± std; 6 epochs of 15k images)\n")

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spherevae.plots.figure import save_figure
 from spherevae.plots.theory import (
     concentration_figure,
     cos_phi_distribution_figure,
     volume_reduction_figure,
 )
-from spherevae.plots.figure import save_figure
 
 
 def main() -> None:

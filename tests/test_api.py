@@ -17,9 +17,9 @@ from torch import nn
 import spherevae
 from _user_models import MLPVAE
 from spherevae.data.tensors import TensorData, as_tensor_data
+from spherevae.io.weights import load_weights
 from spherevae.training.config import load_config
 from spherevae.training.runs import train
-from spherevae.io.weights import load_weights
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"

@@ -139,8 +139,8 @@ def test_evaluate_of_a_run_fit_on_tensors_says_how_to_evaluate_it(tmp_path, caps
     import torch
 
     import spherevae
-    from spherevae.models.vae import VAE
     from spherevae.models.config import ModelConfig
+    from spherevae.models.vae import VAE
 
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     spherevae.fit(VAE(ModelConfig.from_preset("tiny")), train=images, test=images[:16],

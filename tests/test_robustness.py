@@ -29,24 +29,24 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
 from spherevae.cli import COMMANDS, Command, main
-from spherevae.training.config import load_config
+from spherevae.data import load_dataset
+from spherevae.data.base import DatasetNotFoundError
 from spherevae.geometry.coordinates import (
     hyperspherical_cosines,
     project_to_sphere,
     to_hyperspherical,
 )
-from spherevae.data.base import DatasetNotFoundError
-from spherevae.data import load_dataset
+from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
+from spherevae.io.errors import StorageError, UserError
+from spherevae.io.files import atomic_write_text, read_jsonl
+from spherevae.io.lock import RunDirLock
+from spherevae.io.weights import load_weights
 from spherevae.losses.authors import AuthorsLatentLoss
 from spherevae.losses.prior import HypersphericalPriorLoss
 from spherevae.losses.stats import batch_stat_kld
-from spherevae.io.lock import RunDirLock
-from spherevae.io.errors import StorageError, UserError
-from spherevae.io.files import atomic_write_text, read_jsonl
+from spherevae.training.config import load_config
 from spherevae.training.runs import train
-from spherevae.io.weights import load_weights
 
 REPO = Path(__file__).parents[1]
 TINY = str(REPO / "configs" / "digits-tiny.yaml")

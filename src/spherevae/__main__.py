@@ -1,3 +1,6 @@
 from spherevae.cli import main
 
+__all__ = [
+]
+
 raise SystemExit(main())

@@ -25,34 +25,27 @@ Everything a run needs to be loaded again lives in its directory, without pickle
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from spherevae.data.tensors import as_tensor_data
+from spherevae.distributions.samplers import load_sampler, save_sampler
 from spherevae.io.layout import RunLayout
+from spherevae.models.adapter import as_vae_model
 
 if TYPE_CHECKING:
     from spherevae.models.adapter import VAEModel
 
-__all__ = ["Run", "TensorData", "as_tensor_data", "as_vae_model", "fit", "load", "load_sampler", "save_sampler"]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+__all__ = [
+    "Run",
+    "fit",
+    "load",
+]
 
 
 def fit(
@@ -73,6 +66,8 @@ def fit(
     model_kwargs: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    loggers: Sequence[Any] = (),
 ) -> Run:
     """Train ``model`` with ``objective`` and return the :class:`Run` in ``out_dir``.
 
@@ -89,39 +84,45 @@ def fit(
             :func:`load` needs no ``model=`` (default: the class is called with none).
         overrides: further ``key.sub=value`` config overrides (e.g. ``["train.amp=bf16"]``).
         resume: continue the run in ``out_dir`` (same weights as an uninterrupted run).
+        callbacks: objects with ``on_epoch_end``/``on_checkpoint``/``on_fit_end`` methods
+            (:mod:`spherevae.training.callbacks`).
+        loggers: logger instances (``log_hyperparams``, ``log_metrics``, ``log_artifact``,
+            ``finalize``), beside the names a ``train.loggers=[...]`` override picks.
+
+    Returns:
+        The :class:`Run` (weights loaded, eval mode), its test latents stored for the samplers.
     """
-    from spherevae._utils.validation import check_choice
     from spherevae.training.config import (
         RunConfig,
         apply_overrides,
         config_from_dict,
         config_to_dict,
     )
-    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.objectives import objective_class
     from spherevae.training.trainer import Trainer
 
-    check_choice(objective, "objective", OBJECTIVES)
+    declared = objective_class(objective)
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
     if train_data.image_shape != test_data.image_shape:
         raise ValueError(
             f"train and test items differ in shape: {train_data.image_shape} vs {test_data.image_shape}"
         )
     out = Path(out_dir)
-    sphere = OBJECTIVES[objective].default_project_to_sphere if project_to_sphere is None else project_to_sphere
+    sphere = declared.default_project_to_sphere if project_to_sphere is None else project_to_sphere
     model = as_vae_model(model, train_data.images[:2], project_to_sphere=sphere, model_kwargs=model_kwargs)
     sphere = model.radius is not None  # a spherevae model's own setting is what trains
     base = config_to_dict(RunConfig())
     base["data"].update(name=train_data.name, download=False)
     base["model"].update(latent_dim=model.latent_dim, project_to_sphere=sphere)
     base["objective"].update(name=objective, beta=beta)
-    base["schedule"] = {"name": schedule or OBJECTIVES[objective].default_schedule, "params": {}}
+    base["schedule"] = {"name": schedule or declared.default_schedule, "params": {}}
     base["optim"].update(lr=lr)
     base["train"].update(
         epochs=epochs, batch_size=batch_size, seed=seed, device=device,
         out_dir=str(out.parent), run_name=out.name, progress=False,
     )
     cfg = config_from_dict(apply_overrides(base, list(overrides or [])))
-    run_dir = Trainer(cfg, model, train_data, test_data).fit(resume=resume)
+    run_dir = Trainer(cfg, model, train_data, test_data, callbacks=callbacks, loggers=loggers).fit(resume=resume)
     run = load(run_dir, model=model)
     run._store_latents(test_data.images)
     return run
@@ -199,16 +200,16 @@ class Run:
 
         path = RunLayout(self.run_dir).latents
         if not path.is_file():
-            from spherevae.training.runs import _load_split
+            from spherevae.training.runs import load_split
 
-            self._store_latents(_load_split(self.config, "test").images)
+            self._store_latents(load_split(self.config, "test").images)
         return load_file(str(path))["z"]
 
     def _store_latents(self, images: torch.Tensor) -> None:
         from safetensors.torch import save
 
-        from spherevae.models.inference import sampler_latents
         from spherevae.io.files import atomic_write_bytes
+        from spherevae.models.inference import sampler_latents
 
         mu, logvar = self.encode(images)
         z = sampler_latents(self.model, mu).clone()  # safetensors refuses z sharing mu's memory
@@ -238,8 +239,8 @@ class Run:
         headline sampler, e.g. ``vmf`` for compressed runs, ``prior`` for standard ones).
         ``num``: a non-negative int, checked before any sampler is fitted."""
         from spherevae.distributions.directions import check_sample_count
-        from spherevae.training.objectives import OBJECTIVES
         from spherevae.models.inference import decode_samples
+        from spherevae.training.objectives import OBJECTIVES
 
         num = check_sample_count(num, "num")
         name = sampler or OBJECTIVES[self.config.objective.name].default_samplers[0]

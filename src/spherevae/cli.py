@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "build_parser",
+    "main",
+]
 
 # What the `full` extra brings: module -> the name pip knows it by.
 FULL = {"yaml": "pyyaml", "PIL": "pillow", "matplotlib": "matplotlib",
@@ -60,8 +65,8 @@ def _positive_int(text: str) -> int:
 def check_run_dir(run_dir: str) -> Path:
     """``run_dir`` as a ``Path`` if it holds a run (its ``config.yaml``), else a ``UserError``
     saying what it is instead, in the words of :func:`spherevae.load`."""
-    from spherevae.io.layout import RunLayout
     from spherevae.io.errors import UserError
+    from spherevae.io.layout import RunLayout
 
     path = Path(run_dir)
     if RunLayout(path).config.is_file():
@@ -91,8 +96,8 @@ def _demo_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    from spherevae.evaluation.features import FEATURE_BACKBONES
     from spherevae.distributions.samplers import SAMPLERS
+    from spherevae.evaluation.features import FEATURE_BACKBONES
 
     p.add_argument("run_dir", help="a run directory written by `spherevae train`")
     p.add_argument("--num-samples", type=int, default=10_000,
@@ -119,8 +124,8 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _evaluate_run(args: argparse.Namespace) -> int:
     import json
 
-    from spherevae.evaluation.pipeline import evaluate_run
     from spherevae.evaluation.metric_info import format_table
+    from spherevae.evaluation.pipeline import evaluate_run
 
     _check_evaluable(check_run_dir(args.run_dir))
     metrics = evaluate_run(
@@ -143,10 +148,10 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 def _check_evaluable(run_dir: Path) -> None:
     """``evaluate`` reloads a run's test images by its ``data.name``: a run trained on data
     that is no registered dataset (``spherevae.fit`` on tensors) is evaluated in Python."""
-    from spherevae.training.config import load_config
     from spherevae.data import DATASETS
-    from spherevae.io.layout import RunLayout
     from spherevae.io.errors import UserError
+    from spherevae.io.layout import RunLayout
+    from spherevae.training.config import load_config
 
     name = load_config(RunLayout(run_dir).config).data.name
     if name not in DATASETS:
@@ -249,10 +254,10 @@ def train_summary(record: dict) -> str:
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
-    from spherevae.training.config import check_buildable, load_config, override_key
     from spherevae.io.layout import RunLayout
+    from spherevae.training.config import load_config, override_key
+    from spherevae.training.runs import check_buildable, train
     from spherevae.training.trainer import TrainingDiverged
-    from spherevae.training.runs import train
 
     if args.resume:
         if args.config:

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 import torch
 
 from spherevae.geometry.coordinates import hyperspherical_cosines, project_to_sphere, sphere_radius
-from spherevae.losses.prior import HypersphericalPriorLoss
 from spherevae.geometry.sphere import replica_angles
+from spherevae.losses.prior import HypersphericalPriorLoss
 
-__all__ = ["DemoRow", "compress_latents", "run_demo"]
+__all__ = [
+    "DemoRow",
+    "compress_latents",
+    "run_demo",
+]
 
 
 @dataclass(frozen=True)

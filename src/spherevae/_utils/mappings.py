@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Mapping
+from typing import Any
 
-import dataclasses
-
-import datetime
-
-import errno
-
-import inspect
-
-import json
-
-import os
-
-import socket
-
-import tempfile
-
-import warnings
-
-from collections.abc import Callable, Iterator, Mapping
-
-from pathlib import Path
-
-from typing import IO, Any
+__all__ = [
+    "flatten_keys",
+]
 
 
 def flatten_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["MissingExtraError", "require"]
+__all__ = [
+    "MissingExtraError",
+    "require",
+]
 
 
 class MissingExtraError(ImportError, ValueError):

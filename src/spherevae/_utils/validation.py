@@ -19,6 +19,7 @@ __all__ = [
     "check_finite",
     "check_floating",
     "check_latents",
+    "check_mu",
     "check_positive",
     "check_same_shape",
     "check_tensor",

@@ -21,6 +21,11 @@ downloads), one module per format (:mod:`~spherevae.data.idx`,
 the registry :data:`DATASETS`, :func:`register_dataset` and :func:`load_dataset`.
 Adding a dataset: write ``reader(spec, split, root, download, **options)`` and
 ``register_dataset(DatasetSpec(name, image_shape, classes, reader, ...))``.
+In-memory data (tensors, arrays, a ``Dataset`` or ``DataLoader``) becomes a
+:class:`~spherevae.data.tensors.TensorData` (:func:`as_tensor_data`), and
+:mod:`~spherevae.data.fingerprint` identifies the data a run was trained on.
+
+Layer 2: imports only :mod:`spherevae.io` and :mod:`spherevae._utils`.
 """
 
 from __future__ import annotations
@@ -40,19 +45,26 @@ from spherevae.data.base import (
 )
 from spherevae.data.builtin import digits_reader, synthetic_reader
 from spherevae.data.cifar import CIFAR_TAR, cifar_reader
+from spherevae.data.fingerprint import FINGERPRINT_SAMPLE, check_fingerprint, data_fingerprint
 from spherevae.data.idx import idx_reader, read_idx
 from spherevae.data.images import celeba_reader, folder_reader
 from spherevae.data.loader import BatchLoader
+from spherevae.data.tensors import TensorData, as_tensor_data
 
 __all__ = [
     "DATASETS",
+    "FINGERPRINT_SAMPLE",
     "BatchLoader",
     "CorruptDatasetError",
     "DatasetNotFoundError",
     "DatasetSpec",
     "ImageDataset",
+    "TensorData",
     "UnsafePickleError",
+    "as_tensor_data",
     "cache_dir",
+    "check_fingerprint",
+    "data_fingerprint",
     "download_file",
     "load_dataset",
     "read_idx",

@@ -28,6 +28,9 @@ __all__ = [
     "cache_dir",
     "candidate_dirs",
     "download_file",
+    "load_cached_array",
+    "no_root",
+    "save_array_atomic",
 ]
 
 SPLITS = ("train", "test")

@@ -11,7 +11,10 @@ import torch
 
 from spherevae.data.base import DatasetSpec, ImageDataset, no_root
 
-__all__ = ["digits_reader", "synthetic_reader"]
+__all__ = [
+    "digits_reader",
+    "synthetic_reader",
+]
 
 
 def digits_reader(spec: DatasetSpec, split: str, root: Path | None, download: bool) -> ImageDataset:

@@ -25,7 +25,10 @@ from spherevae.data.base import (
     download_file,
 )
 
-__all__ = ["CIFAR_TAR", "cifar_reader"]
+__all__ = [
+    "CIFAR_TAR",
+    "cifar_reader",
+]
 
 _CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TAR = "cifar-10-python.tar.gz"

@@ -8,10 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spherevae.io.errors import UserError
 from spherevae._utils.mappings import flatten_keys
+from spherevae.io.errors import UserError
 
-__all__ = ["FINGERPRINT_SAMPLE", "check_fingerprint", "data_fingerprint"]
+__all__ = [
+    "FINGERPRINT_SAMPLE",
+    "check_fingerprint",
+    "data_fingerprint",
+]
 
 FINGERPRINT_SAMPLE = 64  # images hashed per split, at fixed evenly spaced positions
 

@@ -23,7 +23,11 @@ from spherevae.data.base import (
     download_file,
 )
 
-__all__ = ["IDX_FILES", "idx_reader", "read_idx"]
+__all__ = [
+    "IDX_FILES",
+    "idx_reader",
+    "read_idx",
+]
 
 _IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -24,7 +24,11 @@ from spherevae.data.base import (
     save_array_atomic,
 )
 
-__all__ = ["IMAGE_SUFFIXES", "celeba_reader", "folder_reader"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "celeba_reader",
+    "folder_reader",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

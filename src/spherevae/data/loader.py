@@ -10,7 +10,9 @@ import torch
 
 from spherevae.data.base import ImageDataset
 
-__all__ = ["BatchLoader"]
+__all__ = [
+    "BatchLoader",
+]
 
 
 class BatchLoader:

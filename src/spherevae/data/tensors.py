@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 from dataclasses import dataclass
-
-from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 import torch
 
-from torch import nn
-
-from spherevae.io.layout import RunLayout
-
 if TYPE_CHECKING:
-    from spherevae.models.adapter import VAEModel
+    pass
+
+__all__ = [
+    "TensorData",
+    "as_tensor_data",
+]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ import torch
 
 from spherevae._utils.validation import check_floating
 
-__all__ = ["bessel_ratio", "log_bessel_iv"]
+__all__ = [
+    "bessel_ratio",
+    "log_bessel_iv",
+]
 
 
 # Orders >= this use the Debye expansion directly; lower ones recur down from it. At

@@ -12,10 +12,13 @@ from typing import Any
 
 import torch
 
-from spherevae._utils.validation import check_latents
-
-__all__ = ["SampleShape", "as_shape", "check_sample_count", "draw_components", "frame_with_first_column",
-           "kmeans_pp", "rotate_e1_to", "unit_directions"]
+__all__ = [
+    "SampleShape",
+    "as_shape",
+    "check_sample_count",
+    "draw_components",
+    "kmeans_pp",
+]
 
 SampleShape = int | Sequence[int] | torch.Size
 _SCALAR = torch.Size()  # default sample_shape: one draw

@@ -42,7 +42,10 @@ from spherevae._utils.validation import check_finite, check_floating
 from spherevae.distributions.directions import _SCALAR, SampleShape, as_shape
 from spherevae.geometry.sphere import frame_with_first_column, unit_directions
 
-__all__ = ["ESAG", "log_esag_m"]
+__all__ = [
+    "ESAG",
+    "log_esag_m",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Trapezoid nodes in s = log u: [mode - 45 sd, mode + 12 sd]. The integrand is log-concave

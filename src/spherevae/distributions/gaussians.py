@@ -22,7 +22,11 @@ from spherevae.distributions.directions import (
     kmeans_pp,
 )
 
-__all__ = ["FittedGaussian", "GaussianMixture", "StandardNormal"]
+__all__ = [
+    "FittedGaussian",
+    "GaussianMixture",
+    "StandardNormal",
+]
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

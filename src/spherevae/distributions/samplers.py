@@ -37,40 +37,33 @@ projection wrapper, serialisation and :func:`decode_samples`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from spherevae._utils.validation import check_choice, check_latents, check_positive
-from spherevae.distributions.bessel import bessel_ratio, log_bessel_iv
-from spherevae.geometry.coordinates import sphere_radius
 from spherevae.distributions.directions import _SCALAR, SampleShape
 from spherevae.distributions.esag import ESAG
 from spherevae.distributions.gaussians import FittedGaussian, GaussianMixture, StandardNormal
-from spherevae.distributions.vmf import VonMisesFisher, mean_resultant_length_to_concentration
+from spherevae.distributions.vmf import VonMisesFisher
 from spherevae.distributions.vmf_mixture import VonMisesFisherMixture
+from spherevae.geometry.coordinates import sphere_radius
 
 __all__ = [
-    "ESAG",
     "SAMPLERS",
-    "FittedGaussian",
-    "GaussianMixture",
     "Sampler",
     "SamplerSpec",
     "SphereProjected",
-    "StandardNormal",
-    "VonMisesFisher",
-    "VonMisesFisherMixture",
-    "bessel_ratio",
-    "decode_samples",
+    "StatefulSampler",
     "fit_sampler",
-    "log_bessel_iv",
-    "mean_resultant_length_to_concentration",
+    "load_sampler",
     "sampler_from_state",
     "sampler_to_state",
+    "save_sampler",
 ]
 
 

@@ -18,28 +18,19 @@ from typing import Any, ClassVar
 import torch
 from torch.distributions import Distribution, constraints
 
-from spherevae._utils.validation import check_finite, check_floating, check_latents, check_positive
-from spherevae.distributions.bessel import _log_iv_and_ratio, bessel_ratio, log_bessel_iv
+from spherevae._utils.validation import check_latents
+from spherevae.distributions.bessel import _log_iv_and_ratio, bessel_ratio
 from spherevae.distributions.directions import (
     _SCALAR,
     SampleShape,
     as_shape,
-    draw_components,
-    kmeans_pp,
 )
-from spherevae.geometry.sphere import frame_with_first_column, rotate_e1_to, unit_directions
+from spherevae.geometry.sphere import rotate_e1_to, unit_directions
 
 __all__ = [
     "VonMisesFisher",
-    "VonMisesFisherMixture",
-    "as_shape",
-    "banerjee_concentration",
-    "bessel_ratio",
-    "frame_with_first_column",
-    "kmeans_pp",
-    "log_bessel_iv",
     "mean_resultant_length_to_concentration",
-    "unit_directions",
+    "unit_sphere",
     "vmf_tangent_std",
 ]
 

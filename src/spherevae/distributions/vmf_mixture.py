@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import math
-
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from torch.distributions import Distribution, constraints
-
 from spherevae._utils.validation import check_finite, check_floating, check_latents, check_positive
-
-from spherevae.distributions.bessel import _log_iv_and_ratio, bessel_ratio, log_bessel_iv
-
+from spherevae.distributions.bessel import bessel_ratio
 from spherevae.distributions.directions import (
     _SCALAR,
     SampleShape,
@@ -21,7 +16,13 @@ from spherevae.distributions.directions import (
     draw_components,
     kmeans_pp,
 )
-from spherevae.geometry.sphere import frame_with_first_column, rotate_e1_to, unit_directions
+from spherevae.distributions.vmf import VonMisesFisher, _log_vmf_normalizer
+from spherevae.geometry.sphere import unit_directions
+
+__all__ = [
+    "VonMisesFisherMixture",
+    "banerjee_concentration",
+]
 
 
 def banerjee_concentration(r: torch.Tensor, n: int, max_concentration: float) -> torch.Tensor:

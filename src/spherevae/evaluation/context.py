@@ -17,11 +17,16 @@ import torch
 from torch import nn
 
 from spherevae._utils.validation import check_choice
-from spherevae.evaluation.fid import FID
 from spherevae.distributions.samplers import SAMPLERS
+from spherevae.evaluation.fid import FID
 
-__all__ = ["EvalConfig", "EvalContext", "check_sample_memory", "encode_dataset", "fid_unavailable",
-           "sampler_latents", "samplers_for"]
+__all__ = [
+    "EvalConfig",
+    "EvalContext",
+    "check_sample_memory",
+    "fid_unavailable",
+    "samplers_for",
+]
 
 _LOG = logging.getLogger("spherevae.evaluate")
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 import torch
 
 from spherevae._utils.validation import check_same_shape
 
-from spherevae.evaluation.features import FEATURE_BACKBONES
-from spherevae.evaluation.domain import DomainClassifier, _train_domain_classifier, domain_backbone
-
-from spherevae.evaluation.knn import PR_MAX_POINTS, _as_f64, knn_accuracy, precision_recall
+__all__ = [
+    "collapse_stats",
+    "posterior_sigma_summary",
+    "reconstruction_metrics",
+]
 
 
 def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-
 import os
-
-from collections.abc import Callable
-
-from dataclasses import dataclass
-
 from pathlib import Path
-
 from typing import Any
 
-import numpy as np
-
 import torch
-
-import torch.nn.functional as F
-
 from torch import nn
+
+__all__ = [
+    "DomainClassifier",
+    "domain_backbone",
+]
 
 
 class DomainClassifier(nn.Module):
@@ -72,8 +65,8 @@ def domain_backbone(dataset: Any, *, seed: int = 0, epochs: int = 2, device: str
     """The domain classifier for ``dataset``, trained once and cached on disk by
     (dataset name, image shape, split size, seed, epochs, architecture version, and a
     hash of the first 64 images and of all labels)."""
-    from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
     from spherevae.data.base import cache_dir
+    from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
 
     key = f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-e{epochs}-v{DomainClassifier.VERSION}"
     digest = hashlib.sha1(dataset.images[:64].numpy().tobytes())

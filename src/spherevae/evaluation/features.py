@@ -28,33 +28,24 @@ are not.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from spherevae.evaluation.domain import domain_backbone
+from spherevae.evaluation.inception import _check_inception, inception_backbone
 
 __all__ = [
     "FEATURE_BACKBONES",
-    "FID_WEIGHTS_URL",
     "BackboneSpec",
     "BackboneUnavailableError",
-    "DomainClassifier",
-    "InceptionV3Features",
-    "InceptionWeightsNotFoundError",
-    "WrongWeightsError",
     "backbone_extractor",
     "check_backbone",
-    "domain_backbone",
     "extract_features",
-    "inception_backbone",
-    "load_inception_weights",
 ]
 
 # images (N, C, H, W) float in [0, 1] -> features (N, D)

@@ -16,34 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from spherevae._utils.validation import check_same_shape
-
 # Moved to spherevae.evaluation.features; re-exported so old imports keep working.
 from spherevae.evaluation.features import FEATURE_BACKBONES
-from spherevae.evaluation.domain import DomainClassifier, _train_domain_classifier, domain_backbone
-from spherevae.evaluation.knn import PR_MAX_POINTS, _as_f64, knn_accuracy, precision_recall
+from spherevae.evaluation.knn import _as_f64
 
 __all__ = [
-    "FEATURE_BACKBONES",
     "FID",
     "KID",
-    "PR_MAX_POINTS",
-    "DomainClassifier",
     "FeatureStats",
-    "collapse_stats",
-    "domain_backbone",
     "fid_sample_warning",
     "frechet_distance",
     "frechet_distance_from_stats",
     "kid",
-    "knn_accuracy",
-    "perturb_tangent",
-    "posterior_sigma_summary",
-    "precision_recall",
-    "reconstruction_metrics",
-    "replica_angles",
-    "tangent_effective_dim",
-    "tangent_spectrum",
 ]
 
 

@@ -8,15 +8,17 @@ from pathlib import Path
 import torch
 
 from spherevae.evaluation.context import EvalContext, _decode, _named_generator, _need
-from spherevae.models.inference import model_method
 from spherevae.evaluation.metric_info import metric_key
-from spherevae.io.layout import RunLayout
 from spherevae.io.files import read_jsonl
+from spherevae.io.layout import RunLayout
+from spherevae.models.inference import model_method
 
-__all__ = ["figures"]
+__all__ = [
+    "draw_figures",
+]
 
 
-def figures(ctx: EvalContext) -> None:
+def draw_figures(ctx: EvalContext) -> None:
     """Every figure, as PNGs in ``ctx.out_dir``. Needs :func:`generation_metrics`,
     :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
     from spherevae import plots
@@ -74,6 +76,7 @@ def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
     """Linear and great-circle interpolation between the first test images of two
     different classes (the first two test images without labels)."""
     from spherevae import plots
+    from spherevae.geometry.sphere import interpolate_linear, interpolate_sphere
 
     labels, latents = ctx.test_labels, ctx.latents
     assert latents is not None
@@ -82,6 +85,6 @@ def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
         others = (labels != labels[0]).nonzero()
         i1 = int(others[0]) if len(others) else 1
     z0, z1 = latents[i0], latents[i1]
-    lin = _decode(ctx, plots.interpolate_linear(z0, z1, 10))
-    sph = _decode(ctx, plots.interpolate_sphere(z0, z1, 10))
+    lin = _decode(ctx, interpolate_linear(z0, z1, 10))
+    sph = _decode(ctx, interpolate_sphere(z0, z1, 10))
     plots.save_figure(plots.interpolation_figure(lin, sph), path)

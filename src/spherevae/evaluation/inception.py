@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import os
-
-from collections.abc import Callable
-
-from dataclasses import dataclass
-
 from pathlib import Path
 
-from typing import Any
-
-import numpy as np
-
 import torch
-
 import torch.nn.functional as F
-
 from torch import nn
 
+__all__ = [
+    "FID_WEIGHTS_URL",
+    "WEIGHTS_ENV",
+    "InceptionV3Features",
+    "InceptionWeightsNotFoundError",
+    "WrongWeightsError",
+    "inception_backbone",
+    "load_inception_weights",
+]
 
 FID_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"

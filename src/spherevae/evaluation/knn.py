@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PR_MAX_POINTS", "knn_accuracy", "precision_recall"]
+__all__ = [
+    "PR_MAX_POINTS",
+    "knn_accuracy",
+    "precision_recall",
+]
 
 
 def _as_f64(a: Any) -> np.ndarray:

@@ -13,7 +13,7 @@ one :class:`EvalContext` that reads what earlier stages put there and adds its o
 results (``ctx.metrics`` and the fields its docstring names): :func:`encode`,
 :func:`fit_samplers`, :func:`generate`, :func:`generation_metrics` (FID, KID,
 precision/recall per sampler), :func:`latent_geometry`, :func:`tangent_noise_fids`,
-:func:`figures`. ``evaluate_run`` is :func:`load_context` followed by the pipeline;
+:func:`~spherevae.evaluation.figures.draw_figures`. ``evaluate_run`` is :func:`load_context` followed by the pipeline;
 any stage can be run alone on a context built by hand (any model with ``encode`` and
 ``decode``, any uint8 test images), after the stages it needs.
 
@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spherevae.geometry.coordinates import sphere_radius
+from spherevae.data.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.evaluation.context import (
     EvalConfig,
     EvalContext,
@@ -69,31 +69,26 @@ from spherevae.evaluation.context import (
     _warn,
     check_sample_memory,
     fid_unavailable,
-    samplers_for,
 )
-from spherevae.models.inference import encode_dataset, sampler_latents
-from spherevae.evaluation.figures.figures import figures
-from spherevae.data.fingerprint import check_fingerprint, data_fingerprint
-from spherevae.evaluation.metric_info import metric_key
 from spherevae.evaluation.fid import FID
-from spherevae.io.layout import RunLayout
+from spherevae.evaluation.figures import draw_figures
+from spherevae.evaluation.metric_info import metric_key
+from spherevae.geometry.coordinates import sphere_radius
 from spherevae.io.files import atomic_write_json, read_json
+from spherevae.io.layout import RunLayout
+from spherevae.models.inference import encode_dataset, sampler_latents
 
 __all__ = [
     "PIPELINE",
     "TANGENT_NOISE_SCALES",
-    "EvalConfig",
-    "EvalContext",
+    "Stage",
     "encode",
-    "encode_dataset",
     "evaluate_run",
-    "figures",
     "fit_samplers",
     "generate",
     "generation_metrics",
     "latent_geometry",
     "load_context",
-    "samplers_for",
     "tangent_noise_fids",
 ]
 
@@ -190,9 +185,9 @@ def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None
 
 
 def _check_device(name: str) -> None:
-    from spherevae.training.runs import _resolve_device
+    from spherevae.training.trainer import resolve_device
 
-    _resolve_device(name, what="--device")
+    resolve_device(name, what="--device")
 
 
 def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
@@ -398,10 +393,9 @@ def tangent_noise_fids(ctx: EvalContext) -> None:
     the unperturbed reconstructions ``tangent_noise_rmse_percent_<c>x``,
     ``vmf_concentration`` and ``vmf_tangent_std``.
     """
-    from spherevae.geometry.sphere import perturb_tangent
+    from spherevae.distributions.vmf import VonMisesFisher, vmf_tangent_std
     from spherevae.evaluation.diagnostics import reconstruction_metrics
-    from spherevae.distributions.vmf import VonMisesFisher
-    from spherevae.distributions.vmf import vmf_tangent_std
+    from spherevae.geometry.sphere import perturb_tangent
 
     latents, x_hat = _need(ctx, "latents", "encode"), _need(ctx, "x_hat", "encode")
     ctx.log("decoder sensitivity to tangent noise")
@@ -429,7 +423,7 @@ PIPELINE: tuple[tuple[str, tuple[Stage, ...]], ...] = (
     ("sample", (fit_samplers, generate)),
     ("fid", (generation_metrics,)),
     ("latents", (latent_geometry, tangent_noise_fids)),
-    ("figures", (figures,)),
+    ("figures", (draw_figures,)),
 )
 
 

@@ -1,0 +1,49 @@
+"""Experiments: sweeps (a base config crossed with a grid, resumable, local workers or
+Ray), their up-front checks, the worker pool, and the quickstart.
+
+Layer 7: imports :mod:`spherevae.report`, :mod:`spherevae.evaluation` and everything
+below them.
+"""
+
+from spherevae.experiments.check import check_sweep
+from spherevae.experiments.quickstart import QUICKSTART_CONFIGS, headline_table, run_quickstart
+from spherevae.experiments.spec import (
+    BACKEND_NEEDS,
+    DEFAULT_RESOURCES,
+    RunResult,
+    RunSpec,
+    SweepConfig,
+    expand_grid,
+    load_sweep,
+    run_overrides,
+)
+from spherevae.experiments.sweep import (
+    BACKENDS,
+    SweepInterrupted,
+    collect_results,
+    execute_run,
+    run_sweep,
+)
+from spherevae.experiments.workpool import WorkerFailure, WorkerPool
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_NEEDS",
+    "DEFAULT_RESOURCES",
+    "QUICKSTART_CONFIGS",
+    "RunResult",
+    "RunSpec",
+    "SweepConfig",
+    "SweepInterrupted",
+    "WorkerFailure",
+    "WorkerPool",
+    "check_sweep",
+    "collect_results",
+    "execute_run",
+    "expand_grid",
+    "headline_table",
+    "load_sweep",
+    "run_overrides",
+    "run_quickstart",
+    "run_sweep",
+]

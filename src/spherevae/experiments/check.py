@@ -19,7 +19,9 @@ from spherevae.io.errors import UserError
 if TYPE_CHECKING:
     from spherevae.experiments.spec import RunSpec, SweepConfig
 
-__all__ = ["check_sweep"]
+__all__ = [
+    "check_sweep",
+]
 
 
 def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
@@ -28,10 +30,11 @@ def check_sweep(sweep: SweepConfig, specs: Sequence[RunSpec]) -> None:
     :func:`~spherevae.evaluation.pipeline.evaluate_run`'s, and every run's config, as
     :func:`execute_run` builds it, loads and builds (:func:`spherevae.training.config.check_buildable`).
     The first problem is a :class:`UserError` naming the run and the field."""
-    from spherevae.training.config import check_buildable, load_config, override_key
     from spherevae.evaluation.context import EvalConfig
-    from spherevae.experiments.spec import run_overrides
     from spherevae.evaluation.features import BackboneUnavailableError, check_backbone
+    from spherevae.experiments.spec import run_overrides
+    from spherevae.training.config import load_config, override_key
+    from spherevae.training.runs import check_buildable
 
     where = f"sweep {sweep.name}"
     for source, items in (("the sweep's overrides or the command line", sweep.overrides),

@@ -12,7 +12,11 @@ from typing import Any
 from spherevae.experiments.spec import RunResult, RunSpec
 from spherevae.experiments.sweep import execute_run
 
-__all__ = ["QUICKSTART_CONFIGS", "headline_table", "run_quickstart"]
+__all__ = [
+    "QUICKSTART_CONFIGS",
+    "headline_table",
+    "run_quickstart",
+]
 
 QUICKSTART_CONFIGS = ("fmnist-standard-cpu.yaml", "fmnist-compressed-cpu.yaml")
 

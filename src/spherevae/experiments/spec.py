@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-
-import csv
-
-import io
-
 import itertools
-
 import os
-
-import sys
-
-import time
-
-import traceback
-
-import warnings
-
-from collections.abc import Callable, Iterable, Sequence
-
-from dataclasses import asdict, dataclass, field
-
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 
-from spherevae.io.layout import RunLayout, check_name
-from spherevae.io.errors import UserError
-from spherevae.io.files import atomic_write_json, atomic_write_text, read_json
+from spherevae.io.layout import check_name
 
-from spherevae.experiments.check import check_sweep
-
+__all__ = [
+    "BACKEND_NEEDS",
+    "DEFAULT_RESOURCES",
+    "RunResult",
+    "RunSpec",
+    "SweepConfig",
+    "expand_grid",
+    "load_sweep",
+    "run_overrides",
+]
 
 _SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers",
                "resources"}
@@ -68,9 +55,9 @@ class SweepConfig:
             raise ValueError(f"sweep field 'name' must be a non-empty string, got {self.name!r}")
         if not Path(self.base).is_file():
             raise FileNotFoundError(f"sweep field 'base': run config {self.base} does not exist")
-        if self.backend not in BACKENDS:
+        if self.backend not in BACKEND_NEEDS:
             raise ValueError(
-                f"sweep field 'backend' must be one of {sorted(BACKENDS)}, got {self.backend!r}"
+                f"sweep field 'backend' must be one of {sorted(BACKEND_NEEDS)}, got {self.backend!r}"
             )
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"sweep field 'workers' must be an integer >= 1, got {self.workers!r}")
@@ -119,8 +106,8 @@ class RunResult:
 
 def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SweepConfig:
     """Read and validate a sweep YAML file; ``overrides`` are appended to its own."""
-    from spherevae.training.config import read_yaml
     from spherevae.configs import resolve
+    from spherevae.training.config import read_yaml
 
     path = resolve(path, "sweep")  # a file, or a packaged sweep's name
     raw = read_yaml(path, "sweep config") or {}

@@ -31,31 +31,34 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import itertools
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from spherevae.io.layout import RunLayout, check_name
+from spherevae.experiments.check import check_sweep
+from spherevae.experiments.spec import (
+    BACKEND_NEEDS,
+    RunResult,
+    RunSpec,
+    SweepConfig,
+    expand_grid,
+    run_overrides,
+)
 from spherevae.io.errors import UserError
 from spherevae.io.files import atomic_write_json, atomic_write_text, read_json
-from spherevae.experiments.check import check_sweep
+from spherevae.io.layout import RunLayout
 
 __all__ = [
     "BACKENDS",
-    "RunResult",
-    "RunSpec",
-    "SweepConfig",
-    "check_sweep",
+    "SweepInterrupted",
     "collect_results",
-    "expand_grid",
-    "load_sweep",
+    "execute_run",
     "run_sweep",
 ]
 
@@ -99,8 +102,8 @@ def execute_run(spec: RunSpec) -> RunResult:
     try:
         import torch
 
-        from spherevae.training.config import load_config
         from spherevae.evaluation.pipeline import evaluate_run
+        from spherevae.training.config import load_config
         from spherevae.training.runs import train
 
         # Each worker process gets one core's worth of threads: workers * threads

@@ -32,7 +32,10 @@ from multiprocessing.reduction import ForkingPickler
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["WorkerFailure", "WorkerPool"]
+__all__ = [
+    "WorkerFailure",
+    "WorkerPool",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
 import torch
 
-from spherevae._utils.validation import check_same_shape
+from spherevae._utils.validation import check_latents
 
-from spherevae.evaluation.features import FEATURE_BACKBONES
-from spherevae.evaluation.domain import DomainClassifier, _train_domain_classifier, domain_backbone
-
-from spherevae.evaluation.knn import PR_MAX_POINTS, _as_f64, knn_accuracy, precision_recall
+__all__ = [
+    "frame_with_first_column",
+    "interpolate_linear",
+    "interpolate_sphere",
+    "perturb_tangent",
+    "replica_angles",
+    "rotate_e1_to",
+    "tangent_effective_dim",
+    "tangent_spectrum",
+    "unit_directions",
+]
 
 
 def replica_angles(z: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ __all__ = [
     "chi_mean",
     "cos_phi_cdf",
     "cos_phi_density",
+    "cos_phi_distribution",
     "cos_phi_moments",
     "equatorial_band_fraction",
     "exact_angular_volume_fraction",

@@ -25,7 +25,11 @@ import torch
 from spherevae.io.errors import CheckpointError
 from spherevae.io.files import atomic_open
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "load_checkpoint",
+    "load_state",
+    "save_checkpoint",
+]
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> Path:

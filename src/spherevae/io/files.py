@@ -20,41 +20,26 @@ prints them as one line and exits 2.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
 import errno
-import inspect
 import json
 import os
-import socket
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from spherevae.io.errors import StorageError, UserError
+
 __all__ = [
-    "RESUMABLE_KEYS",
-    "CheckpointError",
-    "RunDirLock",
-    "RunDirLocked",
-    "RunLayout",
-    "StorageError",
-    "UserError",
     "append_jsonl",
     "atomic_open",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
-    "check_name",
     "clean_tmp_files",
-    "flatten_keys",
-    "make_run_dir",
-    "pin_schedule",
     "read_json",
     "read_jsonl",
-    "record_history",
-    "resume_changes",
-    "resume_config",
 ]
 
 

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import dataclasses
-
-import datetime
-
-import errno
-
-import inspect
-
-import json
-
 import os
-
-import socket
-
-import tempfile
-
-import warnings
-
-from collections.abc import Callable, Iterator, Mapping
-
 from pathlib import Path
+from typing import Any
 
-from typing import IO, Any
+from spherevae.io.errors import UserError
+
+__all__ = [
+    "RunLayout",
+    "check_name",
+    "make_run_dir",
+]
 
 
 @dataclasses.dataclass(frozen=True)

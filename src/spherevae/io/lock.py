@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-
-import dataclasses
-
 import datetime
-
-import errno
-
-import inspect
-
 import json
-
 import os
-
 import socket
-
 import tempfile
-
 import warnings
-
-from collections.abc import Callable, Iterator, Mapping
-
 from pathlib import Path
+from typing import Any
 
-from typing import IO, Any
+from spherevae.io.errors import RunDirLocked
+from spherevae.io.layout import RunLayout
+
+__all__ = [
+    "RunDirLock",
+]
 
 
 def _pid_alive(pid: int) -> bool:

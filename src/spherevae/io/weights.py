@@ -17,9 +17,13 @@ from typing import Any
 import torch
 
 from spherevae.io.errors import CheckpointError
-from spherevae.io.files import atomic_open
+from spherevae.io.files import atomic_write_bytes
 
-__all__ = ["WEIGHTS_FORMAT", "atomic_write_bytes", "load_weights", "save_weights"]
+__all__ = [
+    "WEIGHTS_FORMAT",
+    "load_weights",
+    "save_weights",
+]
 
 WEIGHTS_FORMAT = "spherevae-weights-1"
 

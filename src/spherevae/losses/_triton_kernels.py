@@ -6,6 +6,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+__all__ = [
+    "backward_kernel",
+    "finalize_kernel",
+    "stats_kernel",
+]
+
 
 @triton.jit
 def _tile(x_ptr, row0, n_rows, n_cols, stride_g, stride_b, ROWS: tl.constexpr,

@@ -38,7 +38,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["MAX_TRITON_DIM", "triton_available", "triton_prior_loss"]
+__all__ = [
+    "MAX_TRITON_DIM",
+    "triton_available",
+    "triton_prior_loss",
+]
 
 # Columns are held in registers as one power-of-two block per row; beyond this the
 # torch implementation (one cumsum kernel per pass) is the better choice anyway.
@@ -92,7 +96,7 @@ def _cuda_capable(index: int) -> bool:
 @functools.cache
 def _kernels() -> dict[str, Any]:
     """Triton is imported only when a Triton loss first runs."""
-    from spherevae.losses.prior import _triton_kernels as k
+    from spherevae.losses import _triton_kernels as k
 
     return {"stats": k.stats_kernel, "finalize": k.finalize_kernel, "backward": k.backward_kernel}
 

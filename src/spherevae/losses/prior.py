@@ -20,7 +20,6 @@ names are re-exported here, so ``from spherevae.losses.prior import ...`` keeps 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -28,79 +27,31 @@ from torch.autograd.function import once_differentiable
 
 from spherevae._utils.validation import (
     check_choice,
-    check_finite,
-    check_floating,
-    check_latents,
     check_mu,
     check_same_shape,
-)
-from spherevae.losses.authors import (
-    AUTHORS_COMPRESSION,
-    AUTHORS_SIGMA_ANGLE_WEIGHTS,
-    AUTHORS_SIGMA_RADIUS_FACTORS,
-    AUTHORS_TAIL_EPS,
-    AuthorsLatentLoss,
-    authors_penalty,
 )
 from spherevae.geometry.coordinates import cosines_backward, cosines_forward
 from spherevae.losses.stats import (
     LatentStats,
-    Moments,
     _check_sigma,
     _compute_dtype,
     _sum_terms,
-    batch_stat_kld,
-    biased_cosines,
     latent_batch_stats,
-    merge_latent_stats,
-    merge_moments,
-    moments,
-    sum_terms,
 )
 from spherevae.losses.targets import (
     _OPTIONS,
     _SWITCHES,
     _TARGET_KEYS,
-    ANGLE_TARGETS,
     PRESETS,
-    RADIUS_TARGETS,
-    _check_gain,
     _check_range,
     _k,
     _resolve_angle,
     _resolve_radius,
-    chi_mean,
-    chi_std,
-    ones_cosines,
 )
 
 __all__ = [
-    "ANGLE_TARGETS",
-    "AUTHORS_COMPRESSION",
-    "AUTHORS_SIGMA_ANGLE_WEIGHTS",
-    "AUTHORS_SIGMA_RADIUS_FACTORS",
-    "AUTHORS_TAIL_EPS",
-    "PRESETS",
-    "RADIUS_TARGETS",
-    "AuthorsLatentLoss",
+    "LOSS_BACKENDS",
     "HypersphericalPriorLoss",
-    "LatentStats",
-    "LossTerms",
-    "Moments",
-    "authors_penalty",
-    "batch_stat_kld",
-    "biased_cosines",
-    "chi_mean",
-    "chi_std",
-    "gaussian_kld",
-    "latent_batch_stats",
-    "merge_latent_stats",
-    "merge_moments",
-    "moments",
-    "ones_cosines",
-    "reconstruction_error",
-    "sum_terms",
-    "vae_loss",
 ]
 
 

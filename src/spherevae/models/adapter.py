@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import math
-
-from collections.abc import Callable
-
-from dataclasses import dataclass
-
 from typing import Any, TypeAlias
 
 import torch
-
 from torch import nn
 
 from spherevae.geometry import coordinates
+from spherevae.models.config import _check_int
+from spherevae.models.source import source_of
+from spherevae.models.vae import VAE, VAEOutput
 
-from spherevae._utils.validation import check_floating
-
-from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS, _conv3x3
-
-from spherevae.models.config import MODEL_PRESETS, ModelConfig, _check_int
+__all__ = [
+    "ModelAdapter",
+    "VAEModel",
+    "as_vae_model",
+    "check_vae_like",
+]
 
 
 def check_vae_like(model: Any) -> None:
@@ -136,26 +131,8 @@ VAEModel: TypeAlias = VAE | ModelAdapter
 model wrapped in a :class:`ModelAdapter` (:func:`spherevae.api.as_vae_model` makes one)."""
 
 
-def _importable(cls: type) -> bool:
-    """Whether another process can import ``cls`` by its module and qualified name."""
-    from spherevae.models.spec import _import_class
-
-    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
-        return False
-    try:
-        return _import_class(f"{cls.__module__}:{cls.__qualname__}") is cls
-    except ValueError:
-        return False
 
 
-def _source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The import path (+ JSON kwargs) that rebuilds a user model, when it is importable."""
-    cls = type(model)
-    if not _importable(cls):
-        return None  # a script, a notebook or a function: load needs model=
-    if kwargs is not None:
-        json.dumps(kwargs)  # raises TypeError early if not JSON
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
 
 
 @torch.no_grad()
@@ -186,13 +163,13 @@ def as_vae_model(
     other module with ``encode``/``decode`` wrapped in a ``ModelAdapter`` whose ``n`` is
     read off ``encode(sample)`` (``sample``: a few items ``(k, ...)``, uint8 or float) and
     which records the model's import path (+ JSON ``model_kwargs``) when it has one."""
-    from spherevae.models.vae import VAE
     from spherevae.models.adapter import ModelAdapter, check_vae_like
+    from spherevae.models.vae import VAE
 
     if isinstance(model, VAE | ModelAdapter):
         return model
     check_vae_like(model)
     n = _latent_dim_of(model, sample)
-    return ModelAdapter(model, n, project_to_sphere=project_to_sphere, source=_source_of(model, model_kwargs))
+    return ModelAdapter(model, n, project_to_sphere=project_to_sphere, source=source_of(model, model_kwargs))
 
 

@@ -13,7 +13,10 @@ from typing import Any
 from spherevae._utils.validation import check_choice
 from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS
 
-__all__ = ["MODEL_PRESETS", "ModelConfig"]
+__all__ = [
+    "MODEL_PRESETS",
+    "ModelConfig",
+]
 
 
 @dataclass(frozen=True)

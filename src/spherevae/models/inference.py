@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from dataclasses import dataclass
-
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-
 from torch import nn
 
-from spherevae._utils.validation import check_choice, check_latents, check_positive
+from spherevae._utils.validation import check_latents
 
-from spherevae.distributions.bessel import bessel_ratio, log_bessel_iv
-
-from spherevae.geometry.coordinates import sphere_radius
-
-from spherevae.distributions.directions import _SCALAR, SampleShape
-
-from spherevae.distributions.esag import ESAG
-
-from spherevae.distributions.gaussians import FittedGaussian, GaussianMixture, StandardNormal
-
-from spherevae.distributions.vmf import VonMisesFisher, mean_resultant_length_to_concentration
-from spherevae.distributions.vmf_mixture import VonMisesFisherMixture
+__all__ = [
+    "decode_samples",
+    "encode_dataset",
+    "model_method",
+    "sampler_latents",
+]
 
 
 def decode_samples(model: nn.Module, z: torch.Tensor, batch_size: int = 500, *,

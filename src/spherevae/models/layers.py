@@ -11,7 +11,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["BLOCKS", "NORMS", "UPSAMPLERS", "PostActBlock", "PreActBlock"]
+__all__ = [
+    "BLOCKS",
+    "NORMS",
+    "UPSAMPLERS",
+    "PostActBlock",
+    "PreActBlock",
+]
 
 
 def _batch_norm(channels: int, groups: int) -> nn.Module:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-
-import math
-
-from collections.abc import Callable
-
-from dataclasses import dataclass
-
-from typing import Any, TypeAlias
-
-import torch
+from typing import Any
 
 from torch import nn
 
-from spherevae.geometry import coordinates
+from spherevae.models.adapter import ModelAdapter, VAEModel
+from spherevae.models.config import ModelConfig
+from spherevae.models.source import import_model_class
+from spherevae.models.vae import VAE
 
-from spherevae._utils.validation import check_floating
-
-from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS, _conv3x3
-
-from spherevae.models.config import MODEL_PRESETS, ModelConfig, _check_int
+__all__ = [
+    "model_from_spec",
+    "model_spec",
+]
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -43,22 +36,6 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     raise TypeError(f"no spec for {type(model).__name__}: wrap it in ModelAdapter")
 
 
-def _import_class(path: str) -> type:
-    import importlib
-
-    module, _, qualname = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"cannot import the model class {path!r} recorded with the run ({exc}); make it "
-            "importable or pass model=<an instance> to spherevae.load"
-        ) from None
-    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-        raise ValueError(f"{path!r} recorded with the run is not an nn.Module class")
-    return obj
 
 
 def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> VAEModel:
@@ -84,7 +61,7 @@ def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> VAE
                 "this run was trained on a user model whose class was not recorded: "
                 "pass model=<an instance of it> to spherevae.load"
             )
-        model = _import_class(source["class"])(**(source.get("kwargs") or {}))
+        model = import_model_class(source["class"])(**(source.get("kwargs") or {}))
     if isinstance(model, ModelAdapter):
         model = model.inner
     return ModelAdapter(

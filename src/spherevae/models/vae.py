@@ -41,35 +41,23 @@ Design decisions (see also the :class:`ModelConfig` field docs):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
 
 import torch
 from torch import nn
 
-from spherevae.geometry import coordinates
 from spherevae._utils.validation import check_floating
+from spherevae.geometry import coordinates
+from spherevae.models.config import ModelConfig
 from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS, _conv3x3
-from spherevae.models.config import MODEL_PRESETS, ModelConfig, _check_int
 
 __all__ = [
-    "BLOCKS",
-    "MODEL_PRESETS",
-    "NORMS",
-    "UPSAMPLERS",
     "VAE",
     "Decoder",
     "Encoder",
-    "ModelAdapter",
-    "ModelConfig",
-    "VAEModel",
     "VAEOutput",
-    "check_vae_like",
-    "model_from_spec",
-    "model_spec",
 ]
 
 

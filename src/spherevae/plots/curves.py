@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-
-import os
-
 from collections.abc import Sequence
-
-from pathlib import Path
-
 from typing import Any
 
 import numpy as np
 
-import torch
+from spherevae.plots.figure import new_figure
 
-from spherevae.report.plane import (
-    distinct_colours,
-    draw_sweep_plane,
-    mse_fid_plane,
-    sampler_colours,
-)
+__all__ = [
+    "training_curves",
+]
 
 
 def training_curves(rows: Sequence[dict[str, Any]]):

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
-
 import os
-
-from collections.abc import Sequence
-
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
-
 import torch
 
-from spherevae.report.plane import (
-    distinct_colours,
-    draw_sweep_plane,
-    mse_fid_plane,
-    sampler_colours,
-)
+__all__ = [
+    "image_grid",
+    "new_figure",
+    "save_figure",
+    "show_grid",
+    "stacked_hist",
+    "to_numpy",
+]
 
 
 def new_figure(w: float, h: float):
@@ -62,5 +57,19 @@ def show_grid(ax, grid: np.ndarray, title: str) -> None:
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
     ax.set_title(title)
     ax.axis("off")
+
+
+def stacked_hist(ax, values: np.ndarray, title: str, bins: int = 50) -> None:
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    img = np.stack([np.histogram(values[:, k], edges, density=True)[0] for k in range(values.shape[1])])
+    ax.imshow(img, aspect="auto", origin="lower", extent=(lo, hi, 0, values.shape[1]), cmap="jet")
+    idx = np.arange(values.shape[1]) + 0.5
+    ax.plot(values.mean(0), idx, "w.", ms=2)
+    ax.plot(values.std(0), idx, "k.", ms=2)
+    ax.set_title(f"{title}\nmean {values.mean():.3g}, std {values.std():.3g}", fontsize=9)
+    ax.set_xlabel(f"value of {title.split(',')[0]}", fontsize=8)
+    ax.set_ylabel("dimension index")
 
 

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-
-import os
-
 from collections.abc import Sequence
-
-from pathlib import Path
-
 from typing import Any
 
 import numpy as np
 
-import torch
+from spherevae.plots.figure import image_grid, new_figure, show_grid
 
-from spherevae.report.plane import (
-    distinct_colours,
-    draw_sweep_plane,
-    mse_fid_plane,
-    sampler_colours,
-)
+__all__ = [
+    "interpolation_figure",
+    "reconstruction_figure",
+    "sampler_grid_figure",
+]
 
 
 def reconstruction_figure(x: Any, x_hat: Any, x_samples: Any, titles: Sequence[str] = ("x", "x̂ (reconstruction)", "x_ε (samples)"), nrow: int = 4):

@@ -4,41 +4,22 @@ global state). ``save_figure`` writes a PNG atomically."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from spherevae.plots.figure import new_figure, stacked_hist, to_numpy
+
 # The MSE-FID plane lives in spherevae.report.plane; its names stay importable from here.
-from spherevae.report.plane import (
-    distinct_colours,
-    draw_sweep_plane,
-    mse_fid_plane,
-    sampler_colours,
-)
 
 __all__ = [
-    "concentration_figure",
-    "cos_phi_distribution_figure",
-    "distinct_colours",
-    "draw_sweep_plane",
-    "image_grid",
-    "interpolate_linear",
-    "interpolate_sphere",
-    "interpolation_figure",
     "latent_histograms",
-    "mse_fid_plane",
+    "latent_spectrum_figure",
     "project_to_3d_sphere",
-    "reconstruction_figure",
-    "sampler_colours",
-    "save_figure",
     "sphere_projection",
-    "training_curves",
     "tsne_figure",
-    "volume_reduction_figure",
 ]
 
 
@@ -149,18 +130,6 @@ def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float |
     return fig
 
 
-def _stacked_hist(ax, values: np.ndarray, title: str, bins: int = 50) -> None:
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    hi = hi if hi > lo else lo + 1e-6
-    edges = np.linspace(lo, hi, bins + 1)
-    img = np.stack([np.histogram(values[:, k], edges, density=True)[0] for k in range(values.shape[1])])
-    ax.imshow(img, aspect="auto", origin="lower", extent=(lo, hi, 0, values.shape[1]), cmap="jet")
-    idx = np.arange(values.shape[1]) + 0.5
-    ax.plot(values.mean(0), idx, "w.", ms=2)
-    ax.plot(values.std(0), idx, "k.", ms=2)
-    ax.set_title(f"{title}\nmean {values.mean():.3g}, std {values.std():.3g}", fontsize=9)
-    ax.set_xlabel(f"value of {title.split(',')[0]}", fontsize=8)
-    ax.set_ylabel("dimension index")
 
 
 def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
@@ -170,7 +139,7 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     fig = new_figure(16, 4)
     axes = fig.subplots(1, 6)
     for ax, vals, title in zip(axes[:4], (mu, sigma, z, cos), ("μ", "σ", "z", "cos φ_k(μ)"), strict=True):
-        _stacked_hist(ax, vals, title)
+        stacked_hist(ax, vals, title)
     ax = axes[4]
     ax.hist(np.linalg.norm(mu, axis=1), 50, alpha=0.6, label="|μ|", color="tab:orange")
     ax.hist(np.linalg.norm(z, axis=1), 50, alpha=0.6, label="|z|", color="tab:blue")

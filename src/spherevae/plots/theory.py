@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-
-import os
-
 from collections.abc import Sequence
 
-from pathlib import Path
-
-from typing import Any
-
 import numpy as np
-
 import torch
 
-from spherevae.report.plane import (
-    distinct_colours,
-    draw_sweep_plane,
-    mse_fid_plane,
-    sampler_colours,
-)
+from spherevae.plots.figure import new_figure, stacked_hist
+
+__all__ = [
+    "concentration_figure",
+    "cos_phi_distribution_figure",
+    "volume_reduction_figure",
+]
 
 
 def volume_reduction_figure(ns: Sequence[int] = (3, 10, 20), points: int = 200):
@@ -102,8 +94,8 @@ def cos_phi_distribution_figure(n: int = 40, samples: int = 20_000, seed: int = 
     phi, cos = phi_t.numpy(), cos_t.numpy()
     fig = new_figure(13, 4)
     axes = fig.subplots(1, 3)
-    _stacked_hist(axes[0], phi[:, :-1], "φ_k, k = 1..n-2")
-    _stacked_hist(axes[1], cos, "cos φ_k, k = 1..n-1")
+    stacked_hist(axes[0], phi[:, :-1], "φ_k, k = 1..n-2")
+    stacked_hist(axes[1], cos, "cos φ_k, k = 1..n-1")
     k = np.arange(1, n)
     ax = axes[2]
     ax.plot(k, np.sqrt((cos**2).mean(0)), "ko", ms=3, label="measured RMS of cos φ_k")

@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["FID_SETTING", "SettingPart", "comparable_groups", "group_label", "incomparability"]
+__all__ = [
+    "FID_SETTING",
+    "SettingPart",
+    "comparable_groups",
+    "group_label",
+    "incomparability",
+]
 
 
 class _Run(Protocol):

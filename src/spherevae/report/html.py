@@ -26,13 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.report.comparability import comparable_groups, group_label, incomparability
 from spherevae.evaluation.metric_info import KEYS, MetricInfo, better, comparable_keys, describe
-from spherevae.io.layout import RunLayout
 from spherevae.io.errors import UserError
 from spherevae.io.files import atomic_write_text, read_json, read_jsonl
+from spherevae.io.layout import RunLayout
+from spherevae.report.comparability import comparable_groups, group_label, incomparability
 
-__all__ = ["FIGURE_CAPTIONS", "RunSummary", "load_run_summary", "write_report"]
+__all__ = [
+    "FIGURE_CAPTIONS",
+    "RunSummary",
+    "check_report_target",
+    "load_run_summary",
+    "write_report",
+]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1400px}

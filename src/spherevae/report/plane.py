@@ -15,7 +15,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["distinct_colours", "draw_sweep_plane", "mse_fid_plane", "sampler_colours"]
+__all__ = [
+    "distinct_colours",
+    "draw_sweep_plane",
+    "mse_fid_plane",
+    "sampler_colours",
+]
 
 # Markers of the (objective, β) groups; past the last one the cycle repeats hollow, so
 # up to twice as many groups stay distinct.

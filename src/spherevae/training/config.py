@@ -33,12 +33,13 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
-    "check_buildable",
     "config_from_dict",
     "config_to_dict",
     "load_config",
     "override_key",
+    "read_yaml",
     "save_config",
+    "validate",
 ]
 
 # Mixed-precision modes -> autocast dtype name (None: full precision).
@@ -159,7 +160,9 @@ class RunConfig:
 def validate(cfg: RunConfig) -> None:
     """Check values that types alone do not (ranges, names); raise naming the field."""
     from spherevae.losses.targets import PRESETS
-    from spherevae.training.objectives import OBJECTIVES  # the one registry (lazy: it imports torch)
+    from spherevae.training.objectives import (
+        OBJECTIVES,  # the one registry (lazy: it imports torch)
+    )
 
     check_choice(cfg.objective.name, "objective.name", OBJECTIVES)
     check_choice(cfg.objective.loss_preset, "objective.loss_preset", PRESETS)
@@ -198,82 +201,10 @@ def validate(cfg: RunConfig) -> None:
     check_name(cfg.train.run_name, "train.run_name")
 
 
-def check_buildable(cfg: RunConfig) -> None:
-    """Check what :func:`spherevae.training.runs.train` builds from ``cfg`` beyond :func:`validate`,
-    with no data and no weights, naming the config field of any problem: ``data.name`` and
-    ``data.options`` against the dataset registry, the schedule, the model (against the
-    size of the dataset's images, where the dataset fixes it) and the objective (its
-    ``objective.loss_overrides``). The model is built on the ``meta`` device: no memory,
-    milliseconds. For runs whose data and model the config names (the CLI, sweeps); a
-    Python caller that passes its own data (``fit``, ``Trainer``) needs no registered
-    ``data.name``, so :func:`validate` does not ask for one.
-    """
-    import warnings
-
-    import torch
-
-    from spherevae.data import DATASETS
-    from spherevae.models.config import MODEL_PRESETS
-    from spherevae.training.objectives import OBJECTIVES
-    from spherevae.training.schedules import make_schedule
-    from spherevae.training.runs import build_model
-
-    check_choice(cfg.data.name, "data.name", DATASETS)
-    spec = DATASETS[cfg.data.name]
-    for key in cfg.data.options:
-        if key not in spec.options:
-            allowed = f"the options {list(spec.options)}" if spec.options else "no options"
-            raise UserError(f"data.options.{key}: dataset {cfg.data.name!r} takes {allowed}")
-    make_schedule(cfg.schedule.name, cfg.schedule.params)
-    check_choice(cfg.model.preset, "model.preset", MODEL_PRESETS)
-    stages = len(cfg.model.channels or cfg.model.extra.get("channels")
-                 or MODEL_PRESETS[cfg.model.preset]["channels"])
-    # The real build warns (e.g. about a schedule); once is enough.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with torch.device("meta"):
-                model = build_model(cfg, _image_shape(cfg.data.options, spec, stages))
-        except (TypeError, ValueError) as exc:
-            raise UserError(_model_field_names(str(exc))) from None
-        # The loss computes its targets on the CPU, then moves them to the model's (meta) device.
-        try:
-            OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
-        except (TypeError, ValueError) as exc:
-            # The loss names a bad option by its keyword: name the config field instead.
-            key = str(exc).split(" ", 1)[0]
-            if key in cfg.objective.loss_overrides:
-                raise UserError(f"objective.loss_overrides.{exc}") from None
-            raise
 
 
-def _image_shape(options: dict[str, Any], spec: Any, stages: int) -> tuple[int, ...]:
-    """``(C, H, W)`` of the images the dataset ``spec`` will give with ``options``; where
-    the files decide (a folder without ``image_size``), a size every stage count allows."""
-    if isinstance(options.get("image_shape"), list | tuple):
-        return tuple(options["image_shape"])
-    channels = 1 if options.get("greyscale") else spec.image_shape[0]
-    side = options.get("image_size")
-    if isinstance(side, int) and not isinstance(side, bool):
-        return channels, side, side
-    if "image_size" in spec.options:  # inferred from the files when the run loads them
-        return channels, 4 * 2**stages, 4 * 2**stages
-    return tuple(spec.image_shape)
 
 
-def _model_field_names(message: str) -> str:
-    """``ModelConfig.<field>`` in ``message`` as the config field that sets it."""
-    import re
-
-    section = {f.name for f in dataclasses.fields(ModelSection)} - {"preset", "extra"}
-
-    def name(match: re.Match[str]) -> str:
-        field_name = match[1]
-        if field_name == "image_shape":
-            return "the image shape of data.name"
-        return f"model.{'' if field_name in section else 'extra.'}{field_name}"
-
-    return re.sub(r"ModelConfig\.(\w+)", name, message)
 
 
 # --- dict <-> dataclass -------------------------------------------------------------

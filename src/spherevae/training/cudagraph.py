@@ -37,7 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GraphedStep", "capturable_adam", "check_capturable"]
+__all__ = [
+    "GraphedStep",
+    "capturable_adam",
+    "check_capturable",
+]
 
 
 def capturable_adam(params: Sequence[nn.Parameter] | Any, lr: float, **kwargs: Any) -> torch.optim.Adam:

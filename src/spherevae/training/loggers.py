@@ -41,7 +41,18 @@ from typing import Any, Literal, Protocol
 from spherevae._utils.optional import require
 from spherevae._utils.validation import check_choice
 
-__all__ = ["LOGGERS", "LoggerSpec", "RunLogger", "check_loggers", "flatten", "make_loggers"]
+__all__ = [
+    "LOGGERS",
+    "LoggerSpec",
+    "MLflowLogger",
+    "RunLogger",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "check_logger",
+    "check_loggers",
+    "flatten",
+    "make_loggers",
+]
 
 
 class RunLogger(Protocol):
@@ -212,6 +223,17 @@ LOGGERS: dict[str, LoggerSpec] = {
     "mlflow": LoggerSpec(MLflowLogger, "mlflow", "mlflow"),
     "wandb": LoggerSpec(WandbLogger, "wandb", "wandb"),
 }
+
+
+def check_logger(logger: Any) -> Any:
+    """``logger`` (an instance) if it has the whole :class:`RunLogger` interface, else a
+    ``TypeError`` naming the missing methods (before any work: not at the end of a run)."""
+    missing = [m for m in ("log_hyperparams", "log_metrics", "log_artifact", "finalize")
+               if not callable(getattr(logger, m, None))]
+    if missing:
+        raise TypeError(f"a logger needs the methods log_hyperparams, log_metrics, log_artifact "
+                        f"and finalize; {type(logger).__name__} lacks {missing}")
+    return logger
 
 
 def check_loggers(names: Sequence[str]) -> None:

@@ -1,18 +1,39 @@
-"""Objectives: what the trainer minimises, one class per objective, one registry.
+"""Objectives: what the trainer minimises, as ``nn.Module``\\ s, one registry.
 
 An objective turns a batch into the losses of its optimisers and the scalars the loop
-reports (:class:`StepOutput`). It also declares what it needs from the rest of the
-library, so that no other module keeps a parallel list of objective names:
+reports (:class:`StepOutput`). It is an ``nn.Module``: its latent prior loss is a
+submodule whose targets and gains are buffers, so ``objective.to(device)``,
+``.to(torch.float64)``, ``.to("meta")`` and ``state_dict()`` act on it like on any module
+(inside a ``lightning.LightningModule`` it is one more child). It is built from the few
+numbers it needs (latent size, beta, loss preset and options), not from a run config;
+:meth:`Objective.from_config` is the one place a :class:`~spherevae.training.config.RunConfig`
+is read, for the trainer.
+
+Each objective also declares what the rest of the library asks of it, so that no other
+module keeps a parallel list of objective names:
 
 - ``default_project_to_sphere``: whether ``z`` is projected to radius ``sqrt(n)`` (eq 8)
   when ``model.project_to_sphere`` is unset;
 - ``default_auto_balance``: whether ``objective.auto_balance`` (unset) rebalances beta;
 - ``default_schedule``: the latent-pressure schedule its paper setting uses;
 - ``default_samplers``: its headline sampler and the prior of its latent space (the
-  paper's samplers); evaluation adds every fitted sampler of the registry after them.
+  paper's samplers); evaluation adds every fitted sampler of the registry after them;
+- ``takes_loss_options``: whether ``objective.loss_overrides`` means anything to it.
 
-Add an objective: write a class with the :class:`Objective` surface (subclassing
-:class:`StandardObjective` is the short way) and :func:`register_objective` it.
+Add an objective: subclass :class:`Objective` (or one of the three below), implement
+:meth:`~Objective.compute` (and :meth:`~Objective.from_config` if its constructor takes
+more than ``beta`` and ``auto_balance``), and :func:`register_objective` it
+(docs/design.md, "Adding an objective").
+
+Example::
+
+    >>> import torch
+    >>> from spherevae.training.objectives import CompressedObjective
+    >>> objective = CompressedObjective(latent_dim=8, beta=1.0)
+    >>> objective.latent_loss.mu_angle_mean_target.shape   # a buffer: one target per angle
+    torch.Size([7])
+    >>> objective.to(torch.float64).latent_loss.mu_angle_mean_target.dtype
+    torch.float64
 """
 
 from __future__ import annotations
@@ -21,17 +42,19 @@ import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from spherevae._utils.validation import check_choice
-from spherevae.training.config import RunConfig
+from spherevae.losses.authors import AuthorsLatentLoss
+from spherevae.losses.prior import HypersphericalPriorLoss
+from spherevae.losses.vae import vae_loss
 from spherevae.training.distributed import all_gather_with_grad
 
-if TYPE_CHECKING:
-    from spherevae.models.adapter import VAEModel
+if TYPE_CHECKING:  # type names only: the config module imports this registry
+    from spherevae.training.config import OptimConfig, RunConfig
 
 __all__ = [
     "AUTHORS_DATASET_WEIGHTS",
@@ -43,6 +66,8 @@ __all__ = [
     "Objective",
     "StandardObjective",
     "StepOutput",
+    "build_objective",
+    "objective_class",
     "register_objective",
 ]
 
@@ -53,48 +78,13 @@ TERMS = ("loss", "reconstruction", "latent")  # the scalars every objective repo
 class StepOutput:
     """What one objective evaluation gives the loop.
 
-    ``losses`` maps optimiser name -> the loss whose gradient that optimiser follows;
-    ``terms`` holds the reported scalars (keys :data:`TERMS`), still on the device.
+    ``losses`` maps optimiser name -> the loss whose gradient that optimiser follows (the
+    ``name`` of an entry of :meth:`Objective.configure_optimizers`); ``terms`` holds the
+    reported scalars (keys :data:`TERMS`), 0-dim tensors still on the device.
     """
 
     losses: dict[str, torch.Tensor]
     terms: dict[str, torch.Tensor]
-
-
-@runtime_checkable
-class Objective(Protocol):
-    """The surface the trainer uses (see the module docstring for the class attributes).
-
-    ``compute`` runs inside the training step: it must not read values back to the host.
-    Its ``multiplier`` (the schedule's factor) is a 0-dim float32 tensor on the device
-    when the trainer calls it (a float elsewhere): use it in tensor arithmetic only.
-    ``end_epoch`` receives the epoch's mean :data:`TERMS` (host floats). ``state_dict`` /
-    ``load_state_dict`` hold what a resume needs (e.g. an auto-balanced beta): plain JSON
-    values only, so checkpoints never carry objects.
-    """
-
-    default_project_to_sphere: ClassVar[bool]
-    default_auto_balance: ClassVar[bool]
-    default_schedule: ClassVar[str]
-    default_samplers: ClassVar[tuple[str, ...]]
-    beta: float
-
-    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None: ...
-
-    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]: ...
-
-    def learning_rates(self, cfg: RunConfig) -> dict[str, float]: ...
-
-    def compute(
-        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
-    ) -> StepOutput: ...
-
-    def end_epoch(self, epoch: int, means: dict[str, float]) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
 
 
 def _reconstruction(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -111,79 +101,161 @@ def _pass_validate_false(fn: Callable[..., Any]) -> dict[str, bool]:
     return {"validate": False} if "validate" in params else {}
 
 
-class StandardObjective:
-    """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model."""
+def _loss_options(cls: type, kwargs: dict[str, Any], **fixed: Any) -> nn.Module:
+    """``cls(**fixed, **kwargs)``; an unknown option is one ``ValueError`` naming the field."""
+    try:
+        return cls(**fixed, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"objective.loss_overrides: {exc}") from None
+
+
+class Objective(nn.Module):
+    """The surface the trainer uses; subclasses implement :meth:`compute`.
+
+    Args:
+        beta: the latent term's weight (paper eq 2/6); ``>= 0``.
+        auto_balance: after epoch 0, ``beta <- beta * mean(MSE) / (mean(latent) + 1e-3)`` of
+            that epoch, then held fixed (the authors' code; offered to every objective).
+            ``None``: the class's ``default_auto_balance``.
+
+    ``beta`` and whether it was balanced are plain floats (``beta * multiplier`` stays in
+    the multiplier's dtype) kept in the module's state through ``get_extra_state``, so
+    ``state_dict()``/``load_state_dict()`` carry them with the buffers (tensors and JSON
+    values only: checkpoints never carry objects).
+
+    :meth:`compute` runs inside the training step: it must not read values back to the
+    host. Its ``multiplier`` (the schedule's factor) is a 0-dim float32 tensor on the
+    device when the trainer calls it (a float elsewhere): use it in tensor arithmetic only.
+    """
 
     default_project_to_sphere: ClassVar[bool] = False
     default_auto_balance: ClassVar[bool] = False
     default_schedule: ClassVar[str] = "constant"
-    # The paper's headline for the standard VAE: N(0, I) prior samples.
     default_samplers: ClassVar[tuple[str, ...]] = ("prior",)
-    # Whether a latent prior loss takes objective.loss_overrides (the KLD takes none).
-    takes_loss_overrides: ClassVar[bool] = False
+    takes_loss_options: ClassVar[bool] = False
 
-    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
-        from spherevae.losses.vae import vae_loss
-
-        if cfg.objective.loss_overrides and not self.takes_loss_overrides:
-            # Accepted and ignored, they would be recorded in config.yaml as if they acted.
-            raise ValueError(f"objective.loss_overrides {sorted(cfg.objective.loss_overrides)} do "
-                             f"nothing with objective.name {cfg.objective.name!r}: its KLD has no options")
-
-        self._vae_loss = vae_loss
-        self._vae_kwargs = _pass_validate_false(vae_loss)
-        self._init_beta(cfg)
-
-    def _init_beta(self, cfg: RunConfig) -> None:
-        """``beta``, and the auto-balance (``objective.auto_balance``, ``None``: the
-        objective's default): epoch 0 runs with ``beta = objective.beta``; after it,
-        ``beta = objective.beta * mean(MSE) / (mean(latent) + 1e-3)`` over that epoch,
-        then held fixed (the authors' code; offered to every objective)."""
-        self.beta_target = cfg.objective.beta
-        self.beta = cfg.objective.beta
-        chosen = cfg.objective.auto_balance
-        self.auto_balance = self.default_auto_balance if chosen is None else bool(chosen)
+    def __init__(self, *, beta: float = 1.0, auto_balance: bool | None = None) -> None:
+        super().__init__()
+        if not isinstance(beta, int | float) or isinstance(beta, bool) or not beta >= 0:
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        self.beta_target = float(beta)
+        self.beta = float(beta)
+        self.auto_balance = self.default_auto_balance if auto_balance is None else bool(auto_balance)
         self.balanced = False
 
+    @classmethod
+    def from_config(cls, cfg: RunConfig, latent_dim: int) -> Objective:
+        """The objective ``cfg.objective`` describes, for latents of size ``latent_dim``.
+
+        The base version passes ``beta`` and ``auto_balance`` and refuses
+        ``objective.loss_overrides`` (accepted and ignored, they would be recorded in
+        ``config.yaml`` as if they acted); override it when the constructor takes more.
+        """
+        o = cfg.objective
+        if o.loss_overrides and not cls.takes_loss_options:
+            raise ValueError(f"objective.loss_overrides {sorted(o.loss_overrides)} do "
+                             f"nothing with objective.name {o.name!r}: its KLD has no options")
+        return cls(beta=o.beta, auto_balance=o.auto_balance)
+
+    # --- what the trainer calls ---------------------------------------------------------
+
+    def compute(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
+    ) -> StepOutput:
+        """Forward ``x`` ``(B, ...)`` through ``model`` and return the losses and terms."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute()")
+
+    def forward(
+        self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
+    ) -> StepOutput:
+        """``objective(model, x, multiplier, generator)`` is :meth:`compute`."""
+        return self.compute(model, x, multiplier, generator)
+
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        """The trainable parameters (frozen ones, ``requires_grad=False``, are left out:
-        an optimiser or ``backward(inputs=...)`` must not see them)."""
+        """Optimiser name -> the trainable parameters it updates (frozen ones,
+        ``requires_grad=False``, are left out: an optimiser or ``backward(inputs=...)``
+        must not see them). One group, ``"model"``, here."""
         return {"model": [p for p in model.parameters() if p.requires_grad]}
 
-    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
-        return {"model": cfg.optim.lr}
+    def learning_rate(self, group: str, optim: OptimConfig) -> float:
+        """The learning rate of parameter group ``group`` (``optim.lr`` here)."""
+        del group
+        return optim.lr
+
+    def configure_optimizers(self, model: nn.Module, optim: OptimConfig) -> list[dict[str, Any]]:
+        """The optimisers, in the list-of-dicts shape of Lightning's ``configure_optimizers``.
+
+        Returns one ``{"name", "optimizer", "lr_scheduler"}`` dict per parameter group:
+        ``name`` is the key of that optimiser's loss in :class:`StepOutput` ``.losses``,
+        ``optimizer`` a ``torch.optim.Optimizer`` over the group (the trainer reads the
+        group's parameters back from its ``param_groups``), ``lr_scheduler`` an LR
+        scheduler stepped once per epoch, or ``None``. The default: Adam (``optim.lr``,
+        ``betas``, ``weight_decay``) with ``ExponentialLR(optim.lr_decay)`` per group.
+        """
+        out = []
+        for name, params in self.parameter_groups(model).items():
+            lr = self.learning_rate(name, optim)
+            opt = torch.optim.Adam(params, lr=lr, betas=optim.betas, weight_decay=optim.weight_decay)
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=optim.lr_decay)
+            out.append({"name": name, "optimizer": opt, "lr_scheduler": sched})
+        return out
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
+        """Hook after each epoch with the epoch's mean :data:`TERMS` (host floats): the
+        beta auto-balance."""
+        if self.auto_balance and not self.balanced:
+            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
+            self.balanced = True
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"beta": self.beta, "balanced": self.balanced}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.beta = float(state["beta"])
+        self.balanced = bool(state["balanced"])
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta:g}, auto_balance={self.auto_balance}"
+
+
+class StandardObjective(Objective):
+    """beta-VAE (paper eq 2): ``MSE + beta * m * KLD``, one Adam for the whole model.
+
+    Example::
+
+        >>> obj = StandardObjective(beta=0.5)
+        >>> obj.beta, obj.default_samplers
+        (0.5, ('prior',))
+    """
+
+    def __init__(self, *, beta: float = 1.0, auto_balance: bool | None = None) -> None:
+        super().__init__(beta=beta, auto_balance=auto_balance)
+        self._vae_kwargs = _pass_validate_false(vae_loss)
 
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
     ) -> StepOutput:
         out = model(x, generator)
-        x_hat, mu, logvar = out.x_hat, out.mu, out.logvar
-        terms = self._vae_loss(
-            x.float(), x_hat.float(), mu.float(), logvar.float(), 1.0, **self._vae_kwargs
-        )
+        terms = vae_loss(x.float(), out.x_hat.float(), out.mu.float(), out.logvar.float(), 1.0,
+                         **self._vae_kwargs)
         total = terms.reconstruction + (self.beta * multiplier) * terms.latent
         return StepOutput(
             {"model": total},
             {"loss": total, "reconstruction": terms.reconstruction, "latent": terms.latent},
         )
 
-    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
-        """Hook after each epoch with the epoch's mean terms: the beta auto-balance."""
-        if self.auto_balance and not self.balanced:
-            self.beta = self.beta_target * means["reconstruction"] / (means["latent"] + 1e-3)
-            self.balanced = True
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "balanced": self.balanced}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.beta = float(state["beta"])
-        # Checkpoints from before the auto-balance was shared hold only beta.
-        self.balanced = bool(state.get("balanced", False))
-
-
-class CompressedObjective(StandardObjective):
+class CompressedObjective(Objective):
     """The paper's eq 6: ``MSE + beta * m * HypersphericalPriorLoss(mu, sigma)``.
+
+    Args:
+        latent_dim: ``n``, the latents' size (the loss's targets are per angle).
+        beta, auto_balance: see :class:`Objective`.
+        preset: a :data:`~spherevae.losses.targets.PRESETS` name (``"full"``: the paper's
+            compression toward the pole).
+        loss_options: keyword options of :class:`~spherevae.losses.prior.HypersphericalPriorLoss`
+            (targets, gains, switches, ``backend``): ``objective.loss_overrides`` in a config.
+        compile: ``torch.compile`` the latent loss (on a GPU: a few fused kernels).
 
     The prior loss uses batch statistics, so under DDP it is computed on ``(mu, sigma)``
     gathered from all ranks (with gradients). ``z`` is projected to radius ``sqrt(n)``
@@ -194,25 +266,27 @@ class CompressedObjective(StandardObjective):
     default_schedule: ClassVar[str] = "quench_anneal"
     # Latents on the sphere: the paper's vMF is the headline (Fig 1), then the uniform prior.
     default_samplers: ClassVar[tuple[str, ...]] = ("vmf", "prior_sphere")
-    takes_loss_overrides: ClassVar[bool] = True
+    takes_loss_options: ClassVar[bool] = True
 
-    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
-        from spherevae.losses.prior import HypersphericalPriorLoss
+    def __init__(self, latent_dim: int, *, beta: float = 1.0, auto_balance: bool | None = None,
+                 preset: str = "full", loss_options: dict[str, Any] | None = None,
+                 compile: bool = False) -> None:
+        super().__init__(beta=beta, auto_balance=auto_balance)
+        self.latent_loss = _loss_options(HypersphericalPriorLoss, dict(loss_options or {}),
+                                         latent_dim=latent_dim, preset=preset)
+        self._use_compile = compile
+        self._finish_latent_loss()
 
-        self._init_beta(cfg)
-        self.latent_loss = self._make_latent_loss(cfg, model, dataset, HypersphericalPriorLoss)
-        self.latent_loss.to(next(model.parameters()).device)
+    @classmethod
+    def from_config(cls, cfg: RunConfig, latent_dim: int) -> Objective:
+        o = cfg.objective
+        return cls(latent_dim, beta=o.beta, auto_balance=o.auto_balance, preset=o.loss_preset,
+                   loss_options=o.loss_overrides, compile=cfg.train.compile)
+
+    def _finish_latent_loss(self) -> None:
         self._kwargs = _pass_validate_false(self.latent_loss.forward)
         # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
-        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
-
-    @staticmethod
-    def _make_latent_loss(cfg: RunConfig, model: VAEModel, dataset: str, cls: Any) -> nn.Module:
-        o = cfg.objective
-        try:
-            return cls(model.latent_dim, preset=o.loss_preset, **o.loss_overrides)
-        except TypeError as exc:
-            raise ValueError(f"objective.loss_overrides: {exc}") from None
+        self._latent_call = torch.compile(self.latent_loss) if self._use_compile else self.latent_loss
 
     def _latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         mu_all = all_gather_with_grad(mu.float())
@@ -259,12 +333,19 @@ def _warn_if_schedule_differs(cfg: RunConfig, compression: str) -> None:
             f"objective authors with compression={compression!r}: the authors' code "
             f"{'anneals' if compression == 'full' else 'never anneals'} its quench; set "
             f"schedule.params.anneal={str(compression == 'full').lower()} to match it",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
 class AuthorsObjective(CompressedObjective):
     """What the authors' released code does (docs/objectives.md), training side.
+
+    Args:
+        latent_dim, beta, auto_balance, compile: see :class:`CompressedObjective`
+            (auto-balance is on by default here).
+        sigma_angle_weight: their ``W_sigma`` (:data:`AUTHORS_DATASET_WEIGHTS` per data set).
+        loss_options: keyword options of :class:`~spherevae.losses.authors.AuthorsLatentLoss`
+            (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``).
 
     - Two optimisers, two updates per batch. The encoder follows
       ``0.001 * (MSE + beta * latent * m)`` with the decoder frozen; the decoder follows
@@ -273,38 +354,36 @@ class AuthorsObjective(CompressedObjective):
       inputs=...)``), which is what "decoder step on detached z after the encoder
       step" computes: the decoder has not changed when the encoder steps, and the
       detached ``z`` was made before the encoder stepped.
-    - beta auto-balance on by default (see :meth:`StandardObjective._init_beta`).
-    - The latent penalty is :class:`~spherevae.losses.authors.AuthorsLatentLoss`; its options
-      (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``) go in
-      ``objective.loss_overrides``. With ``compression: half`` their quench never drops
-      back (``schedule.params.anneal: false``).
+    - With ``compression: half`` their quench never drops back
+      (``schedule.params.anneal: false``); :meth:`from_config` warns otherwise.
     """
 
     default_auto_balance: ClassVar[bool] = True
 
-    def __init__(self, cfg: RunConfig, model: VAEModel, dataset: str) -> None:
-        from spherevae.losses.authors import AuthorsLatentLoss
+    def __init__(self, latent_dim: int, *, sigma_angle_weight: float, beta: float = 1.0,
+                 auto_balance: bool | None = None, loss_options: dict[str, Any] | None = None,
+                 compile: bool = False) -> None:
+        Objective.__init__(self, beta=beta, auto_balance=auto_balance)
+        self.latent_loss = _loss_options(AuthorsLatentLoss, dict(loss_options or {}),
+                                         latent_dim=latent_dim, sigma_angle_weight=sigma_angle_weight)
+        self._use_compile = compile
+        self._finish_latent_loss()
 
-        self._init_beta(cfg)
-        weight = cfg.objective.dataset_weight
+    @classmethod
+    def from_config(cls, cfg: RunConfig, latent_dim: int) -> Objective:
+        o = cfg.objective
+        weight = o.dataset_weight
         if weight is None:
             check_choice(
-                dataset,
+                cfg.data.name,
                 "data.name (for the authors' dataset_weight; or set objective.dataset_weight)",
                 AUTHORS_DATASET_WEIGHTS,
             )
-            weight = AUTHORS_DATASET_WEIGHTS[dataset]
-        try:
-            self.latent_loss = AuthorsLatentLoss(
-                model.latent_dim, sigma_angle_weight=weight, **cfg.objective.loss_overrides
-            )
-        except TypeError as exc:
-            raise ValueError(f"objective.loss_overrides: {exc}") from None
-        self.latent_loss.to(next(model.parameters()).device)
-        self._kwargs = _pass_validate_false(self.latent_loss.forward)
-        # On a GPU the eager loss is dozens of tiny kernels; compiled, a few fused ones.
-        self._latent_call = torch.compile(self.latent_loss) if cfg.train.compile else self.latent_loss
-        _warn_if_schedule_differs(cfg, self.latent_loss.compression)
+            weight = AUTHORS_DATASET_WEIGHTS[cfg.data.name]
+        objective = cls(latent_dim, sigma_angle_weight=weight, beta=o.beta, auto_balance=o.auto_balance,
+                        loss_options=o.loss_overrides, compile=cfg.train.compile)
+        _warn_if_schedule_differs(cfg, str(objective.latent_loss.compression))
+        return objective
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         submodule = getattr(model, "decoder", None)
@@ -320,9 +399,10 @@ class AuthorsObjective(CompressedObjective):
         encoder = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
         return {"encoder": encoder, "decoder": decoder}
 
-    def learning_rates(self, cfg: RunConfig) -> dict[str, float]:
-        dec = cfg.optim.decoder_lr if cfg.optim.decoder_lr is not None else cfg.optim.lr
-        return {"encoder": cfg.optim.lr, "decoder": dec}
+    def learning_rate(self, group: str, optim: OptimConfig) -> float:
+        if group == "decoder" and optim.decoder_lr is not None:
+            return optim.decoder_lr
+        return optim.lr
 
     def compute(
         self, model: nn.Module, x: torch.Tensor, multiplier: float | torch.Tensor, generator: torch.Generator
@@ -335,7 +415,6 @@ class AuthorsObjective(CompressedObjective):
         )
 
 
-
 OBJECTIVES: dict[str, type[Objective]] = {
     "standard": StandardObjective,
     "compressed": CompressedObjective,
@@ -344,11 +423,22 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 
 def register_objective(name: str, cls: type[Objective]) -> None:
-    """Add ``cls`` to :data:`OBJECTIVES` under ``name`` (configs then accept it)."""
+    """Add ``cls`` (an :class:`Objective` subclass) to :data:`OBJECTIVES` under ``name``
+    (configs then accept ``objective.name: <name>``)."""
     if name in OBJECTIVES:
         raise ValueError(f"objective {name!r} is already registered; choose another name")
-    missing = [a for a in ("default_project_to_sphere", "default_auto_balance",
-                           "default_schedule", "default_samplers") if not hasattr(cls, a)]
-    if missing:
-        raise TypeError(f"objective class {cls.__name__} lacks the class attributes {missing}")
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise TypeError(f"an objective must subclass spherevae.training.objectives.Objective, got {cls!r}")
     OBJECTIVES[name] = cls
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The registered objective class ``name`` (a ``ValueError`` lists the known names)."""
+    check_choice(name, "objective.name", OBJECTIVES)
+    return OBJECTIVES[name]
+
+
+def build_objective(cfg: RunConfig, latent_dim: int) -> Objective:
+    """The objective of ``cfg`` for latents of size ``latent_dim``
+    (``objective_class(cfg.objective.name).from_config(cfg, latent_dim)``)."""
+    return objective_class(cfg.objective.name).from_config(cfg, latent_dim)

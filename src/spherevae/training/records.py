@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from spherevae.training.objectives import TERMS
 from spherevae.io.files import atomic_write_text, read_jsonl
+from spherevae.training.objectives import TERMS
 
 __all__ = [
     "EpochSums",

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import dataclasses
-
 import datetime
-
-import errno
-
 import inspect
-
-import json
-
 import os
-
 import socket
-
-import tempfile
-
 import warnings
-
-from collections.abc import Callable, Iterator, Mapping
-
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from typing import IO, Any
+from spherevae._utils.mappings import flatten_keys
+from spherevae.io.errors import UserError
+from spherevae.io.files import append_jsonl
+from spherevae.io.layout import RunLayout
 
+__all__ = [
+    "RESUMABLE_KEYS",
+    "pin_schedule",
+    "record_history",
+    "resume_changes",
+    "resume_config",
+]
 
 # What may differ between a run's config.yaml and a resume: how long, where, how loud (a key
 # covers the keys below it). Everything else changes the training itself: a new run.

@@ -16,6 +16,8 @@ in it, ``.lock`` (see :mod:`spherevae.io.files` and docs/design.md, "Robustness"
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +26,24 @@ from torch import nn
 
 from spherevae._utils.validation import check_choice
 from spherevae.io.checkpoint import load_checkpoint, load_state
-from spherevae.training.config import RunConfig, load_config
-from spherevae.models.vae import VAE
+from spherevae.io.errors import CheckpointError, UserError
+from spherevae.io.layout import RunLayout
+from spherevae.io.weights import load_weights
 from spherevae.models.adapter import VAEModel
 from spherevae.models.spec import model_from_spec
-from spherevae.training.objectives import (
-    OBJECTIVES,
-    AuthorsObjective,
-    CompressedObjective,
-    StandardObjective,
-    StepOutput,
-)
-from spherevae.io.errors import CheckpointError
-from spherevae.io.layout import RunLayout
-from spherevae.training.trainer import (
-    WEIGHTS_FILE,
-    Trainer,
-    TrainingDiverged,
-    limit_split,
-    resolve_device,
-)
-from spherevae.io.weights import load_weights
+from spherevae.models.vae import VAE
+from spherevae.training.config import ModelSection, RunConfig, load_config
+from spherevae.training.objectives import build_objective, objective_class
+from spherevae.training.schedules import make_schedule
+from spherevae.training.trainer import Trainer, limit_split
 
 __all__ = [
-    "OBJECTIVES",
-    "WEIGHTS_FILE",
-    "AuthorsObjective",
-    "CompressedObjective",
-    "StandardObjective",
-    "StepOutput",
-    "Trainer",
-    "TrainingDiverged",
     "build_model",
+    "check_buildable",
     "load_run",
+    "load_split",
     "train",
 ]
-
-_resolve_device = resolve_device  # the older private name (evaluation uses it)
-
 
 # --- model and data from the config ---------------------------------------------------
 
@@ -78,7 +60,7 @@ def build_model(cfg: RunConfig, image_shape: tuple[int, ...]) -> VAE:
             kwargs[name] = getattr(cfg.model, name)
     sphere = cfg.model.project_to_sphere
     kwargs["project_to_sphere"] = (
-        OBJECTIVES[cfg.objective.name].default_project_to_sphere if sphere is None else sphere
+        objective_class(cfg.objective.name).default_project_to_sphere if sphere is None else sphere
     )
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     for key, value in cfg.model.extra.items():
@@ -95,7 +77,7 @@ def build_model(cfg: RunConfig, image_shape: tuple[int, ...]) -> VAE:
         return VAE(model_cfg)
 
 
-def _load_split(cfg: RunConfig, split: str) -> Any:
+def load_split(cfg: RunConfig, split: str) -> Any:
     """``split`` of the data set ``cfg.data`` names, limited to ``max_train``/``max_test``."""
     return limit_split(cfg, split, _load_full_split(cfg, split))
 
@@ -181,3 +163,74 @@ def load_run(
         ) from None
     load_state(net, state, path)
     return cfg, net.to(device).eval()
+
+
+def check_buildable(cfg: RunConfig) -> None:
+    """Check what :func:`spherevae.training.runs.train` builds from ``cfg`` beyond :func:`~spherevae.training.config.validate`,
+    with no data and no weights, naming the config field of any problem: ``data.name`` and
+    ``data.options`` against the dataset registry, the schedule, the model (against the
+    size of the dataset's images, where the dataset fixes it) and the objective (its
+    ``objective.loss_overrides``). The model is built on the ``meta`` device: no memory,
+    milliseconds. For runs whose data and model the config names (the CLI, sweeps); a
+    Python caller that passes its own data (``fit``, ``Trainer``) needs no registered
+    ``data.name``, so :func:`~spherevae.training.config.validate` does not ask for one.
+    """
+    from spherevae.data import DATASETS
+    from spherevae.models.config import MODEL_PRESETS
+
+    check_choice(cfg.data.name, "data.name", DATASETS)
+    spec = DATASETS[cfg.data.name]
+    for key in cfg.data.options:
+        if key not in spec.options:
+            allowed = f"the options {list(spec.options)}" if spec.options else "no options"
+            raise UserError(f"data.options.{key}: dataset {cfg.data.name!r} takes {allowed}")
+    make_schedule(cfg.schedule.name, cfg.schedule.params)
+    check_choice(cfg.model.preset, "model.preset", MODEL_PRESETS)
+    stages = len(cfg.model.channels or cfg.model.extra.get("channels")
+                 or MODEL_PRESETS[cfg.model.preset]["channels"])
+    # The real build warns (e.g. about a schedule); once is enough.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                model = build_model(cfg, _image_shape(cfg.data.options, spec, stages))
+        except (TypeError, ValueError) as exc:
+            raise UserError(_model_field_names(str(exc))) from None
+        # The loss computes its targets on the CPU, then moves them to the model's (meta) device.
+        try:
+            build_objective(cfg, model.latent_dim).to("meta")
+        except (TypeError, ValueError) as exc:
+            # The loss names a bad option by its keyword: name the config field instead.
+            key = str(exc).split(" ", 1)[0]
+            if key in cfg.objective.loss_overrides:
+                raise UserError(f"objective.loss_overrides.{exc}") from None
+            raise
+
+
+def _image_shape(options: dict[str, Any], spec: Any, stages: int) -> tuple[int, ...]:
+    """``(C, H, W)`` of the images the dataset ``spec`` will give with ``options``; where
+    the files decide (a folder without ``image_size``), a size every stage count allows."""
+    if isinstance(options.get("image_shape"), list | tuple):
+        return tuple(options["image_shape"])
+    channels = 1 if options.get("greyscale") else spec.image_shape[0]
+    side = options.get("image_size")
+    if isinstance(side, int) and not isinstance(side, bool):
+        return channels, side, side
+    if "image_size" in spec.options:  # inferred from the files when the run loads them
+        return channels, 4 * 2**stages, 4 * 2**stages
+    return tuple(spec.image_shape)
+
+
+def _model_field_names(message: str) -> str:
+    """``ModelConfig.<field>`` in ``message`` as the config field that sets it."""
+    section = {f.name for f in dataclasses.fields(ModelSection)} - {"preset", "extra"}
+
+    def name(match: re.Match[str]) -> str:
+        field_name = match[1]
+        if field_name == "image_shape":
+            return "the image shape of data.name"
+        return f"model.{'' if field_name in section else 'extra.'}{field_name}"
+
+    return re.sub(r"ModelConfig\.(\w+)", name, message)
+
+

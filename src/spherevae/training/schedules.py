@@ -20,7 +20,19 @@ from typing import Any
 
 from spherevae._utils.validation import check_choice, check_positive
 
-__all__ = ["SCHEDULES", "Clock", "make_schedule", "register_schedule"]
+__all__ = [
+    "PAPER_EPOCHS",
+    "PAPER_QUENCH_EPOCHS",
+    "SCHEDULES",
+    "Clock",
+    "Schedule",
+    "constant",
+    "cyclical",
+    "linear_warmup",
+    "make_schedule",
+    "quench_anneal",
+    "register_schedule",
+]
 
 # The paper's runs: 300 epochs, latent pressure rising for the first 100 (A.9).
 PAPER_EPOCHS = 300

@@ -4,21 +4,30 @@ A model is anything with ``encode(x) -> (mu, logvar)`` and ``decode(z) -> x_hat`
 (wrapped in :class:`~spherevae.models.adapter.ModelAdapter`; a spherevae
 :class:`~spherevae.models.vae.VAE` is used as it is). Data: a tensor or array ``(N, ...)``, a
 ``Dataset``, a ``DataLoader`` (read once into memory, see
-:func:`spherevae.api.as_tensor_data`) or an ``ImageDataset``. :func:`spherevae.training.runs.train`
+:func:`spherevae.data.as_tensor_data`) or an ``ImageDataset``. :func:`spherevae.training.runs.train`
 (the CLI, sweeps, :func:`spherevae.fit`) is a Trainer that builds both from the config.
 
 :meth:`Trainer.fit` runs these steps, each a method, top to bottom:
 
 1. open the run directory: create, lock (rank 0), apply a resume's config rules;
-2. :meth:`~Trainer.setup`: device, data and loaders, model, objective, optimisers, lr
-   decay, latent-pressure schedule, AMP, noise generator (nothing written);
+2. :meth:`~Trainer.setup`: device, data and loaders, model, objective (an ``nn.Module``
+   moved to the device), the objective's optimisers and lr schedules
+   (``objective.configure_optimizers``), latent-pressure schedule, AMP, noise generator
+   (nothing written);
 3. :meth:`~Trainer.start`: restore a checkpoint (:meth:`~Trainer.load_state_dict`) or
    start fresh; write ``config.yaml``, the data fingerprint, ``history.jsonl``; loggers;
 4. per epoch: :meth:`~Trainer.train_epoch` (:meth:`~Trainer.train_step` per batch, host
    reads only at log points), :meth:`~Trainer.end_epoch` (test pass, the epoch record,
    objective hook, lr decay), :meth:`~Trainer.log` (metrics.jsonl, loggers, progress),
-   :meth:`~Trainer.checkpoint`;
-5. :meth:`~Trainer.finish`: final weights (``model.safetensors``) and logger artifacts.
+   the callbacks' ``on_epoch_end``, :meth:`~Trainer.checkpoint` (then ``on_checkpoint``);
+   a callback that sets ``trainer.should_stop`` ends the run after that epoch's checkpoint;
+5. :meth:`~Trainer.finish`: final weights (``model.safetensors``) and logger artifacts,
+   then the callbacks' ``on_fit_end``.
+
+Extending it needs no subclass: the objective says its optimisers, callbacks
+(:mod:`spherevae.training.callbacks`) run at the hooks above, and logger *instances*
+(anything with the :class:`~spherevae.training.loggers.RunLogger` methods) are accepted
+beside the names in ``train.loggers``.
 
 Conventions: no host-device sync inside :meth:`~Trainer.train_step` (terms are summed
 on the device; the host reads them every ``train.log_every`` steps and at epoch ends);
@@ -39,26 +48,27 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from spherevae.io.checkpoint import load_checkpoint, load_state, save_checkpoint
-from spherevae.training.config import AMP_MODES, RunConfig, config_to_dict, save_config
-from spherevae.training.distributed import DistInfo, average_gradients, barrier, init_distributed
 from spherevae.data.fingerprint import check_fingerprint, data_fingerprint
-from spherevae.models.adapter import VAEModel
-from spherevae.models.spec import model_spec
-from spherevae.training.objectives import OBJECTIVES, TERMS
-from spherevae.io.lock import RunDirLock
-from spherevae.io.layout import RunLayout, make_run_dir
+from spherevae.io.checkpoint import load_checkpoint, load_state, save_checkpoint
 from spherevae.io.errors import UserError
 from spherevae.io.files import append_jsonl, atomic_write_json, clean_tmp_files, read_json
-from spherevae.training.resume import record_history, resume_config
-from spherevae.training.schedules import Clock, make_schedule
+from spherevae.io.layout import RunLayout, make_run_dir
+from spherevae.io.lock import RunDirLock
+from spherevae.io.weights import save_weights
+from spherevae.models.adapter import VAEModel
+from spherevae.models.spec import model_spec
+from spherevae.training.callbacks import check_callback
+from spherevae.training.config import AMP_MODES, RunConfig, config_to_dict, save_config
+from spherevae.training.distributed import DistInfo, average_gradients, barrier, init_distributed
+from spherevae.training.loggers import check_logger
+from spherevae.training.objectives import TERMS, build_objective, objective_class
 from spherevae.training.records import (
     EpochSums,
     divergence_message,
@@ -68,9 +78,16 @@ from spherevae.training.records import (
     test_reconstruction,
     truncate_metrics,
 )
-from spherevae.io.weights import save_weights
+from spherevae.training.resume import record_history, resume_config
+from spherevae.training.schedules import Clock, make_schedule
 
-__all__ = ["WEIGHTS_FILE", "Trainer", "TrainingDiverged", "resolve_device"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "Trainer",
+    "TrainingDiverged",
+    "limit_split",
+    "resolve_device",
+]
 
 WEIGHTS_FILE = RunLayout(Path()).weights.name  # a run's final weights (kept for importers)
 _RESUME_ENTRIES = ("epoch", "model", "optimizers", "schedulers", "scaler", "objective", "rng")
@@ -138,13 +155,27 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, model: nn.Module | None = None,
-                 train: Any = None, test: Any = None) -> None:
+                 train: Any = None, test: Any = None, *,
+                 callbacks: Sequence[Any] = (), loggers: Sequence[Any] = ()) -> None:
         self.cfg = cfg
         self._model, self._data = model, (train, test)
         self.dist = DistInfo()
         self.last_good: int | None = None  # the epoch of the last checkpoint written
+        self.callbacks = [check_callback(cb) for cb in callbacks]
+        self._logger_instances = [check_logger(lg) for lg in loggers]
         self.loggers: list[Any] = []
         self.changes: dict[str, list[Any]] = {}  # what a resume changed in the config
+        self.should_stop = False  # a callback sets it to end the run after this epoch
+
+    def add_callback(self, callback: Any) -> None:
+        """Append ``callback`` (see :mod:`spherevae.training.callbacks`)."""
+        self.callbacks.append(check_callback(callback))
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if callable(fn):
+                fn(self, *args)
 
     @property
     def run_dir(self) -> Path:
@@ -172,7 +203,7 @@ class Trainer:
             raise ValueError("Trainer needs a model (spherevae.training.runs.train builds the one cfg.model describes)")
         sphere = self.cfg.model.project_to_sphere
         if sphere is None:
-            sphere = OBJECTIVES[self.cfg.objective.name].default_project_to_sphere
+            sphere = objective_class(self.cfg.objective.name).default_project_to_sphere
         return as_vae_model(self._model, sample, project_to_sphere=sphere)
 
     # --- the run ----------------------------------------------------------------------
@@ -195,7 +226,12 @@ class Trainer:
                     self.train_epoch(epoch, bar)
                     record = self.end_epoch(epoch)
                     self.log(record)
-                    self.checkpoint(epoch)
+                    self._call("on_epoch_end", record)
+                    self.checkpoint(epoch, force=self.should_stop)
+                    if self.should_stop:
+                        _LOG.info("%s: stopped by a callback after epoch %d of %d", self.run_dir.name,
+                                  epoch + 1, self.cfg.train.epochs)
+                        break
             except BaseException:  # divergence, Ctrl-C, OOM, a full disk: close the loggers' runs
                 for lg in self.loggers:
                     lg.finalize("failed")
@@ -203,6 +239,7 @@ class Trainer:
             finally:
                 bar.close()
             self.finish()
+        self._call("on_fit_end", self.run_dir)
         return self.run_dir
 
     @contextlib.contextmanager
@@ -248,11 +285,7 @@ class Trainer:
         train_ds, test_ds = (limit_split(cfg, s, ds) for s, ds in zip(("train", "test"), full, strict=True))
         del full
         self.model = self.make_model(train_ds.images[:2]).to(self.device)
-        self.objective = OBJECTIVES[cfg.objective.name](cfg, self.model, cfg.data.name)
-        self.groups = self.objective.parameter_groups(self.model)
-        self.params = [p for ps in self.groups.values() for p in ps]
-        trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
-        self._one_group = len(self.groups) == 1 and {id(p) for p in self.params} == trainable
+        self.objective = build_objective(cfg, self.model.latent_dim).to(self.device)
         self._setup_optimizers()
         if t.compile:
             self.model.compile()  # in place: state-dict keys stay the same
@@ -272,18 +305,17 @@ class Trainer:
         self.sums = EpochSums(self.device)
 
     def _setup_optimizers(self) -> None:
-        """One Adam (+ exponential lr decay) per parameter group of the objective; the
-        gradient scaler (fp16 only) and the autocast dtype."""
-        o = self.cfg.optim
-        lrs = self.objective.learning_rates(self.cfg)
-        self.optimizers = {
-            name: torch.optim.Adam(ps, lr=lrs[name], betas=o.betas, weight_decay=o.weight_decay)
-            for name, ps in self.groups.items()
-        }
-        self.schedulers = {
-            n: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay)
-            for n, opt in self.optimizers.items()
-        }
+        """The objective's optimisers and LR schedules (:meth:`~spherevae.training.
+        objectives.Objective.configure_optimizers`: one Adam + exponential decay per
+        parameter group by default), the gradient scaler (fp16 only) and the autocast dtype."""
+        entries = self.objective.configure_optimizers(self.model, self.cfg.optim)
+        self.optimizers = {e["name"]: e["optimizer"] for e in entries}
+        self.schedulers = {e["name"]: e["lr_scheduler"] for e in entries if e.get("lr_scheduler") is not None}
+        self.groups = {name: [p for g in opt.param_groups for p in g["params"]]
+                       for name, opt in self.optimizers.items()}
+        self.params = [p for ps in self.groups.values() for p in ps]
+        trainable = {id(p) for p in self.model.parameters() if p.requires_grad}
+        self._one_group = len(self.groups) == 1 and {id(p) for p in self.params} == trainable
         self.amp_dtype = AMP_MODES[self.cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == "float16")
 
@@ -312,7 +344,8 @@ class Trainer:
             truncate_metrics(self.layout.metrics, start)
             self._forget_derived_files()
             record_history(self.run_dir, resume, start, t.epochs, self.changes)
-            self.loggers = make_loggers(_logger_names(t), self.run_dir, self.run_dir.name, t.logger_options)
+            self.loggers = [*make_loggers(_logger_names(t), self.run_dir, self.run_dir.name, t.logger_options),
+                            *self._logger_instances]
             for lg in self.loggers:
                 lg.log_hyperparams(config_to_dict(self.cfg))
         return start
@@ -357,20 +390,22 @@ class Trainer:
         load_state(self.model, state["model"], path)
         for n, opt in self.optimizers.items():
             load_state(opt, state["optimizers"].get(n, {}), path, f"{n} optimiser")
-            self.schedulers[n].load_state_dict(state["schedulers"][n])
+        for n, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][n])
         self.scaler.load_state_dict(state["scaler"])
         self.objective.load_state_dict(state["objective"])
         self.noise.set_state(state["rng"]["noise"].cpu())  # generator states are CPU byte tensors
 
-    def checkpoint(self, epoch: int) -> None:
-        """Write ``checkpoints/last.pt`` atomically every ``train.checkpoint_every`` epochs
-        and after the last (rank 0)."""
+    def checkpoint(self, epoch: int, *, force: bool = False) -> None:
+        """Write ``checkpoints/last.pt`` atomically every ``train.checkpoint_every`` epochs,
+        after the last and when ``force`` (rank 0); then the callbacks' ``on_checkpoint``."""
         t = self.cfg.train
-        if (epoch + 1) % t.checkpoint_every and epoch + 1 != t.epochs:
+        if (epoch + 1) % t.checkpoint_every and epoch + 1 != t.epochs and not force:
             return
         if self.dist.is_main:
             save_checkpoint(self.state_dict(epoch), self.layout.checkpoint)
         self.last_good = epoch
+        self._call("on_checkpoint", epoch, self.layout.checkpoint)
 
     def finish(self) -> None:
         """Final weights with the model's spec (``model.safetensors``); logger artifacts."""

@@ -335,11 +335,11 @@ def test_project_zero_to_pole_with_zero_gradient() -> None:
 def test_sphere_radius_is_the_rms_norm_of_the_standard_normal_and_used_everywhere():
     """sqrt(n) = sqrt(E|z|^2) for z ~ N(0, I_n) (paper eq 8), checked by Monte Carlo; the
     models, the samplers and the sqrt_n target all take it from this one helper."""
-    from spherevae.models.vae import VAE
-    from spherevae.models.adapter import ModelAdapter
-    from spherevae.models.config import ModelConfig
     from spherevae.distributions.samplers import fit_sampler
     from spherevae.losses.targets import RADIUS_TARGETS
+    from spherevae.models.adapter import ModelAdapter
+    from spherevae.models.config import ModelConfig
+    from spherevae.models.vae import VAE
 
     g = torch.Generator().manual_seed(0)
     for n in (1, 2, 7, 128):

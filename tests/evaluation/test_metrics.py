@@ -7,12 +7,12 @@ import scipy.spatial
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from spherevae.evaluation.fid import FID, KID, FeatureStats, frechet_distance, kid
 from spherevae.evaluation.diagnostics import (
     collapse_stats,
     posterior_sigma_summary,
     reconstruction_metrics,
 )
+from spherevae.evaluation.fid import FID, KID, FeatureStats, frechet_distance, kid
 from spherevae.evaluation.knn import knn_accuracy, precision_recall
 from spherevae.geometry.sphere import (
     perturb_tangent,

@@ -13,7 +13,7 @@ from spherevae.training.config import (
     save_config,
 )
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -104,7 +104,7 @@ def test_to_dict_is_plain_yaml_and_defaults_round_trip():
     assert config_from_dict(d) == RunConfig()
 
 
-TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+TINY = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
 )
 def test_what_a_run_builds_is_checked_before_any_work_naming_the_field(override, message):
     """check_buildable (the CLI and sweeps call it before training) names the config field."""
-    from spherevae.training.config import check_buildable
+    from spherevae.training.runs import check_buildable
 
     with pytest.raises((ValueError, TypeError), match=message):
         check_buildable(load_config(TINY, ["objective.name=compressed", override]))
@@ -133,7 +133,7 @@ def test_what_a_run_builds_is_checked_before_any_work_naming_the_field(override,
 
 def test_loss_overrides_of_an_objective_without_a_prior_loss_are_refused():
     # The standard VAE's KLD takes no options: accepted, they would sit in config.yaml unused.
-    from spherevae.training.config import check_buildable
+    from spherevae.training.runs import check_buildable
 
     cfg = load_config(TINY, ["objective.name=standard", "objective.loss_overrides.alpha=1"])
     with pytest.raises(ValueError, match=r"^objective\.loss_overrides \['alpha'\] do nothing with "
@@ -143,14 +143,14 @@ def test_loss_overrides_of_an_objective_without_a_prior_loss_are_refused():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_build(path):
-    from spherevae.training.config import check_buildable
+    from spherevae.training.runs import check_buildable
 
     check_buildable(load_config(path))
 
 
 def test_a_folder_of_images_is_not_refused_for_its_unknown_size():
     """A folder dataset's image size comes from its files unless data.options.image_size says."""
-    from spherevae.training.config import check_buildable
+    from spherevae.training.runs import check_buildable
 
     check_buildable(load_config(TINY, ["data.name=folder", "model.channels=[8,8,8,8]"]))
     with pytest.raises(ValueError, match=r"^model\.channels has 4 stages.*\(H, W\) = \(24, 24\)"):

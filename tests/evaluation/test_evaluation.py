@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from _user_models import ImageMLPVAE
-from spherevae.training.config import load_config
+from spherevae.distributions.samplers import SAMPLERS, SamplerSpec
+from spherevae.distributions.vmf import VonMisesFisher
+from spherevae.evaluation.context import EvalConfig, EvalContext, samplers_for
+from spherevae.evaluation.features import FEATURE_BACKBONES, BackboneSpec
+from spherevae.evaluation.fid import FID, frechet_distance, kid
+from spherevae.evaluation.knn import precision_recall
+from spherevae.evaluation.metric_info import metric_key
 from spherevae.evaluation.pipeline import (
     PIPELINE,
     TANGENT_NOISE_SCALES,
@@ -24,18 +30,12 @@ from spherevae.evaluation.pipeline import (
     load_context,
     tangent_noise_fids,
 )
-from spherevae.evaluation.context import EvalConfig, EvalContext, samplers_for
-from spherevae.evaluation.features import FEATURE_BACKBONES, BackboneSpec
-from spherevae.evaluation.metric_info import metric_key
-from spherevae.evaluation.fid import FID, frechet_distance, kid
-from spherevae.evaluation.knn import precision_recall
-from spherevae.models.adapter import ModelAdapter
 from spherevae.io.layout import RunLayout
-from spherevae.distributions.samplers import SAMPLERS, SamplerSpec
-from spherevae.distributions.vmf import VonMisesFisher
+from spherevae.models.adapter import ModelAdapter
+from spherevae.training.config import load_config
 from spherevae.training.runs import train
 
-TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+TINY = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
 
 
 def test_every_objective_gets_its_prior_and_every_fitted_sampler() -> None:
@@ -195,8 +195,8 @@ def test_samples_are_seeded_per_sampler() -> None:
 
 
 def test_latent_spectrum_figure_draws_both_panels(tmp_path) -> None:
-    from spherevae.plots.latents import latent_spectrum_figure
     from spherevae.plots.figure import save_figure
+    from spherevae.plots.latents import latent_spectrum_figure
 
     sigma = torch.cat([torch.tensor([6.8]), torch.full((7,), 0.01)])
     fig = latent_spectrum_figure(sigma, torch.tensor([0.5, 0.1, 0.01, 0.0]), vmf_tangent_var=0.05)
@@ -262,8 +262,8 @@ def test_a_flat_folder_run_is_evaluated_without_fid_and_says_why(monkeypatch, tm
     """No labels, so no domain classifier: every stage that needs no FID features runs
     (it failed at stage 4 after fitting and drawing every sampler); an explicit backbone
     that cannot be built, or a size that cannot fit, stops at once, before stage 2."""
-    from spherevae.evaluation.pipeline import evaluate_run
     from spherevae.evaluation.inception import InceptionWeightsNotFoundError
+    from spherevae.evaluation.pipeline import evaluate_run
 
     run = _flat_folder_run(tmp_path)
     m = evaluate_run(run, num_samples=100, samplers=("vmf", "gaussian"), tsne_points=20, progress=False)

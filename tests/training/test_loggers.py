@@ -13,7 +13,7 @@ from spherevae.training.config import load_config
 from spherevae.training.loggers import LOGGERS, check_loggers, flatten, make_loggers
 from spherevae.training.runs import train
 
-TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+TINY = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
 
 
 def _cfg(tmp_path, *overrides):
@@ -129,7 +129,7 @@ def test_require_names_the_extra():
 
 
 def _readme_section(title: str) -> str:
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     return text.split(f"### {title}\n", 1)[1].split("```", 1)[0]
 
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spherevae.geometry import coordinates
-from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS
 from spherevae.models.config import MODEL_PRESETS, ModelConfig
+from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS
 from spherevae.models.vae import VAE, VAEOutput
 
 needs_projection = pytest.mark.skipif(

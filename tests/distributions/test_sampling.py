@@ -20,16 +20,16 @@ from hypothesis import strategies as st
 from scipy.stats import vonmises_fisher
 from torch import nn
 
-from spherevae.geometry.coordinates import project_to_sphere
+from spherevae.distributions.bessel import bessel_ratio, log_bessel_iv
+from spherevae.distributions.gaussians import FittedGaussian, GaussianMixture
 from spherevae.distributions.samplers import (
     SAMPLERS,
     fit_sampler,
     sampler_from_state,
     sampler_to_state,
 )
-from spherevae.distributions.gaussians import FittedGaussian, GaussianMixture
 from spherevae.distributions.vmf import VonMisesFisher, mean_resultant_length_to_concentration
-from spherevae.distributions.bessel import bessel_ratio, log_bessel_iv
+from spherevae.geometry.coordinates import project_to_sphere
 from spherevae.models.inference import decode_samples
 
 DIMS = [2, 3, 128, 1000, 4096]

@@ -94,14 +94,14 @@ def test_registering_a_schedule_makes_configs_and_training_use_it(tmp_path):
     """docs/design.md "Adding a schedule": one function, one register call."""
     from pathlib import Path
 
-    from spherevae.training.config import load_config
     from spherevae.io.files import read_jsonl
+    from spherevae.training.config import load_config
     from spherevae.training.runs import train
 
     def step_down(clock, *, high=4.0, after=1):
         return high if clock.epoch < after else 0.25
 
-    tiny = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+    tiny = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
     overrides = [f"train.out_dir={tmp_path}", "schedule.name=test_step_down", "train.epochs=2",
                  "schedule.params={high: 2.0}"]
     register_schedule("test_step_down", step_down)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
-from spherevae.report.comparability import comparable_groups, incomparability
 from spherevae.evaluation.metric_info import GROUPS, KEYS, METRICS, better, describe, metric_key
+from spherevae.report.comparability import comparable_groups, incomparability
 from spherevae.report.html import RunSummary, load_run_summary, write_report
 
 
@@ -190,8 +190,10 @@ def test_report_plane_tells_every_run_and_sampler_apart(tmp_path, monkeypatch):
     from spherevae.distributions.samplers import SAMPLERS
 
     drawn = []
-    original = plots.mse_fid_plane
-    monkeypatch.setattr(plots, "mse_fid_plane", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    from spherevae.report import plane
+
+    original = plane.mse_fid_plane
+    monkeypatch.setattr(plane, "mse_fid_plane", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
     names = list(SAMPLERS)
     standard = {**STANDARD, **{f"fid_domain_{s}_recon": 10.0 + i for i, s in enumerate(names)}}
     compressed = {**COMPRESSED, **{f"fid_domain_{s}_recon": 20.0 + i for i, s in enumerate(names[1:])}}

@@ -11,7 +11,7 @@ from spherevae.evaluation.pipeline import evaluate_run
 from spherevae.experiments.spec import load_sweep
 from spherevae.experiments.sweep import run_sweep
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FAST_EVAL = {"num_samples": 200, "tsne_points": 150, "knn_train_max": 500, "progress": False}
 
 

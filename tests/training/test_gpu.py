@@ -10,7 +10,7 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_coordinates_match_cpu_values_and_gradients() -> None:
@@ -117,7 +117,7 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
     """The Python API trains a user model on the GPU; the run loads and samples on the CPU."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     import spherevae
     from _user_models import MLPVAE
 
@@ -132,8 +132,7 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
 def _graph_setup(objective: str = "compressed", n: int = 64, seed: int = 0):
     from spherevae.training.config import load_config
     from spherevae.training.cudagraph import GraphedStep, capturable_adam
-    from spherevae.training.objectives import TERMS
-    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.objectives import OBJECTIVES, TERMS
     from spherevae.training.runs import build_model
 
     cfg = load_config(CONFIGS / f"cifar10-{objective}.yaml", [f"model.latent_dim={n}"])

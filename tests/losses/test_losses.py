@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spherevae.geometry.coordinates import hyperspherical_cosines
-from spherevae.losses.targets import ANGLE_TARGETS, PRESETS, chi_mean, chi_std, ones_cosines
 from spherevae.losses.authors import AUTHORS_SIGMA_ANGLE_WEIGHTS, AuthorsLatentLoss
 from spherevae.losses.prior import HypersphericalPriorLoss
-from spherevae.losses.vae import LossTerms, vae_loss
 from spherevae.losses.stats import batch_stat_kld, latent_batch_stats, merge_latent_stats
+from spherevae.losses.targets import ANGLE_TARGETS, PRESETS, chi_mean, chi_std, ones_cosines
+from spherevae.losses.vae import LossTerms, vae_loss
 
 TERM_KEYS = {
     f"{g}_{p}_{s}" for g in ("mu", "sigma") for p in ("angle", "radius") for s in ("mean", "std")

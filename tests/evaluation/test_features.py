@@ -11,6 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from spherevae.evaluation.domain import DomainClassifier
+from spherevae.evaluation.features import (
+    BackboneUnavailableError,
+    backbone_extractor,
+    check_backbone,
+)
+from spherevae.evaluation.fid import FID
 from spherevae.evaluation.inception import (
     FID_WEIGHTS_URL,
     InceptionV3Features,
@@ -18,13 +25,6 @@ from spherevae.evaluation.inception import (
     WrongWeightsError,
     load_inception_weights,
 )
-from spherevae.evaluation.features import (
-    BackboneUnavailableError,
-    backbone_extractor,
-    check_backbone,
-)
-from spherevae.evaluation.fid import FID
-from spherevae.evaluation.domain import DomainClassifier
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_unknown_backbone_lists_choices() -> None:
 def test_cli_evaluate_with_wrong_weights_is_one_clear_error(tmp_path: Path, capsys) -> None:
     from spherevae.cli import main
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "digits-tiny.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "digits-tiny.yaml"
     assert main(["train", "--config", str(config), f"train.out_dir={tmp_path}", "train.epochs=1"]) == 0
     run = tmp_path / "digits-tiny"
     wrong = tmp_path / "domain.pt"

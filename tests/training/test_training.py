@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from spherevae.io.checkpoint import load_checkpoint
+from spherevae.io.weights import load_weights
 from spherevae.training.config import load_config
 from spherevae.training.objectives import OBJECTIVES, AuthorsObjective
-from spherevae.training.trainer import TrainingDiverged
 from spherevae.training.runs import build_model, load_run, train
-from spherevae.io.weights import load_weights
+from spherevae.training.trainer import TrainingDiverged
 
-TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+TINY = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
 
 
 def cfg_for(tmp_path, *overrides):
@@ -108,8 +108,7 @@ def test_authors_two_step_gradients_equal_the_two_separate_updates(tmp_path):
     loss (decoder frozen) and decoder step on MSE(decoder(z.detach())) (encoder frozen)."""
     cfg = cfg_for(tmp_path, "objective.name=authors", "objective.dataset_weight=10.0")
     model = build_model(cfg, (1, 8, 8)).double()
-    obj = AuthorsObjective(cfg, model, "digits")
-    obj.latent_loss.double()
+    obj = AuthorsObjective.from_config(cfg, model.latent_dim).double()
     groups = obj.parameter_groups(model)
     x = torch.rand(16, 1, 8, 8, dtype=torch.float64)
     out = obj.compute(model, x, 3.0, torch.Generator().manual_seed(0))
@@ -171,7 +170,7 @@ def test_authors_half_compression_warns_when_the_quench_anneals(tmp_path):
     )
     model = build_model(cfg, (1, 8, 8))
     with pytest.warns(UserWarning, match=r"schedule\.params\.anneal=false"):
-        AuthorsObjective(cfg, model, "digits")
+        AuthorsObjective.from_config(cfg, model.latent_dim)
 
 
 def test_objective_registry_and_sphere_defaults(tmp_path):

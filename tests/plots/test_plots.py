@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from spherevae import plots
+from spherevae.geometry.sphere import interpolate_sphere
+from spherevae.report.plane import mse_fid_plane, sampler_colours
 
 
 def test_image_grid_places_images():
@@ -32,7 +34,7 @@ def test_slerp_keeps_radius_and_endpoints(n, radius):
     z0 = torch.randn(n, generator=g, dtype=torch.float64)
     z1 = torch.randn(n, generator=g, dtype=torch.float64)
     z0, z1 = radius * z0 / z0.norm(), radius * z1 / z1.norm()
-    path = plots.interpolate_sphere(z0, z1, 7)
+    path = interpolate_sphere(z0, z1, 7)
     assert torch.allclose(path.norm(dim=1), torch.full((7,), radius, dtype=torch.float64))
     assert torch.allclose(path[0], z0) and torch.allclose(path[-1], z1)
 
@@ -40,7 +42,7 @@ def test_slerp_keeps_radius_and_endpoints(n, radius):
 def test_slerp_parallel_and_antipodal_are_finite():
     z = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     for other in (z.clone(), -z):
-        path = plots.interpolate_sphere(z, other, 5)
+        path = interpolate_sphere(z, other, 5)
         assert torch.isfinite(path).all()
         assert torch.allclose(path.norm(dim=1), torch.ones(5, dtype=torch.float64))
 
@@ -56,7 +58,7 @@ def test_figures_render_to_png(tmp_path):
                                               {"vmf": 12.345}),
         "hist": plots.latent_histograms(mu, mu.abs(), mu, torch.rand(200, 11)),
         "curves": plots.training_curves([{"epoch": 0, "train_rmse_percent": 3.0, "beta": 1.0}, {"epoch": 1}]),
-        "plane": plots.mse_fid_plane([
+        "plane": mse_fid_plane([
             {"n": 16, "beta": 1, "objective": "standard", "mse": 10, "fid": 5},
             {"n": 32, "beta": 1, "objective": "standard", "mse": 8, "fid": 7},
             {"n": 16, "beta": 1, "objective": "compressed", "mse": 10, "fid": 3},
@@ -90,7 +92,7 @@ def test_mse_fid_plane_gives_every_series_its_own_colour_and_marker() -> None:
     rows = [{"n": n, "beta": 1.0, "objective": objective, "sampler": s, "mse": 10 - n / 8 + i, "fid": 50 - i}
             for objective, names in (("standard", samplers), ("compressed", samplers[1:]))
             for i, s in enumerate(names) for n in (8, 16)]
-    fig = plots.mse_fid_plane(rows)
+    fig = mse_fid_plane(rows)
     styles = _series_styles(fig)
     assert len(styles) == 15
     assert len({(colour, marker) for colour, marker, _ in styles.values()}) == 15
@@ -103,7 +105,7 @@ def test_mse_fid_plane_gives_every_series_its_own_colour_and_marker() -> None:
     assert legend.get_title().get_text() == "colour: sampler, marker: objective"
     assert {t.get_text() for t in legend.get_texts()} == {*samplers, "standard", "compressed"}
     # Several betas: the marker tells them apart, the sampler keeps its colour.
-    two = plots.mse_fid_plane([{**r, "beta": b} for r in rows[:4] for b in (0.5, 2)])
+    two = mse_fid_plane([{**r, "beta": b} for r in rows[:4] for b in (0.5, 2)])
     assert len({(c, m) for c, m, _ in _series_styles(two).values()}) == len(_series_styles(two)) == 4
     assert "marker: objective and β" in two.axes[0].get_legend().get_title().get_text()
 
@@ -112,16 +114,16 @@ def test_mse_fid_plane_without_samplers_and_with_many_series() -> None:
     # A sweep's rows name no sampler: colour per β (the same for both objectives), marker per objective.
     rows = [{"n": 8, "beta": b, "objective": o, "mse": b, "fid": b + len(o)}
             for o in ("standard", "compressed") for b in (0.1, 1, 10)]
-    styles = _series_styles(plots.mse_fid_plane(rows))
+    styles = _series_styles(mse_fid_plane(rows))
     assert len({(c, m) for c, m, _ in styles.values()}) == len(styles) == 6
     assert styles["standard · β=1"][0] == styles["compressed · β=1"][0]
     assert styles["standard · β=1"][1] != styles["compressed · β=1"][1]
     # More samplers than tab20 and more objectives than markers: still all distinct.
     names = [f"user{i}" for i in range(25)]
-    assert len(set(plots.sampler_colours(names).values())) == 25
+    assert len(set(sampler_colours(names).values())) == 25
     many = [{"n": 8, "beta": 1, "objective": f"obj{j}", "sampler": s, "mse": 1, "fid": 1}
             for j in range(15) for s in ("vmf", "gmm")]
-    styles = _series_styles(plots.mse_fid_plane(many))
+    styles = _series_styles(mse_fid_plane(many))
     assert len(set(styles.values())) == len(styles) == 30
 
 
@@ -131,12 +133,12 @@ def test_project_rejects_too_few_dims():
 
 
 def test_theory_figures(tmp_path) -> None:
+    from spherevae.plots.figure import save_figure
     from spherevae.plots.theory import (
         concentration_figure,
         cos_phi_distribution_figure,
         volume_reduction_figure,
     )
-    from spherevae.plots.figure import save_figure
 
     fig = volume_reduction_figure(ns=(3, 20))
     assert len(fig.axes) == 2

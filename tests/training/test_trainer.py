@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import spherevae
 from _user_models import MLPVAE
-from spherevae.training.config import RunConfig, config_from_dict, config_to_dict, load_config
-from spherevae.training.trainer import Trainer
-from spherevae.training.runs import train
 from spherevae.io.weights import load_weights
+from spherevae.training.config import RunConfig, config_from_dict, config_to_dict, load_config
+from spherevae.training.runs import train
+from spherevae.training.trainer import Trainer
 
-TINY = Path(__file__).parents[1] / "configs" / "digits-tiny.yaml"
+TINY = Path(__file__).parents[2] / "configs" / "digits-tiny.yaml"
 
 
 @pytest.fixture(scope="module")

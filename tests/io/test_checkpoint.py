@@ -6,8 +6,8 @@ import pickle
 import pytest
 import torch
 
-from spherevae.io.errors import CheckpointError
 from spherevae.io.checkpoint import load_checkpoint, save_checkpoint
+from spherevae.io.errors import CheckpointError
 
 
 def test_round_trip_of_state_dicts_and_rng_state(tmp_path):

@@ -134,7 +134,7 @@ def test_auto_backend_on_cpu_is_torch() -> None:
 
 def test_auto_needs_a_recent_triton(monkeypatch) -> None:
     """torch's CUDA wheels bring their own triton: an old one must not be picked by 'auto'."""
-    from spherevae.losses.prior import kernels
+    from spherevae.losses import kernels
 
     monkeypatch.setattr(kernels, "_triton_version", lambda: (2, 1))
     assert not kernels.triton_available("cpu")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from spherevae.data import DATASETS, load_dataset, register_dataset
-from spherevae.data.loader import BatchLoader
 from spherevae.data.base import (
     CorruptDatasetError,
     DatasetNotFoundError,
@@ -21,6 +20,7 @@ from spherevae.data.base import (
     download_file,
 )
 from spherevae.data.idx import read_idx
+from spherevae.data.loader import BatchLoader
 
 
 def _write_idx(path: Path, array: np.ndarray, *, gz: bool) -> Path:
@@ -467,8 +467,8 @@ def _toy_reader(spec, split, root, download, *, size=96):
 
 
 def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
-    from spherevae.training.config import load_config
     from spherevae.io.files import read_json, read_jsonl
+    from spherevae.training.config import load_config
     from spherevae.training.runs import train
 
     spec = DatasetSpec("toy8", (1, 8, 8), ("a", "b", "c"), _toy_reader, options=("size",))
@@ -483,7 +483,7 @@ def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
             load_dataset("toy8", seed=1)
         with pytest.raises(ValueError, match="already registered"):
             register_dataset(spec)
-        cfg = load_config(Path(__file__).parents[1] / "configs" / "digits-tiny.yaml",
+        cfg = load_config(Path(__file__).parents[2] / "configs" / "digits-tiny.yaml",
                           [f"train.out_dir={tmp_path}", "data.name=toy8", "train.epochs=1"])
         run = train(cfg)
         assert read_json(run / "data_fingerprint.json")["train"]["size"] == 96

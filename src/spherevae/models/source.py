@@ -1,0 +1,58 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from torch import nn
+
+__all__ = [
+    "import_model_class",
+    "is_importable",
+    "source_of",
+]
+
+
+
+
+
+def import_model_class(path: str) -> type:
+    import importlib
+
+    module, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"cannot import the model class {path!r} recorded with the run ({exc}); make it "
+            "importable or pass model=<an instance> to spherevae.load"
+        ) from None
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ValueError(f"{path!r} recorded with the run is not an nn.Module class")
+    return obj
+
+
+def is_importable(cls: type) -> bool:
+    """Whether another process can import ``cls`` by its module and qualified name."""
+
+    if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
+        return False
+    try:
+        return import_model_class(f"{cls.__module__}:{cls.__qualname__}") is cls
+    except ValueError:
+        return False
+
+
+def source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The import path (+ JSON kwargs) that rebuilds a user model, when it is importable."""
+    cls = type(model)
+    if not is_importable(cls):
+        return None  # a script, a notebook or a function: load needs model=
+    if kwargs is not None:
+        json.dumps(kwargs)  # raises TypeError early if not JSON
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
+
+
