@@ -248,6 +248,3 @@ class Run:
         return decode_samples(self.model, z.float()).float().cpu()
 
 
-
-
-

@@ -637,6 +637,7 @@ def test_authors_loss_matches_reference(dataset, compression):
 def test_authors_weights_registry_and_numeric_weight():
     assert AUTHORS_SIGMA_ANGLE_WEIGHTS == {
         "mnist": 50_000,
+        "digits": 50_000,
         "fashion-mnist": 225_000,
         "cifar10": 500_000,
         "svhn": 500_000,

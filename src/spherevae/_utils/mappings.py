@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Nested-mapping helpers: dotted keys for configs and fingerprints.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""In-memory data for :func:`spherevae.fit`: tensors, arrays, a ``Dataset`` or a
+``DataLoader`` read once into a :class:`TensorData` (images ``(N, ...)``, optional labels).
+"""
 
 from __future__ import annotations
 

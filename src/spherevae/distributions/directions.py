@@ -51,12 +51,6 @@ def as_shape(sample_shape: SampleShape, name: str = "sample_shape") -> torch.Siz
         raise type(exc)(f"{name} must be a non-negative int or a tuple of them, got {sample_shape!r}") from None
 
 
-
-
-
-
-
-
 def draw_components(weights: torch.Tensor, num: int, generator: torch.Generator | None) -> torch.Tensor:
     """``num`` mixture component indices ``(num,)`` drawn with probabilities ``weights``
     ``(K,)``, with replacement; ``num = 0`` gives an empty draw (``torch.multinomial`` refuses)."""

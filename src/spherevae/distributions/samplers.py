@@ -243,8 +243,6 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
     return known[str(kind)].from_state(tensors, meta.get("hparams", {}))
 
 
-
-
 def save_sampler(sampler: Any, path: str | Path) -> Path:
     """Write a fitted sampler as safetensors: its tensors, and its class and
     hyper-parameters as JSON metadata (:func:`spherevae.distributions.samplers.sampler_to_state`)."""

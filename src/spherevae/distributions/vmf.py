@@ -344,9 +344,3 @@ def vmf_tangent_std(concentration: torch.Tensor | float, n: int) -> torch.Tensor
 # ---------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""A mixture of von Mises-Fisher distributions fitted by soft EM (Banerjee et al. 2005),
+on the unit sphere; the ``vmf_mixture`` sampler.
+"""
 
 from __future__ import annotations
 

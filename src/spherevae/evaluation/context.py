@@ -91,7 +91,7 @@ class EvalConfig:
                              f"'inception' (backbone is {self.backbone!r}): drop it or set the backbone")
 
 
-def _silent(_msg: str) -> None:
+def silent(_msg: str) -> None:
     return None
 
 
@@ -125,7 +125,7 @@ class EvalContext:
     run_dir: Path | None = None
     out_dir: Path | None = None
     config: Any = None
-    log: Callable[[str], None] = _silent
+    log: Callable[[str], None] = silent
     mu: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     latents: torch.Tensor | None = None
@@ -150,7 +150,7 @@ class EvalContext:
         return samplers_for(self.objective, self.opts.samplers)
 
 
-def _warn(ctx: EvalContext, warning: str) -> None:
+def add_warning(ctx: EvalContext, warning: str) -> None:
     """A warning to the log and to ``metrics["warnings"]`` (printed after the table)."""
     _LOG.warning(warning)
     ctx.metrics.setdefault("warnings", []).append(warning)
@@ -175,7 +175,7 @@ def fid_unavailable(ctx: EvalContext) -> str | None:
             check_backbone(ctx.opts.backbone, dataset=ctx.train, weights=ctx.opts.inception_weights)
         except BackboneUnavailableError as exc:
             ctx.fid_unavailable = f"no FID, KID or precision/recall: {exc}"
-            _warn(ctx, ctx.fid_unavailable)
+            add_warning(ctx, ctx.fid_unavailable)
         ctx.fid_checked = True
     return ctx.fid_unavailable
 
@@ -210,9 +210,7 @@ def check_sample_memory(ctx: EvalContext, memory: int | None = None) -> None:
         )
 
 
-
-
-def _need(ctx: EvalContext, name: str, stage: str) -> Any:
+def stage_result(ctx: EvalContext, name: str, stage: str) -> Any:
     """``ctx.<name>``, or an error naming the stage that makes it."""
     value = getattr(ctx, name)
     if value is None or (isinstance(value, dict) and not value):
@@ -220,9 +218,7 @@ def _need(ctx: EvalContext, name: str, stage: str) -> Any:
     return value
 
 
-
-
-def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
+def decode_images(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] on the CPU, float32, of latents ``z`` ``(N, n)``, decoded in batches
     by the one decode helper, :func:`spherevae.models.inference.decode_samples`."""
     from spherevae.models.inference import decode_samples
@@ -231,9 +227,7 @@ def _decode(ctx: EvalContext, z: torch.Tensor) -> torch.Tensor:
     return images.float().clamp_(0.0, 1.0)
 
 
-
-
-def _named_generator(seed: int, name: str) -> torch.Generator:
+def stage_generator(seed: int, name: str) -> torch.Generator:
     """A generator for one named random stage, so that adding or reordering samplers
     or stages does not change the draws of the others."""
     return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))

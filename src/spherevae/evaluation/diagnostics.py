@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Per-run diagnostics on encoded data: reconstruction error (MSE and RMSE %), posterior
+collapse (A.6-A.7: histogram and KL criteria) and the posterior sigma per dimension.
+"""
 
 from __future__ import annotations
 

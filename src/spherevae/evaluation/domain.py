@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""The domain feature network: a classifier trained on the run's own labelled training
+split and cached on disk; its features give ``fid_domain_*`` (comparable between runs,
+never with published Inception FIDs).
+"""
 
 from __future__ import annotations
 

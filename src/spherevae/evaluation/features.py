@@ -52,50 +52,13 @@ __all__ = [
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
 
-
-
-
-
-
 class BackboneUnavailableError(ValueError):
     """The data lacks what the backbone needs (the domain classifier and a training split
     without labels): nothing the user typed is wrong, so evaluation goes on without the
     metrics of these features (``spherevae.evaluation.pipeline``)."""
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------------ domain classifier
-
-
-
-
-
-
 
 
 def _check_domain(dataset: Any = None, weights: str | None = None) -> None:

@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 
-
-
 def frechet_distance_from_stats(
     mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray
 ) -> float:
@@ -260,16 +258,6 @@ class KID(_FeatureMetric):
             self.fake: list[np.ndarray] = []
 
 
-
-
-
-
-
-
 # ------------------------------------------------------------------ latent diagnostics
-
-
-
-
 
 

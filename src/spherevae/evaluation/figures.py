@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from spherevae.evaluation.context import EvalContext, _decode, _named_generator, _need
+from spherevae.evaluation.context import EvalContext, decode_images, stage_generator, stage_result
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.io.files import read_jsonl
 from spherevae.io.layout import RunLayout
@@ -23,8 +23,8 @@ def draw_figures(ctx: EvalContext) -> None:
     :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
     from spherevae import plots
 
-    out = _need(ctx, "out_dir", "load_context")
-    samples = ctx.samples if ctx.fit_errors else _need(ctx, "samples", "generate")
+    out = stage_result(ctx, "out_dir", "load_context")
+    samples = ctx.samples if ctx.fit_errors else stage_result(ctx, "samples", "generate")
     latents, m, k = ctx.latents, ctx.metrics, 16
     assert latents is not None and ctx.x_hat is not None
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def _histogram_figure(ctx: EvalContext, path: Path) -> None:
 
     mu, logvar = ctx.mu, ctx.logvar
     assert mu is not None and logvar is not None
-    z = model_method(ctx.model, "reparameterize")(mu, logvar, generator=_named_generator(ctx.opts.seed, "figures"))
+    z = model_method(ctx.model, "reparameterize")(mu, logvar, generator=stage_generator(ctx.opts.seed, "figures"))
     _, cos_mu = hyperspherical_cosines(mu)
     plots.save_figure(plots.latent_histograms(mu, torch.exp(0.5 * logvar), z, cos_mu), path)
 
@@ -85,6 +85,6 @@ def _interpolation_figure(ctx: EvalContext, path: Path) -> None:
         others = (labels != labels[0]).nonzero()
         i1 = int(others[0]) if len(others) else 1
     z0, z1 = latents[i0], latents[i1]
-    lin = _decode(ctx, interpolate_linear(z0, z1, 10))
-    sph = _decode(ctx, interpolate_sphere(z0, z1, 10))
+    lin = decode_images(ctx, interpolate_linear(z0, z1, 10))
+    sph = decode_images(ctx, interpolate_sphere(z0, z1, 10))
     plots.save_figure(plots.interpolation_figure(lin, sph), path)

@@ -1,4 +1,17 @@
-"""TODO docstring."""
+"""Inception-v3 FID features from a local weights file (never downloaded).
+
+The network is the variant of Inception-v3 used for FID (the TensorFlow graph
+``pt_inception-2015-12-05``, as ported by pytorch-fid): average pools that do not count
+padding in the A, C and first E blocks, a max pool in the last E block's pool branch, and
+BatchNorm with ``eps = 1e-3``. Features are the 2048 global-average-pooled outputs of
+``Mixed_7c``. Module names follow that file's state-dict keys
+(``Conv2d_1a_3x3.conv.weight``, ``Mixed_5b.branch1x1.bn.running_mean``, ...), so the
+public weights file ``pt_inception-2015-12-05-6726825d.pth`` loads as is; its 1008-way
+``fc`` and any ``AuxLogits`` (torchvision's files) are ignored. torchvision's own
+``inception_v3`` weights have the same keys and load too, but that network pools
+differently and was trained differently: FIDs computed with it are not the standard ones.
+Only ``fid_inception_*`` numbers are comparable to published FIDs.
+"""
 
 from __future__ import annotations
 

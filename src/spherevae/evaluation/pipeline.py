@@ -33,7 +33,7 @@ Conventions, stated once:
   fitted sampler of the registry ``spherevae.distributions.samplers.SAMPLERS``; no other list exists.
   With an explicit list (``samplers=``), those, the objective's own among them first (so
   each objective keeps its paper sampler as the headline).
-- Randomness is seeded per stage from ``seed`` and a name (:func:`_named_generator`):
+- Randomness is seeded per stage from ``seed`` and a name (:func:`stage_generator`):
   each sampler draws from its own generator, so adding a sampler or running a stage
   alone leaves the others' draws unchanged.
 - Diagnostics that explain generation (docs/evaluation.md): ``sigma_per_dim`` and its
@@ -62,13 +62,13 @@ from spherevae.data.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.evaluation.context import (
     EvalConfig,
     EvalContext,
-    _decode,
-    _named_generator,
-    _need,
-    _silent,
-    _warn,
+    add_warning,
     check_sample_memory,
+    decode_images,
     fid_unavailable,
+    silent,
+    stage_generator,
+    stage_result,
 )
 from spherevae.evaluation.fid import FID
 from spherevae.evaluation.figures import draw_figures
@@ -129,7 +129,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
     """
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
-    log: Callable[[str], None] = _LOG.info if opts.progress else _silent
+    log: Callable[[str], None] = _LOG.info if opts.progress else silent
     timings: dict[str, float] = {}
     with _timed(timings, "load", log):
         ctx = load_context(run_dir, opts, log=log)
@@ -154,7 +154,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, A
 
 
 def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None, *,
-                 log: Callable[[str], None] = _silent) -> EvalContext:
+                 log: Callable[[str], None] = silent) -> EvalContext:
     """The context of the run in ``run_dir``: its config and model (eval mode, on
     ``opts.device``), its dataset's test images (the first ``max_test``) and labels and
     its training split, checked against the run's data fingerprint and image shape."""
@@ -218,7 +218,7 @@ def encode(ctx: EvalContext) -> None:
                                         device=ctx.device)
     ctx.latents = sampler_latents(ctx.model, ctx.mu)
     ctx.x_test = ctx.test_images.float() / 255.0
-    ctx.x_hat = _decode(ctx, ctx.latents)
+    ctx.x_hat = decode_images(ctx, ctx.latents)
     ctx.metrics["num_test"] = int(ctx.test_images.shape[0])
     ctx.metrics.update(reconstruction_metrics(ctx.x_test, ctx.x_hat))
 
@@ -234,7 +234,7 @@ def fit_samplers(ctx: EvalContext) -> None:
     the other samplers go on."""
     from spherevae.distributions.samplers import fit_sampler
 
-    latents = _need(ctx, "latents", "encode")
+    latents = stage_result(ctx, "latents", "encode")
     radius = getattr(ctx.model, "radius", None) or sphere_radius(latents.shape[1])
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name in ctx.samplers:
@@ -243,7 +243,7 @@ def fit_samplers(ctx: EvalContext) -> None:
             ctx.fitted[name] = fit_sampler(name, latents, radius=radius, seed=ctx.opts.seed)
         except _FIT_ERRORS as exc:
             ctx.fit_errors[name] = f"{type(exc).__name__}: {exc}"
-            _warn(ctx, f"sampler {name}: fit failed ({ctx.fit_errors[name]}), metrics NaN")
+            add_warning(ctx, f"sampler {name}: fit failed ({ctx.fit_errors[name]}), metrics NaN")
         timings.setdefault(name, {})["fit"] = round(time.perf_counter() - start, 3)
 
 
@@ -251,14 +251,14 @@ def generate(ctx: EvalContext) -> None:
     """Draw ``num_samples`` latents from each fitted sampler (its own generator, seeded by
     ``seed`` and its name) and decode them. Needs :func:`fit_samplers`. Adds ``samples``
     (float images, main sampler first) and the draw times to ``sampler_timings_s``."""
-    fitted = ctx.fitted if ctx.fit_errors else _need(ctx, "fitted", "fit_samplers")
+    fitted = ctx.fitted if ctx.fit_errors else stage_result(ctx, "fitted", "fit_samplers")
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name, sampler in fitted.items():
         ctx.log(f"sampler {name}: fit and draw {ctx.opts.num_samples}")
         start = time.perf_counter()
-        z = sampler.sample(ctx.opts.num_samples, generator=_named_generator(ctx.opts.seed, name))
+        z = sampler.sample(ctx.opts.num_samples, generator=stage_generator(ctx.opts.seed, name))
         timings.setdefault(name, {})["sample"] = round(time.perf_counter() - start, 3)
-        ctx.samples[name] = _decode(ctx, z)
+        ctx.samples[name] = decode_images(ctx, z)
 
 
 def _fids(ctx: EvalContext) -> dict[str, FID]:
@@ -267,7 +267,7 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     ``ctx.reference_features``, and one FID per reference that keeps it across resets."""
     if ctx.fids:
         return ctx.fids
-    x_hat, x_test = _need(ctx, "x_hat", "encode"), _need(ctx, "x_test", "encode")
+    x_hat, x_test = stage_result(ctx, "x_hat", "encode"), stage_result(ctx, "x_test", "encode")
     opts = ctx.opts
     fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
                             device=ctx.device)
@@ -294,7 +294,7 @@ def generation_metrics(ctx: EvalContext) -> None:
     from spherevae.evaluation.fid import fid_sample_warning, frechet_distance, kid
     from spherevae.evaluation.knn import precision_recall
 
-    samples = ctx.samples if ctx.fit_errors else _need(ctx, "samples", "generate")
+    samples = ctx.samples if ctx.fit_errors else stage_result(ctx, "samples", "generate")
     names = [name for name in ctx.samplers if name in samples or name in ctx.fit_errors]
     main, m = names[0], ctx.metrics
     m["main_sampler"] = main
@@ -306,7 +306,7 @@ def generation_metrics(ctx: EvalContext) -> None:
     ctx.log(f"FID ({FEATURE_BACKBONES[backbone].label}), {ctx.opts.num_samples} samples per sampler")
     warning = fid_sample_warning(ref["recon"].shape[0], ctx.opts.num_samples, ref["recon"].shape[1])
     if warning:
-        _warn(ctx, warning)
+        add_warning(ctx, warning)
     for name in names:
         feats = None if name in ctx.fit_errors else fids["recon"].features(samples[name])
         if feats is None or not np.isfinite(feats).all():  # its metrics are NaN, the rest go on
@@ -340,7 +340,7 @@ def latent_geometry(ctx: EvalContext) -> None:
     from spherevae.evaluation.diagnostics import collapse_stats, posterior_sigma_summary
     from spherevae.geometry.sphere import replica_angles, tangent_effective_dim, tangent_spectrum
 
-    latents, mu, logvar = (_need(ctx, k, "encode") for k in ("latents", "mu", "logvar"))
+    latents, mu, logvar = (stage_result(ctx, k, "encode") for k in ("latents", "mu", "logvar"))
     m = ctx.metrics
     if ctx.test_labels is not None and getattr(ctx.train, "labels", None) is not None:
         m[metric_key("knn_accuracy", k=ctx.opts.knn_k)] = _knn(ctx)
@@ -397,16 +397,16 @@ def tangent_noise_fids(ctx: EvalContext) -> None:
     from spherevae.evaluation.diagnostics import reconstruction_metrics
     from spherevae.geometry.sphere import perturb_tangent
 
-    latents, x_hat = _need(ctx, "latents", "encode"), _need(ctx, "x_hat", "encode")
+    latents, x_hat = stage_result(ctx, "latents", "encode"), stage_result(ctx, "x_hat", "encode")
     ctx.log("decoder sensitivity to tangent noise")
     fid = None if fid_unavailable(ctx) else _fids(ctx)["recon"]
     vmf = VonMisesFisher.fit(latents)
     std = float(vmf_tangent_std(vmf.concentration.double(), latents.shape[1]))
     m = ctx.metrics
     m["vmf_concentration"], m["vmf_tangent_std"] = float(vmf.concentration), std
-    gen = _named_generator(ctx.opts.seed, "tangent_noise")
+    gen = stage_generator(ctx.opts.seed, "tangent_noise")
     for c in TANGENT_NOISE_SCALES:
-        images = _decode(ctx, perturb_tangent(latents, c * std, generator=gen))
+        images = decode_images(ctx, perturb_tangent(latents, c * std, generator=gen))
         if fid is not None:
             fid.update(images, real=False)
             m[metric_key("tangent_noise_fid", backbone=fid.backbone_name, scale=c)] = fid.compute()

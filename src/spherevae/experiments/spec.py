@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""What a sweep is: its YAML file as a validated :class:`SweepConfig`, and the runs it
+expands to (:class:`RunSpec`, one per grid point and variant).
+"""
 
 from __future__ import annotations
 

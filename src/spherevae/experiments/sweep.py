@@ -63,23 +63,8 @@ __all__ = [
 ]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _metrics_path(run_dir: Path) -> Path:
     return RunLayout(run_dir).eval_metrics
-
-
 
 
 def _execute_in_worker(spec: RunSpec) -> RunResult:
@@ -305,6 +290,5 @@ def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:
     record["out_dir"] = str(sweep.out_dir)
     record["runs"] = [{"name": s.name, "overrides": list(s.overrides)} for s in specs]
     return record
-
 
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Geometry of latents on the sphere: replica angles (A.8-A.9), the tangent spectrum and
+effective dimension of a cap, isotropic tangent noise, orthonormal frames and
+reflections, and linear / great-circle interpolation. Shapes: latents ``(N, n)``.
+"""
 
 from __future__ import annotations
 

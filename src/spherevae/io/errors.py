@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Errors a user can fix derive from :class:`UserError` (a ``ValueError``): the CLI prints
+them as one line and exits 2.
+"""
 
 from __future__ import annotations
 

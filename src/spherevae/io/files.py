@@ -1,4 +1,4 @@
-"""Run-directory safety: atomic writes, append-safe logs, the lock, resume rules, data fingerprints.
+"""Files that must never be half-written: atomic writes and append-safe logs.
 
 One helper writes every file the library must not lose half of (:func:`atomic_open`:
 temporary file in the same directory, fsync, ``os.replace``, directory fsync), so a
@@ -8,13 +8,8 @@ file. Logs that grow (``metrics.jsonl``, ``history.jsonl``) are appended one fsy
 line at a time; :func:`read_jsonl` drops a cut-off last line (what a crash mid-append
 leaves) with a warning naming the file.
 
-A run directory is used by one process at a time: :class:`RunDirLock` creates
-``RUN/.lock`` (holder pid, host, start time) atomically and refuses a second holder
-at once, naming the first. A lock whose pid is dead on this host is stale (a killed
-run) and is taken over with a warning.
-
-Errors a user can fix derive from :class:`UserError` (a ``ValueError``): the CLI
-prints them as one line and exits 2.
+The lock is :mod:`spherevae.io.lock`, the layout :mod:`spherevae.io.layout`, the errors
+:mod:`spherevae.io.errors`.
 """
 
 from __future__ import annotations
@@ -41,16 +36,6 @@ __all__ = [
     "read_json",
     "read_jsonl",
 ]
-
-
-
-
-
-
-
-
-
-
 
 
 # --- atomic writes ------------------------------------------------------------------
@@ -218,21 +203,6 @@ def clean_tmp_files(directory: str | os.PathLike[str]) -> list[Path]:
         warnings.warn(f"{directory}: removed {len(stray)} stray temporary file(s) left by an "
                       f"interrupted write, e.g. {stray[0].name}", stacklevel=2)
     return stray
-
-
-# --- names ---------------------------------------------------------------------------
-
-
-
-
-# --- the lock ------------------------------------------------------------------------
-
-
-
-
-
-
-# --- resume --------------------------------------------------------------------------
 
 
 def atomic_write_bytes(path: str | Path, blob: bytes) -> Path:

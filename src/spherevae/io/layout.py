@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The run directory's layout: :class:`RunLayout` is the only place a run's file names are
+spelled; plain-name checks and the creation of a run directory.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""The run-directory lock: one process at a time trains in a run directory.
+
+:class:`RunDirLock` creates ``RUN/.lock`` (holder pid, host, start time) atomically and
+refuses a second holder at once, naming the first. A lock whose pid is dead on this host
+is stale (a killed run) and is taken over with a warning.
+"""
 
 from __future__ import annotations
 

@@ -46,8 +46,6 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], spec: dict[st
     return atomic_write_bytes(path, blob)
 
 
-
-
 def load_weights(
     path: str | Path, *, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

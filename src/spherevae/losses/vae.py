@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The beta-VAE loss (paper eqs 1-2): squared error summed over pixels and averaged over
+the batch, plus beta times the Gaussian KL divergence to N(0, I).
+"""
 
 from __future__ import annotations
 

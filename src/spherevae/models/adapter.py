@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Any module with ``encode(x) -> (mu, logvar)`` and ``decode(z) -> x_hat`` as a model
+spherevae trains: :class:`ModelAdapter` adds the sampling (and the projection to the
+sphere of eq 8) a spherevae VAE has; :func:`as_vae_model` wraps what needs wrapping.
+"""
 
 from __future__ import annotations
 
@@ -129,10 +132,6 @@ class ModelAdapter(nn.Module):
 VAEModel: TypeAlias = VAE | ModelAdapter
 """The models spherevae trains, evaluates and saves: its own :class:`VAE`, or any other
 model wrapped in a :class:`ModelAdapter` (:func:`spherevae.api.as_vae_model` makes one)."""
-
-
-
-
 
 
 @torch.no_grad()

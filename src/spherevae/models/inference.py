@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Running a trained model over data without gradients: encode a data set, decode latents
+in batches (eval mode, restored after), and the latents samplers are fitted to.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Where a user model's class comes from: its import path is recorded when a run is trained,
+so that the run can be rebuilt by name later (:func:`import_model_class`).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +14,6 @@ __all__ = [
     "is_importable",
     "source_of",
 ]
-
-
-
 
 
 def import_model_class(path: str) -> type:

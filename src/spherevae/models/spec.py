@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Model specs: the JSON in ``model.safetensors`` that rebuilds a model without pickle
+(a spherevae VAE from its config; a wrapped user model from its recorded source class).
+"""
 
 from __future__ import annotations
 
@@ -34,8 +36,6 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
             "source": model.source,
         }
     raise TypeError(f"no spec for {type(model).__name__}: wrap it in ModelAdapter")
-
-
 
 
 def model_from_spec(spec: dict[str, Any], model: nn.Module | None = None) -> VAEModel:

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Training curves from the per-epoch records of ``metrics.jsonl``.
+"""
 
 from __future__ import annotations
 

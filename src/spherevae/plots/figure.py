@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The pieces every figure uses: a figure of a given size (matplotlib's Agg backend, imported
+here and nowhere at module import), saving it, image grids and stacked histograms.
+"""
 
 from __future__ import annotations
 

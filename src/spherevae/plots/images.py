@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Figures of images: reconstructions beside samples (Fig 1a), samples of every sampler,
+and interpolations (A.11).
+"""
 
 from __future__ import annotations
 

@@ -23,20 +23,6 @@ __all__ = [
 ]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _group_sizes(n: int, groups: int) -> list[int]:
     base = n // groups
     return [base] * (groups - 1) + [n - base * (groups - 1)]
@@ -130,8 +116,6 @@ def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float |
     return fig
 
 
-
-
 def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     """Figs 8-9: per-dimension histograms (white dots: means, black: stds), norms and
     the replica angle between the latents and their mean (red dashed: its mean)."""
@@ -161,21 +145,7 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     return fig
 
 
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------ theory (Figs 3-6)
-
-
-
-
-
-
 
 
 def latent_spectrum_figure(sigma_per_dim: Any, tangent_spectrum: Any, vmf_tangent_var: float | None = None):

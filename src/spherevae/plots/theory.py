@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The theory figures: volume reduction (Fig 3), concentration of measure (Figs 4-5) and
+the distribution of the hyperspherical cosines of a Gaussian (Fig 6).
+"""
 
 from __future__ import annotations
 

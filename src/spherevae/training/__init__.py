@@ -8,6 +8,7 @@ Layer 4: imports :mod:`spherevae.losses`, :mod:`spherevae.models`, :mod:`spherev
 :mod:`spherevae._utils`.
 """
 
+from spherevae.training.callbacks import CALLBACK_HOOKS, Callback, check_callback
 from spherevae.training.config import (
     AMP_MODES,
     DataConfig,
@@ -42,12 +43,12 @@ from spherevae.training.loggers import (
     RunLogger,
     TensorBoardLogger,
     WandbLogger,
+    check_logger,
     check_loggers,
     flatten,
     make_loggers,
 )
 from spherevae.training.objectives import (
-    AUTHORS_DATASET_WEIGHTS,
     AUTHORS_ENCODER_SCALE,
     OBJECTIVES,
     TERMS,
@@ -90,18 +91,12 @@ from spherevae.training.schedules import (
     quench_anneal,
     register_schedule,
 )
-from spherevae.training.trainer import (
-    WEIGHTS_FILE,
-    Trainer,
-    TrainingDiverged,
-    limit_split,
-    resolve_device,
-)
+from spherevae.training.trainer import Trainer, TrainingDiverged, limit_split, resolve_device
 
 __all__ = [
     "AMP_MODES",
-    "AUTHORS_DATASET_WEIGHTS",
     "AUTHORS_ENCODER_SCALE",
+    "CALLBACK_HOOKS",
     "LOGGERS",
     "OBJECTIVES",
     "PAPER_EPOCHS",
@@ -109,8 +104,8 @@ __all__ = [
     "RESUMABLE_KEYS",
     "SCHEDULES",
     "TERMS",
-    "WEIGHTS_FILE",
     "AuthorsObjective",
+    "Callback",
     "Clock",
     "CompressedObjective",
     "DataConfig",
@@ -142,7 +137,9 @@ __all__ = [
     "build_objective",
     "capturable_adam",
     "check_buildable",
+    "check_callback",
     "check_capturable",
+    "check_logger",
     "check_loggers",
     "config_from_dict",
     "config_to_dict",

@@ -31,7 +31,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CALLBACK_HOOKS", "Callback", "check_callback"]
+__all__ = [
+    "CALLBACK_HOOKS",
+    "Callback",
+    "check_callback",
+]
 
 CALLBACK_HOOKS = ("on_epoch_end", "on_checkpoint", "on_fit_end")
 

@@ -201,12 +201,6 @@ def validate(cfg: RunConfig) -> None:
     check_name(cfg.train.run_name, "train.run_name")
 
 
-
-
-
-
-
-
 # --- dict <-> dataclass -------------------------------------------------------------
 
 

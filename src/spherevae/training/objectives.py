@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from spherevae._utils.validation import check_choice
-from spherevae.losses.authors import AuthorsLatentLoss
+from spherevae.losses.authors import AUTHORS_SIGMA_ANGLE_WEIGHTS, AuthorsLatentLoss
 from spherevae.losses.prior import HypersphericalPriorLoss
 from spherevae.losses.vae import vae_loss
 from spherevae.training.distributed import all_gather_with_grad
@@ -57,7 +57,6 @@ if TYPE_CHECKING:  # type names only: the config module imports this registry
     from spherevae.training.config import OptimConfig, RunConfig
 
 __all__ = [
-    "AUTHORS_DATASET_WEIGHTS",
     "AUTHORS_ENCODER_SCALE",
     "OBJECTIVES",
     "TERMS",
@@ -311,15 +310,6 @@ class CompressedObjective(Objective):
 
 # The authors' code scales the encoder loss by this constant (facts file).
 AUTHORS_ENCODER_SCALE = 1e-3
-# Their sigma-angle gain W_sigma per dataset family (facts file).
-AUTHORS_DATASET_WEIGHTS: dict[str, float] = {
-    "mnist": 50_000.0,
-    "digits": 50_000.0,
-    "fashion-mnist": 225_000.0,
-    "cifar10": 500_000.0,
-    "svhn": 500_000.0,
-    "celeba64": 500_000.0,
-}
 
 
 def _warn_if_schedule_differs(cfg: RunConfig, compression: str) -> None:
@@ -343,7 +333,7 @@ class AuthorsObjective(CompressedObjective):
     Args:
         latent_dim, beta, auto_balance, compile: see :class:`CompressedObjective`
             (auto-balance is on by default here).
-        sigma_angle_weight: their ``W_sigma`` (:data:`AUTHORS_DATASET_WEIGHTS` per data set).
+        sigma_angle_weight: their ``W_sigma`` (:data:`AUTHORS_SIGMA_ANGLE_WEIGHTS` per data set).
         loss_options: keyword options of :class:`~spherevae.losses.authors.AuthorsLatentLoss`
             (``compression``, ``sigma_radius_factor``, ``tail_eps``, ``ones_profile``).
 
@@ -377,9 +367,9 @@ class AuthorsObjective(CompressedObjective):
             check_choice(
                 cfg.data.name,
                 "data.name (for the authors' dataset_weight; or set objective.dataset_weight)",
-                AUTHORS_DATASET_WEIGHTS,
+                AUTHORS_SIGMA_ANGLE_WEIGHTS,
             )
-            weight = AUTHORS_DATASET_WEIGHTS[cfg.data.name]
+            weight = AUTHORS_SIGMA_ANGLE_WEIGHTS[cfg.data.name]
         objective = cls(latent_dim, sigma_angle_weight=weight, beta=o.beta, auto_balance=o.auto_balance,
                         loss_options=o.loss_overrides, compile=cfg.train.compile)
         _warn_if_schedule_differs(cfg, str(objective.latent_loss.compression))

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Resume rules: which config keys a resume may change, the schedule pinned to the old
+total (the past is not rewritten), and the ``history.jsonl`` record of each start and resume.
+"""
 
 from __future__ import annotations
 
@@ -112,8 +114,5 @@ def pin_schedule(name: str, params: dict[str, Any], old_epochs: int) -> dict[str
         return dict(params)
     default = inspect.signature(SCHEDULES[name]).parameters[fraction].default
     return {**params, pinned: cast(params.get(fraction, default) * old_epochs)}
-
-
-
 
 

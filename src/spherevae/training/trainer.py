@@ -82,14 +82,12 @@ from spherevae.training.resume import record_history, resume_config
 from spherevae.training.schedules import Clock, make_schedule
 
 __all__ = [
-    "WEIGHTS_FILE",
     "Trainer",
     "TrainingDiverged",
     "limit_split",
     "resolve_device",
 ]
 
-WEIGHTS_FILE = RunLayout(Path()).weights.name  # a run's final weights (kept for importers)
 _RESUME_ENTRIES = ("epoch", "model", "optimizers", "schedulers", "scaler", "objective", "rng")
 _LOG = logging.getLogger("spherevae.train")
 
@@ -137,8 +135,6 @@ def _logger_names(t: Any) -> list[str]:
     if t.tensorboard and "tensorboard" not in names:
         names.append("tensorboard")
     return names
-
-
 
 
 class Trainer:
