@@ -143,6 +143,8 @@ def frame_with_first_column(m: torch.Tensor) -> torch.Tensor:
 
 
 def interpolate_linear(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` points on the straight line from ``z0`` to ``z1`` (``(n,)`` each), endpoints
+    included: ``(steps, n)``. Compare :func:`interpolate_sphere`, which keeps the radius."""
     t = torch.linspace(0, 1, steps, dtype=z0.dtype)[:, None]
     return (1 - t) * z0 + t * z1
 

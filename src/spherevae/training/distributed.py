@@ -49,6 +49,7 @@ class DistInfo:
 
 
 def is_distributed() -> bool:
+    """Whether a process group of more than one process is running (``torchrun``)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 

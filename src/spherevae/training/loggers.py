@@ -56,6 +56,9 @@ __all__ = [
 
 
 class RunLogger(Protocol):
+    """What every logger is (named in :data:`LOGGERS` or handed to the trainer as an
+    instance): see the module docstring for what each call receives."""
+
     def log_hyperparams(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None: ...
     def log_artifact(self, path: Path) -> None: ...
