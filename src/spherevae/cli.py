@@ -117,8 +117,10 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-figures", action="store_true", help="metrics only, no PNG figures")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and t-SNE (default 0)")
+    p.add_argument("--all", action="store_true",
+                   help="print the full metrics table instead of the short summary")
     p.add_argument("--json", action="store_true",
-                   help="print every scalar metric as JSON instead of the summary table")
+                   help="print every scalar metric as JSON instead of the summary")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -126,6 +128,8 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 
     from spherevae.evaluation.metric_info import format_table
     from spherevae.evaluation.pipeline import evaluate_run
+    from spherevae.evaluation.verdict import summary_lines
+    from spherevae.io.layout import RunLayout
 
     _check_evaluable(check_run_dir(args.run_dir))
     metrics = evaluate_run(
@@ -139,7 +143,11 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
         print(json.dumps(shown, indent=2, sort_keys=True))
     elif not args.quiet:
-        print(format_table({Path(args.run_dir).name: metrics}))
+        if args.all:
+            print(format_table({Path(args.run_dir).name: metrics}))
+        else:  # the answer at a glance; every metric stays in eval/metrics.json
+            print("\n".join(summary_lines(metrics)))
+            print(f"full table: spherevae evaluate ... --all, or {RunLayout(args.run_dir).eval_metrics}")
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}")
     return 0
