@@ -259,6 +259,14 @@ def train_summary(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _epochs_logged(run_dir: Path) -> int:
+    """Epochs in the run's ``metrics.jsonl`` (one line per finished epoch)."""
+    from spherevae.io.layout import RunLayout
+
+    path = RunLayout(run_dir).metrics
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
@@ -284,13 +292,18 @@ def _train_run(args: argparse.Namespace) -> int:
     check_buildable(cfg)  # data set, model, objective: a bad value stops before any work
     if args.quiet:
         cfg.train.progress = False
+    before = _epochs_logged(run_dir) if args.resume else 0
     try:
         run_dir = train(cfg, resume=bool(args.resume))
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
     lines = RunLayout(run_dir).metrics.read_text().splitlines()
-    if lines and not args.quiet:
+    if args.resume and before >= cfg.train.epochs and len(lines) == before:
+        # The resume found every epoch done: say so, rather than a table that looks like new work.
+        print(f"{run_dir}: already trained to {before} epoch{'s' * (before != 1)}; nothing to do "
+              f"(train.epochs={before + 1} or more extends it)")
+    elif lines and not args.quiet:
         print(train_summary(json.loads(lines[-1])))
     print(run_dir)  # the last line: scripts read the run directory from it
     return 0
