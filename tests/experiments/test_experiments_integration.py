@@ -38,10 +38,18 @@ evaluate: {json.dumps(FAST_EVAL)}
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_draws_the_plane(tmp_path):
     sweep = load_sweep(_sweep_file(tmp_path))
-    rows = run_sweep(sweep, log=lambda _m: None)
+    logged: list[str] = []
+    rows = run_sweep(sweep, log=logged.append)
     assert [r["status"] for r in rows] == ["done"] * 4
     out = tmp_path / "out"
     assert (out / "results.csv").is_file() and (out / "mse_fid_plane.png").is_file()
+    # The sweep ends with its results table (a header and one line per run), then the paths.
+    text = "\n".join(logged)
+    table = text.split("\nrun ", 1)[1].split("\nresults: ", 1)[0].splitlines()
+    assert table[0].split()[:4] == ["status", "variant", "latent_dim", "RMSE"]
+    assert sorted(line.split()[0] for line in table[1:]) == sorted(r["name"] for r in rows)
+    assert f"results: {out / 'results.csv'} (and results.json)" in logged
+    assert logged[-1] == f"MSE-FID plane: {out / 'mse_fid_plane.png'}"
     for r in rows:
         assert r["fid_domain_recon"] >= 0 and 0 <= r["knn_accuracy_k5"] <= 1
     again = run_sweep(sweep, log=lambda _m: None)
