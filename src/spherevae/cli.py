@@ -147,7 +147,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
             print(format_table({Path(args.run_dir).name: metrics}))
         else:  # the answer at a glance; every metric stays in eval/metrics.json
             print("\n".join(summary_lines(metrics)))
-            print(f"full table: spherevae evaluate ... --all, or {RunLayout(args.run_dir).eval_metrics}")
+            print(f"full table: --all (or --json); every metric: {RunLayout(args.run_dir).eval_metrics}")
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}")
     return 0
