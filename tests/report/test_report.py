@@ -220,13 +220,13 @@ def test_report_header_verdict_and_self_containment(tmp_path):
     # both FIDs, the spread and the reconstruction cost; the verdict comes before the tables.
     assert _verdict_rows(page) == [
         ("reconstructions", "paper's sampler", "compressed (vmf)", "18.6 vs 66 (standard <a>, prior)",
-         "no spread measured", "RMSE 7.5% vs RMSE 9.1%"),
+         "no spread measured", "RMSE 7.5% vs 9.1%"),
         ("reconstructions", "best fitted sampler", "compressed (vmf)", "18.6 vs 40 (standard <a>, gaussian)",
-         "no spread measured", "RMSE 7.5% vs RMSE 9.1%"),
+         "no spread measured", "RMSE 7.5% vs 9.1%"),
         ("real test set", "paper's sampler", "compressed (vmf)", "22 vs 70 (standard <a>, prior)",
-         "no spread measured", "RMSE 7.5% vs RMSE 9.1%"),
+         "no spread measured", "RMSE 7.5% vs 9.1%"),
         ("real test set", "best fitted sampler", "compressed (vmf)", "22 vs 45 (standard <a>, gaussian)",
-         "no spread measured", "RMSE 7.5% vs RMSE 9.1%"),
+         "no spread measured", "RMSE 7.5% vs 9.1%"),
     ]
     assert text.index("id='verdict'") < text.index("<h2>Runs</h2>")
     assert "100 test images &lt; 128 feature dimensions" in text  # a run's warnings are shown
@@ -430,6 +430,91 @@ def _sorted_with_missing_last(values, reverse):
     return present + [None] * (len(values) - len(present))
 
 
+def _browser_runs(tmp_path):
+    """Two runs with the figures evaluate draws at their real sizes (a wide sampler grid,
+    histograms, the cap zoom), so the widths in the browser are the real ones."""
+    standard, compressed = _runs(tmp_path)
+    g = torch.Generator().manual_seed(1)
+    samples = {s: torch.rand(16, 1, 8, 8, generator=g) for s in
+               ("prior", "prior_sphere", "vmf", "esag", "vmf_mixture", "gaussian_sphere", "gaussian", "gmm")}
+    mu = torch.randn(200, 8, generator=g)
+    cap = torch.nn.functional.normalize(torch.randn(300, 8, generator=g) * 0.1 + 1.0, dim=1)
+    extra = {
+        "samples_by_sampler": _png(tmp_path, "grid", plots.sampler_grid_figure(
+            samples, {s: 10.0 + i for i, s in enumerate(samples)}, fid_label="FID domain")),
+        "latent_histograms": _png(tmp_path, "hist", plots.latent_histograms(mu, mu.abs(), mu, torch.rand(200, 7))),
+        "latent_spectrum": _png(tmp_path, "spectrum", plots.latent_spectrum_figure(mu.std(0), torch.rand(7), 0.1)),
+        "training_curves": _png(tmp_path, "curves", plots.training_curves(list(standard.history))),
+    }
+    zoomed = _png(tmp_path, "cap", plots.sphere_projection(cap, torch.arange(300) % 3))
+    return [RunSummary(standard.name, standard.config, standard.metrics, {**standard.figures, **extra},
+                       standard.history),
+            RunSummary(compressed.name, compressed.config, compressed.metrics,
+                       {**compressed.figures, **extra, "sphere_projection": zoomed}, compressed.history)]
+
+
+_LAYOUT = """
+return {
+  figures: Array.from(document.querySelectorAll('figure')).map(f => {
+    var img=f.querySelector('img'), cap=f.querySelector('figcaption');
+    return {alt: img.alt, natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+            caption: cap ? cap.textContent.trim() : ''};}),
+  verdict: document.getElementById('verdict').textContent,
+  rows: Array.from(document.querySelectorAll('#metrics tbody tr:not(.group)')).map(r =>
+    Array.from(r.cells).slice(4).filter(c => c.hasAttribute('data-v')).length),
+};
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="chromium/chromedriver not installed (CI installs them)")
+def test_two_run_report_reads_at_a_glance_in_headless_chromium(tmp_path):
+    """The first screen answers the question; every figure is captioned and readable."""
+    pytest.importorskip("selenium")
+    import os
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    out = write_report(_browser_runs(tmp_path), tmp_path / "r.html")
+    driver = _chromium(tmp_path)
+    try:
+        driver.get(Path(out).resolve().as_uri())
+        page = driver.execute_script(_LAYOUT)
+        # The verdict names both reference sets and both sampler families, on the first screen.
+        for words in ("reconstructions", "real test set", "paper's sampler", "best fitted sampler",
+                      "no spread measured", "RMSE"):
+            assert words in page["verdict"], words
+        top = driver.execute_script("return document.getElementById('verdict').getBoundingClientRect().top")
+        assert 0 <= top < 300
+        assert page["rows"] and min(page["rows"]) >= 2  # no comparison row with a single value
+        assert len(page["figures"]) == 2 + 2 * 5 + 1 + 1  # plane, curves; 5 shared + samples/sphere
+        for f in page["figures"]:
+            assert len(f["caption"]) > 20, f["alt"]  # a real caption, not a file name
+            assert f["shown"] >= f["natural"] / 2, f  # never shrunk below half its width
+        shots = []
+        for i, y in enumerate((0, 1200, 3000)):
+            driver.execute_script(f"window.scrollTo(0, {y})")
+            shots.append(tmp_path / f"report-{i}.png")  # kept as the test's artefacts
+            assert driver.save_screenshot(str(shots[-1]))
+        if os.environ.get("SPHEREVAE_UPDATE_SCREENSHOT"):  # refresh the README's picture
+            docs = Path(__file__).resolve().parents[2] / "docs" / "figures" / "report-screenshot.png"
+            docs.write_bytes(shots[0].read_bytes())
+        # A click enlarges a figure to the window; Escape closes it.
+        img = driver.find_elements(By.CSS_SELECTOR, "figure img")[3]
+        driver.execute_script("arguments[0].scrollIntoView()", img)
+        img.click()
+        assert "big" in img.get_attribute("class")
+        assert img.size["width"] > 0.9 * min(1400, driver.execute_script("return innerWidth"))
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        assert "big" not in (img.get_attribute("class") or "")
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        driver.quit()
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="chromium/chromedriver not installed (CI installs them)")
@@ -444,14 +529,14 @@ def test_report_renders_and_sorts_in_headless_chromium(tmp_path):
         rendered = driver.execute_script(
             "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
         assert rendered == [True] * 5
-        # Sort the metrics table by the compressed run's column (the 5th): each group on its own.
-        header = driver.find_elements(By.CSS_SELECTOR, "#metrics thead th")[4]
-        before = driver.execute_script(_COLUMN, "metrics", 4)
+        # Sort the metrics table by the compressed run's column (the 6th): each group on its own.
+        header = driver.find_elements(By.CSS_SELECTOR, "#metrics thead th")[5]
+        before = driver.execute_script(_COLUMN, "metrics", 5)
         header.click()
-        asc = driver.execute_script(_COLUMN, "metrics", 4)
+        asc = driver.execute_script(_COLUMN, "metrics", 5)
         assert asc == [_sorted_with_missing_last(g, False) for g in before]
         header.click()
-        desc = driver.execute_script(_COLUMN, "metrics", 4)
+        desc = driver.execute_script(_COLUMN, "metrics", 5)
         assert desc == [_sorted_with_missing_last(g, True) for g in before]
         assert header.get_attribute("data-order") == "desc"
         # The runs table sorts by a text column too.

@@ -56,8 +56,8 @@ td.best{font-weight:bold;background:#e3f4e1}td.desc{color:#555;font-size:.9em;ma
 figure{margin:.4em 0;flex:1;min-width:320px}figcaption{color:#444;font-size:.9em;margin-top:.3em}
 img{max-width:100%;border:1px solid #eee;cursor:zoom-in}details pre{font-size:.8em}
 .row.stack{flex-direction:column}.row.stack figure{width:100%}td.na{color:#888;font-style:italic}
-td.unit{color:#555;font-size:.85em}.verdict-table td{background:#fff}
-img.big{position:fixed;inset:0;margin:auto;max-width:98vw;max-height:98vh;z-index:10;
+td.unit{color:#555;font-size:.85em}.scroll{overflow-x:auto;max-width:100%}.verdict-table td{background:#fff}
+img.big{position:fixed;inset:0;margin:auto;width:98vw;height:98vh;max-width:none;object-fit:contain;z-index:10;
 background:#fff;box-shadow:0 0 0 100vmax rgba(0,0,0,.6);cursor:zoom-out}
 """
 
@@ -233,7 +233,8 @@ def _runs_table(runs: Sequence[RunSummary]) -> str:
         "<tr>" + "".join(_cell(row[c], text_left=c == "run") for c in cols) + "</tr>"
         for row in rows
     )
-    return f"<table class='sortable' id='runs'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<div class='scroll'><table class='sortable' id='runs'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _cell(v: Any, *, best: bool = False, text_left: bool = False) -> str:
@@ -341,6 +342,11 @@ def _metrics_tables(runs: Sequence[RunSummary]) -> tuple[str, str]:
     return table, per_run
 
 
+def _rmse(run: RunSummary) -> str:
+    rmse = _number(run.metrics.get("rmse_percent"))
+    return f"{rmse:.3g}%" if rmse is not None else "n/a"
+
+
 def _cost(run: RunSummary) -> str:
     rmse = _number(run.metrics.get("rmse_percent"))
     return f"RMSE {rmse:.3g}%" if rmse is not None else "no RMSE"
@@ -362,7 +368,7 @@ def _verdict_rows(runs: Sequence[RunSummary], group: list[int]) -> list[str]:
             rows.append(
                 f"<tr><td>{e(words)}</td><td>{e(family)}</td><td><b>{e(win.name)}</b> ({e(w.sampler)})</td>"
                 f"<td class='num'>{w.value:.4g} vs {u.value:.4g} ({e(run_up.name)}, {e(u.sampler)})</td>"
-                f"<td>{e(v.spread_note)}</td><td>{e(_cost(win))} vs {e(_cost(run_up))}</td></tr>")
+                f"<td>{e(v.spread_note)}</td><td>RMSE {e(_rmse(win))} vs {e(_rmse(run_up))}</td></tr>")
     return rows
 
 

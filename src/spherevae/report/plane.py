@@ -4,7 +4,7 @@ Every series (one objective, sampler and beta across n) must be told apart: one 
 per sampler, fixed by the sampler registry so that a sampler looks the same for every
 objective and in every figure (per beta when the rows name no sampler), and one marker
 per objective (and beta). Standard VAEs are dashed, compressed ones solid (the legend
-shows both line styles). The palette is colour-blind safe (Okabe-Ito) for up to 7 colours;
+shows both line styles). The palette is colour-blind safe (Okabe-Ito) for up to 8 colours;
 a point far above the rest switches the FID axis to a log scale.
 """
 
@@ -33,13 +33,14 @@ Fill = Literal["full", "none"]
 
 
 # Okabe & Ito's palette (2008), told apart with every common colour-vision deficiency; its
-# yellow (#F0E442) is left out: it vanishes on a white page.
-_OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+# yellow (#F0E442) vanishes on a white page, so a mid grey takes its place: 8 colours, one
+# per registered sampler.
+_OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
 
 
 def distinct_colours(k: int) -> list[str]:
     """``k`` distinct colours as hex strings: the colour-blind safe Okabe-Ito palette for up
-    to 7, then tab10, tab20, then evenly spaced hues."""
+    to 8, then tab10, tab20, then evenly spaced hues."""
     from matplotlib import colormaps
     from matplotlib.colors import hsv_to_rgb, to_hex
 
