@@ -242,7 +242,7 @@ def test_sweep_base_may_be_a_packaged_name_and_evaluate_overrides_split_off(tmp_
     p.write_text("name: s\nbase: mine.yaml\n")
     assert load_sweep(p).base == (tmp_path / "mine.yaml").resolve()
     p.write_text("name: s\nbase: no-such-config\n")
-    with pytest.raises(FileNotFoundError, match="sweep field 'base': run config .*no-such-config does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"sweep field 'base': run config .*no-such-config does not exist"):
         load_sweep(p)
 
 

@@ -308,13 +308,14 @@ def results_table(rows: list[dict[str, Any]], params: list[str]) -> str:
     sampler against both references (:mod:`spherevae.evaluation.verdict`)."""
     from spherevae.evaluation.verdict import REFERENCES, pick
 
+    families = {"paper's sampler": "paper", "best fitted sampler": "fitted"}  # -> column prefix
     head = ["run", "status", *params, "RMSE %"]
-    for family, short in (("paper's sampler", "paper"), ("best fitted sampler", "fitted")):
+    for short in families.values():
         head += [f"{short} FID vs {ref}" for ref in REFERENCES]
     table = [head]
     for r in rows:
         line = [r["name"], r["status"], *(_cell(r.get(p)) for p in params), _cell(r.get("rmse_percent"))]
-        for family in ("paper's sampler", "best fitted sampler"):
+        for family in families:
             for ref in REFERENCES:
                 got = pick(r, ref, family)
                 line.append("" if got is None else f"{got.value:.4g} ({got.sampler})")

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.evaluation.metric_info import KEYS, MetricInfo, applies, better, comparable_keys, describe
+from spherevae.evaluation.metric_info import (
+    KEYS,
+    MetricInfo,
+    applies,
+    better,
+    comparable_keys,
+    describe,
+)
 from spherevae.evaluation.verdict import FAMILIES, REFERENCES, compare_runs, pick, spread
 from spherevae.io.errors import UserError
 from spherevae.io.files import atomic_write_text, read_json, read_jsonl

@@ -167,6 +167,7 @@ class Trainer:
         self.loggers: list[Any] = []
         self.changes: dict[str, list[Any]] = {}  # what a resume changed in the config
         self.should_stop = False  # a callback sets it to end the run after this epoch
+        self._last_line = time.monotonic()  # when the last progress line was logged
 
     def add_callback(self, callback: Any) -> None:
         """Append ``callback`` (see :mod:`spherevae.training.callbacks`)."""
