@@ -87,7 +87,13 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
     assert main(["train", "--config", str(CONFIGS / "digits-tiny.yaml"), f"train.out_dir={tmp_path}",
                  "train.epochs=1"]) == 0
     run = tmp_path / "digits-tiny"
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
+    out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("warning: ")]
+    # The short summary, not the 40-row table: reconstruction, two samplers, verdict, pointer.
+    assert len(out) == 5 and out[0].startswith("reconstruction: RMSE ")
+    assert out[1].startswith("paper's sampler (vmf): FID domain vs reconstructions ")
+    assert out[3].startswith("verdict: ") and out[4].startswith("full table: --all")
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["fid_backbone"] == "domain" and "fid_domain_vmf_recon" in metrics
     assert 0 < metrics["tangent_effective_dim"] <= 7 + 1e-9  # n = 8: at most n - 1
@@ -95,6 +101,8 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
         assert (run / "eval" / f"{fig}.png").is_file()
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
     assert "fid_domain_recon" in (tmp_path / "r.html").read_text()
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150", "--all"]) == 0
+    assert "-- generation" in capsys.readouterr().out  # the full table behind --all
 
 
 def test_evaluate_errors_are_clear(tmp_path, capsys):
