@@ -46,7 +46,7 @@ def test_sweep_runs_resumes_and_draws_the_plane(tmp_path):
     # The sweep ends with its results table (a header and one line per run), then the paths.
     text = "\n".join(logged)
     table = text.split("\nrun ", 1)[1].split("\nresults: ", 1)[0].splitlines()
-    assert table[0].split()[:4] == ["status", "variant", "latent_dim", "RMSE"]
+    assert table[0].split()[:4] == ["status", "variant", "model.latent_dim", "RMSE"]
     assert sorted(line.split()[0] for line in table[1:]) == sorted(r["name"] for r in rows)
     assert f"results: {out / 'results.csv'} (and results.json)" in logged
     assert logged[-1] == f"MSE-FID plane: {out / 'mse_fid_plane.png'}"
