@@ -94,7 +94,10 @@ class _Styles:
         """Proxy entries, not drawn on the axes: a line per colour, a grey marker per marker."""
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=c, lw=2, label=k if self.by_sampler else f"β={k}")
+        def beta(k: str) -> str:  # a sweep that does not vary β leaves it out of its rows
+            return "β of the base config" if k == "None" else f"β={k}"
+
+        handles = [Line2D([], [], color=c, lw=2, label=k if self.by_sampler else beta(k))
                    for k, c in self.colour.items()]
         handles += [Line2D([], [], color="0.3", ls="", marker=m, fillstyle=f,
                            label=obj if beta is None else f"{obj} β={beta}")
