@@ -36,7 +36,7 @@ import torch
 
 from spherevae.training.config import load_config
 from spherevae.training.cudagraph import GraphedStep, capturable_adam
-from spherevae.training.objectives import OBJECTIVES, TERMS
+from spherevae.training.objectives import TERMS, build_objective
 from spherevae.training.runs import build_model
 
 MODES = ("eager", "eager+bf16", "eager+triton", "graph", "graph+bf16+cl")
@@ -66,7 +66,7 @@ def make_setup(objective: str, n: int, batch: int, mode: str, seed: int = 0) -> 
     cfg = _config(objective, n, batch, "torch" if torch_loss else None)
     torch.manual_seed(seed)
     model = build_model(cfg, (3, 32, 32)).to(DEV)
-    obj = OBJECTIVES[cfg.objective.name](cfg, model, "cifar10")
+    obj = build_objective(cfg, model.latent_dim).to(DEV)
     groups = obj.parameter_groups(model)
     noise = torch.Generator(DEV).manual_seed(seed + 1)
     bf16 = "bf16" in mode

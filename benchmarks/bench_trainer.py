@@ -34,7 +34,7 @@ import torch
 
 from spherevae.io.weights import load_weights
 from spherevae.training.config import RunConfig, load_config
-from spherevae.training.objectives import OBJECTIVES
+from spherevae.training.objectives import build_objective
 from spherevae.training.runs import _ConfigTrainer, build_model, load_split, train
 from spherevae.training.schedules import Clock, make_schedule
 from spherevae.training.trainer import resolve_device
@@ -63,7 +63,7 @@ def bare_loop(cfg: RunConfig) -> tuple[Times, dict[str, torch.Tensor]]:
     ds = load_split(cfg, "train")
     device = resolve_device(cfg.train.device)
     model = build_model(cfg, tuple(ds.images.shape[1:])).to(device)
-    objective = OBJECTIVES[cfg.objective.name](cfg, model, cfg.data.name)
+    objective = build_objective(cfg, model.latent_dim).to(device)
     o = cfg.optim
     opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=o.lr_decay)

@@ -18,19 +18,19 @@ if [ "$MODE" = all ]; then bash "$0" tests; bash "$0" epochs; exit; fi
 case "$MODE" in
   tests)
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
-    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+    $PY -m pytest -q -p no:cacheprovider tests/training/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
     $PY benchmarks/bench_coordinates.py --device cuda --rounds 15 --skip-masked-above 2000 2>&1 | tee "$OUT/bench_coordinates_cuda.md"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 30 --warmup 5 --compile-loss 2>&1 | tee "$OUT/bench_loss_cuda_compiled.md"
     ;;
   quick)
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
-    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
+    $PY -m pytest -q -p no:cacheprovider tests/training/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"
     $PY benchmarks/bench_loss_overhead.py --device cuda --pairs 20 --warmup 5 2>&1 | tee "$OUT/bench_loss_cuda.md"
     ;;
   graph)
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"; } > "$OUT/env.txt" 2>&1
-    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_kernels.py 2>&1 | tee "$OUT/tests.log"
+    $PY -m pytest -q -p no:cacheprovider tests/training/test_gpu.py tests/losses/test_kernels.py 2>&1 | tee "$OUT/tests.log"
     $PY benchmarks/bench_gpu_step.py step --blocks 8 2>&1 | tee "$OUT/step.md"
     $PY benchmarks/bench_gpu_step.py throughput --latent-dims 200 --steps 150 --repeats 2 2>&1 | tee "$OUT/throughput.md"
     $PY benchmarks/bench_gpu_step.py profile --latent-dims 200 2>&1 | tee "$OUT/profile.md"

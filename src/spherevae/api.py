@@ -101,7 +101,7 @@ def fit(
     from spherevae.training.objectives import objective_class
     from spherevae.training.trainer import Trainer
 
-    declared = objective_class(objective)
+    declared = objective_class(objective, "objective")
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
     if train_data.image_shape != test_data.image_shape:
         raise ValueError(
@@ -145,7 +145,32 @@ def load(run_dir: str | Path, *, model: nn.Module | None = None, device: str = "
 
 @dataclass
 class Run:
-    """A trained run: its directory, resolved config and model (eval mode)."""
+    """A trained run: its directory, resolved config and model (eval mode).
+
+    Attributes:
+        run_dir: the run directory. config: its resolved :class:`~spherevae.training.RunConfig`.
+        model: the trained model (a :class:`~spherevae.models.VAE` or a wrapped user model).
+        device: where the model lives.
+
+    Example (a packaged VAE on random 8x8 images, one epoch, in a temporary directory)::
+
+        >>> import tempfile, torch, spherevae
+        >>> from spherevae.models import VAE, ModelConfig
+        >>> model = VAE(ModelConfig.from_preset("tiny", image_shape=(1, 8, 8), latent_dim=4,
+        ...                                     project_to_sphere=True))
+        >>> images = torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8,
+        ...                        generator=torch.Generator().manual_seed(0))
+        >>> out = f"{tempfile.mkdtemp()}/run"
+        >>> run = spherevae.fit(model, train=images[:64], test=images[64:], objective="compressed",
+        ...                     epochs=1, batch_size=32, out_dir=out, device="cpu")
+        >>> run = spherevae.load(out)             # any run directory, CLI- or fit-made
+        >>> mu, logvar = run.encode(images[:5])   # (5, n) each
+        >>> run.latent_dim, tuple(mu.shape), tuple(run.reconstruct(images[:5]).shape)
+        (4, (5, 4), (5, 1, 8, 8))
+        >>> x_new = run.sample(3, sampler="vmf")  # fitted once to the test latents, saved, reused
+        >>> tuple(x_new.shape), len(run.history)
+        ((3, 1, 8, 8), 1)
+    """
 
     run_dir: Path
     config: Any

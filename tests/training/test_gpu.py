@@ -35,12 +35,12 @@ def test_coordinates_match_cpu_values_and_gradients() -> None:
 def test_compressed_step_has_no_host_device_sync() -> None:
     """Forward, compressed loss, backward and Adam step of a VAE under CUDA's sync checker."""
     from spherevae.training.config import load_config
-    from spherevae.training.objectives import OBJECTIVES
+    from spherevae.training.objectives import build_objective
     from spherevae.training.runs import build_model
 
     cfg = load_config(CONFIGS / "cifar10-compressed.yaml", ["model.latent_dim=64"])
     model = build_model(cfg, (3, 32, 32)).cuda()
-    objective = OBJECTIVES["compressed"](cfg, model, "cifar10")
+    objective = build_objective(cfg, model.latent_dim).cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
     x = torch.rand(32, 3, 32, 32, device="cuda")
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -132,13 +132,13 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
 def _graph_setup(objective: str = "compressed", n: int = 64, seed: int = 0):
     from spherevae.training.config import load_config
     from spherevae.training.cudagraph import GraphedStep, capturable_adam
-    from spherevae.training.objectives import OBJECTIVES, TERMS
+    from spherevae.training.objectives import TERMS, build_objective
     from spherevae.training.runs import build_model
 
     cfg = load_config(CONFIGS / f"cifar10-{objective}.yaml", [f"model.latent_dim={n}"])
     torch.manual_seed(seed)
     model = build_model(cfg, (3, 32, 32)).cuda()
-    obj = OBJECTIVES[objective](cfg, model, "cifar10")
+    obj = build_objective(cfg, model.latent_dim).cuda()
     groups = obj.parameter_groups(model)
     opts = {k: capturable_adam(p, 1e-3) for k, p in groups.items()}
     noise = torch.Generator("cuda").manual_seed(seed + 1)

@@ -182,3 +182,53 @@ def test_mlflow_artifacts_go_beside_the_sqlite_store_not_the_working_directory(t
     stored = {p.name for p in (store / "mlartifacts").rglob("*") if p.is_file()}
     assert stored == {"config.yaml", "metrics.jsonl", "model.safetensors"}
     assert list(work.iterdir()) == [] and run.info.run_name == run_dir.name
+
+
+class _RecordingLogger:
+    """A logger of the user's own: the four methods of the interface, recording the calls."""
+
+    def __init__(self, run_dir=None, run_name=None, tag="instance"):
+        self.calls: list[tuple[str, object]] = []
+        self.tag = tag
+
+    def log_hyperparams(self, params):
+        self.calls.append(("hyperparams", params["objective"]["name"]))
+
+    def log_metrics(self, metrics, step):
+        self.calls.append(("metrics", step))
+
+    def log_artifact(self, path):
+        self.calls.append(("artifact", Path(path).name))
+
+    def finalize(self, status):
+        self.calls.append(("finalize", status))
+
+
+def test_a_logger_instance_and_a_registered_logger_record_the_run(tmp_path):
+    from spherevae.training import LoggerSpec, Trainer
+    from spherevae.training.runs import build_model, load_split
+
+    made: list[_RecordingLogger] = []
+
+    def factory(run_dir, run_name, tag="registered"):
+        made.append(_RecordingLogger(tag=tag))
+        return made[-1]
+
+    LOGGERS["recording"] = LoggerSpec(factory, "json", "none")  # `json` is always importable
+    try:
+        cfg = _cfg(tmp_path, "train.epochs=2", "train.loggers=[recording]",
+                   "train.logger_options={recording: {tag: mine}}")
+        instance = _RecordingLogger()
+        train_ds, test_ds = load_split(cfg, "train"), load_split(cfg, "test")
+        model = build_model(cfg, tuple(train_ds.images.shape[1:]))
+        Trainer(cfg, model, train_ds, test_ds, loggers=[instance]).fit()
+    finally:
+        del LOGGERS["recording"]
+    expected = [("hyperparams", "compressed"), ("metrics", 0), ("metrics", 1),
+                ("artifact", "config.yaml"), ("artifact", "metrics.jsonl"),
+                ("artifact", "model.safetensors"), ("finalize", "success")]
+    assert instance.calls == expected
+    assert len(made) == 1 and made[0].tag == "mine" and made[0].calls == expected
+    with pytest.raises(TypeError, match="lacks \\['log_artifact', 'finalize'\\]"):
+        Trainer(cfg, model, train_ds, test_ds, loggers=[type("Half", (), {
+            "log_hyperparams": lambda *a: None, "log_metrics": lambda *a: None})()])

@@ -197,3 +197,49 @@ def test_frozen_parameters_are_left_alone(tmp_path, digits):
     frozen = {k: v.clone() for k, v in model.decoder[0].state_dict().items()}
     Trainer(_cfg(tmp_path, "frozen", epochs=1), model, digits[:640], digits[640:800]).fit()
     assert all(torch.equal(frozen[k], v) for k, v in model.decoder[0].state_dict().items())
+
+
+class _Recorder:
+    """A callback without the base class: any object with some hooks is one."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.events: list[tuple[str, int | str]] = []
+        self.stop_after = stop_after
+
+    def on_epoch_end(self, trainer, record):
+        self.events.append(("epoch", record["epoch"]))
+        if self.stop_after is not None and record["epoch"] + 1 >= self.stop_after:
+            trainer.should_stop = True
+
+    def on_checkpoint(self, trainer, epoch, path):
+        assert path.is_file()  # called after the checkpoint is on disk
+        self.events.append(("checkpoint", epoch))
+
+    def on_fit_end(self, trainer, run_dir):
+        assert (run_dir / "model.safetensors").is_file()
+        self.events.append(("end", run_dir.name))
+
+
+def test_callbacks_see_every_epoch_checkpoint_and_the_end_and_can_stop(tmp_path, digits):
+    from spherevae.training import Callback
+
+    rec = _Recorder()
+    Trainer(_cfg(tmp_path, "cb", epochs=3, checkpoint_every=2), _model(), digits[:640], digits[640:800],
+            callbacks=[rec]).fit()
+    # checkpoint_every=2: after epoch 1 and after the last (2); the end after the weights.
+    assert rec.events == [("epoch", 0), ("epoch", 1), ("checkpoint", 1), ("epoch", 2),
+                          ("checkpoint", 2), ("end", "cb")]
+
+    stopper = _Recorder(stop_after=2)
+    trainer = Trainer(_cfg(tmp_path, "stop", epochs=5, checkpoint_every=10), _model(),
+                      digits[:640], digits[640:800])
+    trainer.add_callback(stopper)
+    run_dir = trainer.fit()
+    # Stopped after epoch 1 (of 5): that epoch is checkpointed, the weights are written.
+    assert stopper.events == [("epoch", 0), ("epoch", 1), ("checkpoint", 1), ("end", "stop")]
+    assert len(spherevae.load(run_dir).history) == 2
+
+    with pytest.raises(TypeError, match="a callback needs at least one of the methods"):
+        Trainer(_cfg(tmp_path, "bad"), _model(), digits[:64], digits[64:128], callbacks=[object()])
+    assert isinstance(Callback(), Callback)  # the no-op base is a valid callback too
+    Trainer(_cfg(tmp_path, "base"), _model(), digits[:64], digits[64:128], callbacks=[Callback()])

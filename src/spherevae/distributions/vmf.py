@@ -202,6 +202,17 @@ class VonMisesFisher(Distribution):
 
     All special functions run in float64; results are cast to ``loc``'s dtype.
     ``rsample`` is not provided: Wood's rejection step has no reparameterisation.
+
+    Example::
+
+        >>> import torch
+        >>> vmf = VonMisesFisher(torch.tensor([1.0, 0.0, 0.0]), concentration=50.0)
+        >>> x = vmf.sample(1000, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, bool((x.norm(dim=1) - 1).abs().max() < 1e-5)   # on the unit sphere
+        (torch.Size([1000, 3]), True)
+        >>> fitted = VonMisesFisher.fit(x)                            # maximum likelihood
+        >>> round(float(fitted.loc[0]), 2), 40 < float(fitted.concentration) < 60
+        (1.0, True)
     """
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real_vector, "concentration": constraints.nonnegative}

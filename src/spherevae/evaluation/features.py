@@ -6,24 +6,12 @@ from float images ``(N, C, H, W)`` in [0, 1] to features ``(N, D)``), the batch 
 runs at and a label for titles and logs. Metric keys carry the name (``fid_domain_...``).
 Adding a backbone is one entry in that dict (docs/design.md, "Adding a feature backbone").
 
-- ``"domain"``: :class:`DomainClassifier`, a small CNN trained here on the labelled
-  training split and cached on disk (:func:`domain_backbone`). Its FIDs compare runs
-  with each other; they are NOT comparable to published Inception FIDs.
-- ``"inception"``: Inception-v3 FID features from a local weights file (never downloaded).
-
-The Inception network is the variant of Inception-v3 used for FID (the TensorFlow graph
-``pt_inception-2015-12-05``, as ported by pytorch-fid): average pools that do not count
-padding in the A, C and first E blocks, a max pool in the last E block's pool branch, and
-BatchNorm with ``eps = 1e-3``. Features are the 2048 global-average-pooled outputs of
-``Mixed_7c``. Module names follow that file's state-dict keys
-(``Conv2d_1a_3x3.conv.weight``, ``Mixed_5b.branch1x1.bn.running_mean``, ...), so the
-public weights file ``pt_inception-2015-12-05-6726825d.pth`` loads as is; its 1008-way
-``fc`` and any ``AuxLogits`` (torchvision's files) are ignored. torchvision's own
-``inception_v3`` weights have the same keys and load too, but that network pools
-differently and was trained differently: FIDs computed with it are not the standard ones.
-
-Only ``fid_inception_*`` numbers are comparable to published FIDs; ``fid_domain_*`` numbers
-are not.
+- ``"domain"``: :class:`~spherevae.evaluation.domain.DomainClassifier`, trained on the
+  labelled training split and cached on disk (:mod:`spherevae.evaluation.domain`). Its FIDs
+  compare runs with each other; they are NOT comparable to published Inception FIDs.
+- ``"inception"``: Inception-v3 FID features from a local weights file, never downloaded
+  (:mod:`spherevae.evaluation.inception`, which says which network that is). Only
+  ``fid_inception_*`` numbers are comparable to published FIDs.
 """
 
 from __future__ import annotations

@@ -146,6 +146,16 @@ def hyperspherical_cosines(
         ``r`` of shape ``(...)`` and ``cos_phi`` of shape ``(..., n-1)`` with
         ``cos_phi[..., k-1] = x_k / ||x_{k..n}||`` (1 where that tail is all zero), in the
         dtype of ``x``.
+
+    Example::
+
+        >>> import torch
+        >>> r, cos_phi = hyperspherical_cosines(torch.tensor([[3.0, 0.0, 4.0]]))
+        >>> r.tolist(), cos_phi.tolist()   # cos phi_1 = 3/5, cos phi_2 = 0/4
+        ([5.0], [[0.6000000238418579, 0.0]])
+        >>> _, cos_ones = hyperspherical_cosines(torch.ones(4))  # the all-ones profile o_k
+        >>> [round(c, 4) for c in cos_ones.tolist()]                 # 1/sqrt(n-k+1)
+        [0.5, 0.5774, 0.7071]
     """
     check_latents(x, "x", validate=validate)
     xw = _working_dtype(x)
@@ -182,6 +192,15 @@ def to_hyperspherical(x: torch.Tensor, *, validate: bool = True) -> tuple[torch.
     The angles are ``atan2(||x_{k+1..n}||, x_k)`` rather than ``arccos(cos phi_k)``: the
     same value, but accurate near the poles, where arccos loses half the digits and
     has an infinite derivative.
+
+    Example::
+
+        >>> import math, torch
+        >>> r, phi = to_hyperspherical(torch.tensor([0.0, 0.0, -2.0], dtype=torch.float64))
+        >>> r.item(), [round(a / math.pi, 3) for a in phi.tolist()]  # phi_2 past pi: x_n < 0
+        (2.0, [0.5, 1.5])
+        >>> torch.allclose(from_hyperspherical(r, phi), torch.tensor([0.0, 0.0, -2.0], dtype=torch.float64))
+        True
     """
     check_latents(x, "x", validate=validate)
     xw = _working_dtype(x)
@@ -264,6 +283,12 @@ def project_to_sphere(
     consistent with the angle-0 convention) with a zero gradient, so values and
     gradients stay finite. Scaled by the largest entry first, so huge or tiny vectors
     neither overflow nor underflow.
+
+    Example::
+
+        >>> import torch
+        >>> project_to_sphere(torch.tensor([[3.0, 4.0], [0.0, 0.0]]), 10.0).tolist()
+        [[6.0, 8.0], [10.0, 0.0]]
     """
     check_latents(z, "z", min_dim=1, validate=validate)
     if validate or not isinstance(radius, torch.Tensor):

@@ -155,6 +155,22 @@ class HypersphericalPriorLoss(nn.Module):
     Gains default to ``gain_scale / sqrt(k+1)`` for every angle term (section 4.2) and to
     ``gain_scale`` for the radius terms.
 
+    Example (eq 6 with the paper's full compression)::
+
+        >>> import torch
+        >>> loss = HypersphericalPriorLoss(8, preset="full")
+        >>> mu = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+        >>> sigma = torch.full((64, 8), 0.1)
+        >>> value = loss(mu, sigma)            # a scalar, differentiable in mu and sigma
+        >>> value.shape, bool(value > 0)
+        (torch.Size([]), True)
+        >>> sorted(loss.terms(mu, sigma))[:2]  # the separate terms, for logging
+        ['mu_angle_mean', 'mu_angle_std']
+        >>> at_pole = torch.zeros(64, 8)
+        >>> at_pole[:, 0] = 8 ** 0.5           # every mu at the pole, on the sphere of radius sqrt(n)
+        >>> loss.terms(at_pole, sigma)["mu_angle_mean"].item()   # E_b[cos phi_k] = 1 = a_mu,k
+        0.0
+
     Args:
         latent_dim: ``n >= 2``.
         preset: a key of ``PRESETS``.

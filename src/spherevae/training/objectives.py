@@ -259,6 +259,20 @@ class CompressedObjective(Objective):
     The prior loss uses batch statistics, so under DDP it is computed on ``(mu, sigma)``
     gathered from all ranks (with gradients). ``z`` is projected to radius ``sqrt(n)``
     by default (paper eq 8: ``model.project_to_sphere`` unset means on).
+
+    Example (one step of a packaged VAE; the objective is one more module)::
+
+        >>> import torch
+        >>> from spherevae.models import VAE, ModelConfig
+        >>> from spherevae.training import OptimConfig
+        >>> model = VAE(ModelConfig.from_preset("tiny", image_shape=(1, 8, 8), latent_dim=4,
+        ...                                     project_to_sphere=True))
+        >>> objective = CompressedObjective(latent_dim=4, beta=1.0)
+        >>> out = objective(model, torch.rand(16, 1, 8, 8), 1.0, torch.Generator().manual_seed(0))
+        >>> sorted(out.terms), sorted(out.losses)
+        (['latent', 'loss', 'reconstruction'], ['model'])
+        >>> [e["name"] for e in objective.configure_optimizers(model, OptimConfig())]
+        ['model']
     """
 
     default_project_to_sphere: ClassVar[bool] = True
@@ -422,9 +436,10 @@ def register_objective(name: str, cls: type[Objective]) -> None:
     OBJECTIVES[name] = cls
 
 
-def objective_class(name: str) -> type[Objective]:
-    """The registered objective class ``name`` (a ``ValueError`` lists the known names)."""
-    check_choice(name, "objective.name", OBJECTIVES)
+def objective_class(name: str, what: str = "objective.name") -> type[Objective]:
+    """The registered objective class ``name`` (a ``ValueError`` naming ``what`` lists the
+    known names)."""
+    check_choice(name, what, OBJECTIVES)
     return OBJECTIVES[name]
 
 
