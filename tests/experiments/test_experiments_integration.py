@@ -141,3 +141,17 @@ def _write_idx_pair(d: Path) -> None:
         labels = np.arange(n, dtype=np.uint8)
         (d / f"{prefix}-labels-idx1-ubyte").write_bytes(
             bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
+
+
+@pytest.mark.slow
+def test_a_runs_data_max_test_sizes_its_evaluation_unless_evaluate_says_otherwise(tmp_path):
+    from spherevae.experiments.spec import RunSpec
+    from spherevae.experiments.sweep import execute_run
+
+    base = CONFIGS / "digits-tiny.yaml"
+    quick = ("train.epochs=1", "train.progress=false", "data.max_test=60")
+    spec = RunSpec("a", tmp_path / "a", base, quick, {}, dict(FAST_EVAL, figures=False))
+    result = execute_run(spec)
+    assert result.status == "done" and result.metrics["num_test"] == 60  # not the 360 of digits
+    explicit = RunSpec("b", tmp_path / "b", base, quick, {}, dict(FAST_EVAL, figures=False, max_test=40))
+    assert execute_run(explicit).metrics["num_test"] == 40
