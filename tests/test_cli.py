@@ -191,3 +191,24 @@ def test_resume_rules_cover_logger_options_but_not_the_training():
                        "train.logger_options.mlflow.experiment": [None, "x"]}
     with pytest.raises(UserError, match=r"changed optim\.lr .*a resume may change only .*train\.loggers"):
         resume_changes(saved, {**new, "optim": {"lr": 0.5}}, Path("run"))
+
+
+def test_resume_of_a_finished_run_says_nothing_was_done(tmp_path, capsys):
+    assert main(["train", "--config", TINY, f"train.out_dir={tmp_path}", "train.epochs=1"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    weights = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"{run_dir}: already trained to 1 epoch; nothing to do (train.epochs=2 or more "
+                   "extends it)", str(run_dir)]
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == weights
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_pinned_quench_is_worded_as_a_consequence_of_the_users_change():
+    from spherevae.training.resume import change_words
+
+    words = change_words({"train.epochs": [3, 6], "schedule.params": [{}, {"quench_epochs": 1}]})
+    assert words.startswith("your change train.epochs 3 -> 6; as a consequence the schedule keeps "
+                            "the curve it had over the first 3 epochs (quench_epochs=1 pinned)")
+    assert "schedule.params {}" not in words

@@ -109,7 +109,7 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path):
     assert run == work / "runs" / "digits-tiny" and "test RMSE (% of range)" in "\n".join(out)
     ev = _run([exe, "evaluate", str(run), "--num-samples", "100", "--tsne-points", "60",
                "--max-test", "40"], work, env)
-    assert "-- generation" in ev.stdout and "FID domain vs recon, vmf" in ev.stdout
+    assert "paper's sampler (vmf)" in ev.stdout and "\nverdict: " in ev.stdout
     assert "not meaningful" in ev.stderr  # 40 test images < 128 feature dimensions
     assert "[1/6] loading the model and the dataset" in ev.stderr
     metrics = json.loads((run / "eval" / "metrics.json").read_text())

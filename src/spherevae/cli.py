@@ -117,8 +117,10 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-figures", action="store_true", help="metrics only, no PNG figures")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of sampling and t-SNE (default 0)")
+    p.add_argument("--all", action="store_true",
+                   help="print the full metrics table instead of the short summary")
     p.add_argument("--json", action="store_true",
-                   help="print every scalar metric as JSON instead of the summary table")
+                   help="print every scalar metric as JSON instead of the summary")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -126,6 +128,8 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 
     from spherevae.evaluation.metric_info import format_table
     from spherevae.evaluation.pipeline import evaluate_run
+    from spherevae.evaluation.verdict import summary_lines
+    from spherevae.io.layout import RunLayout
 
     _check_evaluable(check_run_dir(args.run_dir))
     metrics = evaluate_run(
@@ -139,7 +143,11 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
         print(json.dumps(shown, indent=2, sort_keys=True))
     elif not args.quiet:
-        print(format_table({Path(args.run_dir).name: metrics}))
+        if args.all:
+            print(format_table({Path(args.run_dir).name: metrics}))
+        else:  # the answer at a glance; every metric stays in eval/metrics.json
+            print("\n".join(summary_lines(metrics)))
+            print(f"full table: --all (or --json); every metric: {RunLayout(args.run_dir).eval_metrics}")
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}")
     return 0
@@ -251,6 +259,14 @@ def train_summary(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _epochs_logged(run_dir: Path) -> int:
+    """Epochs in the run's ``metrics.jsonl`` (one line per finished epoch)."""
+    from spherevae.io.layout import RunLayout
+
+    path = RunLayout(run_dir).metrics
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
 def _train_run(args: argparse.Namespace) -> int:
     import json
 
@@ -276,13 +292,18 @@ def _train_run(args: argparse.Namespace) -> int:
     check_buildable(cfg)  # data set, model, objective: a bad value stops before any work
     if args.quiet:
         cfg.train.progress = False
+    before = _epochs_logged(run_dir) if args.resume else 0
     try:
         run_dir = train(cfg, resume=bool(args.resume))
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
     lines = RunLayout(run_dir).metrics.read_text().splitlines()
-    if lines and not args.quiet:
+    if args.resume and before >= cfg.train.epochs and len(lines) == before:
+        # The resume found every epoch done: say so, rather than a table that looks like new work.
+        print(f"{run_dir}: already trained to {before} epoch{'s' * (before != 1)}; nothing to do "
+              f"(train.epochs={before + 1} or more extends it)")
+    elif lines and not args.quiet:
         print(train_summary(json.loads(lines[-1])))
     print(run_dir)  # the last line: scripts read the run directory from it
     return 0

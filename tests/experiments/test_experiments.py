@@ -191,3 +191,71 @@ def test_the_ray_backend_without_ray_is_one_error_naming_the_extra_before_any_wr
     assert not (tmp_path / "out").exists()
 
 
+
+
+def _row(name, variant, rmse, paper, fitted, **extra):
+    """A results row as collect_results writes it (metrics flattened beside the params)."""
+    return {"name": name, "status": "done", "variant": variant, "rmse_percent": rmse,
+            "main_sampler": "vmf", "fid_backbone": "domain", "fid_domain_vmf_recon": paper,
+            "fid_domain_vmf_test": paper + 1.0, "fid_domain_gmm_recon": fitted,
+            "fid_domain_gmm_test": fitted + 1.0, "fid_domain_prior_sphere_recon": 0.001,
+            "timings_s_fid": 1.0, **extra}
+
+
+def test_the_closing_table_has_one_line_per_run_with_both_references():
+    from spherevae.experiments.sweep import results_table
+
+    rows = [_row("quench", "quench", 7.5, 20.0, 12.0), _row("constant", "constant", 8.25, 30.0, 35.0),
+            {"name": "broken", "status": "failed", "variant": "broken", "error": "boom"}]
+    lines = results_table(rows, ["variant"]).splitlines()
+    assert len(lines) == 1 + len(rows)  # a header, then one line per run
+    assert lines[0].split() == ["run", "status", "variant", "RMSE", "%", "paper", "FID", "vs", "recon",
+                                "paper", "FID", "vs", "test", "fitted", "FID", "vs", "recon",
+                                "fitted", "FID", "vs", "test"]
+    # The best fitted sampler is the lowest fitted FID (prior_sphere is a fixed prior: never).
+    assert lines[1].split() == ["quench", "done", "quench", "7.5", "20", "(vmf)", "21", "(vmf)",
+                                "12", "(gmm)", "13", "(gmm)"]
+    assert lines[2].split() == ["constant", "done", "constant", "8.25", "30", "(vmf)", "31", "(vmf)",
+                                "30", "(vmf)", "31", "(vmf)"]
+    assert lines[3].split() == ["broken", "failed", "broken"]
+
+
+def test_identical_variants_are_found_and_timings_do_not_tell_them_apart():
+    from spherevae.experiments.sweep import identical_runs
+
+    rows = [_row("quench", "quench", 7.5, 20.0, 12.0, timings_s_fid=3.0),
+            _row("constant", "constant", 7.5, 20.0, 12.0), _row("other", "other", 7.6, 20.0, 12.0)]
+    assert identical_runs(rows) == [["quench", "constant"]]
+    assert identical_runs(rows[1:]) == []
+
+
+def test_sweep_base_may_be_a_packaged_name_and_evaluate_overrides_split_off(tmp_path):
+    from spherevae.configs import resolve
+
+    p = tmp_path / "sweep.yaml"
+    p.write_text("name: s\nbase: digits-tiny\ngrid: {train.seed: [0]}\n")
+    sweep = load_sweep(p, ["train.epochs=1", "evaluate.num_samples=1000", "evaluate.max_test=50"])
+    assert sweep.base == resolve("digits-tiny").resolve()
+    assert sweep.overrides == ("train.epochs=1",)
+    assert sweep.evaluate == {"num_samples": 1000, "max_test": 50}
+    (tmp_path / "mine.yaml").write_text("data: {name: digits}\n")  # a file beside the sweep wins
+    p.write_text("name: s\nbase: mine.yaml\n")
+    assert load_sweep(p).base == (tmp_path / "mine.yaml").resolve()
+    p.write_text("name: s\nbase: no-such-config\n")
+    with pytest.raises(FileNotFoundError, match=r"sweep field 'base': run config .*no-such-config does not exist"):
+        load_sweep(p)
+
+
+def test_an_unknown_evaluate_override_is_one_clear_error_before_any_run(tmp_path, capsys):
+    from spherevae.cli import main
+
+    p = tmp_path / "sweep.yaml"
+    p.write_text(f"name: s\nbase: digits-tiny\nout_dir: {tmp_path / 'out'}\n")
+    assert main(["sweep", "--config", str(p), "evaluate.num_sample=10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown option(s) ['num_sample']" in err
+    assert not (tmp_path / "out" / "runs").exists()
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), "evaluate.num_sample=10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown evaluate option(s) ['num_sample']" in err
+    assert not (tmp_path / "qs").exists()

@@ -38,10 +38,18 @@ evaluate: {json.dumps(FAST_EVAL)}
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_draws_the_plane(tmp_path):
     sweep = load_sweep(_sweep_file(tmp_path))
-    rows = run_sweep(sweep, log=lambda _m: None)
+    logged: list[str] = []
+    rows = run_sweep(sweep, log=logged.append)
     assert [r["status"] for r in rows] == ["done"] * 4
     out = tmp_path / "out"
     assert (out / "results.csv").is_file() and (out / "mse_fid_plane.png").is_file()
+    # The sweep ends with its results table (a header and one line per run), then the paths.
+    text = "\n".join(logged)
+    table = text.split("\nrun ", 1)[1].split("\nresults: ", 1)[0].splitlines()
+    assert table[0].split()[:4] == ["status", "variant", "model.latent_dim", "RMSE"]
+    assert sorted(line.split()[0] for line in table[1:]) == sorted(r["name"] for r in rows)
+    assert f"results: {out / 'results.csv'} (and results.json)" in logged
+    assert logged[-1] == f"MSE-FID plane: {out / 'mse_fid_plane.png'}"
     for r in rows:
         assert r["fid_domain_recon"] >= 0 and 0 <= r["knn_accuracy_k5"] <= 1
     again = run_sweep(sweep, log=lambda _m: None)
@@ -79,7 +87,13 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
     assert main(["train", "--config", str(CONFIGS / "digits-tiny.yaml"), f"train.out_dir={tmp_path}",
                  "train.epochs=1"]) == 0
     run = tmp_path / "digits-tiny"
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
+    out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("warning: ")]
+    # The short summary, not the 40-row table: reconstruction, two samplers, verdict, pointer.
+    assert len(out) == 5 and out[0].startswith("reconstruction: RMSE ")
+    assert out[1].startswith("paper's sampler (vmf): FID domain vs reconstructions ")
+    assert out[3].startswith("verdict: ") and out[4].startswith("full table: --all")
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["fid_backbone"] == "domain" and "fid_domain_vmf_recon" in metrics
     assert 0 < metrics["tangent_effective_dim"] <= 7 + 1e-9  # n = 8: at most n - 1
@@ -87,6 +101,8 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
         assert (run / "eval" / f"{fig}.png").is_file()
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
     assert "fid_domain_recon" in (tmp_path / "r.html").read_text()
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150", "--all"]) == 0
+    assert "-- generation" in capsys.readouterr().out  # the full table behind --all
 
 
 def test_evaluate_errors_are_clear(tmp_path, capsys):
@@ -125,3 +141,17 @@ def _write_idx_pair(d: Path) -> None:
         labels = np.arange(n, dtype=np.uint8)
         (d / f"{prefix}-labels-idx1-ubyte").write_bytes(
             bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + labels.tobytes())
+
+
+@pytest.mark.slow
+def test_a_runs_data_max_test_sizes_its_evaluation_unless_evaluate_says_otherwise(tmp_path):
+    from spherevae.experiments.spec import RunSpec
+    from spherevae.experiments.sweep import execute_run
+
+    base = CONFIGS / "digits-tiny.yaml"
+    quick = ("train.epochs=1", "train.progress=false", "data.max_test=60")
+    spec = RunSpec("a", tmp_path / "a", base, quick, {}, dict(FAST_EVAL, figures=False))
+    result = execute_run(spec)
+    assert result.status == "done" and result.metrics["num_test"] == 60  # not the 360 of digits
+    explicit = RunSpec("b", tmp_path / "b", base, quick, {}, dict(FAST_EVAL, figures=False, max_test=40))
+    assert execute_run(explicit).metrics["num_test"] == 40

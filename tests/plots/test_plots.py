@@ -73,7 +73,7 @@ def test_figures_render_to_png(tmp_path):
     assert styles == ["-", "--"]  # compressed solid, standard dashed
     assert ax.get_ylabel() == "fid_domain_recon"
     titles = [a.get_title() for a in figs["samplers"].axes]
-    assert titles == ["vmf (FID 12.3)", "prior"]
+    assert titles == ["vmf\nFID 12.3", "prior"]
     with pytest.raises(ValueError, match="no samples"):
         plots.sampler_grid_figure({})
 
@@ -103,7 +103,8 @@ def test_mse_fid_plane_gives_every_series_its_own_colour_and_marker() -> None:
         assert len({styles[k][1] for k in styles if k.startswith(f"{objective} · ")}) == 1
     legend = fig.axes[0].get_legend()
     assert legend.get_title().get_text() == "colour: sampler, marker: objective"
-    assert {t.get_text() for t in legend.get_texts()} == {*samplers, "standard", "compressed"}
+    assert {t.get_text() for t in legend.get_texts()} == {
+        *samplers, "standard", "compressed", "standard VAE (dashed, across n)", "compressed (solid, across n)"}
     # Several betas: the marker tells them apart, the sampler keeps its colour.
     two = mse_fid_plane([{**r, "beta": b} for r in rows[:4] for b in (0.5, 2)])
     assert len({(c, m) for c, m, _ in _series_styles(two).values()}) == len(_series_styles(two)) == 4

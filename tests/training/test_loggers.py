@@ -162,6 +162,28 @@ def test_readme_names_the_artifacts_a_tracker_really_gets(tmp_path, monkeypatch)
     assert "model.pt" not in spherevae.training.loggers.__doc__ and "model.safetensors" in spherevae.training.loggers.__doc__
 
 
+@_SQLA
+def test_mlflow_artifacts_go_beside_the_sqlite_store_not_the_working_directory(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # where the command runs: nothing of MLflow's may land here
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    opts = json.dumps({"mlflow": {"tracking_uri": uri, "experiment": "beside"}})
+    run_dir = train(_cfg(tmp_path, "train.loggers=[mlflow]", f"train.logger_options={opts}"))
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("beside")
+    assert exp.artifact_location == (store / "mlartifacts").as_uri()
+    (run,) = client.search_runs([exp.experiment_id])
+    stored = {p.name for p in (store / "mlartifacts").rglob("*") if p.is_file()}
+    assert stored == {"config.yaml", "metrics.jsonl", "model.safetensors"}
+    assert list(work.iterdir()) == [] and run.info.run_name == run_dir.name
+
+
 class _RecordingLogger:
     """A logger of the user's own: the four methods of the interface, recording the calls."""
 

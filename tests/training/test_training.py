@@ -222,3 +222,27 @@ def test_tensorboard_logs_the_epoch_metrics(tmp_path):
     assert {"train_loss", "test_rmse_percent", "beta"} <= tags
     logged = [e.value for e in acc.Scalars("test_rmse_percent")]
     assert logged == pytest.approx([m["test_rmse_percent"] for m in metrics(run)], rel=1e-6)
+
+
+def test_without_a_terminal_a_progress_line_comes_within_the_interval(tmp_path, monkeypatch, caplog):
+    """Output to a file: besides a line per epoch, a step line once progress_every_s has
+    passed (0 here: at every log_every host read), so a long epoch never leaves the log silent."""
+    import logging
+
+    from spherevae.training.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "progress_every_s", 0.0)
+    with caplog.at_level(logging.INFO, logger="spherevae.train"):
+        train(cfg_for(tmp_path, "train.epochs=1", "train.progress=true", "train.log_every=5"))
+    steps = [r.getMessage() for r in caplog.records if ", step " in r.getMessage()]
+    n = metrics(tmp_path / "digits-tiny")[0]
+    assert steps and all(m.startswith("digits-tiny: epoch 1/1, step ") for m in steps)
+    done = [tuple(map(int, m.split(", step ")[1].split(",")[0].split("/"))) for m in steps]
+    assert [c for c, _ in done] == sorted(c for c, _ in done)
+    assert all(c % 5 == 0 or c == total for c, total in done)  # at the host reads only
+    assert "train_loss" in n
+    monkeypatch.setattr(Trainer, "progress_every_s", 3600.0)  # a short run: the epoch lines only
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="spherevae.train"):
+        train(cfg_for(tmp_path / "b", "train.epochs=1", "train.progress=true", "train.log_every=5"))
+    assert not [r for r in caplog.records if ", step " in r.getMessage()]

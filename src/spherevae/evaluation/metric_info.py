@@ -22,13 +22,19 @@ __all__ = [
     "GROUPS",
     "KEYS",
     "METRICS",
+    "SPREAD_SUFFIXES",
     "MetricInfo",
+    "applies",
     "better",
     "comparable_keys",
     "describe",
     "format_table",
     "metric_key",
 ]
+
+# ``K + suffix`` is the spread of metric ``K`` when present (issue 22's convention): a std over
+# feature-network seeds or a bootstrap, or KID's standard error.
+SPREAD_SUFFIXES: tuple[str, ...] = ("_std", "_se")
 
 # Display order of the groups in tables.
 GROUPS: tuple[str, ...] = ("reconstruction", "generation", "latent geometry")
@@ -85,12 +91,17 @@ def _pattern(template: str) -> str:
 class MetricInfo:
     """``direction``: ``"lower"``, ``"higher"`` or ``None`` (no better side: a diagnostic).
     ``label`` and ``description`` may hold ``{backbone}``/``{sampler}``/``{k}`` fields,
-    filled by :func:`describe`. ``order`` sorts rows inside a group."""
+    filled by :func:`describe`. ``order`` sorts rows inside a group. ``unit`` is the row's
+    unit or scale, said beside every value; ``objectives`` names the objectives (prefixes of
+    ``objective.name``) the metric is meaningful for, None for all: elsewhere it is "not
+    applicable" and never compared."""
 
     group: str
     label: str
     description: str
     direction: str | None
+    unit: str = ""
+    objectives: tuple[str, ...] | None = None
     order: int = 0
     sampler: str | None = None
     backbone: str | None = None
@@ -102,62 +113,62 @@ class MetricInfo:
 METRICS: dict[str, MetricInfo] = {
     "rmse_percent": MetricInfo(
         "reconstruction", "RMSE (% of range)",
-        "root mean squared error of the test reconstructions, in % of the pixel range", "lower"),
+        "root mean squared error of the test reconstructions, in % of the pixel range", "lower", "% of pixel range"),
     "mse_sum": MetricInfo(
         "reconstruction", "MSE per image (summed)",
-        "squared error summed over pixels, mean over test images (the loss's scale)", "lower"),
+        "squared error summed over pixels, mean over test images (the loss's scale)", "lower", "sum over pixels, pixels in [0, 1]"),
     KEYS["fid_reconstruction_vs_test"]: MetricInfo(
         "reconstruction", "FID {backbone}: reconstructions vs test",
         "FID of the reconstructed test set against the real one: how much the decoder blurs",
-        "lower"),
+        "lower", "Fréchet distance, {backbone} features"),
     KEYS["fid_recon"]: MetricInfo(
         "generation", "FID {backbone} vs recon, {sampler}",
         "FID of {sampler} samples against the reconstructed test set (the paper's protocol)",
-        "lower"),
+        "lower", "Fréchet distance, {backbone} features"),
     KEYS["fid_test"]: MetricInfo(
         "generation", "FID {backbone} vs test, {sampler}",
-        "FID of {sampler} samples against the real test set", "lower"),
+        "FID of {sampler} samples against the real test set", "lower", "Fréchet distance, {backbone} features"),
     KEYS["kid_recon"]: MetricInfo(
         "generation", "KID {backbone} vs recon, {sampler}",
         "kernel inception distance of {sampler} samples against the reconstructions (unbiased, "
-        "usable on small sets)", "lower"),
+        "usable on small sets)", "lower", "unbiased MMD², cubic kernel, raw (not ×10³)"),
     KEYS["precision"]: MetricInfo(
         "generation", "precision {backbone}, {sampler}",
         "fraction of {sampler} samples inside the manifold of real test features (fidelity)",
-        "higher"),
+        "higher", "fraction, 0-1"),
     KEYS["recall"]: MetricInfo(
         "generation", "recall {backbone}, {sampler}",
         "fraction of real test features inside the manifold of {sampler} samples (coverage)",
-        "higher"),
+        "higher", "fraction, 0-1"),
     KEYS["knn_accuracy"]: MetricInfo(
         "latent geometry", "k-NN accuracy (k={k})",
         "class accuracy of a {k}-nearest-neighbour vote in latent space (test vs train latents)",
-        "higher"),
+        "higher", "fraction, 0-1"),
     metric_key("collapse", stat="collapsed_cartesian"): MetricInfo(
         "latent geometry", "collapsed dims (Cartesian)",
         "latent dimensions whose mean barely varies over the data (std < 5% of the mean std)",
-        "lower"),
+        "lower", "dimensions"),
     metric_key("collapse", stat="collapsed_cos_phi"): MetricInfo(
         "latent geometry", "collapsed angles (cos φ)",
-        "hyperspherical angles whose cosine barely varies over the data (A.6-A.7)", "lower"),
+        "hyperspherical angles whose cosine barely varies over the data (A.6-A.7)", "lower", "angles"),
     metric_key("collapse", stat="collapsed_kl"): MetricInfo(
         "latent geometry", "collapsed dims (KL < 0.01 nats)",
-        "dimensions whose posterior equals the N(0, 1) prior; meaningful for the standard VAE",
-        "lower"),
+        "dimensions whose posterior equals the N(0, 1) prior; a compressed model has no such "
+        "prior, so it does not apply there", "lower", "dimensions", objectives=("standard",)),
     "replica_angle_mean": MetricInfo(
         "latent geometry", "replica angle, mean (rad)",
         "angle between each test latent and the mean latent (A.8); π/2 is an isotropic cloud",
-        None),
+        None, "rad"),
     "replica_angle_std": MetricInfo(
         "latent geometry", "replica angle, std (rad)",
-        "spread of that angle over the test set", None),
+        "spread of that angle over the test set", None, "rad"),
     "tangent_effective_dim": MetricInfo(
         "latent geometry", "effective spread dimension",
         "directions the latents really spread along around their mean direction (a vMF uses "
-        "all n-1)", None),
+        "all n-1)", None, "dimensions"),
     "tangent_top_fraction": MetricInfo(
         "latent geometry", "top direction's share of spread",
-        "largest eigenvalue over the sum in the tangent space (1: one direction)", None),
+        "largest eigenvalue over the sum in the tangent space (1: one direction)", None, "fraction, 0-1"),
 }
 
 _COMPILED = [(re.compile(_pattern(t)), t, i, info) for i, (t, info) in enumerate(METRICS.items())]
@@ -166,6 +177,8 @@ _COMPILED = [(re.compile(_pattern(t)), t, i, info) for i, (t, info) in enumerate
 def describe(key: str) -> MetricInfo | None:
     """The :class:`MetricInfo` of a metrics.json key with its fields filled in, or ``None``
     for keys that are not a comparable metric (counts, options, headline aliases)."""
+    if key.endswith(SPREAD_SUFFIXES):  # a spread of a metric, not a metric
+        return None
     for pattern, template, order, info in _COMPILED:
         m = pattern.fullmatch(key)
         if m is None:
@@ -175,12 +188,18 @@ def describe(key: str) -> MetricInfo | None:
             info,
             label=info.label.format(**parts),
             description=info.description.format(**parts),
+            unit=info.unit.format(**parts),
             order=order,
             sampler=parts.get("sampler"),
             backbone=parts.get("backbone"),
             template=template,
         )
     return None
+
+
+def applies(info: MetricInfo, objective: str | None) -> bool:
+    """Whether the metric is meaningful for a run of ``objective`` (``objective.name``)."""
+    return info.objectives is None or objective is None or str(objective).startswith(info.objectives)
 
 
 def better(values: list[float | None], direction: str | None) -> set[int]:

@@ -10,18 +10,22 @@ from spherevae.experiments.quickstart import QUICKSTART_CONFIGS, headline_table,
 from spherevae.experiments.spec import (
     BACKEND_NEEDS,
     DEFAULT_RESOURCES,
+    EVALUATE_PREFIX,
     RunResult,
     RunSpec,
     SweepConfig,
     expand_grid,
     load_sweep,
     run_overrides,
+    split_evaluate_overrides,
 )
 from spherevae.experiments.sweep import (
     BACKENDS,
     SweepInterrupted,
     collect_results,
     execute_run,
+    identical_runs,
+    results_table,
     run_sweep,
 )
 from spherevae.experiments.workpool import WorkerFailure, WorkerPool
@@ -30,6 +34,7 @@ __all__ = [
     "BACKENDS",
     "BACKEND_NEEDS",
     "DEFAULT_RESOURCES",
+    "EVALUATE_PREFIX",
     "QUICKSTART_CONFIGS",
     "RunResult",
     "RunSpec",
@@ -42,8 +47,11 @@ __all__ = [
     "execute_run",
     "expand_grid",
     "headline_table",
+    "identical_runs",
     "load_sweep",
+    "results_table",
     "run_overrides",
     "run_quickstart",
     "run_sweep",
+    "split_evaluate_overrides",
 ]

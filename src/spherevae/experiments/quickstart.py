@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spherevae.experiments.spec import RunResult, RunSpec
+from spherevae.experiments.spec import RunResult, RunSpec, split_evaluate_overrides
 from spherevae.experiments.sweep import execute_run
 
 __all__ = [
@@ -38,6 +38,9 @@ def run_quickstart(
     from spherevae.report.html import load_run_summary, write_report
 
     out_dir = Path(out_dir)
+    overrides, from_command_line = split_evaluate_overrides(overrides)  # evaluate.* go to evaluate_run
+    evaluate = {**(evaluate or {}), **from_command_line}
+    _check_evaluate(evaluate)
     configs_dir = Path(configs_dir) if configs_dir else _default_configs_dir()
     specs = []
     for name in QUICKSTART_CONFIGS:
@@ -64,6 +67,21 @@ def run_quickstart(
     log(headline_table(results))
     log(f"\nreport: {report.resolve()}")
     return report
+
+
+def _check_evaluate(evaluate: dict[str, Any]) -> None:
+    """Refuse an unknown ``evaluate.*`` option before any training (a typo would otherwise
+    fail the first run after it trained)."""
+    import dataclasses
+
+    from spherevae.evaluation.context import EvalConfig
+    from spherevae.io.errors import UserError
+
+    known = sorted(f.name for f in dataclasses.fields(EvalConfig))
+    unknown = sorted(set(evaluate) - set(known))
+    if unknown:
+        raise UserError(f"quickstart: unknown evaluate option(s) {unknown} (evaluate.KEY=VALUE "
+                        f"on the command line); the options are {known}")
 
 
 def headline_table(results: Sequence[RunResult]) -> str:

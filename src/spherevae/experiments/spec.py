@@ -16,12 +16,14 @@ from spherevae.io.layout import check_name
 __all__ = [
     "BACKEND_NEEDS",
     "DEFAULT_RESOURCES",
+    "EVALUATE_PREFIX",
     "RunResult",
     "RunSpec",
     "SweepConfig",
     "expand_grid",
     "load_sweep",
     "run_overrides",
+    "split_evaluate_overrides",
 ]
 
 _SWEEP_KEYS = {"name", "base", "out_dir", "overrides", "variants", "grid", "evaluate", "backend", "workers",
@@ -39,7 +41,8 @@ DEFAULT_RESOURCES: dict[str, float] = {"cpus": 1.0, "gpus": 0.0}
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A validated sweep. ``base`` is an absolute path to a run config."""
+    """A validated sweep. ``base`` is an absolute path to a run config (a sweep file may name
+    a packaged config instead: :func:`load_sweep` resolves it)."""
 
     name: str
     base: Path
@@ -125,18 +128,55 @@ def load_sweep(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> S
             raise ValueError(f"sweep config {path}: missing field {required!r}")
     grid = {str(k): tuple(v if isinstance(v, list) else [v]) for k, v in (raw.get("grid") or {}).items()}
     variants = {str(k): tuple(v or ()) for k, v in (raw.get("variants") or {}).items()}
+    run_items, evaluate = split_evaluate_overrides(overrides)
     return SweepConfig(
         name=raw["name"],
-        base=(path.parent / raw["base"]).resolve(),
+        base=_base_path(path, str(raw["base"])),
         out_dir=Path(raw.get("out_dir", f"sweeps/{raw['name']}")),
-        overrides=tuple(raw.get("overrides") or ()) + tuple(overrides),
+        overrides=tuple(raw.get("overrides") or ()) + run_items,
         variants=variants,
         grid=grid,
-        evaluate=dict(raw.get("evaluate") or {}),
+        evaluate={**dict(raw.get("evaluate") or {}), **evaluate},
         backend=raw.get("backend", "local"),
         workers=int(raw.get("workers", 1)),
         resources={**DEFAULT_RESOURCES, **(raw.get("resources") or {})},
     )
+
+
+def _base_path(sweep_file: Path, base: str) -> Path:
+    """A sweep's ``base``: a run config relative to the sweep file, or a packaged config's
+    name (``base: digits-tiny``, the name ``--config`` takes everywhere else). A base that is
+    neither is left as the path, which :class:`SweepConfig` reports as missing."""
+    from spherevae.configs import resolve
+
+    relative = (sweep_file.parent / base).resolve()
+    if relative.is_file():
+        return relative
+    try:
+        return resolve(base, "run").resolve()
+    except FileNotFoundError:
+        return relative
+
+
+# Overrides with this prefix set keyword arguments of evaluate_run, not the run config.
+EVALUATE_PREFIX = "evaluate."
+
+
+def split_evaluate_overrides(overrides: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``overrides`` as (run config overrides, evaluate options): ``evaluate.num_samples=1000``
+    is ``{"num_samples": 1000}`` (values parsed as YAML, like every override), the rest
+    stays a run config override. An ``evaluate.*`` key that is no evaluation option is
+    reported by :func:`spherevae.experiments.check.check_sweep` with the others."""
+    import yaml
+
+    run, evaluate = [], {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key.startswith(EVALUATE_PREFIX):
+            evaluate[key.removeprefix(EVALUATE_PREFIX)] = yaml.safe_load(value)
+        else:
+            run.append(item)
+    return tuple(run), evaluate
 
 
 def _short(key: str) -> str:

@@ -59,6 +59,8 @@ __all__ = [
     "SweepInterrupted",
     "collect_results",
     "execute_run",
+    "identical_runs",
+    "results_table",
     "run_sweep",
 ]
 
@@ -104,7 +106,12 @@ def execute_run(spec: RunSpec) -> RunResult:
             stale = spec.run_dir.with_name(f"{spec.run_dir.name}.incomplete-{int(time.time())}")
             spec.run_dir.rename(stale)
         run_dir = train(cfg, resume=resume)
-        metrics = evaluate_run(run_dir, **spec.evaluate)
+        # The run's data.max_test sizes its evaluation too, unless the sweep says otherwise:
+        # a sweep shortened with data.max_test=... must not evaluate on the whole test set.
+        evaluate = dict(spec.evaluate)
+        if cfg.data.max_test is not None:
+            evaluate.setdefault("max_test", cfg.data.max_test)
+        metrics = evaluate_run(run_dir, **evaluate)
         return RunResult(spec.name, spec.params, "done", metrics)
     except Exception as exc:  # a failed run is reported, not lost, and the sweep goes on
         tb = traceback.format_exc()
@@ -280,8 +287,62 @@ def run_sweep(
         log(f"{len(failed)} run(s) failed; see error.txt in their run directories")
     from spherevae.report.plane import draw_sweep_plane
 
+    log("")
+    log(results_table(rows, [k for k in specs[0].params] if specs else []))
+    for names in identical_runs(rows):
+        log(f"warning: runs {', '.join(names)} gave identical metrics: their overrides did not "
+            "change the training at these settings (e.g. a quench shorter than one epoch, or a "
+            "key the objective ignores)")
+    log(f"results: {sweep.out_dir / 'results.csv'} (and results.json)")
     draw_sweep_plane(sweep.out_dir, rows, fid_key, log)
     return rows
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+
+
+def results_table(rows: list[dict[str, Any]], params: list[str]) -> str:
+    """The sweep's closing table, one line per run: its name, status and varied parameters,
+    the reconstruction RMSE and the FIDs of the paper's sampler and of the best fitted
+    sampler against both references (:mod:`spherevae.evaluation.verdict`)."""
+    from spherevae.evaluation.verdict import REFERENCES, pick
+
+    families = {"paper's sampler": "paper", "best fitted sampler": "fitted"}  # -> column prefix
+    head = ["run", "status", *params, "RMSE %"]
+    for short in families.values():
+        head += [f"{short} FID vs {ref}" for ref in REFERENCES]
+    table = [head]
+    for r in rows:
+        line = [r["name"], r["status"], *(_cell(r.get(p)) for p in params), _cell(r.get("rmse_percent"))]
+        for family in families:
+            for ref in REFERENCES:
+                got = pick(r, ref, family)
+                line.append("" if got is None else f"{got.value:.4g} ({got.sampler})")
+        table.append(line)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in table)
+
+
+# Keys that differ between runs for reasons other than the training (or that hold no result).
+_NOT_RESULTS = ("timings_s", "sampler_timings_s", "eval_options", "warnings")
+
+
+def identical_runs(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Names of finished runs (two or more) whose every numeric metric is equal: variants
+    of a grid that did not change anything, which a reader would otherwise take for a result."""
+    from spherevae.evaluation.metric_info import describe
+
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for r in rows:
+        if r["status"] not in ("done", "skipped"):
+            continue
+        values = tuple(sorted((k, v) for k, v in r.items() if describe(k) is not None
+                              and k not in _NOT_RESULTS and isinstance(v, (int, float))))
+        if values:
+            groups.setdefault(values, []).append(r["name"])
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def _sweep_record(sweep: SweepConfig, specs: list[RunSpec]) -> dict[str, Any]:

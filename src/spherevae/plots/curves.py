@@ -15,11 +15,19 @@ __all__ = [
 ]
 
 
+# metrics.jsonl key -> its legend label.
+_LABELS = {"train_rmse_percent": "train", "test_rmse_percent": "test", "train_latent": "train",
+           "beta": "β", "multiplier": "schedule multiplier"}
+
+
 def training_curves(rows: Sequence[dict[str, Any]]):
-    """Per-epoch MSE (train/test), latent loss, beta and the schedule multiplier."""
+    """Per-epoch MSE (train/test), latent loss, beta and the schedule multiplier. Epochs are
+    counted 1..N as the training log counts them (``metrics.jsonl`` stores 0-based epochs)."""
+    from matplotlib.ticker import MaxNLocator  # matplotlib only when a figure is drawn
+
     fig = new_figure(12, 3.5)
     axes = fig.subplots(1, 3)
-    epochs = [r.get("epoch", i) for i, r in enumerate(rows)]
+    epochs = [r.get("epoch", i) + 1 for i, r in enumerate(rows)]
     panels = (
         (("train_rmse_percent", "test_rmse_percent"), "RMSE (% of range)"),
         (("train_latent",), "latent loss"),
@@ -29,12 +37,11 @@ def training_curves(rows: Sequence[dict[str, Any]]):
         for key in keys:
             ys = [r.get(key) for r in rows]
             if any(y is not None for y in ys):
-                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=key)
+                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker=".", label=_LABELS.get(key, key))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:  # a panel with no logged key stays empty
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=9)
     return fig
-
-

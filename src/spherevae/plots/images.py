@@ -28,16 +28,24 @@ def reconstruction_figure(x: Any, x_hat: Any, x_samples: Any, titles: Sequence[s
 
 
 def sampler_grid_figure(samples: dict[str, Any], fids: dict[str, float] | None = None, nrow: int = 4,
-                        fid_label: str = "FID"):
-    """Decoded samples of several samplers side by side, one panel each, titled with the
+                        fid_label: str = "FID", columns: int = 4):
+    """Decoded samples of several samplers, one panel each in a grid that wraps after
+    ``columns`` panels (so the figure stays readable at a page's width), titled with the
     sampler's name and, when given, its FID; ``fid_label`` should name the backbone."""
     if not samples:
         raise ValueError("sampler_grid_figure: no samples given")
-    fig = new_figure(4 * len(samples), 4.4)
-    axes = np.atleast_1d(fig.subplots(1, len(samples)))
-    for ax, (name, imgs) in zip(axes, samples.items(), strict=True):
-        title = name if not fids or name not in fids else f"{name} ({fid_label} {fids[name]:.1f})"
+    ncol = min(columns, len(samples))
+    nrows = -(-len(samples) // ncol)
+    fig = new_figure(3.2 * ncol, 3.6 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncol)).ravel()
+    for ax, (name, imgs) in zip(axes, samples.items(), strict=False):
+        title = name if not fids or name not in fids else f"{name}\n{fid_label} {fids[name]:.3g}"
         show_grid(ax, image_grid(imgs, nrow), title)
+        ax.title.set_fontsize(13)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(samples):]:  # the wrapped grid's empty places
+        ax.set_axis_off()
     return fig
 
 

@@ -70,13 +70,23 @@ def _class_colours(labels: Any) -> dict[str, Any]:
     return {} if labels is None else {"c": labels, "cmap": "tab10"}
 
 
+# A cap is zoomed into when the projected latents' mean resultant length exceeds this: the
+# points then sit in a small island that is one dot at the whole sphere's scale.
+_CAP_RESULTANT = 0.5
+
+
 def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
                       class_names: Sequence[str] | None = None):
     """Fig 1b: latents projected to the 2-sphere, coloured by class (legend: ``class_names``
-    when given, else the label values)."""
+    when given, else the label values). When the points gather in a cap (mean resultant
+    length > 0.5, the compressed model's island) a second panel zooms into it: each point's
+    coordinates in the plane tangent to the sphere at the points' mean direction, so the
+    classes inside the island can be seen (the paper's Fig 1b, right)."""
     p = project_to_3d_sphere(z)[:max_points]
-    fig = new_figure(5.5, 5.8)
-    ax = fig.add_subplot(projection="3d")
+    centre = p.mean(axis=0)
+    zoom = float(np.linalg.norm(centre)) > _CAP_RESULTANT
+    fig = new_figure(11 if zoom else 5.5, 5.8)
+    ax = fig.add_subplot(1, 2 if zoom else 1, 1, projection="3d")
     u, v = np.mgrid[0 : 2 * np.pi : 24j, 0 : np.pi : 12j]
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
     c = None if labels is None else to_numpy(labels)[: len(p)]
@@ -86,8 +96,23 @@ def sphere_projection(z: Any, labels: Any = None, max_points: int = 5000,
     ax.set_ylabel("dims group 2")
     ax.set_zlabel("dims group 3")
     ax.set_box_aspect((1, 1, 1))
+    if zoom:
+        _cap_panel(fig.add_subplot(1, 2, 2), p, centre / np.linalg.norm(centre), c)
     _class_legend(ax, c, class_names, below=True)
     return fig
+
+
+def _cap_panel(ax: Any, p: np.ndarray, m: np.ndarray, c: np.ndarray | None) -> None:
+    """``p`` ``(N, 3)`` unit vectors in the tangent plane at the unit vector ``m``: an
+    orthonormal basis (e1, e2) of the plane orthogonal to ``m`` and each point's (p·e1, p·e2)."""
+    e1 = np.cross(m, np.eye(3)[int(np.argmin(np.abs(m)))])  # the axis least aligned with m
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(m, e1)
+    ax.scatter(p @ e1, p @ e2, s=3, **_class_colours(c))
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title("zoom on the cap (tangent plane at the mean direction)")
+    ax.set_xlabel("tangent direction 1")
+    ax.set_ylabel("tangent direction 2")
 
 
 def tsne_figure(z: Any, labels: Any = None, seed: int = 0, knn_accuracy: float | None = None,
@@ -120,15 +145,15 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     """Figs 8-9: per-dimension histograms (white dots: means, black: stds), norms and
     the replica angle between the latents and their mean (red dashed: its mean)."""
     mu, sigma, z, cos = (to_numpy(a).astype(np.float64) for a in (mu, sigma, z, cos_phi_mu))
-    fig = new_figure(16, 4)
-    axes = fig.subplots(1, 6)
+    fig = new_figure(12, 7)  # two rows of three: readable at a page's width
+    axes = fig.subplots(2, 3).ravel()
     for ax, vals, title in zip(axes[:4], (mu, sigma, z, cos), ("μ", "σ", "z", "cos φ_k(μ)"), strict=True):
         stacked_hist(ax, vals, title)
     ax = axes[4]
     ax.hist(np.linalg.norm(mu, axis=1), 50, alpha=0.6, label="|μ|", color="tab:orange")
     ax.hist(np.linalg.norm(z, axis=1), 50, alpha=0.6, label="|z|", color="tab:blue")
-    ax.legend(fontsize=8)
-    ax.set_title("norms", fontsize=9)
+    ax.legend(fontsize=10)
+    ax.set_title("norms")
     ax.set_xlabel("norm")
     ax.set_ylabel("test images")
     from spherevae.geometry.sphere import replica_angles
@@ -138,8 +163,8 @@ def latent_histograms(mu: Any, sigma: Any, z: Any, cos_phi_mu: Any):
     ax.hist(ang, 50, color="0.5")
     ax.axvline(ang.mean(), color="r", ls="--", label=f"mean {ang.mean():.2f}")
     ax.axvline(np.pi / 2, color="k", ls=":", label="π/2")
-    ax.legend(fontsize=8)
-    ax.set_title("replica angle to the mean", fontsize=9)
+    ax.legend(fontsize=10)
+    ax.set_title("replica angle to the mean")
     ax.set_xlabel("angle (rad)")
     ax.set_ylabel("test images")
     return fig

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spherevae.evaluation.metric_info import KEYS, MetricInfo, better, comparable_keys, describe
+from spherevae.evaluation.metric_info import (
+    KEYS,
+    MetricInfo,
+    applies,
+    better,
+    comparable_keys,
+    describe,
+)
+from spherevae.evaluation.verdict import FAMILIES, REFERENCES, compare_runs, pick, spread
 from spherevae.io.errors import UserError
 from spherevae.io.files import atomic_write_text, read_json, read_jsonl
 from spherevae.io.layout import RunLayout
@@ -53,11 +61,16 @@ td.best{font-weight:bold;background:#e3f4e1}td.desc{color:#555;font-size:.9em;ma
 .verdict{background:#f7f7ee;border-left:4px solid #bb4;padding:.5em 1em;max-width:60em}
 .note{color:#a33;max-width:60em}.row{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}
 figure{margin:.4em 0;flex:1;min-width:320px}figcaption{color:#444;font-size:.9em;margin-top:.3em}
-img{max-width:100%;border:1px solid #eee}details pre{font-size:.8em}
+img{max-width:100%;border:1px solid #eee;cursor:zoom-in}details pre{font-size:.8em}
+.row.stack{flex-direction:column}.row.stack figure{width:100%}td.na{color:#888;font-style:italic}
+td.unit{color:#555;font-size:.85em}.scroll{overflow-x:auto;max-width:100%}.verdict-table td{background:#fff}
+img.big{position:fixed;inset:0;margin:auto;width:98vw;height:98vh;max-width:none;object-fit:contain;z-index:10;
+background:#fff;box-shadow:0 0 0 100vmax rgba(0,0,0,.6);cursor:zoom-out}
 """
 
 # Plain JavaScript: a click on a header sorts each tbody of its table by that column
-# (numbers by data-v, text otherwise; empty cells last); a second click reverses.
+# (numbers by data-v, text otherwise; empty cells last); a second click reverses. A click
+# on an image shows it at the window's size (the page's width shrinks wide figures).
 _JS = """
 function sortBy(th){
   var table=th.closest('table'),col=Array.prototype.indexOf.call(th.parentNode.children,th);
@@ -76,19 +89,28 @@ function sortBy(th){
 }
 document.querySelectorAll('table.sortable thead th').forEach(function(th){
   th.addEventListener('click',function(){sortBy(th);});});
+document.querySelectorAll('img').forEach(function(img){
+  img.addEventListener('click',function(){img.classList.toggle('big');});});
+document.addEventListener('keydown',function(ev){if(ev.key==='Escape')
+  document.querySelectorAll('img.big').forEach(function(i){i.classList.remove('big');});});
 """
 
 # eval/<stem>.png -> caption; figures not listed keep their file name as caption.
 FIGURE_CAPTIONS: dict[str, str] = {
     "samples": "Test images x, their reconstructions x̂, and decoded samples of the main sampler.",
-    "samples_by_sampler": "Decoded samples of every evaluated sampler, titled with its FID "
-                          "against the reconstructed test set.",
+    "samples_by_sampler": "Decoded samples of every evaluated sampler, one panel each, titled "
+                          "with its FID against the reconstructed test set.",
     "sphere_projection": "Test latents averaged in three groups of dimensions and projected "
-                         "on the 2-sphere (Fig 1b), coloured by class.",
+                         "on the 2-sphere (Fig 1b), coloured by class; when the latents sit in a "
+                         "cap (the compressed model's island), the right panel zooms into it.",
+    "latent_spectrum": "Posterior scale σ_j per latent dimension (log scale, with its median and "
+                       "10x the median), and the eigenvalues of the latents' tangent covariance "
+                       "at their mean direction (flat for a vMF).",
     "tsne": "t-SNE of the test latents (after PCA to 50 dimensions), coloured by class.",
     "latent_histograms": "Per-dimension histograms of μ, σ, z and cos φ_k(μ) (white dots: "
                          "means, black: stds), norms, and the angle of each latent to the mean.",
-    "training_curves": "This run's per-epoch RMSE, latent loss, β and schedule multiplier.",
+    "training_curves": "This run's per-epoch RMSE, latent loss, β and schedule multiplier "
+                       "(epochs 1..N, as the training log counts them).",
     "interpolation": "Decoded interpolation between two test images of different classes: "
                      "linear (top) and along the sphere (bottom).",
 }
@@ -176,7 +198,8 @@ def _header_rows(run: RunSummary) -> dict[str, Any]:
         "run": run.name,
         "dataset": _get(c, "data.name"),
         "train images": _get(c, "data.max_train") or "all",
-        "test images": m.get("num_test"),
+        "test images (evaluation)": m.get("num_test"),
+        "test images (training curves)": _get(c, "data.max_test") or "all",
         "n": _latent_dim(c),
         "epochs": epochs if not done or done == epochs else f"{done} of {epochs}",
         "β": _get(c, "objective.beta"),
@@ -217,7 +240,8 @@ def _runs_table(runs: Sequence[RunSummary]) -> str:
         "<tr>" + "".join(_cell(row[c], text_left=c == "run") for c in cols) + "</tr>"
         for row in rows
     )
-    return f"<table class='sortable' id='runs'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<div class='scroll'><table class='sortable' id='runs'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _cell(v: Any, *, best: bool = False, text_left: bool = False) -> str:
@@ -234,67 +258,158 @@ def _cell(v: Any, *, best: bool = False, text_left: bool = False) -> str:
 
 _ARROWS = {"lower": "↓ lower is better", "higher": "↑ higher is better", None: "diagnostic"}
 
+_NA = "not applicable"
 
-def _metrics_table(runs: Sequence[RunSummary]) -> str:
+
+def _row_values(runs: Sequence[RunSummary], key: str, info: MetricInfo) -> list[float | str | None]:
+    """Each run's value of ``key``: a number, ``_NA`` where the metric does not apply to the
+    run's objective, or None (not measured, or NaN)."""
+    out: list[float | str | None] = []
+    for r in runs:
+        if not applies(info, _get(r.config, "objective.name")):
+            out.append(_NA)
+        else:
+            v = _number(r.metrics.get(key))
+            out.append(v if v is not None and math.isfinite(v) else None)
+    return out
+
+
+def _stars(runs: Sequence[RunSummary], key: str, info: MetricInfo,
+           values: list[float | None]) -> dict[int, str]:
+    """run index -> the title of its ★ (the best of its comparable group). A best whose lead
+    does not exceed ±2 spreads over the runner-up gets no star; without spreads it does,
+    titled "no spread measured"."""
+    stars: dict[int, str] = {}
+    for g in comparable_groups(runs):
+        best = better([values[j] for j in g], info.direction)
+        if len(best) != 1:
+            continue
+        i = g[next(iter(best))]
+        sign = 1.0 if info.direction == "lower" else -1.0
+        rest = sorted((sign * values[j], j) for j in g if j != i and values[j] is not None)  # type: ignore[operator]
+        if not rest:
+            continue
+        j = rest[0][1]
+        si, sj = spread(runs[i].metrics, key), spread(runs[j].metrics, key)
+        if si is None or sj is None:
+            stars[i] = "best; no spread measured"
+        elif abs(values[i] - values[j]) > 2 * (si + sj):  # type: ignore[operator]
+            stars[i] = "best, beyond ±2σ of the runner-up"
+    return stars
+
+
+def _value_cell(v: float | str | None, s: float | None, star: str | None) -> str:
+    if v == _NA:
+        return f"<td class='na'>{_NA}</td>"
+    if not isinstance(v, float):
+        return "<td></td>"
+    cls = "num best" if star else "num"
+    text = _fmt(v) + (f" ± {s:.2g}" if s is not None else "")
+    mark = f" <span title='{html.escape(star)}'>★</span>" if star else ""
+    return f"<td class='{cls}' data-v='{v!r}'>{text}{mark}</td>"
+
+
+def _metric_head(info: MetricInfo, key: str) -> str:
     e = html.escape
-    head = ("<th>metric</th><th>what it measures</th><th>better</th>"
+    return (f"<td title='{e(key)}'>{e(info.label)}</td><td class='desc'>{e(info.description)}</td>"
+            f"<td class='unit'>{e(info.unit)}</td><td class='dir'>{e(_ARROWS[info.direction])}</td>")
+
+
+def _metrics_tables(runs: Sequence[RunSummary]) -> tuple[str, str]:
+    """(comparison table, per-run table): a row is compared only where at least two runs
+    have a value; a metric only one run has goes to the per-run table."""
+    e = html.escape
+    head = ("<th>metric</th><th>what it measures</th><th>unit / scale</th><th>better</th>"
             + "".join(f"<th>{e(r.name)}</th>" for r in runs))
     parts = [f"<table class='sortable' id='metrics'><thead><tr>{head}</tr></thead>"]
-    groups = comparable_groups(runs)
+    single: list[str] = []
     for group, rows in _comparable_rows(runs).items():
-        parts.append(f"<tbody><tr class='group'><th colspan='{3 + len(runs)}'>{e(group)}</th></tr>")
+        body = []
         for key, info in rows:
-            values = [_number(r.metrics.get(key)) for r in runs]
-            # Best within each comparable group: a FID on other data is another quantity.
-            best = {g[i] for g in groups for i in better([values[j] for j in g], info.direction)}
-            cells = "".join(_cell(v, best=i in best) for i, v in enumerate(values))
-            parts.append(
-                f"<tr><td title='{e(key)}'>{e(info.label)}</td><td class='desc'>{e(info.description)}"
-                f"</td><td class='dir'>{e(_ARROWS[info.direction])}</td>{cells}</tr>")
-        parts.append("</tbody>")
+            values = _row_values(runs, key, info)
+            nums = [v if isinstance(v, float) else None for v in values]
+            present = [i for i, v in enumerate(nums) if v is not None]
+            if len(present) < 2:
+                single.extend(f"<tr>{_metric_head(info, key)}<td>{e(runs[i].name)}</td>"
+                              f"{_value_cell(values[i], spread(runs[i].metrics, key), None)}</tr>"
+                              for i in present)
+                continue
+            stars = _stars(runs, key, info, nums)
+            cells = "".join(_value_cell(v, spread(r.metrics, key), stars.get(i))
+                            for i, (v, r) in enumerate(zip(values, runs, strict=True)))
+            body.append(f"<tr>{_metric_head(info, key)}{cells}</tr>")
+        if body:
+            parts.append(f"<tbody><tr class='group'><th colspan='{4 + len(runs)}'>{e(group)}</th></tr>"
+                         + "".join(body) + "</tbody>")
     parts.append("</table>")
-    return "".join(parts)
+    table = "".join(parts) if len(parts) > 2 else ""
+    per_run = ("<table class='sortable' id='single'><thead><tr><th>metric</th><th>what it measures"
+               "</th><th>unit / scale</th><th>better</th><th>run</th><th>value</th></tr></thead>"
+               f"<tbody>{''.join(single)}</tbody></table>") if single else ""
+    return table, per_run
 
 
-def _best_generation(run: RunSummary) -> tuple[str, float] | None:
-    """(sampler, FID vs recon) of the run's best sampler on its own backbone; a sampler
-    without a finite FID (its fit failed: NaN) is never the best."""
-    backbone = run.metrics.get("fid_backbone", "domain")
-    best: tuple[str, float] | None = None
-    for k, v in run.metrics.items():
-        info = describe(k)
-        value = _number(v)
-        if (info is None or info.sampler is None or info.template != KEYS["fid_recon"]
-                or info.backbone != backbone or value is None or not math.isfinite(value)):
-            continue
-        if best is None or value < best[1]:
-            best = (info.sampler, float(v))
-    return best
+def _rmse(run: RunSummary) -> str:
+    rmse = _number(run.metrics.get("rmse_percent"))
+    return f"{rmse:.3g}%" if rmse is not None else "n/a"
+
+
+def _cost(run: RunSummary) -> str:
+    rmse = _number(run.metrics.get("rmse_percent"))
+    return f"RMSE {rmse:.3g}%" if rmse is not None else "no RMSE"
+
+
+def _verdict_rows(runs: Sequence[RunSummary], group: list[int]) -> list[str]:
+    """One row per (reference set, sampler family) among the comparable runs ``group``."""
+    e = html.escape
+    rows = []
+    metrics = [runs[i].metrics for i in group]
+    for ref, (_, words) in REFERENCES.items():
+        for family in FAMILIES:
+            v = compare_runs(metrics, ref, family)
+            if v.winner is None or v.runner_up is None:
+                continue
+            w, u = v.picks[v.winner], v.picks[v.runner_up]
+            assert w is not None and u is not None
+            win, run_up = runs[group[v.winner]], runs[group[v.runner_up]]
+            rows.append(
+                f"<tr><td>{e(words)}</td><td>{e(family)}</td><td><b>{e(win.name)}</b> ({e(w.sampler)})</td>"
+                f"<td class='num'>{w.value:.4g} vs {u.value:.4g} ({e(run_up.name)}, {e(u.sampler)})</td>"
+                f"<td>{e(v.spread_note)}</td><td>RMSE {e(_rmse(win))} vs {e(_rmse(run_up))}</td></tr>")
+    return rows
 
 
 def _verdict(runs: Sequence[RunSummary]) -> str:
-    """Which run generates better, with which sampler, at what reconstruction cost."""
+    """Which run generates better, by which reference set and sampler family, whether the
+    lead exceeds its spread, and at what reconstruction cost: a table per comparable group."""
     e = html.escape
     lines = []
     for r in runs:
-        gen = _best_generation(r)
-        rmse = _number(r.metrics.get("rmse_percent"))
-        generation = f"best FID vs recon {gen[1]:.4g} with the <b>{e(gen[0])}</b> sampler" if gen else "no FID"
-        cost = f"reconstruction RMSE {rmse:.3g}%" if rmse is not None else "no RMSE"
-        lines.append(f"<li><b>{e(r.name)}</b>: {generation}; {cost}</li>")
+        fids = []
+        for family in FAMILIES:
+            p = pick(r.metrics, "recon", family)
+            q = pick(r.metrics, "test", family)
+            if p is not None:
+                fids.append(f"{e(family)} {e(p.sampler)}: FID {p.value:.4g} vs reconstructions"
+                            + (f", {q.value:.4g} vs test ({e(q.sampler)})" if q is not None else ""))
+        lines.append(f"<li><b>{e(r.name)}</b>: {'; '.join(fids) or 'no FID'}; "
+                     f"reconstruction {e(_cost(r))}</li>")
     groups = comparable_groups(runs)
     head = ""
-    for group in groups:  # a best only among runs whose FIDs measure the same thing
-        ranked = [(g[1], runs[i].name, g[0]) for i in group if (g := _best_generation(runs[i]))]
-        if len(ranked) > 1:
-            fid, name, sampler = min(ranked)
-            where = f" on {e(group_label(runs[group[0]]))}" if len(groups) > 1 else ""
-            head += (f"<p><b>Best generator{where}: {e(name)}</b> with the {e(sampler)} sampler "
-                     f"(FID {e(str(runs[group[0]].metrics.get('fid_backbone')))} {fid:.4g} vs "
-                     "reconstructions).</p>")
-    if len(groups) > 1 and not head:
-        head = "<p><b>No best generator</b>: no two runs share data, FID features and test set.</p>"
-    return f"<div class='verdict'>{head}<ul>{''.join(lines)}</ul></div>"
+    for k, group in enumerate(groups):  # a winner only among runs whose FIDs measure the same thing
+        rows = _verdict_rows(runs, group)
+        if not rows:
+            continue
+        where = f" on {e(group_label(runs[group[0]]))}" if len(groups) > 1 else ""
+        backbone = e(str(runs[group[0]].metrics.get("fid_backbone", "domain")))
+        head += (f"<p><b>Which model generates better{where}</b> (FID {backbone}, lower is better; "
+                 "a lead is separated when the two values ± 2 spreads do not overlap):</p>"
+                 f"<table class='verdict-table' id='verdict-{k}'><thead><tr><th>against</th><th>sampler</th>"
+                 "<th>better</th><th>FID (vs runner-up)</th><th>spread</th>"
+                 f"<th>reconstruction cost</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    if len(runs) > 1 and not head:
+        head = "<p><b>No verdict</b>: no two runs share data, FID features and test set.</p>"
+    return f"<div class='verdict' id='verdict'>{head}<ul>{''.join(lines)}</ul></div>"
 
 
 def _incomparable_note(runs: Sequence[RunSummary]) -> str:
@@ -378,7 +493,7 @@ def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
     axes = fig.subplots(2, 2).ravel()
     for ax, (key, label) in zip(axes, _CURVES, strict=True):
         for r in runs:
-            pts = [(h.get("epoch", i), h[key]) for i, h in enumerate(r.history)
+            pts = [(h.get("epoch", i) + 1, h[key]) for i, h in enumerate(r.history)  # 1..N, as logged
                    if _number(h.get(key)) is not None]
             if pts:
                 xs, ys = zip(*pts, strict=True)
@@ -393,6 +508,16 @@ def _curves_png(runs: Sequence[RunSummary]) -> bytes | None:
     return _png(fig)
 
 
+# Figures at least this wide (pixels) are shown one run per row, at the page's full width,
+# so that no figure is shown at less than half its natural width.
+_WIDE_PX = 900
+
+
+def _png_width(data: bytes) -> int:
+    """The width of a PNG from its IHDR chunk (bytes 16-20)."""
+    return int.from_bytes(data[16:20], "big") if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
+
+
 def _figures_section(runs: Sequence[RunSummary]) -> list[str]:
     e = html.escape
     stems: list[str] = []
@@ -402,12 +527,12 @@ def _figures_section(runs: Sequence[RunSummary]) -> list[str]:
     stems.sort(key=lambda s: (order.index(s) if s in order else len(order), s))
     parts = []
     for stem in stems:
-        caption = FIGURE_CAPTIONS.get(stem, stem.replace("_", " "))
-        parts.append(f"<h3>{e(stem.replace('_', ' '))}</h3><div class='row'>")
-        for r in runs:
-            if stem in r.figures:
-                data = Path(r.figures[stem]).read_bytes()
-                parts.append(_figure_html(data, f"{r.name}: {stem}", f"<b>{e(r.name)}</b>: {e(caption)}"))
+        caption = FIGURE_CAPTIONS.get(stem, f"{stem.replace('_', ' ')} (a figure of this run's eval/ folder).")
+        images = [(r, Path(r.figures[stem]).read_bytes()) for r in runs if stem in r.figures]
+        wide = max(_png_width(d) for _, d in images) >= _WIDE_PX
+        parts.append(f"<h3>{e(stem.replace('_', ' '))}</h3><div class='row{' stack' if wide else ''}'>")
+        parts.extend(_figure_html(data, f"{r.name}: {stem}", f"<b>{e(r.name)}</b>: {e(caption)}")
+                     for r, data in images)
         parts.append("</div>")
     return parts
 
@@ -415,9 +540,13 @@ def _figures_section(runs: Sequence[RunSummary]) -> list[str]:
 _NOTE = (
     "<p class='note'>FID names say their feature backbone. <b>domain</b> FIDs use a classifier "
     "trained here on the dataset: they compare these runs with each other and are NOT comparable "
-    "to published Inception FIDs. Each row compares one sampler across runs; a run that was not "
-    "evaluated with a sampler has an empty cell. ★ marks the best value of a row (among runs "
-    "on the same data, FID features and test set).</p>"
+    "to published Inception FIDs. Each row compares one sampler across runs and has a value for "
+    "at least two runs; an empty cell is a run not evaluated with that sampler, and "
+    "<i>not applicable</i> a metric that means nothing for the run's objective. ± is the "
+    "metric's spread (std over feature-network seeds, or KID's standard error) where measured. "
+    "★ marks the best value of a row among runs on the same data, FID features and test set, "
+    "when its lead over the runner-up exceeds ±2 spreads, or, without spreads, with the "
+    "caveat \"no spread measured\" (hover the ★).</p>"
 )
 
 
@@ -435,26 +564,35 @@ def write_report(
         raise ValueError("write_report needs at least one run")
     out = check_report_target(out_html)  # before any work: never overwrite a non-report
     e = html.escape
+    compared, per_run = _metrics_tables(runs)
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>", _incomparable_note(runs),
-        "<h2>Runs</h2>", _runs_table(runs), _verdict(runs), _warnings(runs),
-        "<h2>Headline metrics</h2>", _NOTE, _metrics_table(runs),
+        _verdict(runs), "<h2>Runs</h2>", _runs_table(runs), _warnings(runs),
     ]
+    if compared:
+        parts += ["<h2>Headline metrics</h2>", _NOTE, compared]
+    if per_run:
+        parts += ["<h2>Per-run metrics</h2><p class='dir'>Metrics only one run has (another "
+                  "sampler, or a metric that does not apply to the other runs): nothing to compare "
+                  "them with.</p>", per_run]
     plane, curves = _plane_png(runs), _curves_png(runs)
     if plane or curves:
         parts.append("<h2>Trade-off and training</h2><div class='row'>")
         if plane:
             parts.append(_figure_html(plane, "MSE-FID plane", (
                 "MSE-FID plane (Fig 2): one point per run and sampler; lower left is better. "
-                "Colour: sampler, marker: objective; dashed: standard VAE, solid: compressed; "
-                "the number next to a point is n.")))
+                "Colour: sampler, marker: objective; a line joins one (objective, sampler, β) "
+                "across n, dashed for the standard VAE, solid for compressed; n is written "
+                "above each run's points.")))
         if curves:
             parts.append(_figure_html(curves, "training curves", (
-                "Training curves of all runs overlaid. The latent loss is on each objective's "
-                "own scale (KLD for standard, the hyperspherical prior loss for compressed).")))
+                "Training curves of all runs overlaid, epochs counted 1..N as the training log "
+                "counts them. The latent loss is on each objective's own scale (KLD for "
+                "standard, the hyperspherical prior loss for compressed).")))
         parts.append("</div>")
-    parts.append("<h2>Figures</h2>")
+    parts.append("<h2>Figures</h2><p class='dir'>Click a figure to enlarge it; click again "
+                 "(or press Escape) to close.</p>")
     parts.extend(_figures_section(runs))
     parts.append("<h2>Configs</h2>")
     for r in runs:

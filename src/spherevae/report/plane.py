@@ -3,7 +3,9 @@
 Every series (one objective, sampler and beta across n) must be told apart: one colour
 per sampler, fixed by the sampler registry so that a sampler looks the same for every
 objective and in every figure (per beta when the rows name no sampler), and one marker
-per objective (and beta). Standard VAEs are dashed, compressed ones solid.
+per objective (and beta). Standard VAEs are dashed, compressed ones solid (the legend
+shows both line styles). The palette is colour-blind safe (Okabe-Ito) for up to 8 colours;
+a point far above the rest switches the FID axis to a log scale.
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ SeriesKey = tuple[str, str | None, str]  # (objective, sampler or None, beta as 
 Fill = Literal["full", "none"]
 
 
+# Okabe & Ito's palette (2008), told apart with every common colour-vision deficiency; its
+# yellow (#F0E442) vanishes on a white page, so a mid grey takes its place: 8 colours, one
+# per registered sampler.
+_OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#999999")
+
+
 def distinct_colours(k: int) -> list[str]:
-    """``k`` distinct colours as hex strings: tab10, tab20, then evenly spaced hues."""
+    """``k`` distinct colours as hex strings: the colour-blind safe Okabe-Ito palette for up
+    to 8, then tab10, tab20, then evenly spaced hues."""
     from matplotlib import colormaps
     from matplotlib.colors import hsv_to_rgb, to_hex
 
+    if k <= len(_OKABE_ITO):
+        return list(_OKABE_ITO[:k])
     if k <= 20:
         cmap = colormaps["tab10" if k <= 10 else "tab20"]
         return [to_hex(cmap(i)) for i in range(k)]
@@ -83,14 +94,20 @@ class _Styles:
         """Proxy entries, not drawn on the axes: a line per colour, a grey marker per marker."""
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=c, lw=2, label=k if self.by_sampler else f"β={k}")
+        def beta(k: str) -> str:  # a sweep that does not vary β leaves it out of its rows
+            return "β of the base config" if k == "None" else f"β={k}"
+
+        handles = [Line2D([], [], color=c, lw=2, label=k if self.by_sampler else beta(k))
                    for k, c in self.colour.items()]
         handles += [Line2D([], [], color="0.3", ls="", marker=m, fillstyle=f,
                            label=obj if beta is None else f"{obj} β={beta}")
                     for (obj, beta), (m, f) in self.marker.items()]
+        handles += [Line2D([], [], color="0.3", ls="--", label="standard VAE (dashed, across n)"),
+                    Line2D([], [], color="0.3", ls="-", label="compressed (solid, across n)")]
         title = (f"colour: sampler, marker: objective{' and β' if self.beta_in_marker else ''}"
                  if self.by_sampler else "colour: β, marker: objective")
-        ax.legend(handles=handles, title=title, fontsize=7, title_fontsize=8)
+        ax.legend(handles=handles, title=title, fontsize=8, title_fontsize=8,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse_label: str = "MSE"):
@@ -107,10 +124,11 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
             r["n"], []).append((r["mse"], r["fid"]))
     keys = sorted(series, key=lambda k: (k[0], k[1] or "", k[2]))
     styles = _Styles.of(keys)
-    fig = new_figure(7, 5)
+    fig = new_figure(9, 5)
     ax = fig.add_subplot()
+    tops: dict[tuple[float, Any], float] = {}  # (x, n) -> the highest FID drawn there
     for key in keys:
-        ns = sorted(series[key])
+        ns = sorted(series[key], key=lambda n: (n is None, n))
         pts = np.array([np.mean(series[key][n], axis=0) for n in ns])
         colour, marker, fill = styles.of_series(key)
         objective, sampler, beta = key
@@ -118,12 +136,29 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
                 marker=marker, fillstyle=fill, label=" · ".join(filter(None, (objective, sampler, f"β={beta}"))))
         for n, (x, y) in zip(ns, pts, strict=True):
             if n is not None:  # the latent size, when the rows say it (a sweep may not vary it)
-                ax.annotate(f"n={n}", (x, y), fontsize=7, color=colour)
+                tops[(round(float(x), 6), n)] = max(y, tops.get((round(float(x), 6), n), -np.inf))
+    # One "n=" label per run position, above its highest point: every sampler of a run sits
+    # at the same RMSE, so a label per point piled up into one unreadable block.
+    for (x, n), y in tops.items():
+        ax.annotate(f"n={n}", (x, y), xytext=(0, 6), textcoords="offset points", ha="center",
+                    fontsize=9, color="0.2")
+    ax.margins(x=0.12, y=0.12)  # room for the labels inside the axes
+    fids = np.array([v for by_n in series.values() for pts in by_n.values() for _, v in pts], dtype=float)
+    outlier = _log_axis(fids)
+    if outlier:
+        ax.set_yscale("log")
     ax.set_xlabel(mse_label)
-    ax.set_ylabel(fid_label)
-    ax.set_title("MSE-FID plane (dashed: standard, solid: compressed)")
+    ax.set_ylabel(fid_label + (" (log scale)" if outlier else ""))
+    ax.set_title("MSE-FID plane" + (": log FID axis, one point is far above the rest" if outlier else ""))
     styles.legend(ax)
     return fig
+
+
+def _log_axis(fids: np.ndarray) -> bool:
+    """A log FID axis when every FID is positive and the largest is over 5x the median: one
+    outlier would otherwise squeeze the range where the comparison lives."""
+    finite = fids[np.isfinite(fids)]
+    return bool(finite.size > 2 and (finite > 0).all() and finite.max() > 5 * np.median(finite))
 
 
 def draw_sweep_plane(out_dir: Path, rows: list[dict[str, Any]], fid_key: str | None,

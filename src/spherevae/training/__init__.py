@@ -72,6 +72,7 @@ from spherevae.training.records import (
 )
 from spherevae.training.resume import (
     RESUMABLE_KEYS,
+    change_words,
     pin_schedule,
     record_history,
     resume_changes,
@@ -136,6 +137,7 @@ __all__ = [
     "build_model",
     "build_objective",
     "capturable_adam",
+    "change_words",
     "check_buildable",
     "check_callback",
     "check_capturable",

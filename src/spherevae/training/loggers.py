@@ -107,20 +107,35 @@ class TensorBoardLogger:
         self.writer.close()
 
 
+def _artifacts_beside(tracking_uri: str, run_dir: Path) -> str:
+    """A file URI for a new experiment's artifacts: ``mlartifacts`` beside a
+    ``sqlite:///PATH`` store (relative paths from the working directory, as MLflow reads
+    them), else in the run directory."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and tracking_uri != prefix + ":memory:":
+        return (Path(tracking_uri[len(prefix):]).resolve().parent / "mlartifacts").as_uri()
+    return (Path(run_dir).resolve() / "mlartifacts").as_uri()
+
+
 class MLflowLogger:
     """One MLflow run per training run, through ``MlflowClient`` (no global active run).
 
     Options: ``tracking_uri``, ``experiment`` (default ``"spherevae"``),
-    ``artifact_location`` (for a new experiment), ``tags``.
+    ``artifact_location`` (for a new experiment), ``tags``. Without ``artifact_location``
+    a new experiment keeps its artifacts beside a SQLite store (``<db folder>/mlartifacts``)
+    and, for any other store, in the run directory (``<run>/mlartifacts``): never in an
+    ``mlruns/`` folder of whatever directory the command ran from (MLflow's default).
     """
 
     def __init__(self, run_dir: Path, run_name: str, *, tracking_uri: str | None = None,
                  experiment: str = "spherevae", artifact_location: str | None = None,
                  tags: Mapping[str, str] | None = None) -> None:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient, get_tracking_uri
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
+        if found is None and artifact_location is None:
+            artifact_location = _artifacts_beside(tracking_uri or get_tracking_uri(), run_dir)
         exp_id = (found.experiment_id if found is not None
                   else self.client.create_experiment(experiment, artifact_location=artifact_location))
         tags = {"spherevae.run_dir": str(run_dir.resolve()), **(tags or {})}

@@ -21,6 +21,7 @@ from spherevae.io.layout import RunLayout
 
 __all__ = [
     "RESUMABLE_KEYS",
+    "change_words",
     "pin_schedule",
     "record_history",
     "resume_changes",
@@ -82,9 +83,23 @@ def record_history(
         "epochs": epochs, "changes": changes,
     })
     if changes:
-        warnings.warn(f"resuming {run_dir} with changes: " + ", ".join(
-            f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items()) + " (recorded in history.jsonl)",
-            stacklevel=3)
+        warnings.warn(f"resuming {run_dir}: {change_words(changes)} (recorded in history.jsonl)",
+                      stacklevel=3)
+
+
+def change_words(changes: dict[str, list[Any]]) -> str:
+    """The changes of a resume in words: the user's edits as ``key old -> new``, and the
+    schedule pinned by :func:`resume_config` (the unflattened ``schedule.params`` entry,
+    which only the pin writes) as a consequence of their new ``train.epochs``."""
+    edits = [f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items() if k != "schedule.params"]
+    words = "your change " + ", ".join(edits) if edits else "no change of yours"
+    if "schedule.params" in changes:
+        old, new = changes["schedule.params"]
+        pinned = ", ".join(f"{k}={v!r}" for k, v in new.items() if old.get(k) != v)
+        words += (f"; as a consequence the schedule keeps the curve it had over the first "
+                  f"{changes.get('train.epochs', ['?'])[0]} epochs ({pinned} pinned), so the added "
+                  "epochs run at the full latent weight")
+    return words
 
 
 # Schedules whose curve depends on train.epochs, and the parameter that pins it:

@@ -150,6 +150,11 @@ class Trainer:
     :meth:`load_data` and :meth:`make_model`, as :func:`spherevae.training.runs.train` does).
     """
 
+    # Without a terminal (output to a file or a pipe) and with ``train.progress``, a
+    # progress line at least this often (seconds, checked at each ``log_every`` host read),
+    # so a log never goes silent for a whole long epoch.
+    progress_every_s: float = 30.0
+
     def __init__(self, cfg: RunConfig, model: nn.Module | None = None,
                  train: Any = None, test: Any = None, *,
                  callbacks: Sequence[Any] = (), loggers: Sequence[Any] = ()) -> None:
@@ -162,6 +167,7 @@ class Trainer:
         self.loggers: list[Any] = []
         self.changes: dict[str, list[Any]] = {}  # what a resume changed in the config
         self.should_stop = False  # a callback sets it to end the run after this epoch
+        self._last_line = time.monotonic()  # when the last progress line was logged
 
     def add_callback(self, callback: Any) -> None:
         """Append ``callback`` (see :mod:`spherevae.training.callbacks`)."""
@@ -471,6 +477,21 @@ class Trainer:
             mean = self.sums.means(step + 1)
             bar.set_postfix(epoch=epoch, loss=f"{mean[0]:.4g}", beta=f"{self.objective.beta:.3g}",
                             m=f"{multiplier:.3g}")
+        elif self._quiet_progress_due():
+            mean = self.sums.means(step + 1)
+            _LOG.info("%s: epoch %d/%d, step %d/%d, train loss %.5g (%.0f s into the epoch)",
+                      self.run_dir.name, epoch + 1, self.cfg.train.epochs, step + 1, self.steps,
+                      mean[0], time.perf_counter() - self._t0)
+
+    def _quiet_progress_due(self) -> bool:
+        """Rank 0, ``train.progress``, no terminal, and :attr:`progress_every_s` since the last line."""
+        if not (self.cfg.train.progress and self.dist.is_main and not self._on_tty):
+            return False
+        now = time.monotonic()
+        if now - self._last_line < self.progress_every_s:
+            return False
+        self._last_line = now
+        return True
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record (mean train terms over ranks, the test pass, beta, lr), then
@@ -504,6 +525,7 @@ class Trainer:
         :meth:`log` writes one line per epoch instead of carriage returns."""
         t = self.cfg.train
         self._on_tty = sys.stderr.isatty()
+        self._last_line = time.monotonic()  # the set-up's lines count as the last
         return progress_bar((t.epochs - start) * self.steps, self.run_dir.name,
                             enabled=t.progress and self.dist.is_main and self._on_tty)
 
@@ -517,3 +539,4 @@ class Trainer:
             lg.log_metrics(record, record["epoch"])
         if self.cfg.train.progress and not self._on_tty:
             _LOG.info("%s: %s", self.run_dir.name, epoch_line(record, self.cfg.train.epochs))
+            self._last_line = time.monotonic()
