@@ -417,9 +417,14 @@ def t4_resume_with_a_different_architecture(tmp_path, capsys, trained):
     run = copy_run(trained, tmp_path)
     user_error(capsys, ["train", "--resume", str(run), "model.latent_dim=6"],
                "model.latent_dim (8 -> 6)")
-    # Edited by hand in config.yaml: the checkpoint no longer fits the model.
+    # Edited by hand in config.yaml: the checkpoint's provenance names the edit ...
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("latent_dim: 8", "latent_dim: 6"))
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+               "config.yaml was edited after training", "model.latent_dim 8 -> 6")
+    # ... and a checkpoint from before provenance no longer fits the model.
+    ckpt = run / "checkpoints" / "last.pt"
+    save_checkpoint({k: v for k, v in load_checkpoint(ckpt).items() if k != "provenance"}, ckpt)
     user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
                "different architecture", "last.pt")
 
