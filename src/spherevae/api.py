@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from spherevae._utils.memory import check_fits_in_memory
-from spherevae.data.tensors import as_tensor_data
+from spherevae.data.tensors import as_tensor_data, check_same_scale
 from spherevae.distributions.samplers import load_sampler, save_sampler
 from spherevae.io.layout import RunLayout
 from spherevae.io.weights import stale_reason
@@ -120,6 +120,7 @@ def fit(
 
     declared = objective_class(objective, "objective")
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
+    check_same_scale(train_data, test_data)
     if train_data.image_shape != test_data.image_shape:
         raise ValueError(
             f"train and test items differ in shape: {train_data.image_shape} vs {test_data.image_shape}"
