@@ -55,7 +55,7 @@ def test_trainer_trains_a_user_model_on_any_data_form(tmp_path, digits, form):
         "dataloader": lambda x: DataLoader(TensorDataset(x), batch_size=100),
     }[form]
     run_dir = Trainer(_cfg(tmp_path, form), _model(), wrap(x_train), wrap(x_test)).fit()
-    run = spherevae.load(run_dir)  # rebuilt from the recorded class, no model= needed
+    run = spherevae.load(run_dir, allow_classes=[MLPVAE])  # rebuilt from the allowed class
     assert [r["epoch"] for r in run.history] == [0, 1]
     assert run.history[-1]["test_mse_sum"] < run.history[0]["test_mse_sum"]
     assert run.model.radius == pytest.approx(8**0.5)  # compressed: the sphere by default

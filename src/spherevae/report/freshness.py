@@ -63,10 +63,14 @@ def run_figures(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
 def mark_stale(summary: Any, run_dir: str | os.PathLike[str]) -> Any:
     """``summary`` (a :class:`~spherevae.report.html.RunSummary`) as it is, or, when its
     ``eval/metrics.json`` was not made from the run's current weights, renamed
-    ``<name> [STALE]`` with the reason first among its warnings and no figures."""
+    ``<name> [STALE]`` with the reason first among its warnings and no figures. A run
+    without weights files (metrics alone) is shown as it is."""
     from spherevae.training.runs import weights_identity
 
-    identity = weights_identity(run_dir)
+    try:
+        identity = weights_identity(run_dir)
+    except FileNotFoundError:  # no weights (metrics written by hand): nothing to be stale against
+        return summary
     reason = stale_reason(summary.metrics.get("weights"), identity)
     if reason is None:
         return summary
