@@ -44,7 +44,7 @@ def draw_figures(ctx: EvalContext) -> None:
             add_warning(ctx, message)
 
 
-def _figures(ctx: EvalContext, out: Path) -> list[tuple[str, Callable[[], None]]]:
+def _figures(ctx: EvalContext, out: Path) -> list[tuple[str, Callable[[], object]]]:
     """``(file stem, draw-and-save)`` of every figure that applies to ``ctx``."""
     from spherevae import plots
 
@@ -57,7 +57,7 @@ def _figures(ctx: EvalContext, out: Path) -> list[tuple[str, Callable[[], None]]
     labels, classes = ctx.test_labels, ctx.classes
     n_tsne = min(ctx.opts.tsne_points, latents.shape[0])
 
-    def save(fig_fn: Callable[[], Any], stem: str) -> tuple[str, Callable[[], None]]:
+    def save(fig_fn: Callable[[], Any], stem: str) -> tuple[str, Callable[[], object]]:
         return stem, lambda: plots.save_figure(fig_fn(), out / f"{stem}.png")
 
     figures = []

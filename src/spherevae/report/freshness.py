@@ -68,7 +68,7 @@ def mark_stale(summary: Any, run_dir: str | os.PathLike[str]) -> Any:
     from spherevae.training.runs import weights_identity
 
     try:
-        identity = weights_identity(run_dir)
+        identity = weights_identity(Path(run_dir))
     except FileNotFoundError:  # no weights (metrics written by hand): nothing to be stale against
         return summary
     reason = stale_reason(summary.metrics.get("weights"), identity)
