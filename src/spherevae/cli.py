@@ -275,7 +275,6 @@ def train_summary(record: dict) -> str:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    import json
 
     from spherevae.io.layout import RunLayout
     from spherevae.training.config import load_config, override_key
@@ -304,9 +303,11 @@ def _train_run(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
-    lines = RunLayout(run_dir).metrics.read_text().splitlines()
-    if lines and not args.quiet:
-        print(train_summary(json.loads(lines[-1])))
+    from spherevae.io.files import read_jsonl
+
+    rows = read_jsonl(RunLayout(run_dir).metrics)
+    if rows and not args.quiet:
+        print(train_summary(rows[-1]))
     print(run_dir)  # the last line: scripts read the run directory from it
     return 0
 

@@ -19,6 +19,7 @@ from spherevae.evaluation.context import (
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.io.files import read_jsonl
 from spherevae.io.layout import RunLayout
+from spherevae.io.safe_read import check_run_file
 from spherevae.models.inference import model_method
 
 __all__ = [
@@ -77,7 +78,9 @@ def _figures(ctx: EvalContext, out: Path) -> list[tuple[str, Callable[[], object
                                        seed=ctx.opts.seed, class_names=classes), "tsne"),
         ("latent_histograms", lambda: _histogram_figure(ctx, out / "latent_histograms.png")),
     ]
-    rows = read_jsonl(RunLayout(ctx.run_dir).metrics) if ctx.run_dir is not None else []
+    rows = []
+    if ctx.run_dir is not None and RunLayout(ctx.run_dir).metrics.exists():
+        rows = read_jsonl(check_run_file(ctx.run_dir, RunLayout(ctx.run_dir).metrics))
     if rows:
         figures.append(save(lambda: plots.training_curves(rows), "training_curves"))
     figures.append(("interpolation", lambda: _interpolation_figure(ctx, out / "interpolation.png")))

@@ -25,6 +25,7 @@ from typing import Any
 
 from spherevae.io.errors import RunDirLocked
 from spherevae.io.layout import RunLayout
+from spherevae.io.safe_read import read_run_text
 
 __all__ = [
     "RunDirLock",
@@ -60,7 +61,8 @@ class RunDirLock:
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            data = json.loads(self.path.read_text())
+            # The run's own file, as untrusted input: a FIFO or a link out of the run is unreadable.
+            data = json.loads(read_run_text(self.path.parent, self.path, limit=4096))
         except (OSError, ValueError):
             return None
         # A lock file someone wrote by hand (a pid that is not an integer) is unreadable.

@@ -61,6 +61,7 @@ from spherevae.io.errors import UserError
 from spherevae.io.files import append_jsonl, atomic_write_json, clean_tmp_files
 from spherevae.io.layout import RunLayout, make_run_dir
 from spherevae.io.lock import RunDirLock
+from spherevae.io.safe_read import check_run_file
 from spherevae.io.weights import save_weights
 from spherevae.models.adapter import VAEModel
 from spherevae.models.spec import model_spec
@@ -367,6 +368,7 @@ class Trainer:
         """Load ``checkpoints/last.pt`` into the model, optimisers, schedules, scaler,
         objective and noise generator; return the epoch after it."""
         path = self.layout.checkpoint
+        check_run_file(self.run_dir, path)  # no link out of the run, no FIFO
         state = load_checkpoint(path, map_location=self.device, required=_RESUME_ENTRIES)
         self._stored = state.get("provenance")
         on_disk = load_config(self.layout.config, run_root=self.run_dir)
