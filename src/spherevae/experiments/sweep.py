@@ -86,12 +86,15 @@ def execute_run(spec: RunSpec) -> RunResult:
 
         try:
             metrics = read_run_json(spec.run_dir, done)
-            why = stale_reason(metrics.get("weights"), weights_identity(spec.run_dir))
+            try:
+                why = stale_reason(metrics.get("weights"), weights_identity(spec.run_dir))
+            except FileNotFoundError:  # metrics without weights: nothing they could be stale against
+                why = None
             if why is None:
                 return RunResult(spec.name, spec.params, "skipped", metrics)
             # Made from other weights (before a resume, or by an older spherevae): not done.
             warnings.warn(f"{done} is stale ({why}); evaluating {spec.name} again", stacklevel=2)
-        except (UserError, FileNotFoundError) as exc:  # damaged from outside (evaluate writes it atomically)
+        except UserError as exc:  # damaged from outside (evaluate writes it atomically)
             warnings.warn(f"{exc}; evaluating {spec.name} again", stacklevel=2)
     try:
         import torch

@@ -148,7 +148,7 @@ def check_run_output(root: str | os.PathLike[str], directory: str | os.PathLike[
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} is not a directory; remove it so spherevae can write there")
     probe = directory if directory.is_dir() else root
-    if not os.access(probe, os.W_OK):
+    if probe.is_dir() and not os.access(probe, os.W_OK):  # a missing run: its reader says so
         raise UserError(f"{probe} is read-only; spherevae writes its results there: copy the "
                         "run to a writable place (or fix the permissions) and run again")
     return directory
