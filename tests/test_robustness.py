@@ -1015,13 +1015,14 @@ def test_run_layout_is_the_documented_layout(tmp_path: Path) -> None:
     layout = RunLayout(tmp_path)
     rel = {name: getattr(layout, name).relative_to(tmp_path).as_posix() for name in (
         "config", "metrics", "history", "checkpoint", "weights", "legacy_weights", "fingerprint",
-        "eval_dir", "eval_metrics", "samplers_dir", "latents", "error", "lock")}
+        "eval_dir", "eval_metrics", "samplers_dir", "latents", "error", "lock", "readers_lock")}
     assert rel == {
         "config": "config.yaml", "metrics": "metrics.jsonl", "history": "history.jsonl",
         "checkpoint": "checkpoints/last.pt", "weights": "model.safetensors",
         "legacy_weights": "model.pt", "fingerprint": "data_fingerprint.json", "eval_dir": "eval",
         "eval_metrics": "eval/metrics.json", "samplers_dir": "samplers",
         "latents": "latents.safetensors", "error": "error.txt", "lock": ".lock",
+        "readers_lock": ".readers.lock",
     }
     assert layout.sampler("vmf") == tmp_path / "samplers" / "vmf.safetensors"
     assert RunLayout(str(tmp_path)).root == tmp_path
