@@ -67,7 +67,7 @@ def test_json_must_have_the_expected_top_level_type(tmp_path):
         read_run_json(tmp_path, path)
     assert read_run_json(tmp_path, path, expect=list) == [1, 2]
     path.write_text("{")
-    with pytest.raises(UserError, match="fp.json is not valid JSON"):
+    with pytest.raises(UserError, match=r"fp\.json is not valid JSON"):
         read_run_json(tmp_path, path)
 
 
