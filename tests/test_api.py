@@ -105,12 +105,19 @@ def test_sample_checks_num_before_any_work(fitted):
 
 
 def test_load_in_a_fresh_process_gives_the_same_model(fitted, digits, tmp_path):
-    """spherevae.load in another interpreter: the class is imported by its recorded name."""
+    """spherevae.load in another interpreter: the recorded class is never imported unless
+    the caller allows it; allowed by its recorded name, it rebuilds the same model."""
     x = digits[:6]
     torch.save(x, tmp_path / "x.pt")
     script = textwrap.dedent(f"""
-        import json, torch, spherevae
-        run = spherevae.load({str(fitted.run_dir)!r})
+        import json, sys, torch, spherevae
+        try:
+            spherevae.load({str(fitted.run_dir)!r})
+            raise SystemExit("loaded without allow_classes")
+        except ValueError as exc:
+            assert "allow_classes=['_user_models:MLPVAE']" in str(exc), exc
+        assert "_user_models" not in sys.modules  # refused before any import
+        run = spherevae.load({str(fitted.run_dir)!r}, allow_classes=["_user_models:MLPVAE"])
         x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
         mu, logvar = run.encode(x)
         torch.save({{"mu": mu, "logvar": logvar, "x_hat": run.reconstruct(x),
@@ -181,7 +188,7 @@ def test_bad_data_is_one_clear_error(data, error, match):
 def test_bad_models_and_arguments(digits, tmp_path):
     with pytest.raises(TypeError, match=r"must have an encode\(\) method"):
         spherevae.fit(nn.Linear(64, 8), train=digits[:10], test=digits[10:20], out_dir=tmp_path / "a")
-    with pytest.raises(ValueError, match="objective must be one of"):
+    with pytest.raises(ValueError, match=r"objective(\.name)? must be one of"):
         spherevae.fit(MLPVAE(), train=digits[:10], test=digits[10:20], objective="kl", out_dir=tmp_path / "b")
     with pytest.raises(ValueError, match="differ in shape"):
         spherevae.fit(MLPVAE(), train=digits[:10], test=digits[10:20, :32], out_dir=tmp_path / "c")

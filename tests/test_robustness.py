@@ -4,7 +4,9 @@ Every row of :data:`CASES` is ``(id, what the user does, expected outcome)``; it
 does exactly that and asserts the outcome. Ids: ``S*`` were silent (a wrong result,
 garbage accepted, data lost), ``T*`` ended in a raw traceback, ``C*`` were already
 handled clearly and stay so, ``N*`` are new guarantees (lock, fingerprint, atomic writes,
-the CLI contract). A CLI user error must exit 2 with exactly one line on stderr and no
+the CLI contract), ``U*`` treat a run directory as untrusted input and an evaluation as
+valid only for the weights it measured (issue 21: no code a run names is imported, no
+link followed out of it, no stale result shown as current, no stage losing another's). A CLI user error must exit 2 with exactly one line on stderr and no
 traceback. The kill -9 loop lives in benchmarks/kill_resume_loop.py (docs/design.md).
 """
 
@@ -417,9 +419,14 @@ def t4_resume_with_a_different_architecture(tmp_path, capsys, trained):
     run = copy_run(trained, tmp_path)
     user_error(capsys, ["train", "--resume", str(run), "model.latent_dim=6"],
                "model.latent_dim (8 -> 6)")
-    # Edited by hand in config.yaml: the checkpoint no longer fits the model.
+    # Edited by hand in config.yaml: the checkpoint's provenance names the edit ...
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("latent_dim: 8", "latent_dim: 6"))
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+               "config.yaml was edited after training", "model.latent_dim 8 -> 6")
+    # ... and a checkpoint from before provenance no longer fits the model.
+    ckpt = run / "checkpoints" / "last.pt"
+    save_checkpoint({k: v for k, v in load_checkpoint(ckpt).items() if k != "provenance"}, ckpt)
     user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
                "different architecture", "last.pt")
 
@@ -641,6 +648,288 @@ def n7_schedules_sized_by_the_total_are_pinned_or_warned(tmp_path, capsys):
         assert pin_schedule("cyclical", {"cycles": 2}, 20) == {"cycles": 2}
 
 
+# --- U: a run directory is untrusted input; an evaluation is never stale (issue 21) ----
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory) -> Path:
+    """A copy of ``trained``, evaluated once (small: 64 images, 64 samples, vmf only)."""
+    from spherevae.evaluation.pipeline import evaluate_run
+
+    run = tmp_path_factory.mktemp("evaluated") / trained.name
+    shutil.copytree(trained, run)
+    evaluate_run(run, **EVAL_FAST)
+    return run
+
+
+EVAL_FAST = {"num_samples": 64, "max_test": 64, "samplers": ("vmf",), "tsne_points": 64, "progress": False}
+EVAL_ARGV = ["--num-samples", "64", "--max-test", "64", "--samplers", "vmf", "--tsne-points", "64"]
+
+
+def _as_user_model_run(run: Path, cls: str) -> None:
+    """Rewrite ``run``'s weights as if trained on a user model whose class is ``cls``."""
+    from spherevae.io.weights import read_provenance, save_weights
+
+    state, _spec = load_weights(run / "model.safetensors")
+    fake = {"kind": "adapter", "latent_dim": 8, "project_to_sphere": True,
+            "source": {"class": cls, "kwargs": {}}}
+    save_weights(run / "model.safetensors", state, fake, read_provenance(run / "model.safetensors"))
+
+
+def u1_code_named_by_a_run_is_never_run(tmp_path, capsys, trained, monkeypatch):
+    import spherevae
+
+    marker = tmp_path / "code-ran"
+    (tmp_path / "evilmod.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nX = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable: only the refusal keeps it from running
+    monkeypatch.chdir(tmp_path)
+    run = copy_run(trained, tmp_path)
+    for cls in ("evilmod:X", "this:X"):
+        _as_user_model_run(run, cls)
+        with pytest.raises(UserError, match=rf"allow_classes=\['{cls}'\]"):
+            spherevae.load(run)
+        user_error(capsys, ["evaluate", str(run)], "the CLI never imports code a run names",
+                   f"allow_classes=['{cls}']")
+        assert "Beautiful is better" not in capsys.readouterr().out
+    assert not marker.exists() and "evilmod" not in sys.modules and "this" not in sys.modules
+
+
+def u2_an_evaluation_of_other_weights_is_shown_as_stale(tmp_path, capsys, evaluated):
+    import spherevae
+
+    run = copy_run(evaluated, tmp_path)
+    fresh = spherevae.load(run)
+    assert "stale" not in fresh.metrics and fresh.metrics["weights"] == fresh.weights
+    old_sampler = (run / "samplers" / "vmf.safetensors").read_bytes()
+    assert main(["train", "--resume", str(run), "train.epochs=3"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err
+    assert "STALE evaluation" in err and "epoch 2, the run's weights are now of epoch 3" in err
+    page = (tmp_path / "r.html").read_text()
+    assert f"{run.name} [STALE]" in page and "STALE evaluation" in page
+    assert page.count("data:image/png") == 2  # the report's own plane and curves, no stale figure
+    resumed = spherevae.load(run)
+    with pytest.warns(UserWarning, match="is stale: made from the weights of epoch 2"):
+        assert "epoch 3" in resumed.metrics["stale"]
+    # A sampler fitted for the old weights put back by hand: refitted, never reused.
+    (run / "samplers" / "vmf.safetensors").write_bytes(old_sampler)
+    with pytest.warns(UserWarning, match="was fitted for other weights"):
+        resumed.sample(4, "vmf")
+    from spherevae.distributions.samplers import sampler_made_from
+
+    assert sampler_made_from(run / "samplers" / "vmf.safetensors") == resumed.weights
+
+
+def u3_evaluate_and_training_never_interleave(tmp_path, capsys, trained):
+    from spherevae.io.lock import RunReadLock
+
+    run = copy_run(trained, tmp_path)
+    with RunReadLock(run), RunReadLock(run):  # evaluations share the run
+        user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "is being evaluated")
+    with RunDirLock(run):  # a training holds it
+        user_error(capsys, ["evaluate", str(run), *EVAL_ARGV], "is being trained by pid", "lock file")
+    assert not (run / "eval").exists() and not (run / "samplers").exists()
+
+
+def u4_edited_run_files_are_refused(tmp_path, capsys, trained):
+    run = copy_run(trained, tmp_path)
+    config = (run / "config.yaml").read_text()
+    # objective: deleted -> the default 'standard' objective would train on
+    lines, out, skip = config.splitlines(), [], False
+    for line in lines:
+        skip = line.startswith("objective:") or (skip and line.startswith(" "))
+        if not skip:
+            out.append(line)
+    (run / "config.yaml").write_text("\n".join(out) + "\n")
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"],
+               "config.yaml was edited after training", "objective.name 'compressed' -> 'standard'")
+    # model.latent_dim edited: evaluate refuses before any work
+    (run / "config.yaml").write_text(config.replace("latent_dim: 8", "latent_dim: 6"))
+    user_error(capsys, ["evaluate", str(run), *EVAL_ARGV], "model.latent_dim 8 -> 6")
+    (run / "config.yaml").write_text(config)
+    # data_fingerprint.json edited (a list), then edited (other values)
+    fp = run / "data_fingerprint.json"
+    original = fp.read_text()
+    fp.write_text("[1, 2]")
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "data_fingerprint.json holds a JSON list")
+    fp.write_text(original.replace('"digits"', '"other"'))
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "data_fingerprint.json was edited")
+
+
+def u4b_a_deleted_fingerprint_is_no_way_to_other_data(tmp_path, capsys):
+    data = tmp_path / "mnist"
+    write_idx(data, seed=0)
+    run = train(load_config(TINY, [f"train.out_dir={tmp_path}", "data.name=mnist", f"data.root={data}",
+                                   "train.epochs=1", "train.progress=false", "train.tensorboard=false"]))
+    (run / "data_fingerprint.json").unlink()
+    write_idx(data, seed=1)  # other images, same name, shape and sizes
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=2"], "not the data this run was trained on")
+    assert not (run / "data_fingerprint.json").exists()  # nothing written for the other data
+    write_idx(data, seed=0)
+    with pytest.warns(UserWarning, match="data_fingerprint.json is missing; checking the data against"):
+        train(load_config(run / "config.yaml", ["train.epochs=2"]), resume=True)
+    assert json.loads((run / "data_fingerprint.json").read_text())["dataset"] == "mnist"
+
+
+def _alarm(seconds: int) -> None:
+    def fail(*_):
+        raise TimeoutError("hung")
+
+    signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+
+
+def u5_links_fifos_and_odd_files_in_a_run_are_refused(tmp_path, capsys, evaluated):
+    import base64
+
+    import spherevae
+
+    run = copy_run(evaluated, tmp_path)
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\n-----BEGIN PRIVATE KEY----- not for the page")
+    (run / "eval" / "key.png").symlink_to(secret)
+    (run / "eval" / "text.png").write_text("not a png")
+    os.mkfifo(run / "eval" / "fifo.png")
+    capsys.readouterr()
+    _alarm(60)  # a FIFO read would block forever
+    try:
+        assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    finally:
+        signal.alarm(0)
+    err, page = capsys.readouterr().err, (tmp_path / "r.html").read_text()
+    assert base64.b64encode(secret.read_bytes())[:40].decode() not in page
+    assert "outside the run directory" in err and "not a regular file" in err and "not a PNG file" in err
+    assert page.count("data:image/png") == 2 + len(list((evaluated / "eval").glob("*.png")))
+    # eval/ linked outside: evaluate refuses before writing anything
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "metrics.json").write_text("{}")
+    shutil.rmtree(run / "eval")
+    (run / "eval").symlink_to(outside)
+    user_error(capsys, ["evaluate", str(run), *EVAL_ARGV], "outside the run directory", "writes nothing outside")
+    assert (outside / "metrics.json").read_text() == "{}"
+    # config.yaml linked outside, a YAML alias bomb, an oversized or non-object metrics.json
+    (run / "eval").unlink()
+    (run / "eval").mkdir()
+    config = (run / "config.yaml").read_text()
+    (tmp_path / "elsewhere.yaml").write_text(config)
+    (run / "config.yaml").unlink()
+    (run / "config.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    with pytest.raises(UserError, match="outside the run directory"):
+        spherevae.load(run)
+    (run / "config.yaml").unlink()
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+    (run / "config.yaml").write_text(bomb + config)
+    user_error(capsys, ["evaluate", str(run)], "line 1", "anchors and aliases", "not accepted")
+    (run / "config.yaml").write_text(config)
+    (run / "eval" / "metrics.json").write_text("[]")
+    user_error(capsys, ["report", str(run), "--out", str(tmp_path / "r2.html")], "metrics.json holds a JSON list")
+    with open(run / "eval" / "metrics.json", "wb") as f:
+        f.truncate(65 * 2**20)  # sparse: 65 MiB of zeros
+    user_error(capsys, ["report", str(run), "--out", str(tmp_path / "r2.html")], "metrics.json is larger than")
+
+
+def u6_image_modes_and_data_scales(tmp_path, capsys):
+    from PIL import Image
+
+    import spherevae
+
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    values = np.arange(0, 65536, 4369, dtype=np.uint16)  # 16 levels over the full 16-bit range
+    for i, v in enumerate(values):
+        Image.fromarray(np.full((8, 8), v, dtype=np.uint16)).save(folder / f"{i}.png")
+    assert Image.open(folder / "0.png").mode == "I;16"
+    both = [load_dataset("folder", s, root=folder, test_fraction=0.3) for s in ("train", "test")]
+    got = sorted(int(ds.images[i, 0, 0, 0]) for ds in both for i in range(len(ds.images)))
+    assert got == sorted(round(int(v) * 255 / 65535) for v in values)  # its real range
+    Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(folder / "float.tiff")
+    from spherevae.data.base import CorruptDatasetError
+
+    with pytest.raises(CorruptDatasetError, match=r"float.tiff has pixel mode 'F' \(32-bit float pixels\)"):
+        load_dataset("folder", "train", root=folder)
+    from _user_models import MLPVAE
+
+    x = (torch.rand(40, 64) * 255).to(torch.uint8)
+    with pytest.raises(ValueError, match=r"train is torch.uint8 and test is torch.float32.*test 25\d"):
+        spherevae.fit(MLPVAE(), train=x[:32], test=x[32:].float(), out_dir=tmp_path / "f", epochs=1)
+    assert not (tmp_path / "f").exists()
+
+
+def u7_a_failing_figure_or_a_full_disk_costs_only_figures(tmp_path, capsys, evaluated):
+    run = copy_run(evaluated, tmp_path)
+    shutil.rmtree(run / "eval")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40 * 1024, hard))  # the larger figures cannot be written
+    try:
+        capsys.readouterr()
+        code = main(["evaluate", str(run), *EVAL_ARGV])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    lost = [ln for ln in err.splitlines() if "not drawn" in ln]
+    assert lost and all("File too large" in ln for ln in lost), err
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["rmse_percent"] > 0 and len(metrics["warnings"]) >= len(lost)
+    assert not list((run / "eval").glob("*.tmp")) and not list((run / "eval").glob(".*.tmp"))
+    # eval/ that is a file: one line, before any work
+    shutil.rmtree(run / "eval")
+    (run / "eval").write_text("x")
+    user_error(capsys, ["evaluate", str(run), *EVAL_ARGV], "eval is not a directory")
+
+
+def u8_user_errors_that_were_tracebacks(tmp_path, capsys, evaluated):
+    from torch.utils.data import DataLoader
+
+    import spherevae
+    from _user_models import MLPVAE
+
+    run = copy_run(evaluated, tmp_path)
+    loaded = spherevae.load(run)
+    sampler = run / "samplers" / "vmf.safetensors"
+    sampler.write_bytes(sampler.read_bytes()[:40])  # truncated
+    with pytest.raises(UserError, match=r"sampler file .*vmf.safetensors is damaged.*delete it"):
+        loaded.sample(2, "vmf")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(sampler))  # no metadata
+    with pytest.raises(UserError, match="has no 'sampler' metadata"):
+        loaded.sample(2, "vmf")
+    with pytest.raises(ValueError, match=r"1000000000 decoded samples need about .* GiB.*use at most"):
+        loaded.sample(10**9, "vmf")
+    (run / ".lock").write_text(json.dumps({"pid": "abc", "host": "h", "time": "t"}))
+    user_error(capsys, ["train", "--resume", str(run), "train.epochs=3"], "unreadable lock file")
+    (run / ".lock").unlink()
+    user_error(capsys, ["train", "--config", str(tmp_path)], "is a directory, not a YAML file")
+    user_error(capsys, tiny_argv(tmp_path / ("n" * 300)), "File name too long", "n" * 50)
+    x = torch.rand(40, 64)
+    dicts = DataLoader([{"image": r} for r in x], batch_size=8)
+    with pytest.raises(TypeError, match=r"train \(a DataLoader\) yields dicts \(keys \['image'\]\)"):
+        spherevae.fit(MLPVAE(), train=dicts, test=x, out_dir=tmp_path / "a", epochs=1)
+
+    class OneTensor(MLPVAE):
+        def encode(self, x):
+            return super().encode(x)[0]
+
+    class WrongShape(MLPVAE):
+        def decode(self, z):
+            return super().decode(z)[:, :10]
+
+    with pytest.raises(TypeError, match=r"OneTensor.encode must return \(mu, logvar\).*got Tensor of shape \(2, 8\)"):
+        spherevae.fit(OneTensor(), train=x, test=x, out_dir=tmp_path / "b", epochs=1)
+    with pytest.raises(ValueError, match=r"WrongShape.decode must return images of the input's shape \(2, 64\), got Tensor of shape \(2, 10\)"):
+        spherevae.fit(WrongShape(), train=x, test=x, out_dir=tmp_path / "c", epochs=1)
+    with torch.device("meta"):
+        meta = MLPVAE()
+    with pytest.raises(ValueError, match="has tensors on the meta device"):
+        spherevae.fit(meta, train=x, test=x, out_dir=tmp_path / "d", epochs=1)
+    assert not any((tmp_path / d).exists() for d in "abcd")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -692,6 +981,15 @@ CASES = [
     Case("N5", "files of a finished run", "no tmp left; all parse", n5_every_file_of_a_run_is_written_atomically),
     Case("N6", "empty / blank-line / damaged JSON-lines logs", "read, or error naming the line", n6_jsonl_reader_edge_cases),
     Case("N7", "extend a run whose schedule is sized by the total", "pinned (quench, warm-up) or warned (cyclical)", n7_schedules_sized_by_the_total_are_pinned_or_warned),
+    Case("U1", "source.class = evilmod:X / this:X; load, CLI evaluate", "refused naming allow_classes; nothing imported", u1_code_named_by_a_run_is_never_run),
+    Case("U2", "evaluate, train --resume to 3 epochs, report / load / sample", "STALE in report and metrics; stale sampler refitted", u2_an_evaluation_of_other_weights_is_shown_as_stale, slow=True),
+    Case("U3", "train --resume during evaluate, evaluate during train", "each refused in one line, nothing written", u3_evaluate_and_training_never_interleave),
+    Case("U4", "objective: deleted, latent_dim edited, fingerprint a list or edited", "resume / evaluate refuse naming the key", u4_edited_run_files_are_refused),
+    Case("U4b", "data_fingerprint.json deleted, resume on other data", "refused (the weights carry the fingerprint)", u4b_a_deleted_fingerprint_is_no_way_to_other_data),
+    Case("U5", "eval/*.png a link to a key / a FIFO / text; eval/ or config linked out; YAML alias bomb; huge or list metrics.json", "not embedded, no hang, refused in one line", u5_links_fifos_and_odd_files_in_a_run_are_refused),
+    Case("U6", "16-bit PNGs, float TIFF, uint8 train with float 0..255 test", "scaled by 65535 / refused by name / refused", u6_image_modes_and_data_scales),
+    Case("U7", "disk full while figures are written; eval/ a file", "metrics kept, one line per lost figure / one line", u7_a_failing_figure_or_a_full_disk_costs_only_figures, slow=True),
+    Case("U8", "damaged sampler, pid 'abc', --config DIR, long name, dict loader, bad encode/decode, sample(1e9), meta", "one line each", u8_user_errors_that_were_tracebacks),
 ]
 
 
@@ -717,13 +1015,14 @@ def test_run_layout_is_the_documented_layout(tmp_path: Path) -> None:
     layout = RunLayout(tmp_path)
     rel = {name: getattr(layout, name).relative_to(tmp_path).as_posix() for name in (
         "config", "metrics", "history", "checkpoint", "weights", "legacy_weights", "fingerprint",
-        "eval_dir", "eval_metrics", "samplers_dir", "latents", "error", "lock")}
+        "eval_dir", "eval_metrics", "samplers_dir", "latents", "error", "lock", "readers_lock")}
     assert rel == {
         "config": "config.yaml", "metrics": "metrics.jsonl", "history": "history.jsonl",
         "checkpoint": "checkpoints/last.pt", "weights": "model.safetensors",
         "legacy_weights": "model.pt", "fingerprint": "data_fingerprint.json", "eval_dir": "eval",
         "eval_metrics": "eval/metrics.json", "samplers_dir": "samplers",
         "latents": "latents.safetensors", "error": "error.txt", "lock": ".lock",
+        "readers_lock": ".readers.lock",
     }
     assert layout.sampler("vmf") == tmp_path / "samplers" / "vmf.safetensors"
     assert RunLayout(str(tmp_path)).root == tmp_path

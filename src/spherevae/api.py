@@ -25,17 +25,21 @@ Everything a run needs to be loaded again lives in its directory, without pickle
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from spherevae.data.tensors import as_tensor_data
+from spherevae._utils.memory import check_fits_in_memory
+from spherevae.data.tensors import as_tensor_data, check_same_scale
 from spherevae.distributions.samplers import load_sampler, save_sampler
 from spherevae.io.layout import RunLayout
+from spherevae.io.weights import stale_reason
 from spherevae.models.adapter import as_vae_model
 
 if TYPE_CHECKING:
@@ -46,6 +50,19 @@ __all__ = [
     "fit",
     "load",
 ]
+
+
+def _read_latents(path: Path) -> tuple[torch.Tensor, Any]:
+    """``(z, made_from)`` of ``latents.safetensors``; a damaged file is re-encoded."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            z = f.get_tensor("z")
+        return z, json.loads(meta.get("made_from", "null"))
+    except (SafetensorError, OSError, ValueError, KeyError):
+        return torch.empty(0), None  # made_from None: stale, encoded again
 
 
 def fit(
@@ -103,6 +120,7 @@ def fit(
 
     declared = objective_class(objective, "objective")
     train_data, test_data = as_tensor_data(train, "train"), as_tensor_data(test, "test")
+    check_same_scale(train_data, test_data)
     if train_data.image_shape != test_data.image_shape:
         raise ValueError(
             f"train and test items differ in shape: {train_data.image_shape} vs {test_data.image_shape}"
@@ -128,19 +146,26 @@ def fit(
     return run
 
 
-def load(run_dir: str | Path, *, model: nn.Module | None = None, device: str = "cpu") -> Run:
+def load(run_dir: str | Path, *, model: nn.Module | None = None,
+         allow_classes: Iterable[str | type] = (), device: str = "cpu") -> Run:
     """The trained run in ``run_dir`` (made by the CLI, a sweep or :func:`fit`).
 
-    ``model``: an instance of the architecture, needed only for a user model whose class
-    could not be recorded (defined in ``__main__`` or inside a function).
+    Loading never runs code a run directory names: a spherevae VAE is rebuilt from its
+    recorded config alone; a run of a user model needs ``model=`` (an instance of the
+    architecture) or its class on ``allow_classes`` (the class itself, or its import path
+    ``"module:Qualname"`` as recorded in ``model.safetensors``; an error names it). Every
+    file is read as untrusted input (:mod:`spherevae.io.safe_read`) and ``config.yaml``
+    must be the config the weights were trained with.
     """
-    from spherevae.training.runs import load_run
+    from spherevae.training.runs import load_run, weights_identity
 
     run_dir = Path(run_dir)
     if not RunLayout(run_dir).config.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml in it)")
-    cfg, net = load_run(run_dir, device=device, model=model)
-    return Run(run_dir, cfg, net, torch.device(device))
+    cfg, net = load_run(run_dir, device=device, model=model, allow_classes=allow_classes)
+    identity = weights_identity(run_dir)
+    return Run(run_dir, cfg, net, torch.device(device),
+               {"sha256": identity["sha256"], "epoch": identity["epoch"]})
 
 
 @dataclass
@@ -150,7 +175,8 @@ class Run:
     Attributes:
         run_dir: the run directory. config: its resolved :class:`~spherevae.training.RunConfig`.
         model: the trained model (a :class:`~spherevae.models.VAE` or a wrapped user model).
-        device: where the model lives.
+        device: where the model lives. weights: the identity of its weights
+        (``{"sha256", "epoch"}``): what ``eval/`` and ``samplers/`` must be made from.
 
     Example (a packaged VAE on random 8x8 images, one epoch, in a temporary directory)::
 
@@ -176,6 +202,7 @@ class Run:
     config: Any
     model: VAEModel
     device: torch.device
+    weights: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent_dim(self) -> int:
@@ -183,17 +210,32 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """``eval/metrics.json`` (written by ``spherevae evaluate``); ``{}`` before it."""
+        """``eval/metrics.json`` (written by ``spherevae evaluate``); ``{}`` before it. An
+        evaluation of other weights (made before a resume) comes back with a ``"stale"``
+        entry saying so, and a warning."""
+        from spherevae.io.safe_read import read_run_json
+
         path = RunLayout(self.run_dir).eval_metrics
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.exists():
+            return {}
+        metrics = read_run_json(self.run_dir, path, hint="run `spherevae evaluate` again")
+        stale = stale_reason(metrics.get("weights"), self.weights)
+        if stale:
+            warnings.warn(f"{path} is stale: {stale}; run `spherevae evaluate` again", stacklevel=2)
+            metrics["stale"] = stale
+        return metrics
 
     @property
     def history(self) -> list[dict[str, Any]]:
         """The per-epoch records of ``metrics.jsonl``."""
+        from spherevae.io.files import read_jsonl
+        from spherevae.io.safe_read import check_run_file
+
         path = RunLayout(self.run_dir).metrics
-        if not path.is_file():
+        if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        check_run_file(self.run_dir, path)
+        return read_jsonl(path)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(x)
@@ -221,14 +263,18 @@ class Run:
         """The test set's latents the samplers are fitted to, ``(N, n)`` (``mu``, projected
         to the sphere when the model projects), from ``latents.safetensors``; encoded from
         the config's test split (and stored) on first use for a CLI-made run."""
-        from safetensors.torch import load_file
+        from spherevae.io.safe_read import check_run_file
 
         path = RunLayout(self.run_dir).latents
-        if not path.is_file():
-            from spherevae.training.runs import load_split
+        if path.exists() or path.is_symlink():
+            check_run_file(self.run_dir, path)
+            z, made_from = _read_latents(path)
+            if not stale_reason(made_from, self.weights):
+                return z
+        from spherevae.training.runs import load_split
 
-            self._store_latents(load_split(self.config, "test").images)
-        return load_file(str(path))["z"]
+        self._store_latents(load_split(self.config, "test").images)
+        return _read_latents(path)[0]
 
     def _store_latents(self, images: torch.Tensor) -> None:
         from safetensors.torch import save
@@ -238,7 +284,8 @@ class Run:
 
         mu, logvar = self.encode(images)
         z = sampler_latents(self.model, mu).clone()  # safetensors refuses z sharing mu's memory
-        blob = save({"z": z.contiguous(), "mu": mu.contiguous(), "logvar": logvar.contiguous()})
+        blob = save({"z": z.contiguous(), "mu": mu.contiguous(), "logvar": logvar.contiguous()},
+                    metadata={"made_from": json.dumps(self.weights)})
         atomic_write_bytes(RunLayout(self.run_dir).latents, blob)
 
     def sampler(self, name: str) -> Any:
@@ -246,15 +293,20 @@ class Run:
         fitted on :meth:`test_latents` with the run's seed and saved under ``samplers/``
         on first use, loaded from there afterwards."""
         from spherevae._utils.validation import check_choice
-        from spherevae.distributions.samplers import SAMPLERS, fit_sampler
+        from spherevae.distributions.samplers import SAMPLERS, fit_sampler, sampler_made_from
+        from spherevae.io.safe_read import check_run_file
 
         check_choice(name, "sampler", SAMPLERS)  # before a file name is made from it
         path = RunLayout(self.run_dir).sampler(name)
-        if path.is_file():
-            return load_sampler(path)
+        if path.exists() or path.is_symlink():
+            check_run_file(self.run_dir, path)
+            stale = stale_reason(sampler_made_from(path), self.weights)
+            if not stale:
+                return load_sampler(path)
+            warnings.warn(f"{path} was fitted for other weights ({stale}): fitting it again", stacklevel=2)
         radius = getattr(self.model, "radius", None)
         fitted = fit_sampler(name, self.test_latents(), radius=radius, seed=self.config.train.seed)
-        save_sampler(fitted, path)
+        save_sampler(fitted, path, made_from=self.weights)
         # Sample from what was saved, so the first call and every later one draw the same.
         return load_sampler(path)
 
@@ -268,6 +320,9 @@ class Run:
         from spherevae.training.objectives import OBJECTIVES
 
         num = check_sample_count(num, "num")
+        one = self.model.decode(torch.randn(1, self.latent_dim, device=self.device))
+        per_image = 4 * math.prod(one.shape[1:])  # float32 output
+        check_fits_in_memory(num * per_image, f"{num} decoded samples", per_image, "num")
         name = sampler or OBJECTIVES[self.config.objective.name].default_samplers[0]
         z = self.sampler(name).sample(num, generator=torch.Generator().manual_seed(seed))
         return decode_samples(self.model, z.float()).float().cpu()

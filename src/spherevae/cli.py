@@ -161,7 +161,9 @@ def _check_evaluable(run_dir: Path) -> None:
     from spherevae.io.layout import RunLayout
     from spherevae.training.config import load_config
 
-    name = load_config(RunLayout(run_dir).config).data.name
+    layout = RunLayout(run_dir)
+    name = load_config(layout.config, run_root=run_dir).data.name
+    _check_packaged_model(layout)
     if name not in DATASETS:
         raise UserError(
             f"{str(run_dir)!r} was trained on data that is not a registered dataset (data.name "
@@ -170,6 +172,27 @@ def _check_evaluable(run_dir: Path) -> None:
             "test_images, ...) and the stages of spherevae.evaluation.pipeline.PIPELINE (docs/design.md), "
             "or register the data set (spherevae.data.register_dataset) under that name"
         )
+
+
+def _check_packaged_model(layout: Any) -> None:
+    """The CLI never imports user code: a run of a user model (its class recorded in
+    ``model.safetensors``) is evaluated in Python, where the caller allows its class."""
+    from spherevae.io.errors import UserError
+    from spherevae.io.safe_read import check_run_file
+    from spherevae.io.weights import load_weights
+
+    if not (layout.weights.exists() or layout.weights.is_symlink()):
+        return  # load_run says what is missing
+    check_run_file(layout.root, layout.weights)
+    spec = load_weights(layout.weights)[1]
+    if spec.get("kind") == "vae":
+        return
+    cls = (spec.get("source") or {}).get("class", "<your model class>")
+    raise UserError(
+        f"{str(layout.root)!r} was trained on the user model {cls!r}; the CLI never imports "
+        "code a run names, so evaluate it in Python: spherevae.evaluation.evaluate_run("
+        f"{str(layout.root)!r}, allow_classes=[{cls!r}]) (if you trust that class)"
+    )
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
@@ -260,15 +283,14 @@ def train_summary(record: dict) -> str:
 
 
 def _epochs_logged(run_dir: Path) -> int:
-    """Epochs in the run's ``metrics.jsonl`` (one line per finished epoch)."""
+    """Epochs in the run's ``metrics.jsonl`` (one record per finished epoch)."""
+    from spherevae.io.files import read_jsonl
     from spherevae.io.layout import RunLayout
 
-    path = RunLayout(run_dir).metrics
-    return len(path.read_text().splitlines()) if path.is_file() else 0
+    return len(read_jsonl(RunLayout(run_dir).metrics))
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    import json
 
     from spherevae.io.layout import RunLayout
     from spherevae.training.config import load_config, override_key
@@ -298,13 +320,15 @@ def _train_run(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"spherevae train: error: {exc}", file=sys.stderr)
         return 1
-    lines = RunLayout(run_dir).metrics.read_text().splitlines()
-    if args.resume and before >= cfg.train.epochs and len(lines) == before:
+    from spherevae.io.files import read_jsonl
+
+    rows = read_jsonl(RunLayout(run_dir).metrics)
+    if args.resume and before >= cfg.train.epochs and len(rows) == before:
         # The resume found every epoch done: say so, rather than a table that looks like new work.
         print(f"{run_dir}: already trained to {before} epoch{'s' * (before != 1)}; nothing to do "
               f"(train.epochs={before + 1} or more extends it)")
-    elif lines and not args.quiet:
-        print(train_summary(json.loads(lines[-1])))
+    elif rows and not args.quiet:
+        print(train_summary(rows[-1]))
     print(run_dir)  # the last line: scripts read the run directory from it
     return 0
 
@@ -423,8 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Errors the user can fix (bad input, a busy or damaged run directory, a full disk):
 # spherevae.io.errors.UserError is a ValueError. Anything else is a bug: its traceback stays.
+# An OSError on a path (read-only file system, no space, a name too long, not a file) is
+# the user's path, named in the line; one without a path (a bug) keeps its traceback.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-               PermissionError)
+               PermissionError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line; an ``OSError`` as ``<path>: <reason>`` and what to do."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return (f"{exc.filename}: {exc.strerror} (errno {exc.errno}); choose another path, "
+                "free space or fix its permissions")
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,9 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args._run(args) or 0)
         except USER_ERRORS as exc:
-            if debug:
+            pathless = isinstance(exc, OSError) and exc.filename is None and not isinstance(exc, USER_ERRORS[2:6])
+            if debug or pathless:  # an OSError naming no path is no user path's: a bug
                 raise
-            one_line = " ".join(str(exc).split()) or type(exc).__name__
+            one_line = _one_line(exc)
             print(f"{prog}: error: {one_line}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -30,6 +30,7 @@ from spherevae.evaluation.pipeline import (
     load_context,
     tangent_noise_fids,
 )
+from spherevae.io.errors import UserError
 from spherevae.io.layout import RunLayout
 from spherevae.models.adapter import ModelAdapter
 from spherevae.training.config import load_config
@@ -167,7 +168,7 @@ def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, t
     assert {p.name for p in tmp_path.iterdir()} >= {"samples.png", "samples_by_sampler.png", "interpolation.png"}
     # A sampler without a saved form is evaluated all the same, and not saved.
     with caplog.at_level("WARNING", logger="spherevae.evaluate"):
-        _save_samplers(ctx.fitted, RunLayout(tmp_path))
+        _save_samplers(ctx.fitted, RunLayout(tmp_path), {"sha256": "0" * 64, "epoch": 0})
     assert RunLayout(tmp_path).sampler("prior").is_file()
     assert (tmp_path / "samplers" / "prior.safetensors").is_file()  # the documented layout
     assert not RunLayout(tmp_path).sampler("jitter").exists() and "jitter not saved" in caplog.text
@@ -209,7 +210,10 @@ def test_a_run_of_a_wrapped_user_model_loads_for_evaluation(tmp_path) -> None:
     # load_context read model.config.image_shape, which only spherevae's own VAE has: a
     # run trained on a user's model (a ModelAdapter) could not be evaluated at all.
     cfg = load_config(TINY, [f"train.out_dir={tmp_path}", "train.epochs=1"])
-    ctx = load_context(train(cfg, model=ImageMLPVAE()), EvalConfig(max_test=50, progress=False))
+    run = train(cfg, model=ImageMLPVAE())
+    with pytest.raises(UserError, match=r"allow_classes=\[._user_models:ImageMLPVAE.\]"):
+        load_context(run, EvalConfig(max_test=50, progress=False))  # never imported unless allowed
+    ctx = load_context(run, EvalConfig(max_test=50, progress=False), allow_classes=[ImageMLPVAE])
     assert isinstance(ctx.model, ModelAdapter)
     assert ctx.test_images.shape == (50, 1, 8, 8)
     encode(ctx)

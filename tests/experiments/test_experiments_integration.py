@@ -124,7 +124,16 @@ def test_evaluate_rejects_a_mismatched_dataset(tmp_path):
     # Point the run at a dataset of another image shape (a copy of digits would match).
     (run / "config.yaml").write_text(cfg.replace("name: digits", "name: mnist").replace("root: null", f"root: {tmp_path / 'mn'}"))
     _write_idx_pair(tmp_path / "mn")
-    # The stored data fingerprint catches it first, naming what differs.
+    # The config the weights carry catches the edit first, naming what differs ...
+    with pytest.raises(ValueError, match=r"config.yaml was edited after training.*data.name 'digits' -> 'mnist'"):
+        evaluate_run(run, progress=False)
+    # ... and without that provenance (an older run) the stored data fingerprint does.
+    from safetensors.torch import load_file, save_file
+
+    from spherevae.io.weights import load_weights
+
+    meta = {"format": "spherevae-weights-1", "spec": json.dumps(load_weights(run / "model.safetensors")[1])}
+    save_file(load_file(str(run / "model.safetensors")), str(run / "model.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match=r"not the data this run was trained on.*dataset 'digits' -> 'mnist'"):
         evaluate_run(run, progress=False)
 

@@ -124,7 +124,7 @@ def test_fit_on_cuda_then_load_on_cpu(tmp_path) -> None:
     x = torch.rand(600, 64, generator=torch.Generator().manual_seed(0))
     run = spherevae.fit(MLPVAE(), train=x[:500], test=x[500:], objective="compressed", epochs=2,
                         batch_size=50, out_dir=tmp_path / "gpu", seed=0, device="cuda")
-    cpu = spherevae.load(run.run_dir)
+    cpu = spherevae.load(run.run_dir, allow_classes=[MLPVAE])
     torch.testing.assert_close(cpu.reconstruct(x[:8]), run.reconstruct(x[:8]), rtol=1e-4, atol=1e-5)
     assert cpu.sample(4, "esag").shape == (4, 64)
 

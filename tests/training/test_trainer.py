@@ -55,7 +55,7 @@ def test_trainer_trains_a_user_model_on_any_data_form(tmp_path, digits, form):
         "dataloader": lambda x: DataLoader(TensorDataset(x), batch_size=100),
     }[form]
     run_dir = Trainer(_cfg(tmp_path, form), _model(), wrap(x_train), wrap(x_test)).fit()
-    run = spherevae.load(run_dir)  # rebuilt from the recorded class, no model= needed
+    run = spherevae.load(run_dir, allow_classes=[MLPVAE])  # rebuilt from the allowed class
     assert [r["epoch"] for r in run.history] == [0, 1]
     assert run.history[-1]["test_mse_sum"] < run.history[0]["test_mse_sum"]
     assert run.model.radius == pytest.approx(8**0.5)  # compressed: the sphere by default
@@ -237,7 +237,7 @@ def test_callbacks_see_every_epoch_checkpoint_and_the_end_and_can_stop(tmp_path,
     run_dir = trainer.fit()
     # Stopped after epoch 1 (of 5): that epoch is checkpointed, the weights are written.
     assert stopper.events == [("epoch", 0), ("epoch", 1), ("checkpoint", 1), ("end", "stop")]
-    assert len(spherevae.load(run_dir).history) == 2
+    assert len(spherevae.load(run_dir, allow_classes=[MLPVAE]).history) == 2
 
     with pytest.raises(TypeError, match="a callback needs at least one of the methods"):
         Trainer(_cfg(tmp_path, "bad"), _model(), digits[:64], digits[64:128], callbacks=[object()])

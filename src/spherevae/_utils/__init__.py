@@ -5,6 +5,7 @@ Layer 0 (the bottom): imports nothing of spherevae. Not a public API.
 """
 
 from spherevae._utils.mappings import flatten_keys
+from spherevae._utils.memory import check_fits_in_memory, physical_memory
 from spherevae._utils.optional import MissingExtraError, require
 from spherevae._utils.validation import (
     check_choice,
@@ -21,6 +22,7 @@ __all__ = [
     "MissingExtraError",
     "check_choice",
     "check_finite",
+    "check_fits_in_memory",
     "check_floating",
     "check_latents",
     "check_mu",
@@ -28,5 +30,6 @@ __all__ = [
     "check_same_shape",
     "check_tensor",
     "flatten_keys",
+    "physical_memory",
     "require",
 ]

@@ -27,6 +27,9 @@ def resolve(name_or_path: str | os.PathLike[str], kind: str = "run") -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        label = {"run": "config file", "sweep": "sweep config"}[kind]
+        raise IsADirectoryError(f"{label} {str(path)!r} is a directory, not a YAML file; give the file")
     text = str(name_or_path)
     if os.sep not in text and "/" not in text:
         packaged = _KINDS[kind] / (text if text.endswith(".yaml") else f"{text}.yaml")

@@ -49,7 +49,7 @@ from spherevae.data.fingerprint import FINGERPRINT_SAMPLE, check_fingerprint, da
 from spherevae.data.idx import idx_reader, read_idx
 from spherevae.data.images import celeba_reader, folder_reader
 from spherevae.data.loader import BatchLoader
-from spherevae.data.tensors import TensorData, as_tensor_data
+from spherevae.data.tensors import TensorData, as_tensor_data, check_same_scale
 
 __all__ = [
     "DATASETS",
@@ -64,6 +64,7 @@ __all__ = [
     "as_tensor_data",
     "cache_dir",
     "check_fingerprint",
+    "check_same_scale",
     "data_fingerprint",
     "download_file",
     "load_dataset",

@@ -9,6 +9,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,13 +34,40 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+# Pixel modes whose values are not 8-bit, and the value of full scale in each: Pillow's own
+# convert("L") clips them at 255 (a 16-bit image turns almost all white), so they are
+# scaled to 0..255 first. "I" is how Pillow opens 16-bit PNGs in some versions.
+_WIDE_MODES: dict[str, int] = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+# Modes with no fixed range: refused by name (scaling by the file's own max would change
+# each image's brightness).
+_REFUSED_MODES: dict[str, str] = {"F": "32-bit float pixels"}
+_GREY_MODES = ("L", "1", *_WIDE_MODES)
+
+
+def _to_8bit(img: Any, path: Path) -> Any:
+    """``img`` with wide pixel values (:data:`_WIDE_MODES`) scaled to an 8-bit ``L`` image."""
+    from PIL import Image
+
+    if img.mode in _REFUSED_MODES:
+        raise CorruptDatasetError(f"{path}: pixel mode {img.mode!r} ({_REFUSED_MODES[img.mode]}) has "
+                                  "no fixed range; save the images as 8- or 16-bit PNGs")
+    full = _WIDE_MODES.get(img.mode)
+    if full is None:
+        return img
+    arr = np.asarray(img).astype(np.float64)
+    if arr.size and (arr.min() < 0 or arr.max() > full):
+        raise CorruptDatasetError(f"{path}: pixel mode {img.mode!r} with values outside 0..{full}; "
+                                  "save the images as 8- or 16-bit PNGs")
+    return Image.fromarray(np.rint(arr * (255.0 / full)).astype(np.uint8), mode="L")
+
+
 def _decode_square(path: Path, size: int, crop: int | None, mode: str) -> np.ndarray:
     """Decode, centre-crop (to ``crop`` or to the short side), resize to ``size``, ``(C, H, W)``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as opened:
-            img = opened.convert(mode)
+            img = _to_8bit(opened, path).convert(mode)
             w, h = img.size
             side = min(w, h) if crop is None else min(crop, w, h)
             left, top = (w - side) // 2, (h - side) // 2
@@ -177,6 +205,12 @@ def folder_reader(
     if not readable:
         raise DatasetNotFoundError(f"image folder {root} holds no readable images: all {len(files)} "
                                    f"files fail to open, e.g. {files[0]}")
+    refused = [(p, m) for p, (m, _) in readable.items() if m in _REFUSED_MODES]
+    if refused:  # an error, not a skip: every file of such a folder would be dropped
+        path, mode = refused[0]
+        raise CorruptDatasetError(f"image folder {root}: {path} has pixel mode {mode!r} "
+                                  f"({_REFUSED_MODES[mode]}), which has no fixed range "
+                                  f"({len(refused)} such file(s)); save them as 8- or 16-bit PNGs")
     files = list(readable)
     if image_size is None:
         image_size = _infer_image_size(root, {p: size for p, (_, size) in readable.items()})
@@ -184,7 +218,7 @@ def folder_reader(
     labelled = bool(subdirs) and all(len(p.relative_to(root).parts) > 1 for p in files)
     if greyscale is None:
         # Greyscale only when every image is: one colour image makes the set RGB.
-        greyscale = all(mode in ("L", "1", "I;16") for mode, _ in readable.values())
+        greyscale = all(mode in _GREY_MODES for mode, _ in readable.values())
     def in_split(path: Path) -> bool:
         return _in_test_split(path.relative_to(root).as_posix(), test_fraction) == (split == "test")
 

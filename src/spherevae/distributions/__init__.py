@@ -24,6 +24,7 @@ from spherevae.distributions.samplers import (
     fit_sampler,
     load_sampler,
     sampler_from_state,
+    sampler_made_from,
     sampler_to_state,
     save_sampler,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "log_esag_m",
     "mean_resultant_length_to_concentration",
     "sampler_from_state",
+    "sampler_made_from",
     "sampler_to_state",
     "save_sampler",
     "unit_sphere",

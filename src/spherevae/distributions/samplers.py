@@ -62,6 +62,7 @@ __all__ = [
     "fit_sampler",
     "load_sampler",
     "sampler_from_state",
+    "sampler_made_from",
     "sampler_to_state",
     "save_sampler",
 ]
@@ -243,28 +244,65 @@ def sampler_from_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -
     return known[str(kind)].from_state(tensors, meta.get("hparams", {}))
 
 
-def save_sampler(sampler: Any, path: str | Path) -> Path:
+def save_sampler(sampler: Any, path: str | Path, *, made_from: dict[str, Any] | None = None) -> Path:
     """Write a fitted sampler as safetensors: its tensors, and its class and
-    hyper-parameters as JSON metadata (:func:`spherevae.distributions.samplers.sampler_to_state`)."""
+    hyper-parameters as JSON metadata (:func:`spherevae.distributions.samplers.sampler_to_state`).
+    ``made_from``: the weights it was fitted for (``{"sha256", "epoch"}``), recorded so a
+    sampler of other weights is never reused (:func:`sampler_made_from`)."""
     from safetensors.torch import save
 
     from spherevae.distributions.samplers import sampler_to_state
     from spherevae.io.files import atomic_write_bytes
 
     tensors, meta = sampler_to_state(sampler)
-    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata={"sampler": json.dumps(meta)})
+    metadata = {"sampler": json.dumps(meta)}
+    if made_from is not None:
+        metadata["made_from"] = json.dumps(made_from)
+    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
     return atomic_write_bytes(path, blob)
 
 
+def _read_sampler_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(metadata, tensors)`` of a sampler file; a damaged one is a :class:`UserError`."""
+    from safetensors import SafetensorError, safe_open
+
+    from spherevae.io.errors import UserError
+
+    fix = "delete it: it is fitted again on first use (or by spherevae evaluate)"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if "sampler" not in meta:
+            raise ValueError("it has no 'sampler' metadata")
+        meta["sampler"] = json.loads(meta["sampler"])
+        meta["made_from"] = json.loads(meta["made_from"]) if "made_from" in meta else None
+        if not isinstance(meta["sampler"], dict):
+            raise ValueError("its 'sampler' metadata is not a JSON object")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"sampler file {path} is damaged or not a spherevae sampler ({exc}); {fix}") from None
+    return meta, tensors
+
+
+def sampler_made_from(path: str | Path) -> dict[str, Any] | None:
+    """The ``made_from`` record of a sampler file (``None``: written before it was recorded)."""
+    return _read_sampler_file(Path(path))[0]["made_from"]
+
+
 def load_sampler(path: str | Path) -> Any:
-    """A sampler written by :func:`save_sampler` (only registered sampler classes load)."""
-    from safetensors import safe_open
+    """A sampler written by :func:`save_sampler` (only registered sampler classes load).
 
+    Raises:
+        UserError: a truncated file, one lacking the metadata, or of an unknown class.
+    """
     from spherevae.distributions.samplers import sampler_from_state
+    from spherevae.io.errors import UserError
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})["sampler"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return sampler_from_state(tensors, meta)
+    meta, tensors = _read_sampler_file(Path(path))
+    try:
+        return sampler_from_state(tensors, meta["sampler"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"sampler file {path} does not describe a registered sampler ({exc}); "
+                        "delete it: it is fitted again on first use") from None
 
 

@@ -5,7 +5,6 @@ in batches, the test latents, and one seeded generator per named stage."""
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spherevae._utils.memory import physical_memory
 from spherevae._utils.validation import check_choice
 from spherevae.distributions.samplers import SAMPLERS
 from spherevae.evaluation.fid import FID
@@ -180,14 +180,6 @@ def fid_unavailable(ctx: EvalContext) -> str | None:
     return ctx.fid_unavailable
 
 
-def _physical_memory() -> int | None:
-    """Bytes of RAM of this machine, or ``None`` where the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_sample_memory(ctx: EvalContext, memory: int | None = None) -> None:
     """Stop before any work when the decoded samples cannot fit in memory.
 
@@ -196,7 +188,7 @@ def check_sample_memory(ctx: EvalContext, memory: int | None = None) -> None:
     this machine's RAM; the rest is for features, the model and the figures) a
     ``ValueError`` says so in one line, with a size that would fit.
     """
-    memory = _physical_memory() if memory is None else memory
+    memory = physical_memory() if memory is None else memory
     if memory is None:
         return
     opts, per_image = ctx.opts, 4 * int(ctx.test_images[0].numel())

@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from spherevae.evaluation.context import EvalContext, decode_images, stage_generator, stage_result
+from spherevae.evaluation.context import (
+    EvalContext,
+    add_warning,
+    decode_images,
+    stage_generator,
+    stage_result,
+)
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.io.files import read_jsonl
 from spherevae.io.layout import RunLayout
+from spherevae.io.safe_read import check_run_file
 from spherevae.models.inference import model_method
 
 __all__ = [
@@ -20,43 +29,62 @@ __all__ = [
 
 def draw_figures(ctx: EvalContext) -> None:
     """Every figure, as PNGs in ``ctx.out_dir``. Needs :func:`generation_metrics`,
-    :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn)."""
+    :func:`latent_geometry` and :func:`tangent_noise_fids` (their metrics are drawn).
+
+    Each figure is drawn and saved on its own: one that fails (a full disk, a latent
+    space its plot cannot draw) is skipped with one warning line in the log and in
+    ``metrics["warnings"]``, and the others are still drawn; the metrics are never lost
+    to a figure."""
+    out = stage_result(ctx, "out_dir", "load_context")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, draw in _figures(ctx, out):
+        try:
+            draw()
+        except Exception as exc:  # any failure of one figure costs only that figure
+            message = f"figure {name}.png not drawn: {' '.join(str(exc).split())[:300] or type(exc).__name__}"
+            add_warning(ctx, message)
+
+
+def _figures(ctx: EvalContext, out: Path) -> list[tuple[str, Callable[[], object]]]:
+    """``(file stem, draw-and-save)`` of every figure that applies to ``ctx``."""
     from spherevae import plots
 
-    out = stage_result(ctx, "out_dir", "load_context")
     samples = ctx.samples if ctx.fit_errors else stage_result(ctx, "samples", "generate")
     latents, m, k = ctx.latents, ctx.metrics, 16
     assert latents is not None and ctx.x_hat is not None
-    out.mkdir(parents=True, exist_ok=True)
+    x_hat = ctx.x_hat
     main, backbone = m["main_sampler"], m.get("fid_backbone")  # no backbone: no FIDs in titles
     x = ctx.test_images[:k].float() / 255.0
-    if main in samples:  # not when the main sampler's fit failed
-        plots.save_figure(plots.reconstruction_figure(x, ctx.x_hat[:k], samples[main][:k]), out / "samples.png")
-    fids = {name: m[metric_key("fid_recon", backbone=backbone, sampler=name)] for name in samples if backbone}
-    if samples:
-        plots.save_figure(
-            plots.sampler_grid_figure({name: imgs[:k] for name, imgs in samples.items()}, fids,
-                                      fid_label=f"FID {backbone}"),
-            out / "samples_by_sampler.png",
-        )
     labels, classes = ctx.test_labels, ctx.classes
-    plots.save_figure(plots.sphere_projection(latents, labels, class_names=classes),
-                      out / "sphere_projection.png")
-    plots.save_figure(
-        plots.latent_spectrum_figure(m["sigma_per_dim"], m["tangent_spectrum"], m["vmf_tangent_std"] ** 2),
-        out / "latent_spectrum.png",
-    )
     n_tsne = min(ctx.opts.tsne_points, latents.shape[0])
-    plots.save_figure(
-        plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
-                          seed=ctx.opts.seed, class_names=classes),
-        out / "tsne.png",
-    )
-    _histogram_figure(ctx, out / "latent_histograms.png")
-    rows = read_jsonl(RunLayout(ctx.run_dir).metrics) if ctx.run_dir is not None else []
+
+    def save(fig_fn: Callable[[], Any], stem: str) -> tuple[str, Callable[[], object]]:
+        return stem, lambda: plots.save_figure(fig_fn(), out / f"{stem}.png")
+
+    figures = []
+    if main in samples:  # not when the main sampler's fit failed
+        figures.append(save(lambda: plots.reconstruction_figure(x, x_hat[:k], samples[main][:k]), "samples"))
+    if samples:
+        fids = {name: m[metric_key("fid_recon", backbone=backbone, sampler=name)]
+                for name in samples if backbone}
+        figures.append(save(lambda: plots.sampler_grid_figure(
+            {name: imgs[:k] for name, imgs in samples.items()}, fids, fid_label=f"FID {backbone}"),
+            "samples_by_sampler"))
+    figures += [
+        save(lambda: plots.sphere_projection(latents, labels, class_names=classes), "sphere_projection"),
+        save(lambda: plots.latent_spectrum_figure(m["sigma_per_dim"], m["tangent_spectrum"],
+                                                  m["vmf_tangent_std"] ** 2), "latent_spectrum"),
+        save(lambda: plots.tsne_figure(latents[:n_tsne], None if labels is None else labels[:n_tsne],
+                                       seed=ctx.opts.seed, class_names=classes), "tsne"),
+        ("latent_histograms", lambda: _histogram_figure(ctx, out / "latent_histograms.png")),
+    ]
+    rows = []
+    if ctx.run_dir is not None and RunLayout(ctx.run_dir).metrics.exists():
+        rows = read_jsonl(check_run_file(ctx.run_dir, RunLayout(ctx.run_dir).metrics))
     if rows:
-        plots.save_figure(plots.training_curves(rows), out / "training_curves.png")
-    _interpolation_figure(ctx, out / "interpolation.png")
+        figures.append(save(lambda: plots.training_curves(rows), "training_curves"))
+    figures.append(("interpolation", lambda: _interpolation_figure(ctx, out / "interpolation.png")))
+    return figures
 
 
 def _histogram_figure(ctx: EvalContext, path: Path) -> None:

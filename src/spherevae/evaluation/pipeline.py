@@ -50,7 +50,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -74,8 +74,10 @@ from spherevae.evaluation.fid import FID
 from spherevae.evaluation.figures import draw_figures
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.geometry.coordinates import sphere_radius
-from spherevae.io.files import atomic_write_json, read_json
+from spherevae.io.files import atomic_write_json
 from spherevae.io.layout import RunLayout
+from spherevae.io.lock import RunReadLock
+from spherevae.io.safe_read import check_run_output
 from spherevae.models.inference import encode_dataset, sampler_latents
 
 __all__ = [
@@ -119,45 +121,69 @@ def _timed(timings: dict[str, float], name: str, log: Callable[[str], None]) -> 
     timings[name] = round(time.perf_counter() - start, 3)
 
 
-def evaluate_run(run_dir: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+def evaluate_run(run_dir: str | os.PathLike[str], *, allow_classes: Iterable[str | type] = (),
+                 **options: Any) -> dict[str, Any]:
     """Evaluate the run in ``run_dir``; keyword options are :class:`EvalConfig` fields.
 
     Runs :func:`load_context` and then every stage of :data:`PIPELINE` (figures only if
     ``figures``), logs one progress line per stage, saves the fitted samplers under
-    ``run_dir/samplers`` and returns the metrics dict (also written to
-    ``run_dir/eval/metrics.json``).
+    ``run_dir/samplers`` and returns the metrics dict, written to
+    ``run_dir/eval/metrics.json`` after every stage group (a later failure keeps what
+    was measured). Figures come last, each on its own: one that fails (a full disk, a
+    model its plot cannot draw) costs that figure and one warning. ``metrics["weights"]``
+    and each sampler file record the weights (hash, epoch) they were made from.
+    Holds the run's shared lock (:class:`spherevae.io.lock.RunReadLock`): never during a
+    training of the run. ``allow_classes``: see :func:`spherevae.load` (a run of a user
+    model).
     """
     opts = EvalConfig(**options)
     run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
+    for directory in (layout.eval_dir, layout.samplers_dir):  # before any work
+        check_run_output(run_dir, directory)
     log: Callable[[str], None] = _LOG.info if opts.progress else silent
     timings: dict[str, float] = {}
-    with _timed(timings, "load", log):
-        ctx = load_context(run_dir, opts, log=log)
-        # Before any expensive stage: a size or a backbone that cannot work stops here.
-        check_sample_memory(ctx)
-        fid_unavailable(ctx)
-    for name, stages in PIPELINE:
-        if name == "figures" and not opts.figures:
-            continue
-        with _timed(timings, name, log):
-            for stage in stages:
-                stage(ctx)
-    metrics = ctx.metrics
-    metrics["timings_s"] = timings
-    metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
-    layout = RunLayout(run_dir)
-    _save_samplers(ctx.fitted, layout)
-    out = layout.eval_metrics
-    atomic_write_json(out, metrics, indent=2, sort_keys=True, default=_json_default)
-    log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {out}")
+    with RunReadLock(run_dir):
+        with _timed(timings, "load", log):
+            ctx = load_context(run_dir, opts, log=log, allow_classes=allow_classes)
+            # Before any expensive stage: a size or a backbone that cannot work stops here.
+            check_sample_memory(ctx)
+            fid_unavailable(ctx)
+        metrics = ctx.metrics
+        metrics["weights"] = _made_from(run_dir)
+        metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
+        metrics["timings_s"] = timings
+        for name, stages in PIPELINE:
+            if name == "figures" and not opts.figures:
+                continue
+            with _timed(timings, name, log):
+                for stage in stages:
+                    stage(ctx)
+            if name == "sample":
+                _save_samplers(ctx.fitted, layout, metrics["weights"])
+            _write_metrics(layout, metrics)
+    log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {layout.eval_metrics}")
     return metrics
 
 
+def _made_from(run_dir: Path) -> dict[str, Any]:
+    from spherevae.training.runs import weights_identity
+
+    identity = weights_identity(run_dir)
+    return {"sha256": identity["sha256"], "epoch": identity["epoch"]}
+
+
+def _write_metrics(layout: RunLayout, metrics: dict[str, Any]) -> None:
+    atomic_write_json(layout.eval_metrics, metrics, indent=2, sort_keys=True, default=_json_default)
+
+
 def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None, *,
-                 log: Callable[[str], None] = silent) -> EvalContext:
+                 log: Callable[[str], None] = silent,
+                 allow_classes: Iterable[str | type] = ()) -> EvalContext:
     """The context of the run in ``run_dir``: its config and model (eval mode, on
     ``opts.device``), its dataset's test images (the first ``max_test``) and labels and
-    its training split, checked against the run's data fingerprint and image shape."""
+    its training split, checked against the run's data fingerprint (the one its weights
+    carry) and image shape."""
     from spherevae.data import load_dataset
     from spherevae.models.vae import VAE
     from spherevae.training.runs import load_run
@@ -165,7 +191,7 @@ def load_context(run_dir: str | os.PathLike[str], opts: EvalConfig | None = None
     opts = opts or EvalConfig()
     run_dir = Path(run_dir)
     _check_device(opts.device)
-    cfg, model = load_run(run_dir, device=opts.device)
+    cfg, model = load_run(run_dir, device=opts.device, allow_classes=allow_classes)
     model.eval()
     data_kw = {"root": cfg.data.root, "download": cfg.data.download, **cfg.data.options}
     test = load_dataset(cfg.data.name, "test", **data_kw)
@@ -191,13 +217,18 @@ def _check_device(name: str) -> None:
 
 
 def _check_data(run_dir: Path, name: str, train: Any, test: Any) -> None:
-    """The data found now must be the data the run was trained on (its fingerprint)."""
+    """The data found now must be the data the run was trained on: the fingerprint its
+    weights carry, which ``data_fingerprint.json`` must equal (a deleted one is warned)."""
+    from spherevae.training.provenance import check_fingerprint_file
+    from spherevae.training.runs import weights_identity
+
     path = RunLayout(run_dir).fingerprint
-    if not path.is_file():  # a run made before fingerprints were stored
+    stored = check_fingerprint_file(run_dir, weights_identity(run_dir)["provenance"])
+    if stored is None:  # a run made before fingerprints were stored
         warnings.warn(f"{run_dir} has no data_fingerprint.json: cannot check that the data "
                       "is the data it was trained on", stacklevel=4)
         return
-    check_fingerprint(read_json(path), data_fingerprint(name, train, test), path)
+    check_fingerprint(stored, data_fingerprint(name, train, test), path)
 
 
 # ------------------------------------------------------------------ the stages
@@ -427,14 +458,15 @@ PIPELINE: tuple[tuple[str, tuple[Stage, ...]], ...] = (
 )
 
 
-def _save_samplers(fitted: dict[str, Any], layout: RunLayout) -> None:
+def _save_samplers(fitted: dict[str, Any], layout: RunLayout, made_from: dict[str, Any]) -> None:
     """Each fitted sampler to ``<run>/samplers/<name>.safetensors`` (tensors + JSON
-    metadata, no pickle), where :meth:`spherevae.Run.sampler` finds and reuses it."""
+    metadata, no pickle, the weights it was fitted for), where :meth:`spherevae.Run.sampler`
+    finds and reuses it."""
     from spherevae.distributions.samplers import save_sampler
 
     for name, sampler in fitted.items():
         try:
-            save_sampler(sampler, layout.sampler(name))
+            save_sampler(sampler, layout.sampler(name), made_from=made_from)
         except TypeError as exc:  # a registered sampler without a saved form: Run.sampler refits it
             _LOG.warning("sampler %s not saved: %s", name, exc)
 

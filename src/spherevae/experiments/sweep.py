@@ -51,8 +51,9 @@ from spherevae.experiments.spec import (
     run_overrides,
 )
 from spherevae.io.errors import UserError
-from spherevae.io.files import atomic_write_json, atomic_write_text, read_json
+from spherevae.io.files import atomic_write_json, atomic_write_text
 from spherevae.io.layout import RunLayout
+from spherevae.io.safe_read import read_run_json
 
 __all__ = [
     "BACKENDS",
@@ -82,8 +83,19 @@ def execute_run(spec: RunSpec) -> RunResult:
     """Train (resuming if a checkpoint exists) and evaluate one run; never raises."""
     done = _metrics_path(spec.run_dir)
     if done.is_file():
+        from spherevae.io.weights import stale_reason
+        from spherevae.training.runs import weights_identity
+
         try:
-            return RunResult(spec.name, spec.params, "skipped", read_json(done))
+            metrics = read_run_json(spec.run_dir, done)
+            try:
+                why = stale_reason(metrics.get("weights"), weights_identity(spec.run_dir))
+            except FileNotFoundError:  # metrics without weights: nothing they could be stale against
+                why = None
+            if why is None:
+                return RunResult(spec.name, spec.params, "skipped", metrics)
+            # Made from other weights (before a resume, or by an older spherevae): not done.
+            warnings.warn(f"{done} is stale ({why}); evaluating {spec.name} again", stacklevel=2)
         except UserError as exc:  # damaged from outside (evaluate writes it atomically)
             warnings.warn(f"{exc}; evaluating {spec.name} again", stacklevel=2)
     try:

@@ -18,15 +18,37 @@ from spherevae.io.files import (
     read_jsonl,
 )
 from spherevae.io.layout import RunLayout, check_name, make_run_dir
-from spherevae.io.lock import RunDirLock
-from spherevae.io.weights import WEIGHTS_FORMAT, load_weights, save_weights
+from spherevae.io.lock import RunDirLock, RunReadLock
+from spherevae.io.safe_read import (
+    MAX_JSON_BYTES,
+    MAX_YAML_BYTES,
+    MAX_YAML_DEPTH,
+    check_run_file,
+    check_run_output,
+    read_run_bytes,
+    read_run_json,
+    read_run_text,
+    safe_yaml_load,
+)
+from spherevae.io.weights import (
+    WEIGHTS_FORMAT,
+    file_sha256,
+    load_weights,
+    read_provenance,
+    save_weights,
+    stale_reason,
+)
 
 __all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_DEPTH",
     "WEIGHTS_FORMAT",
     "CheckpointError",
     "RunDirLock",
     "RunDirLocked",
     "RunLayout",
+    "RunReadLock",
     "StorageError",
     "UserError",
     "append_jsonl",
@@ -35,13 +57,22 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "check_name",
+    "check_run_file",
+    "check_run_output",
     "clean_tmp_files",
+    "file_sha256",
     "load_checkpoint",
     "load_state",
     "load_weights",
     "make_run_dir",
     "read_json",
     "read_jsonl",
+    "read_provenance",
+    "read_run_bytes",
+    "read_run_json",
+    "read_run_text",
+    "safe_yaml_load",
     "save_checkpoint",
     "save_weights",
+    "stale_reason",
 ]

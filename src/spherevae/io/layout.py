@@ -41,6 +41,8 @@ class RunLayout:
     latents = property(lambda self: self.root / "latents.safetensors")
     error = property(lambda self: self.root / "error.txt")  # a failed sweep run's traceback
     lock = property(lambda self: self.root / ".lock")
+    # flock'ed: shared by evaluations, exclusive by training (spherevae.io.lock)
+    readers_lock = property(lambda self: self.root / ".readers.lock")
 
     def sampler(self, name: str) -> Path:
         """A fitted sampler's file (``spherevae.distributions.samplers.sampler_to_state``)."""

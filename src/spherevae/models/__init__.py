@@ -9,7 +9,7 @@ from spherevae.models.adapter import ModelAdapter, VAEModel, as_vae_model, check
 from spherevae.models.config import MODEL_PRESETS, ModelConfig
 from spherevae.models.inference import decode_samples, encode_dataset, model_method, sampler_latents
 from spherevae.models.layers import BLOCKS, NORMS, UPSAMPLERS, PostActBlock, PreActBlock
-from spherevae.models.source import import_model_class, is_importable, source_of
+from spherevae.models.source import class_path, import_model_class, is_importable, source_of
 from spherevae.models.spec import model_from_spec, model_spec
 from spherevae.models.vae import VAE, Decoder, Encoder, VAEOutput
 
@@ -29,6 +29,7 @@ __all__ = [
     "VAEOutput",
     "as_vae_model",
     "check_vae_like",
+    "class_path",
     "decode_samples",
     "encode_dataset",
     "import_model_class",

@@ -136,18 +136,36 @@ model wrapped in a :class:`ModelAdapter` (:func:`spherevae.api.as_vae_model` mak
 
 @torch.no_grad()
 def _latent_dim_of(model: Any, sample: torch.Tensor) -> int:
-    # ``model``: a user's nn.Module that passed check_vae_like (encode is duck-typed).
+    """``n`` of a user's model (one that passed ``check_vae_like``), read off
+    ``encode(sample)``; ``encode`` must return ``(mu, logvar)`` of shape ``(B, n)`` and
+    ``decode(mu)`` images of the sample's shape, checked here once so that a wrong return
+    is one clear error now, not a confusing one deep inside training."""
+    name = type(model).__name__
     was = model.training
     model.eval()
     param = next(model.parameters(), None)
     x = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
     try:
-        mu, _ = model.encode(x.to(param.device) if param is not None else x)
+        out = model.encode(x.to(param.device) if param is not None else x)
+        # A bare tensor would unpack by rows: ask for the pair explicitly.
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise TypeError(f"{name}.encode must return (mu, logvar), two tensors of shape (B, n); "
+                            f"got {type(out).__name__}{_shape(out)}")
+        mu, logvar = out
+        if not isinstance(mu, torch.Tensor) or mu.dim() != 2 or getattr(logvar, "shape", None) != mu.shape:
+            raise ValueError(f"{name}.encode must return mu and logvar of shape (B, n), got "
+                             f"{_shape(mu)} and {_shape(logvar)}")
+        x_hat = model.decode(mu)
     finally:
         model.train(was)
-    if mu.dim() != 2:
-        raise ValueError(f"model.encode must return mu of shape (B, n), got {tuple(mu.shape)}")
+    if not isinstance(x_hat, torch.Tensor) or tuple(x_hat.shape) != tuple(sample.shape):
+        raise ValueError(f"{name}.decode must return images of the input's shape "
+                         f"{tuple(sample.shape)}, got {type(x_hat).__name__}{_shape(x_hat)}")
     return int(mu.shape[1])
+
+
+def _shape(value: Any) -> str:
+    return f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
 
 
 def as_vae_model(
@@ -165,6 +183,13 @@ def as_vae_model(
     from spherevae.models.adapter import ModelAdapter, check_vae_like
     from spherevae.models.vae import VAE
 
+    meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if meta:  # its loss would be a meta tensor: no value to log, no step to take
+        raise ValueError(
+            f"{type(model).__name__} has tensors on the meta device (e.g. {meta[0]!r}), which hold "
+            "no values: build it on a real device, or call model.to_empty(device='cpu') and "
+            "initialise it, before training"
+        )
     if isinstance(model, VAE | ModelAdapter):
         return model
     check_vae_like(model)

@@ -10,13 +10,21 @@ from typing import Any
 from torch import nn
 
 __all__ = [
+    "class_path",
     "import_model_class",
     "is_importable",
     "source_of",
 ]
 
 
+def class_path(cls: type) -> str:
+    """``"module:Qualname"``, the import path recorded for a user model class."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def import_model_class(path: str) -> type:
+    """The class at ``path`` (``"module:Qualname"``), imported: only ever for a path the
+    caller allowed (:func:`spherevae.models.spec.model_from_spec`)."""
     import importlib
 
     module, _, qualname = path.partition(":")
@@ -40,7 +48,7 @@ def is_importable(cls: type) -> bool:
     if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
         return False
     try:
-        return import_model_class(f"{cls.__module__}:{cls.__qualname__}") is cls
+        return import_model_class(class_path(cls)) is cls
     except ValueError:
         return False
 
@@ -52,6 +60,6 @@ def source_of(model: nn.Module, kwargs: dict[str, Any] | None) -> dict[str, Any]
         return None  # a script, a notebook or a function: load needs model=
     if kwargs is not None:
         json.dumps(kwargs)  # raises TypeError early if not JSON
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": kwargs or {}}
+    return {"class": class_path(cls), "kwargs": kwargs or {}}
 
 

@@ -35,8 +35,12 @@ def save_figure(fig, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -11,6 +11,13 @@ from spherevae.report.comparability import (
     group_label,
     incomparability,
 )
+from spherevae.report.freshness import (
+    MAX_FIGURE_BYTES,
+    PNG_SIGNATURE,
+    mark_stale,
+    png_bytes,
+    run_figures,
+)
 from spherevae.report.html import (
     FIGURE_CAPTIONS,
     RunSummary,
@@ -28,6 +35,8 @@ from spherevae.report.plane import (
 __all__ = [
     "FID_SETTING",
     "FIGURE_CAPTIONS",
+    "MAX_FIGURE_BYTES",
+    "PNG_SIGNATURE",
     "RunSummary",
     "SettingPart",
     "check_report_target",
@@ -37,7 +46,10 @@ __all__ = [
     "group_label",
     "incomparability",
     "load_run_summary",
+    "mark_stale",
     "mse_fid_plane",
+    "png_bytes",
+    "run_figures",
     "sampler_colours",
     "write_report",
 ]

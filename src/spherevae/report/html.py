@@ -36,8 +36,9 @@ from spherevae.evaluation.metric_info import (
 )
 from spherevae.evaluation.verdict import FAMILIES, REFERENCES, compare_runs, pick, spread
 from spherevae.io.errors import UserError
-from spherevae.io.files import atomic_write_text, read_json, read_jsonl
+from spherevae.io.files import atomic_write_text, read_jsonl
 from spherevae.io.layout import RunLayout
+from spherevae.io.safe_read import check_run_file, read_run_json
 from spherevae.report.comparability import comparable_groups, group_label, incomparability
 
 __all__ = [
@@ -132,7 +133,10 @@ class RunSummary:
 
 def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     """Read ``config.yaml``, ``eval/metrics.json``, ``eval/*.png``, ``metrics.jsonl`` and
-    ``data_fingerprint.json`` (when the run has one)."""
+    ``data_fingerprint.json`` (when the run has one), as untrusted input
+    (:mod:`spherevae.io.safe_read`); an evaluation of other weights than the run's is
+    marked stale (:func:`spherevae.report.freshness.mark_stale`)."""
+    from spherevae.report.freshness import mark_stale, run_figures
     from spherevae.training.config import read_yaml
 
     run_dir = Path(run_dir)
@@ -144,15 +148,19 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
             f"{run_dir} is not an evaluated run: {layout.eval_metrics} is missing (run `spherevae "
             "evaluate` first; a run fit on tensors is evaluated in Python, see README)")
     jsonl = layout.metrics
+    if jsonl.exists():
+        check_run_file(run_dir, jsonl)
     history = tuple(read_jsonl(jsonl)) if jsonl.is_file() else ()
-    return RunSummary(
+    fp = layout.fingerprint
+    summary = RunSummary(
         name=run_dir.name,
-        config=read_yaml(layout.config, "run config") or {},
-        metrics=read_json(layout.eval_metrics, hint="run `spherevae evaluate` again"),
-        figures={p.stem: p for p in sorted(layout.eval_dir.glob("*.png"))},
+        config=read_yaml(layout.config, "run config", root=run_dir) or {},
+        metrics=read_run_json(run_dir, layout.eval_metrics, hint="run `spherevae evaluate` again"),
+        figures=run_figures(run_dir),
         history=history,
-        fingerprint=read_json(layout.fingerprint) if layout.fingerprint.is_file() else None,
+        fingerprint=read_run_json(run_dir, fp) if fp.exists() or fp.is_symlink() else None,
     )
+    return mark_stale(summary, run_dir)
 
 
 def check_report_target(out_html: str | os.PathLike[str]) -> Path:
@@ -434,6 +442,18 @@ def _img(data: bytes, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
 
 
+def _embedded_png(path: Path) -> bytes | None:
+    """The bytes of a figure to embed: a regular PNG file, not a link, at most 64 MiB
+    (checked again here, as the page is written); anything else is skipped with a warning."""
+    from spherevae.report.freshness import png_bytes
+
+    try:
+        return png_bytes(path)
+    except UserError as exc:
+        warnings.warn(f"figure not embedded: {exc}", stacklevel=2)
+        return None
+
+
 def _figure_html(data: bytes, alt: str, caption: str) -> str:
     return f"<figure>{_img(data, alt)}<figcaption>{caption}</figcaption></figure>"
 
@@ -528,7 +548,12 @@ def _figures_section(runs: Sequence[RunSummary]) -> list[str]:
     parts = []
     for stem in stems:
         caption = FIGURE_CAPTIONS.get(stem, f"{stem.replace('_', ' ')} (a figure of this run's eval/ folder).")
-        images = [(r, Path(r.figures[stem]).read_bytes()) for r in runs if stem in r.figures]
+        # Only regular PNG files inside the run are embedded (a link out of it, a FIFO or
+        # another file named *.png is left out, see _embedded_png).
+        images = [(r, data) for r in runs if stem in r.figures
+                  if (data := _embedded_png(Path(r.figures[stem]))) is not None]
+        if not images:
+            continue
         wide = max(_png_width(d) for _, d in images) >= _WIDE_PX
         parts.append(f"<h3>{e(stem.replace('_', ' '))}</h3><div class='row{' stack' if wide else ''}'>")
         parts.extend(_figure_html(data, f"{r.name}: {stem}", f"<b>{e(r.name)}</b>: {e(caption)}")

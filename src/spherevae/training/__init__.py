@@ -61,6 +61,12 @@ from spherevae.training.objectives import (
     objective_class,
     register_objective,
 )
+from spherevae.training.provenance import (
+    check_config,
+    check_fingerprint_file,
+    config_identity,
+    make_provenance,
+)
 from spherevae.training.records import (
     EpochSums,
     divergence_message,
@@ -78,7 +84,14 @@ from spherevae.training.resume import (
     resume_changes,
     resume_config,
 )
-from spherevae.training.runs import build_model, check_buildable, load_run, load_split, train
+from spherevae.training.runs import (
+    build_model,
+    check_buildable,
+    load_run,
+    load_split,
+    train,
+    weights_identity,
+)
 from spherevae.training.schedules import (
     PAPER_EPOCHS,
     PAPER_QUENCH_EPOCHS,
@@ -141,9 +154,12 @@ __all__ = [
     "check_buildable",
     "check_callback",
     "check_capturable",
+    "check_config",
+    "check_fingerprint_file",
     "check_logger",
     "check_loggers",
     "config_from_dict",
+    "config_identity",
     "config_to_dict",
     "constant",
     "cyclical",
@@ -158,6 +174,7 @@ __all__ = [
     "load_run",
     "load_split",
     "make_loggers",
+    "make_provenance",
     "make_schedule",
     "mean_over_ranks",
     "objective_class",
@@ -177,4 +194,5 @@ __all__ = [
     "train",
     "truncate_metrics",
     "validate",
+    "weights_identity",
 ]

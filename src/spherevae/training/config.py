@@ -340,27 +340,40 @@ def _deepcopy_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deepcopy_dict(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *,
+                run_root: Path | None = None) -> RunConfig:
     """Read YAML ``path`` (``None``: all defaults; a packaged config's name, e.g.
-    ``"digits-tiny"``, also works), apply ``overrides``, validate."""
+    ``"digits-tiny"``, also works), apply ``overrides``, validate. ``run_root``: the run
+    directory ``path`` is the ``config.yaml`` of (read as untrusted input)."""
 
     data: dict[str, Any] = {}
     if path is not None:
         from spherevae.configs import resolve
 
         path = resolve(path, "run")  # a file, or a packaged config's name
-        data = read_yaml(path, "config file") or {}
+        data = read_yaml(path, "config file", root=run_root) or {}
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of sections")
     return config_from_dict(apply_overrides(data, list(overrides or [])))
 
 
-def read_yaml(path: Path, what: str) -> Any:
-    """``yaml.safe_load`` of ``path``; malformed YAML raises one line naming file and line."""
+def read_yaml(path: Path, what: str, root: Path | None = None) -> Any:
+    """YAML of ``path``, parsed with limits (:func:`spherevae.io.safe_read.safe_yaml_load`:
+    no anchors/aliases, bounded depth and size); malformed YAML raises one line naming file
+    and line. ``root``: the run directory ``path`` belongs to (read as untrusted input,
+    :func:`spherevae.io.safe_read.read_run_text`)."""
     import yaml
 
+    from spherevae.io.safe_read import MAX_YAML_BYTES, read_run_text, safe_yaml_load
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        if root is not None:
+            text = read_run_text(root, path, limit=MAX_YAML_BYTES)
+        elif Path(path).is_dir():
+            raise UserError(f"{what} {path} is a directory, not a YAML file; give the file")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        return safe_yaml_load(text, path)
     except UnicodeDecodeError:
         raise UserError(f"{what} {path} is not a text file") from None
     except yaml.YAMLError as exc:

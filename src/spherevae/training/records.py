@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from spherevae.io.files import atomic_write_text, read_jsonl
+from spherevae.io.safe_read import check_run_file
 from spherevae.training.objectives import TERMS
 
 __all__ = [
@@ -140,8 +141,9 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
 def truncate_metrics(path: Path, epochs_done: int) -> None:
     """Keep only the lines of epochs before ``epochs_done`` (a resumed run rewrites the rest);
     a cut-off last line (a crash mid-append) is dropped with a warning. Atomic."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
+    check_run_file(path.parent, path)  # a run's file: no link out of it, no FIFO
     kept = [r for r in read_jsonl(path) if r.get("epoch", epochs_done) < epochs_done]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 

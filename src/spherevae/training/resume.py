@@ -62,7 +62,7 @@ def resume_config(cfg: Any, run_dir: Path) -> tuple[Any, dict[str, list[Any]]]:
     saved_path = RunLayout(Path(run_dir)).config
     if not saved_path.is_file():
         return cfg, {}
-    saved = config_to_dict(load_config(saved_path))
+    saved = config_to_dict(load_config(saved_path, run_root=Path(run_dir)))
     changes = resume_changes(saved, config_to_dict(cfg), run_dir)
     if "train.epochs" in changes:
         params = pin_schedule(cfg.schedule.name, dict(cfg.schedule.params), saved["train"]["epochs"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ from spherevae._utils.validation import check_choice
 from spherevae.io.checkpoint import load_checkpoint, load_state
 from spherevae.io.errors import CheckpointError, UserError
 from spherevae.io.layout import RunLayout
-from spherevae.io.weights import load_weights
+from spherevae.io.safe_read import check_run_file
+from spherevae.io.weights import file_sha256, load_weights, read_provenance
 from spherevae.models.adapter import VAEModel
 from spherevae.models.spec import model_from_spec
 from spherevae.models.vae import VAE
 from spherevae.training.config import ModelSection, RunConfig, load_config
 from spherevae.training.objectives import build_objective, objective_class
+from spherevae.training.provenance import check_config
 from spherevae.training.schedules import make_schedule
 from spherevae.training.trainer import Trainer, limit_split
 
@@ -43,6 +46,7 @@ __all__ = [
     "load_run",
     "load_split",
     "train",
+    "weights_identity",
 ]
 
 # --- model and data from the config ---------------------------------------------------
@@ -130,39 +134,65 @@ def train(
 
 
 def load_run(
-    run_dir: str | Path, *, device: str | torch.device = "cpu", model: nn.Module | None = None
+    run_dir: str | Path, *, device: str | torch.device = "cpu", model: nn.Module | None = None,
+    allow_classes: Iterable[str | type] = (),
 ) -> tuple[RunConfig, VAEModel]:
     """The config and trained model (eval mode) of a run.
 
     Weights come from ``model.safetensors``; runs from before it fall back to ``model.pt``
-    and then to the last checkpoint (both read with ``weights_only=True``). ``model``: an
-    instance of the architecture, needed only for a user model whose class was not
-    recorded (see :func:`spherevae.models.spec.model_from_spec`).
+    and then to the last checkpoint (both read with ``weights_only=True``). A run
+    directory is untrusted input: every file is read through
+    :mod:`spherevae.io.safe_read`, ``config.yaml`` must be the config the weights carry
+    (:func:`spherevae.training.provenance.check_config`), and no code it names is run.
+    ``model``: an instance of the architecture, for a user model; ``allow_classes``:
+    user model classes (or ``"module:Qualname"`` paths) the caller trusts to be rebuilt
+    from the recorded class (see :func:`spherevae.models.spec.model_from_spec`).
     """
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
-    cfg = load_config(layout.config)
-    path = layout.weights
-    if path.is_file():
+    cfg = load_config(layout.config, run_root=run_dir)
+    path = _weights_path(layout)
+    if path == layout.weights:
         state, spec = load_weights(path, device=device)
+        check_config(read_provenance(path), cfg, layout.config, path)
     else:
-        path = layout.legacy_weights
-        if not path.is_file():
-            path = layout.checkpoint
         ckpt = load_checkpoint(path, map_location=device, required=("model",))
         state = ckpt["model"]
         # Checkpoints written before model specs hold the VAE's config dict only.
         spec = ckpt.get("model_spec") or {"kind": "vae", "model_config": ckpt.get("model_config")}
         if spec.get("model_config", {}) is None:
             raise CheckpointError(f"checkpoint {path} lacks both model_spec and model_config")
+        check_config(ckpt.get("provenance"), cfg, layout.config, path)
     try:
-        net = model_from_spec(spec, model)
+        net = model_from_spec(spec, model, allow_classes=allow_classes)
     except TypeError as exc:
         raise CheckpointError(
             f"{run_dir}: its model description does not fit this version of spherevae ({exc})"
         ) from None
     load_state(net, state, path)
     return cfg, net.to(device).eval()
+
+
+def _weights_path(layout: RunLayout) -> Path:
+    """The run's weights file (``model.safetensors``, else the legacy ones), checked to be a
+    regular file inside the run (:func:`spherevae.io.safe_read.check_run_file`)."""
+    for path in (layout.weights, layout.legacy_weights, layout.checkpoint):
+        if path.exists() or path.is_symlink():
+            check_run_file(layout.root, path)
+            return path
+    raise FileNotFoundError(f"{layout.root} holds no weights (no {layout.weights.name} and no "
+                            f"{layout.checkpoint}): train it first")
+
+
+def weights_identity(run_dir: str | Path) -> dict[str, Any]:
+    """What ``eval/`` and ``samplers/`` record as the weights they were made from:
+    ``{"sha256": <of the weights file>, "epoch": <its last trained epoch, 0-based, or None>,
+    "file": <its name>}``, plus ``"provenance"`` (what the weights carry, or ``None``)."""
+    layout = RunLayout(Path(run_dir))
+    path = _weights_path(layout)
+    prov = read_provenance(path) if path == layout.weights else None
+    return {"sha256": file_sha256(path), "epoch": (prov or {}).get("epoch"), "file": path.name,
+            "provenance": prov}
 
 
 def check_buildable(cfg: RunConfig) -> None:

@@ -58,17 +58,25 @@ from torch import nn
 from spherevae.data.fingerprint import check_fingerprint, data_fingerprint
 from spherevae.io.checkpoint import load_checkpoint, load_state, save_checkpoint
 from spherevae.io.errors import UserError
-from spherevae.io.files import append_jsonl, atomic_write_json, clean_tmp_files, read_json
+from spherevae.io.files import append_jsonl, atomic_write_json, clean_tmp_files
 from spherevae.io.layout import RunLayout, make_run_dir
 from spherevae.io.lock import RunDirLock
+from spherevae.io.safe_read import check_run_file
 from spherevae.io.weights import save_weights
 from spherevae.models.adapter import VAEModel
 from spherevae.models.spec import model_spec
 from spherevae.training.callbacks import check_callback
-from spherevae.training.config import AMP_MODES, RunConfig, config_to_dict, save_config
+from spherevae.training.config import (
+    AMP_MODES,
+    RunConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 from spherevae.training.distributed import DistInfo, average_gradients, barrier, init_distributed
 from spherevae.training.loggers import check_logger
 from spherevae.training.objectives import TERMS, build_objective, objective_class
+from spherevae.training.provenance import check_config, check_fingerprint_file, make_provenance
 from spherevae.training.records import (
     EpochSums,
     divergence_message,
@@ -166,6 +174,7 @@ class Trainer:
         self._logger_instances = [check_logger(lg) for lg in loggers]
         self.loggers: list[Any] = []
         self.changes: dict[str, list[Any]] = {}  # what a resume changed in the config
+        self._stored: dict[str, Any] | None = None  # the resumed checkpoint's provenance
         self.should_stop = False  # a callback sets it to end the run after this epoch
         self._last_line = time.monotonic()  # when the last progress line was logged
 
@@ -332,16 +341,16 @@ class Trainer:
         """Restore the checkpoint (``resume``) or start fresh; record the start in the run
         directory and open the loggers. Returns the first epoch to train."""
         fp_path = self.layout.fingerprint
-        resumed_fp = resume and fp_path.is_file()
-        if resumed_fp:
-            check_fingerprint(read_json(fp_path), self.fingerprint, fp_path)
-        start = self.resume() if resume else 0
+        start = self.resume() if resume else 0  # checks config.yaml against the checkpoint
+        stored_fp = check_fingerprint_file(self.run_dir, self._stored) if resume else None
+        if stored_fp is not None:
+            check_fingerprint(stored_fp, self.fingerprint, fp_path)
         t = self.cfg.train
         if self.dist.is_main:
             from spherevae.training.loggers import make_loggers
 
             save_config(self.cfg, self.layout.config)
-            if not resumed_fp:
+            if not fp_path.is_file():  # a new run, or a deleted file (checked above)
                 atomic_write_json(fp_path, self.fingerprint, indent=2)
             truncate_metrics(self.layout.metrics, start)
             self._forget_derived_files()
@@ -365,7 +374,11 @@ class Trainer:
         """Load ``checkpoints/last.pt`` into the model, optimisers, schedules, scaler,
         objective and noise generator; return the epoch after it."""
         path = self.layout.checkpoint
+        check_run_file(self.run_dir, path)  # no link out of the run, no FIFO
         state = load_checkpoint(path, map_location=self.device, required=_RESUME_ENTRIES)
+        self._stored = state.get("provenance")
+        on_disk = load_config(self.layout.config, run_root=self.run_dir)
+        check_config(self._stored, on_disk, self.layout.config, path)
         self.load_state_dict(state, path)
         self.last_good = int(state["epoch"])
         start = self.last_good + 1
@@ -380,12 +393,17 @@ class Trainer:
             "epoch": epoch,
             "model": self.model.state_dict(),
             "model_spec": model_spec(self.model),
+            "provenance": self.provenance(epoch),
             "optimizers": {n: opt.state_dict() for n, opt in self.optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
             "objective": self.objective.state_dict(),
             "rng": {"noise": self.noise.get_state()},
         }
+
+    def provenance(self, epoch: int) -> dict[str, Any]:
+        """What the weights after ``epoch`` were trained from (:mod:`spherevae.training.provenance`)."""
+        return make_provenance(self.cfg, model_spec(self.model), self.fingerprint, epoch)
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
         """The inverse of :meth:`state_dict` (``path`` names the file in errors)."""
@@ -413,7 +431,8 @@ class Trainer:
         """Final weights with the model's spec (``model.safetensors``); logger artifacts."""
         if not self.dist.is_main:
             return
-        save_weights(self.layout.weights, self.model.state_dict(), model_spec(self.model))
+        save_weights(self.layout.weights, self.model.state_dict(), model_spec(self.model),
+                     self.provenance(self.last_good if self.last_good is not None else -1))
         for lg in self.loggers:
             for artifact in (self.layout.config, self.layout.metrics, self.layout.weights):
                 lg.log_artifact(artifact)
