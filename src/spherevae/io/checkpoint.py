@@ -94,6 +94,6 @@ def load_state(module: Any, state: dict[str, Any], path: Path, what: str = "mode
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise CheckpointError(
-            f"checkpoint {path} holds a {what} of a different architecture than the config "
+            f"checkpoint {path} holds {'an' if what[:1] in 'aeiou' else 'a'} {what} of a different architecture than the config "
             f"describes ({detail[:300]}); use the config the run was trained with"
         ) from None

@@ -413,7 +413,7 @@ class Trainer:
         for n, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][n])
         self.scaler.load_state_dict(state["scaler"])
-        self.objective.load_state_dict(state["objective"])
+        load_state(self.objective, state["objective"], path, "objective state")
         self.noise.set_state(state["rng"]["noise"].cpu())  # generator states are CPU byte tensors
 
     def checkpoint(self, epoch: int, *, force: bool = False) -> None:
