@@ -1,11 +1,15 @@
 """spherevae: VAEs with many latent dimensions made into good generators by
 compressing their latent volume in hyperspherical coordinates.
 
-The mathematical core imports only torch, numpy and scipy:
+One subpackage per concept, imports running one way (docs/design.md, "The layers"):
+``_utils`` -> ``io``, ``configs`` -> ``geometry``, ``data`` -> ``losses``,
+``distributions``, ``models``, ``plots`` -> ``training`` -> ``evaluation`` -> ``api``,
+``report`` -> ``experiments`` -> ``cli``. The mathematical core imports only torch, numpy
+and scipy:
 
-- :mod:`spherevae.geometry.coordinates`: Cartesian <-> hyperspherical coordinates, O(batch*n).
-- :mod:`spherevae.losses.prior`: the beta-VAE loss and the hyperspherical prior loss (eqs 4-6).
-- :mod:`spherevae.geometry.theory`: volume element, volume reduction, concentration of measure.
+- :mod:`spherevae.geometry`: Cartesian <-> hyperspherical coordinates, O(batch*n); the
+  sphere's geometry; volume and concentration of measure (appendix A.3-A.4).
+- :mod:`spherevae.losses`: the beta-VAE loss and the hyperspherical prior loss (eqs 4-6).
 
 Training, evaluation, figures and the CLI need the ``full`` extra
 (``pip install 'spherevae[full]'``). The Python API (:mod:`spherevae.api`)::
