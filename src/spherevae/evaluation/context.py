@@ -57,7 +57,12 @@ def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tu
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Options of :func:`evaluate_run` (all have defaults that follow the paper)."""
+    """Options of :func:`evaluate_run` (all have defaults that follow the paper).
+
+    ``allow_weak_features``: evaluate with a feature network below the quality floor
+    (``spherevae.evaluation.features.FEATURE_FLOORS``) instead of refusing it.
+    ``fid_bootstrap``: resamples of each sampler's features for the FIDs' ``_std`` (0: none).
+    """
 
     num_samples: int = 10_000
     samplers: tuple[str, ...] | None = None
@@ -72,12 +77,17 @@ class EvalConfig:
     figures: bool = True
     device: str = "cpu"
     progress: bool = True
+    allow_weak_features: bool = False
+    fid_bootstrap: int = 10
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.fid_bootstrap, int) or self.fid_bootstrap == 1 or self.fid_bootstrap < 0:
+            raise ValueError(f"evaluate option 'fid_bootstrap' must be 0 (off) or an integer >= 2, "
+                             f"got {self.fid_bootstrap!r}")
         if self.max_test is not None and self.max_test < 2:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
         from spherevae.evaluation.features import FEATURE_BACKBONES

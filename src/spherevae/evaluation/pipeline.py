@@ -272,6 +272,7 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
                             device=ctx.device)
     ctx.reference_features = {"recon": fid.features(x_hat), "test": fid.features(x_test)}
+    _feature_quality(ctx, fid, x_test)
     for ref, feats in ctx.reference_features.items():
         ctx.fids[ref] = FID(fid.extractor, fid.backbone_name, fid.device, fid.batch_size,
                             reset_real_features=False)
@@ -279,20 +280,77 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     return ctx.fids
 
 
-def generation_metrics(ctx: EvalContext) -> None:
-    """FID, KID and precision/recall of the samples, in the features of ``opts.backbone``.
+def _feature_quality(ctx: EvalContext, fid: FID, x_test: torch.Tensor) -> None:
+    """The feature network's test accuracy (its own head), effective dimension and dead
+    units, logged and stored (``feature_*_<b>``); below the floor a backbone with
+    ``quality_floor`` is refused unless ``opts.allow_weak_features``."""
+    from spherevae.evaluation.features import (
+        FEATURE_BACKBONES,
+        check_feature_quality,
+        feature_quality,
+    )
 
-    Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``,
-    ``precision_<b>_<sampler>`` and ``recall_<b>_<sampler>`` (vs the real test set;
-    ``metrics.precision_recall``: on at most 10,000 points per set), and
-    ``kid_<b>_<main>_recon`` for the main sampler; the headline aliases, the
-    reconstructions' own FID vs test, ``main_sampler`` and ``fid_backbone``. A sampler
-    whose fit failed or whose samples are not finite gets NaN. Without a usable backbone
+    q = feature_quality(fid.extractor, ctx.reference_features["test"], x_test, ctx.test_labels,
+                        batch_size=fid.batch_size, device=fid.device)
+    b = fid.backbone_name
+    acc = "n/a" if q["test_accuracy"] is None else f"{q['test_accuracy']:.4f}"
+    ctx.log(f"feature network {b}: test accuracy {acc}, effective dim {q['effective_dim']:.2f}, "
+            f"dead units {q['dead_units']} of {q['feature_dim']}")
+    for name in ("test_accuracy", "effective_dim", "dead_units"):
+        key = {"test_accuracy": "feature_accuracy"}.get(name, f"feature_{name}")
+        if q[name] is not None:
+            ctx.metrics[metric_key(key, backbone=b)] = q[name]
+    spec = FEATURE_BACKBONES.get(b)
+    if spec is not None and spec.quality_floor and not ctx.opts.allow_weak_features:
+        check_feature_quality(q, b)
+
+
+# Per-sampler metric names (KEYS) that generation_metrics fills, NaN for a failed sampler.
+_SAMPLER_KEYS = ("fid_recon", "fid_test", "kid_recon", "precision", "recall", "density", "coverage",
+                 "precision_recon", "recall_recon", "density_recon", "coverage_recon")
+
+
+def _sampler_metrics(ctx: EvalContext, fids: dict[str, FID], feats: np.ndarray, name: str) -> dict[str, float]:
+    """FID (+ bootstrap ``_std``) against each reference, KID (+ ``_se``) against the
+    reconstructions, precision/recall and density/coverage against both references."""
+    from spherevae.evaluation.fid import fid_bootstrap_std, kid_with_se
+    from spherevae.evaluation.knn import density_coverage, precision_recall
+
+    ref, b, out = ctx.reference_features, fids["recon"].backbone_name, {}
+    for reference, fid in fids.items():
+        key = metric_key(f"fid_{reference}", backbone=b, sampler=name)
+        fid.update_features(feats, real=False)
+        out[key] = fid.compute()
+        fid.reset()  # the generated side only: the reference stays
+        if ctx.opts.fid_bootstrap:
+            out[key + "_std"] = fid_bootstrap_std(ref[reference], feats, rounds=ctx.opts.fid_bootstrap,
+                                                  seed=ctx.opts.seed)
+    kid_key = metric_key("kid_recon", backbone=b, sampler=name)
+    out[kid_key], out[kid_key + "_se"] = kid_with_se(feats, ref["recon"], seed=ctx.opts.seed)
+    for reference, suffix in (("test", ""), ("recon", "_recon")):
+        knn = {**precision_recall(ref[reference], feats), **density_coverage(ref[reference], feats)}
+        for which, value in knn.items():
+            out[metric_key(which + suffix, backbone=b, sampler=name)] = value
+    return out
+
+
+def generation_metrics(ctx: EvalContext) -> None:
+    """FID, KID, precision/recall and density/coverage of the samples, in the features of
+    ``opts.backbone``.
+
+    Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``
+    (each with ``_std``, its spread over ``opts.fid_bootstrap`` resamples of the samples),
+    ``kid_<b>_<sampler>_recon`` (with ``_se``), ``precision``/``recall``/``density``/
+    ``coverage_<b>_<sampler>`` against the real test set and the same with ``_recon``
+    against the reconstructions (``knn.precision_recall``/``density_coverage``: on at most
+    10,000 points per set); the feature network's quality (:func:`_feature_quality`), the
+    headline aliases, the reconstructions' own FID vs test, ``main_sampler``,
+    ``fid_backbone`` and ``fid_spread``. A sampler whose fit failed or whose samples are
+    not finite gets NaN. Without a usable backbone
     (:func:`spherevae.evaluation.context.fid_unavailable`) only ``main_sampler`` is added.
     """
     from spherevae.evaluation.features import FEATURE_BACKBONES
-    from spherevae.evaluation.fid import fid_sample_warning, frechet_distance, kid
-    from spherevae.evaluation.knn import precision_recall
+    from spherevae.evaluation.fid import fid_sample_warning, frechet_distance
 
     samples = ctx.samples if ctx.fit_errors else stage_result(ctx, "samples", "generate")
     names = [name for name in ctx.samplers if name in samples or name in ctx.fit_errors]
@@ -312,23 +370,16 @@ def generation_metrics(ctx: EvalContext) -> None:
         if feats is None or not np.isfinite(feats).all():  # its metrics are NaN, the rest go on
             if feats is not None:
                 m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
-            keys = [f"fid_{r}" for r in fids] + ["precision", "recall"] + (["kid_recon"] if name == main else [])
-            m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in keys})
+            m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in _SAMPLER_KEYS})
             continue
-        for reference, fid in fids.items():
-            fid.update_features(feats, real=False)
-            m[metric_key(f"fid_{reference}", backbone=backbone, sampler=name)] = fid.compute()
-            fid.reset()  # the generated side only: the reference stays
-        pr = precision_recall(ref["test"], feats)
-        for which in ("precision", "recall"):
-            m[metric_key(which, backbone=backbone, sampler=name)] = pr[which]
-        if name == main:
-            m[metric_key("kid_recon", backbone=backbone, sampler=name)] = kid(feats, ref["recon"])
+        m.update(_sampler_metrics(ctx, fids, feats, name))
     for reference in ("recon", "test"):
         m[metric_key(f"headline_fid_{reference}", backbone=backbone)] = m[
             metric_key(f"fid_{reference}", backbone=backbone, sampler=main)]
     m[metric_key("fid_reconstruction_vs_test", backbone=backbone)] = frechet_distance(ref["recon"], ref["test"])
     m["fid_backbone"] = backbone
+    m["fid_spread"] = (f"bootstrap over samples ({ctx.opts.fid_bootstrap} resamples, reference fixed)"
+                       if ctx.opts.fid_bootstrap else "none")
 
 
 def latent_geometry(ctx: EvalContext) -> None:
