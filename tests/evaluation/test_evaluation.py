@@ -15,8 +15,8 @@ from spherevae.distributions.samplers import SAMPLERS, SamplerSpec
 from spherevae.distributions.vmf import VonMisesFisher
 from spherevae.evaluation.context import EvalConfig, EvalContext, samplers_for
 from spherevae.evaluation.features import FEATURE_BACKBONES, BackboneSpec
-from spherevae.evaluation.fid import FID, frechet_distance, kid
-from spherevae.evaluation.knn import precision_recall
+from spherevae.evaluation.fid import FID, fid_bootstrap_std, frechet_distance, kid, kid_with_se
+from spherevae.evaluation.knn import density_coverage, precision_recall
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.evaluation.pipeline import (
     PIPELINE,
@@ -155,9 +155,21 @@ def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, t
         assert m[metric_key("fid_recon", backbone="pixels", sampler=name)] == frechet_distance(feats, flat)
         pr = precision_recall(ctx.x_test.flatten(1).double().numpy(), feats)
         assert m[metric_key("precision", backbone="pixels", sampler=name)] == pr["precision"]
+        # Against the reconstructions too, and density/coverage beside them.
+        dc = density_coverage(flat, feats)
+        assert m[metric_key("coverage_recon", backbone="pixels", sampler=name)] == dc["coverage"]
+        assert m[metric_key("recall_recon", backbone="pixels", sampler=name)] == precision_recall(flat, feats)["recall"]
+        # KID for every sampler, with its standard error; every FID with its bootstrap std.
+        kid_key = metric_key("kid_recon", backbone="pixels", sampler=name)
+        assert (m[kid_key], m[kid_key + "_se"]) == kid_with_se(feats, flat)
+        fid_key = metric_key("fid_recon", backbone="pixels", sampler=name)
+        assert m[fid_key + "_std"] == fid_bootstrap_std(flat, feats, rounds=opts.fid_bootstrap)
+        # The feature network's own quality is stored (no head: no accuracy).
+        assert m[metric_key("feature_effective_dim", backbone="pixels")] > 1
+        assert metric_key("feature_accuracy", backbone="pixels") not in m
     assert m["fid_pixels_jitter_recon"] < 0.1 * m["fid_pixels_prior_recon"]  # jitter stays on the data
     prior = ctx.samples["prior"].flatten(1).double().numpy()
-    assert m["kid_pixels_prior_recon"] == kid(prior, flat) and "kid_pixels_jitter_recon" not in m
+    assert m["kid_pixels_prior_recon"] == kid(prior, flat)
     assert m["fid_pixels_recon"] == m["fid_pixels_prior_recon"] and m["fid_backbone"] == "pixels"
     # The other stages run on the same hand-made context: no run directory needed.
     for _, stages in PIPELINE[3:]:
@@ -311,3 +323,40 @@ def test_a_sampler_whose_fit_fails_gets_nan_metrics_and_the_rest_go_on(monkeypat
     assert math.isfinite(m["fid_pixels_gaussian_recon"]) and math.isfinite(m["recall_pixels_gaussian"])
     assert "sampler vmf: fit failed (ValueError: no finite estimate), metrics NaN" in m["warnings"]
     assert (tmp_path / "samples_by_sampler.png").is_file() and not (tmp_path / "samples.png").exists()
+
+
+class _ChanceClassifier(nn.Module):
+    """A feature network with a head that always says class 0: accuracy 1/3 on _images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 3)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 3).index_fill_(1, torch.tensor([0]), 1.0)
+
+
+def test_a_feature_network_below_the_floor_is_refused_unless_allowed(monkeypatch, tmp_path) -> None:
+    from spherevae.evaluation.features import WeakFeaturesError
+
+    monkeypatch.setitem(FEATURE_BACKBONES, "chance", BackboneSpec(lambda dataset=None, **_: _ChanceClassifier(),
+                                                                  32, "a chance classifier", None, True))
+    images, labels = _images()
+    for allow in (False, True):
+        opts = EvalConfig(backbone="chance", num_samples=200, progress=False, samplers=("prior",),
+                          allow_weak_features=allow)
+        ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels, out_dir=tmp_path)
+        for stage in (encode, fit_samplers, generate):
+            stage(ctx)
+        if not allow:
+            with pytest.raises(WeakFeaturesError, match=r"'chance' is below the floor \(test_accuracy 0.333 < 0.85"):
+                generation_metrics(ctx)
+            continue
+        generation_metrics(ctx)
+        m = ctx.metrics
+        assert m[metric_key("feature_accuracy", backbone="chance")] == pytest.approx(40 / 120)
+        assert m[metric_key("feature_dead_units", backbone="chance")] == 0
+        assert math.isfinite(m[metric_key("fid_recon", backbone="chance", sampler="prior")])

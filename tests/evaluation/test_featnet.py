@@ -3,7 +3,6 @@ Fashion-MNIST test images, what its FID ranks, the recipe's determinism and its 
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +52,7 @@ def test_a_damaged_weights_file_is_one_clear_error(tmp_path, monkeypatch):
     data[-1] ^= 1
     (copy / name).write_bytes(bytes(data))
     monkeypatch.setattr(featnet, "WEIGHTS_DIR", copy)
-    with pytest.raises(featnet.WeightsChecksumError, match="sha256 .* is not the manifest's"):
+    with pytest.raises(featnet.WeightsChecksumError, match=r"sha256 .* is not the manifest's"):
         featnet.shipped_featnet("fashion-mnist", 0)
     assert featnet.shipped_featnet("fashion-mnist", 0, image_shape=(3, 32, 32)) is None
     assert featnet.shipped_featnet("cifar10", 0) is None
@@ -71,7 +70,7 @@ def test_shipped_network_quality_on_real_test_images(fmnist_test):
     assert q["test_accuracy"] > 0.9 and q["effective_dim"] >= 8 and q["dead_units"] == 0
     assert q["feature_dim"] == 256
     check_feature_quality(q, "domain")  # above the floor: no error
-    with pytest.raises(WeakFeaturesError, match="below the floor.*--allow-weak-features"):
+    with pytest.raises(WeakFeaturesError, match=r"below the floor.*--allow-weak-features"):
         check_feature_quality({**q, "effective_dim": 2.4, "test_accuracy": 0.8}, "domain-v1")
 
 

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import scipy.spatial
 
-from spherevae.evaluation.fid import _kid_values, fid_bootstrap_std, frechet_distance, kid, kid_with_se
+from spherevae.evaluation.fid import (
+    _kid_values,
+    fid_bootstrap_std,
+    frechet_distance,
+    kid,
+    kid_with_se,
+)
 from spherevae.evaluation.knn import density_coverage, precision_recall
 
 

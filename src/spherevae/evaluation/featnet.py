@@ -121,6 +121,9 @@ class FeatNet(nn.Module):
     it); the stem is a 3x3 conv at full resolution followed by a 2x2 max pool.
     """
 
+    feat_mean: torch.Tensor  # (D,) buffers: the training-set mean and std of the raw features
+    feat_std: torch.Tensor
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *,
                  widths: Sequence[int] = (16, 32, 64, 192), blocks: Sequence[int] = (1, 1, 1),
                  feature_stages: Sequence[int] = (2, 3), bn_eps: float = 1e-5,
@@ -157,7 +160,7 @@ class FeatNet(nn.Module):
         pooled = []
         for s, stage in enumerate(self.stages, start=1):
             pre = h
-            for block in stage:
+            for block in stage.children():
                 pre = block(h)
                 h = F.relu(pre)
             if s in self.feature_stages:
@@ -219,7 +222,9 @@ def _init_weights(model: nn.Module, generator: torch.Generator) -> None:
             nn.init.zeros_(m.bias)
     for m in model.modules():
         if isinstance(m, _Block):
-            nn.init.zeros_(m.conv2[1].weight)
+            bn = m.conv2[1]
+            assert isinstance(bn, nn.BatchNorm2d)
+            nn.init.zeros_(bn.weight)
 
 
 def build_featnet(recipe: dict[str, Any], in_channels: int, num_classes: int) -> FeatNet:
@@ -288,7 +293,7 @@ def train_featnet(train_images_uint8: torch.Tensor, train_labels: torch.Tensor, 
         model = build_featnet(recipe, train_images_uint8.shape[1], int(train_labels.max()) + 1)
     _init_weights(model, torch.Generator().manual_seed(seed))
     fmt = torch.channels_last if recipe["channels_last"] else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs lack it
     opt = torch.optim.SGD(_param_groups(model, recipe["weight_decay"]), lr=recipe["lr"],
                           momentum=recipe["momentum"], nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(
