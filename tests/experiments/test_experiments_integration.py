@@ -79,7 +79,10 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
     assert main(["train", "--config", str(CONFIGS / "digits-tiny.yaml"), f"train.out_dir={tmp_path}",
                  "train.epochs=1"]) == 0
     run = tmp_path / "digits-tiny"
-    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
+    # domain-v2 trained on the 8x8 digits measured test accuracy 0.847, just below the 0.85
+    # floor: the flag lets this toy run through (the refusal has its own test).
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150",
+                 "--allow-weak-features"]) == 0
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["fid_backbone"] == "domain" and "fid_domain_vmf_recon" in metrics
     assert 0 < metrics["tangent_effective_dim"] <= 7 + 1e-9  # n = 8: at most n - 1
