@@ -112,6 +112,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-weak-features", action="store_true",
                    help="evaluate with a feature network below the quality floor (test accuracy "
                         "< 0.85 or effective dim < 4) instead of refusing it")
+    p.add_argument("--fit-split", default="test", choices=("test", "train"),
+                   help="fit the samplers on the test latents (default, the paper's) or on "
+                        "held-out training images (those beyond data.max_train)")
     p.add_argument("--fid-bootstrap", type=int, default=10, metavar="B",
                    help="resamples of each sampler's features for every FID's _std (default 10; 0: off)")
     p.add_argument("--inception-weights", default=None, metavar="FILE",
@@ -140,7 +143,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         inception_weights=args.inception_weights, max_test=args.max_test,
         tsne_points=args.tsne_points, figures=not args.no_figures, device=args.device,
         seed=args.seed, progress=not args.quiet, allow_weak_features=args.allow_weak_features,
-        fid_bootstrap=args.fid_bootstrap,
+        fid_bootstrap=args.fid_bootstrap, fit_split=args.fit_split,
     )
     if args.json:
         shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}

@@ -360,3 +360,34 @@ def test_a_feature_network_below_the_floor_is_refused_unless_allowed(monkeypatch
         assert m[metric_key("feature_accuracy", backbone="chance")] == pytest.approx(40 / 120)
         assert m[metric_key("feature_dead_units", backbone="chance")] == 0
         assert math.isfinite(m[metric_key("fid_recon", backbone="chance", sampler="prior")])
+
+
+def test_fit_split_train_fits_on_held_out_training_images(tmp_path) -> None:
+    """--fit-split train: the samplers see the training images just after data.max_train,
+    and say so in the metrics; without a held-out slice, the ones the VAE saw, with a warning."""
+    from types import SimpleNamespace
+
+    from spherevae.data.base import ImageDataset
+    from spherevae.distributions.samplers import fit_sampler
+    from spherevae.evaluation.context import stage_generator
+    from spherevae.models.inference import encode_dataset, sampler_latents
+
+    test_images, test_labels = _images(60)
+    train_images, train_labels = _images(200)
+    train_images = train_images.flip(3)  # not the test images
+    train = ImageDataset(train_images, train_labels, "toy")
+    for max_train, start, seen in ((50, 50, False), (180, 140, True)):
+        opts = EvalConfig(num_samples=50, progress=False, samplers=("gaussian",), fit_split="train")
+        ctx = EvalContext(_ImageVAE(), test_images, "standard", opts, test_labels, train=train,
+                          config=SimpleNamespace(data=SimpleNamespace(max_train=max_train)), out_dir=tmp_path)
+        for stage in (encode, fit_samplers, generate):
+            stage(ctx)
+        m = ctx.metrics
+        assert (m["fit_split"], m["fit_split_range"], m["fit_split_seen_by_vae"]) == ("train", [start, start + 60], seen)
+        assert bool(m.get("warnings")) == seen
+        mu, _ = encode_dataset(ctx.model, train_images[start:start + 60], batch_size=500, device="cpu")
+        by_hand = fit_sampler("gaussian", sampler_latents(ctx.model, mu), radius=None, seed=0)
+        z = by_hand.sample(50, generator=stage_generator(0, "gaussian"))
+        assert torch.allclose(ctx.samples["gaussian"], ctx.model.decode(z).clamp(0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"'fit_split' must be one of \['test', 'train'\]"):
+        EvalConfig(fit_split="val")

@@ -62,6 +62,8 @@ class EvalConfig:
     ``allow_weak_features``: evaluate with a feature network below the quality floor
     (``spherevae.evaluation.features.FEATURE_FLOORS``) instead of refusing it.
     ``fid_bootstrap``: resamples of each sampler's features for the FIDs' ``_std`` (0: none).
+    ``fit_split``: fit the samplers on the test latents (``"test"``, the paper's) or on
+    held-out training images (``"train"``; recorded in ``metrics["fit_split"]``).
     """
 
     num_samples: int = 10_000
@@ -79,6 +81,7 @@ class EvalConfig:
     progress: bool = True
     allow_weak_features: bool = False
     fid_bootstrap: int = 10
+    fit_split: str = "test"
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
@@ -88,6 +91,7 @@ class EvalConfig:
         if not isinstance(self.fid_bootstrap, int) or self.fid_bootstrap == 1 or self.fid_bootstrap < 0:
             raise ValueError(f"evaluate option 'fid_bootstrap' must be 0 (off) or an integer >= 2, "
                              f"got {self.fid_bootstrap!r}")
+        check_choice(self.fit_split, "evaluate option 'fit_split'", ("test", "train"))
         if self.max_test is not None and self.max_test < 2:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
         from spherevae.evaluation.features import FEATURE_BACKBONES

@@ -227,14 +227,44 @@ def encode(ctx: EvalContext) -> None:
 _FIT_ERRORS = (ValueError, RuntimeError, ArithmeticError)
 
 
+def _test_fit_latents(ctx: EvalContext) -> torch.Tensor:
+    """The paper's protocol: the samplers are fitted on the test latents they are scored against."""
+    ctx.metrics["fit_split"] = "test"
+    return stage_result(ctx, "latents", "encode")
+
+
+def _train_fit_latents(ctx: EvalContext) -> torch.Tensor:
+    """Latents of as many training images as test images, held out from training where the
+    run used the first ``data.max_train`` images (those just after them), else the last
+    ones of the split, which the VAE saw (``fit_split_seen_by_vae`` and a warning)."""
+    n, total = stage_result(ctx, "latents", "encode").shape[0], ctx.train.images.shape[0]
+    used = getattr(getattr(ctx.config, "data", None), "max_train", None)
+    start = used if used is not None and used + n <= total else max(total - n, 0)
+    seen = start != used
+    ctx.metrics.update({"fit_split": "train", "fit_split_range": [int(start), int(min(start + n, total))],
+                        "fit_split_seen_by_vae": seen})
+    if seen:
+        add_warning(ctx, f"--fit-split train: no {n} training images were held out from training "
+                         f"(data.max_train {used}, {total} images): fitting on images {start}.. the VAE saw")
+    mu, _ = encode_dataset(ctx.model, ctx.train.images[start:start + n], batch_size=ctx.opts.batch_size,
+                           device=ctx.device)
+    return sampler_latents(ctx.model, mu)
+
+
+# evaluate --fit-split: which latents the samplers are fitted on.
+_FIT_SPLITS: dict[str, Callable[[EvalContext], torch.Tensor]] = {
+    "test": _test_fit_latents, "train": _train_fit_latents}
+
+
 def fit_samplers(ctx: EvalContext) -> None:
-    """Fit every sampler of ``ctx.samplers`` to the test latents (seeded by ``seed``).
+    """Fit every sampler of ``ctx.samplers`` to the test latents (``opts.fit_split="test"``,
+    the paper's protocol) or to held-out training latents (``"train"``), seeded by ``seed``.
     Needs :func:`encode`. Adds ``fitted``, the fit times to ``sampler_timings_s``, and for
     a fit that fails, its reason to ``fit_errors`` and a warning: its metrics are NaN and
     the other samplers go on."""
     from spherevae.distributions.samplers import fit_sampler
 
-    latents = stage_result(ctx, "latents", "encode")
+    latents = _FIT_SPLITS[ctx.opts.fit_split](ctx)
     radius = getattr(ctx.model, "radius", None) or sphere_radius(latents.shape[1])
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name in ctx.samplers:
