@@ -391,3 +391,36 @@ def test_fit_split_train_fits_on_held_out_training_images(tmp_path) -> None:
         assert torch.allclose(ctx.samples["gaussian"], ctx.model.decode(z).clamp(0, 1), atol=1e-6)
     with pytest.raises(ValueError, match=r"'fit_split' must be one of \['test', 'train'\]"):
         EvalConfig(fit_split="val")
+
+
+class _Scaled(nn.Module):
+    """Pixels times (1 + seed): the FID of seed s is (1 + s)^2 times seed 0's."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.scale = 1.0 + seed
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.flatten(1)
+
+
+def test_feature_seed_spread_is_the_std_over_the_seeds_networks(monkeypatch, tmp_path) -> None:
+    import numpy as np
+
+    monkeypatch.setitem(FEATURE_BACKBONES, "scaled", BackboneSpec(
+        lambda dataset=None, *, seed=0, **_: _Scaled(seed), 32, "scaled pixels"))
+    images, labels = _images()
+    opts = EvalConfig(backbone="scaled", num_samples=200, progress=False, samplers=("prior",),
+                      feature_seeds=(0, 1, 2))
+    ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels, out_dir=tmp_path)
+    for stage in (encode, fit_samplers, generate, generation_metrics):
+        stage(ctx)
+    m = ctx.metrics
+    key = metric_key("fid_recon", backbone="scaled", sampler="prior")
+    fid0 = m[key]
+    assert m["fid_per_feature_seed"][key]["0"] == pytest.approx(fid0, rel=1e-6)  # streamed vs one-shot stats
+    assert m["fid_per_feature_seed"][key]["2"] == pytest.approx(9 * fid0, rel=1e-6)
+    assert m[key + "_std"] == pytest.approx(np.std([fid0, 4 * fid0, 9 * fid0], ddof=1), rel=1e-6)
+    assert m["fid_spread"].startswith("std over feature-network seeds")
+    with pytest.raises(ValueError, match="feature_seeds"):
+        EvalConfig(feature_seeds=(1, 2))

@@ -410,6 +410,32 @@ def generation_metrics(ctx: EvalContext) -> None:
     m["fid_backbone"] = backbone
     m["fid_spread"] = (f"bootstrap over samples ({ctx.opts.fid_bootstrap} resamples, reference fixed)"
                        if ctx.opts.fid_bootstrap else "none")
+    if ctx.opts.feature_seeds:
+        _seed_spread(ctx, [n for n in names if n not in ctx.fit_errors], samples)
+
+
+def _seed_spread(ctx: EvalContext, names: list[str], samples: dict[str, torch.Tensor]) -> None:
+    """Every FID's ``_std`` as the std (``ddof=1``) over the feature networks of seeds
+    ``opts.feature_seeds`` (the shipped ones where shipped; the network of seed 0 gives the
+    FID itself), and the values per seed in ``fid_per_feature_seed``."""
+    from spherevae.evaluation.fid import frechet_distance
+
+    opts, m = ctx.opts, ctx.metrics
+    x = {"recon": stage_result(ctx, "x_hat", "encode"), "test": stage_result(ctx, "x_test", "encode")}
+    per_seed: dict[str, dict[str, float]] = {}
+    for seed in opts.feature_seeds:
+        fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
+                                device=ctx.device, seed=seed)
+        ref = {r: fid.features(images) for r, images in x.items()}
+        for name in names:
+            feats = fid.features(samples[name])
+            for r in ref:
+                key = metric_key(f"fid_{r}", backbone=fid.backbone_name, sampler=name)
+                per_seed.setdefault(key, {})[str(seed)] = frechet_distance(ref[r], feats)
+    for key, values in per_seed.items():
+        m[key + "_std"] = float(np.std(list(values.values()), ddof=1))
+    m["fid_per_feature_seed"] = per_seed
+    m["fid_spread"] = f"std over feature-network seeds {list(opts.feature_seeds)}"
 
 
 def latent_geometry(ctx: EvalContext) -> None:
