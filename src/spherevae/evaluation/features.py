@@ -203,5 +203,5 @@ def check_feature_quality(quality: dict[str, Any], backbone: str) -> None:
            if quality.get(name) is not None and quality[name] < floor]
     if low:
         raise WeakFeaturesError(f"feature network {backbone!r} is below the floor ({', '.join(low)}): "
-                                "its FIDs would not be trustworthy; use --backbone domain, or pass "
-                                "--allow-weak-features to evaluate with it anyway")
+                                "its FIDs would not be trustworthy; use another --backbone (domain is shipped "
+                                "for fashion-mnist), or pass --allow-weak-features to evaluate with it anyway")
