@@ -79,6 +79,9 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "spherevae/configs/fmnist-compressed-cpu.yaml" in names
     assert "spherevae/configs/sweeps/fmnist-fig2.yaml" in names and "spherevae/py.typed" in names
+    # The shipped domain-v2 feature networks and their manifest (checksums checked on load).
+    assert "spherevae/evaluation/weights/manifest.json" in names
+    assert {f"spherevae/evaluation/weights/domain-v2-fashion-mnist-seed{s}.safetensors" for s in range(3)} <= set(names)
     meta = zipfile.ZipFile(wheel).read(f"spherevae-{spherevae.__version__}.dist-info/METADATA").decode()
     assert "Provides-Extra: mlflow" in meta and "License-Expression: MIT" in meta
 

@@ -521,7 +521,8 @@ def t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again(tmp_path, capsy
     (run / "eval").mkdir()
     (run / "eval" / "metrics.json").write_text('{"fid": 3.')
     spec = RunSpec(run.name, run, Path(TINY), (*FAST, "train.epochs=2"), {},
-                   {"num_samples": 50, "figures": False, "progress": False})
+                   # domain-v2 on the 8x8 digits is just below the quality floor (0.847 < 0.85)
+                   {"num_samples": 50, "figures": False, "progress": False, "allow_weak_features": True})
     with pytest.warns(UserWarning, match=r"metrics.json is not valid JSON.*evaluating digits-tiny again"):
         result = execute_run(spec)
     assert result.status == "done", result.error

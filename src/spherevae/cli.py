@@ -106,8 +106,21 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"samplers to evaluate, from {sorted(SAMPLERS)} (default: every one that "
                         "applies to the run's objective)")
     p.add_argument("--backbone", default="domain", choices=sorted(FEATURE_BACKBONES),
-                   help="FID features: domain (a classifier trained on the dataset; default) or "
-                        "inception (comparable to published FIDs; needs weights)")
+                   help="FID features: domain (the domain-v2 ResNet, shipped for Fashion-MNIST, "
+                        "else trained once on the dataset; default), domain-v1 (the old small CNN, "
+                        "for comparison) or inception (comparable to published FIDs; needs weights)")
+    p.add_argument("--allow-weak-features", action="store_true",
+                   help="evaluate with a feature network below the quality floor (test accuracy "
+                        "< 0.85 or effective dim < 4) instead of refusing it")
+    p.add_argument("--fit-split", default="test", choices=("test", "train"),
+                   help="fit the samplers on the test latents (default, the paper's) or on "
+                        "held-out training images (those beyond data.max_train)")
+    p.add_argument("--feature-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="every FID's _std over the feature networks of these seeds, e.g. 0 1 2 "
+                        "(shipped for Fashion-MNIST; each seed re-extracts every feature set); "
+                        "default: a bootstrap over the samples")
+    p.add_argument("--fid-bootstrap", type=int, default=10, metavar="B",
+                   help="resamples of each sampler's features for every FID's _std (default 10; 0: off)")
     p.add_argument("--inception-weights", default=None, metavar="FILE",
                    help="local Inception-v3 FID weights file (or env SPHEREVAE_INCEPTION_WEIGHTS)")
     p.add_argument("--max-test", type=int, default=None, metavar="N",
@@ -137,7 +150,9 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         samplers=tuple(args.samplers) if args.samplers else None, backbone=args.backbone,
         inception_weights=args.inception_weights, max_test=args.max_test,
         tsne_points=args.tsne_points, figures=not args.no_figures, device=args.device,
-        seed=args.seed, progress=not args.quiet,
+        seed=args.seed, progress=not args.quiet, allow_weak_features=args.allow_weak_features,
+        fid_bootstrap=args.fid_bootstrap, fit_split=args.fit_split,
+        feature_seeds=tuple(args.feature_seeds or ()),
     )
     if args.json:
         shown = {k: v for k, v in metrics.items() if not isinstance(v, dict)}

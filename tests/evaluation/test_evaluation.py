@@ -15,8 +15,8 @@ from spherevae.distributions.samplers import SAMPLERS, SamplerSpec
 from spherevae.distributions.vmf import VonMisesFisher
 from spherevae.evaluation.context import EvalConfig, EvalContext, samplers_for
 from spherevae.evaluation.features import FEATURE_BACKBONES, BackboneSpec
-from spherevae.evaluation.fid import FID, frechet_distance, kid
-from spherevae.evaluation.knn import precision_recall
+from spherevae.evaluation.fid import FID, fid_bootstrap_std, frechet_distance, kid, kid_with_se
+from spherevae.evaluation.knn import density_coverage, precision_recall
 from spherevae.evaluation.metric_info import metric_key
 from spherevae.evaluation.pipeline import (
     PIPELINE,
@@ -156,9 +156,21 @@ def test_a_registered_sampler_and_backbone_run_through_the_stages(monkeypatch, t
         assert m[metric_key("fid_recon", backbone="pixels", sampler=name)] == frechet_distance(feats, flat)
         pr = precision_recall(ctx.x_test.flatten(1).double().numpy(), feats)
         assert m[metric_key("precision", backbone="pixels", sampler=name)] == pr["precision"]
+        # Against the reconstructions too, and density/coverage beside them.
+        dc = density_coverage(flat, feats)
+        assert m[metric_key("coverage_recon", backbone="pixels", sampler=name)] == dc["coverage"]
+        assert m[metric_key("recall_recon", backbone="pixels", sampler=name)] == precision_recall(flat, feats)["recall"]
+        # KID for every sampler, with its standard error; every FID with its bootstrap std.
+        kid_key = metric_key("kid_recon", backbone="pixels", sampler=name)
+        assert (m[kid_key], m[kid_key + "_se"]) == kid_with_se(feats, flat)
+        fid_key = metric_key("fid_recon", backbone="pixels", sampler=name)
+        assert m[fid_key + "_std"] == fid_bootstrap_std(flat, feats, rounds=opts.fid_bootstrap)
+        # The feature network's own quality is stored (no head: no accuracy).
+        assert m[metric_key("feature_effective_dim", backbone="pixels")] > 1
+        assert metric_key("feature_accuracy", backbone="pixels") not in m
     assert m["fid_pixels_jitter_recon"] < 0.1 * m["fid_pixels_prior_recon"]  # jitter stays on the data
     prior = ctx.samples["prior"].flatten(1).double().numpy()
-    assert m["kid_pixels_prior_recon"] == kid(prior, flat) and "kid_pixels_jitter_recon" not in m
+    assert m["kid_pixels_prior_recon"] == kid(prior, flat)
     assert m["fid_pixels_recon"] == m["fid_pixels_prior_recon"] and m["fid_backbone"] == "pixels"
     # The other stages run on the same hand-made context: no run directory needed.
     for _, stages in PIPELINE[3:]:
@@ -315,3 +327,104 @@ def test_a_sampler_whose_fit_fails_gets_nan_metrics_and_the_rest_go_on(monkeypat
     assert math.isfinite(m["fid_pixels_gaussian_recon"]) and math.isfinite(m["recall_pixels_gaussian"])
     assert "sampler vmf: fit failed (ValueError: no finite estimate), metrics NaN" in m["warnings"]
     assert (tmp_path / "samples_by_sampler.png").is_file() and not (tmp_path / "samples.png").exists()
+
+
+class _ChanceClassifier(nn.Module):
+    """A feature network with a head that always says class 0: accuracy 1/3 on _images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 3)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 3).index_fill_(1, torch.tensor([0]), 1.0)
+
+
+def test_a_feature_network_below_the_floor_is_refused_unless_allowed(monkeypatch, tmp_path) -> None:
+    from spherevae.evaluation.features import WeakFeaturesError
+
+    monkeypatch.setitem(FEATURE_BACKBONES, "chance", BackboneSpec(lambda dataset=None, **_: _ChanceClassifier(),
+                                                                  32, "a chance classifier", None, True))
+    images, labels = _images()
+    for allow in (False, True):
+        opts = EvalConfig(backbone="chance", num_samples=200, progress=False, samplers=("prior",),
+                          allow_weak_features=allow)
+        ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels, out_dir=tmp_path)
+        for stage in (encode, fit_samplers, generate):
+            stage(ctx)
+        if not allow:
+            with pytest.raises(WeakFeaturesError, match=r"'chance' is below the floor \(test_accuracy 0.333 < 0.85"):
+                generation_metrics(ctx)
+            continue
+        generation_metrics(ctx)
+        m = ctx.metrics
+        assert m[metric_key("feature_accuracy", backbone="chance")] == pytest.approx(40 / 120)
+        assert m[metric_key("feature_dead_units", backbone="chance")] == 0
+        assert math.isfinite(m[metric_key("fid_recon", backbone="chance", sampler="prior")])
+
+
+def test_fit_split_train_fits_on_held_out_training_images(tmp_path) -> None:
+    """--fit-split train: the samplers see the training images just after data.max_train,
+    and say so in the metrics; without a held-out slice, the ones the VAE saw, with a warning."""
+    from types import SimpleNamespace
+
+    from spherevae.data.base import ImageDataset
+    from spherevae.distributions.samplers import fit_sampler
+    from spherevae.evaluation.context import stage_generator
+    from spherevae.models.inference import encode_dataset, sampler_latents
+
+    test_images, test_labels = _images(60)
+    train_images, train_labels = _images(200)
+    train_images = train_images.flip(3)  # not the test images
+    train = ImageDataset(train_images, train_labels, "toy")
+    for max_train, start, seen in ((50, 50, False), (180, 140, True)):
+        opts = EvalConfig(num_samples=50, progress=False, samplers=("gaussian",), fit_split="train")
+        ctx = EvalContext(_ImageVAE(), test_images, "standard", opts, test_labels, train=train,
+                          config=SimpleNamespace(data=SimpleNamespace(max_train=max_train)), out_dir=tmp_path)
+        for stage in (encode, fit_samplers, generate):
+            stage(ctx)
+        m = ctx.metrics
+        assert (m["fit_split"], m["fit_split_range"], m["fit_split_seen_by_vae"]) == ("train", [start, start + 60], seen)
+        assert bool(m.get("warnings")) == seen
+        mu, _ = encode_dataset(ctx.model, train_images[start:start + 60], batch_size=500, device="cpu")
+        by_hand = fit_sampler("gaussian", sampler_latents(ctx.model, mu), radius=None, seed=0)
+        z = by_hand.sample(50, generator=stage_generator(0, "gaussian"))
+        assert torch.allclose(ctx.samples["gaussian"], ctx.model.decode(z).clamp(0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"'fit_split' must be one of \['test', 'train'\]"):
+        EvalConfig(fit_split="val")
+
+
+class _Scaled(nn.Module):
+    """Pixels times (1 + seed): the FID of seed s is (1 + s)^2 times seed 0's."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.scale = 1.0 + seed
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.flatten(1)
+
+
+def test_feature_seed_spread_is_the_std_over_the_seeds_networks(monkeypatch, tmp_path) -> None:
+    import numpy as np
+
+    monkeypatch.setitem(FEATURE_BACKBONES, "scaled", BackboneSpec(
+        lambda dataset=None, *, seed=0, **_: _Scaled(seed), 32, "scaled pixels"))
+    images, labels = _images()
+    opts = EvalConfig(backbone="scaled", num_samples=200, progress=False, samplers=("prior",),
+                      feature_seeds=(0, 1, 2))
+    ctx = EvalContext(_ImageVAE(), images, "standard", opts, labels, out_dir=tmp_path)
+    for stage in (encode, fit_samplers, generate, generation_metrics):
+        stage(ctx)
+    m = ctx.metrics
+    key = metric_key("fid_recon", backbone="scaled", sampler="prior")
+    fid0 = m[key]
+    assert m["fid_per_feature_seed"][key]["0"] == pytest.approx(fid0, rel=1e-6)  # streamed vs one-shot stats
+    assert m["fid_per_feature_seed"][key]["2"] == pytest.approx(9 * fid0, rel=1e-6)
+    assert m[key + "_std"] == pytest.approx(np.std([fid0, 4 * fid0, 9 * fid0], ddof=1), rel=1e-6)
+    assert m["fid_spread"].startswith("std over feature-network seeds")
+    with pytest.raises(ValueError, match="feature_seeds"):
+        EvalConfig(feature_seeds=(1, 2))

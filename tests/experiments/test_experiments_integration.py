@@ -12,7 +12,9 @@ from spherevae.experiments.spec import load_sweep
 from spherevae.experiments.sweep import run_sweep
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-FAST_EVAL = {"num_samples": 200, "tsne_points": 150, "knn_train_max": 500, "progress": False}
+# domain-v2 trained on the 8x8 digits measured test accuracy 0.847, just below the floor.
+FAST_EVAL = {"num_samples": 200, "tsne_points": 150, "knn_train_max": 500, "progress": False,
+             "allow_weak_features": True}
 
 
 def _sweep_file(tmp_path: Path, extra: str = "") -> Path:
@@ -88,7 +90,10 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
                  "train.epochs=1"]) == 0
     run = tmp_path / "digits-tiny"
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150"]) == 0
+    # domain-v2 trained on the 8x8 digits measured test accuracy 0.847, just below the 0.85
+    # floor: the flag lets this toy run through (the refusal has its own test).
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150",
+                 "--allow-weak-features"]) == 0
     out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("warning: ")]
     # The short summary, not the 40-row table: reconstruction, two samplers, verdict, pointer.
     assert len(out) == 5 and out[0].startswith("reconstruction: RMSE ")

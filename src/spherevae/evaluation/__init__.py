@@ -1,6 +1,8 @@
 """Evaluation: the stages that evaluate a run (encode, fit samplers, generate, FID/KID,
-precision/recall, latent geometry, figures) over one context, the metrics themselves,
-the feature backbones (domain classifier, Inception-v3) and the metric-key registry.
+precision/recall and density/coverage, latent geometry, figures) over one context, the
+metrics themselves with their spreads, the feature backbones (``domain``: the shipped
+domain-v2 network, ``domain-v1``: the old classifier, ``inception``: Inception-v3), the
+metric-key registry and the verdict rules that compare runs.
 
 Layer 5: imports :mod:`spherevae.training` and everything below it.
 """
@@ -18,22 +20,41 @@ from spherevae.evaluation.diagnostics import (
     reconstruction_metrics,
 )
 from spherevae.evaluation.domain import DomainClassifier, domain_backbone
+from spherevae.evaluation.featnet import (
+    RECIPE,
+    SHIPPED_WEIGHTS,
+    FeatNet,
+    WeightsChecksumError,
+    augment,
+    build_featnet,
+    featnet_backbone,
+    load_featnet,
+    save_featnet,
+    shipped_featnet,
+    train_featnet,
+)
 from spherevae.evaluation.features import (
     FEATURE_BACKBONES,
+    FEATURE_FLOORS,
     BackboneSpec,
     BackboneUnavailableError,
+    WeakFeaturesError,
     backbone_extractor,
     check_backbone,
+    check_feature_quality,
     extract_features,
+    feature_quality,
 )
 from spherevae.evaluation.fid import (
     FID,
     KID,
     FeatureStats,
+    fid_bootstrap_std,
     fid_sample_warning,
     frechet_distance,
     frechet_distance_from_stats,
     kid,
+    kid_with_se,
 )
 from spherevae.evaluation.figures import draw_figures
 from spherevae.evaluation.inception import (
@@ -45,7 +66,7 @@ from spherevae.evaluation.inception import (
     inception_backbone,
     load_inception_weights,
 )
-from spherevae.evaluation.knn import PR_MAX_POINTS, knn_accuracy, precision_recall
+from spherevae.evaluation.knn import PR_MAX_POINTS, density_coverage, knn_accuracy, precision_recall
 from spherevae.evaluation.metric_info import (
     GROUPS,
     KEYS,
@@ -89,6 +110,7 @@ from spherevae.evaluation.verdict import (
 __all__ = [
     "FAMILIES",
     "FEATURE_BACKBONES",
+    "FEATURE_FLOORS",
     "FID",
     "FID_WEIGHTS_URL",
     "GROUPS",
@@ -97,7 +119,9 @@ __all__ = [
     "METRICS",
     "PIPELINE",
     "PR_MAX_POINTS",
+    "RECIPE",
     "REFERENCES",
+    "SHIPPED_WEIGHTS",
     "SPREAD_SUFFIXES",
     "TANGENT_NOISE_SCALES",
     "WEIGHTS_ENV",
@@ -106,6 +130,7 @@ __all__ = [
     "DomainClassifier",
     "EvalConfig",
     "EvalContext",
+    "FeatNet",
     "FeatureStats",
     "InceptionV3Features",
     "InceptionWeightsNotFoundError",
@@ -113,21 +138,30 @@ __all__ = [
     "Pick",
     "Stage",
     "Verdict",
+    "WeakFeaturesError",
+    "WeightsChecksumError",
     "WrongWeightsError",
     "applies",
+    "augment",
     "backbone_extractor",
     "better",
+    "build_featnet",
     "check_backbone",
+    "check_feature_quality",
     "check_sample_memory",
     "collapse_stats",
     "comparable_keys",
     "compare_runs",
+    "density_coverage",
     "describe",
     "domain_backbone",
     "draw_figures",
     "encode",
     "evaluate_run",
     "extract_features",
+    "featnet_backbone",
+    "feature_quality",
+    "fid_bootstrap_std",
     "fid_sample_warning",
     "fid_unavailable",
     "fid_value",
@@ -139,9 +173,11 @@ __all__ = [
     "generation_metrics",
     "inception_backbone",
     "kid",
+    "kid_with_se",
     "knn_accuracy",
     "latent_geometry",
     "load_context",
+    "load_featnet",
     "load_inception_weights",
     "metric_key",
     "paper_sampler",
@@ -150,8 +186,11 @@ __all__ = [
     "precision_recall",
     "reconstruction_metrics",
     "samplers_for",
+    "save_featnet",
     "separation",
+    "shipped_featnet",
     "spread",
     "summary_lines",
     "tangent_noise_fids",
+    "train_featnet",
 ]

@@ -57,7 +57,16 @@ def samplers_for(objective: str, requested: tuple[str, ...] | None = None) -> tu
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Options of :func:`evaluate_run` (all have defaults that follow the paper)."""
+    """Options of :func:`evaluate_run` (all have defaults that follow the paper).
+
+    ``allow_weak_features``: evaluate with a feature network below the quality floor
+    (``spherevae.evaluation.features.FEATURE_FLOORS``) instead of refusing it.
+    ``fid_bootstrap``: resamples of each sampler's features for the FIDs' ``_std`` (0: none).
+    ``feature_seeds``: e.g. ``(0, 1, 2)``: every FID's ``_std`` over the feature networks of
+    these seeds instead of the bootstrap (each extra seed re-extracts every feature set).
+    ``fit_split``: fit the samplers on the test latents (``"test"``, the paper's) or on
+    held-out training images (``"train"``; recorded in ``metrics["fit_split"]``).
+    """
 
     num_samples: int = 10_000
     samplers: tuple[str, ...] | None = None
@@ -72,12 +81,23 @@ class EvalConfig:
     figures: bool = True
     device: str = "cpu"
     progress: bool = True
+    allow_weak_features: bool = False
+    fid_bootstrap: int = 10
+    fit_split: str = "test"
+    feature_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "knn_k", "knn_train_max", "tsne_points", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"evaluate option {name!r} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.fid_bootstrap, int) or self.fid_bootstrap == 1 or self.fid_bootstrap < 0:
+            raise ValueError(f"evaluate option 'fid_bootstrap' must be 0 (off) or an integer >= 2, "
+                             f"got {self.fid_bootstrap!r}")
+        if self.feature_seeds and (len(set(self.feature_seeds)) < 2 or 0 not in self.feature_seeds):
+            raise ValueError(f"evaluate option 'feature_seeds' must list at least 2 distinct seeds, 0 "
+                             f"among them (the network of the FIDs themselves), got {self.feature_seeds!r}")
+        check_choice(self.fit_split, "evaluate option 'fit_split'", ("test", "train"))
         if self.max_test is not None and self.max_test < 2:
             raise ValueError(f"evaluate option 'max_test' must be >= 2 or None, got {self.max_test!r}")
         from spherevae.evaluation.features import FEATURE_BACKBONES

@@ -24,10 +24,12 @@ __all__ = [
     "FID",
     "KID",
     "FeatureStats",
+    "fid_bootstrap_std",
     "fid_sample_warning",
     "frechet_distance",
     "frechet_distance_from_stats",
     "kid",
+    "kid_with_se",
 ]
 
 
@@ -72,9 +74,8 @@ def fid_sample_warning(n_a: int, n_b: int, dim: int) -> str | None:
             f"meaningful; use at least {dim} images per set (more than 2000 to compare runs)")
 
 
-def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 1000, seed: int = 0) -> float:
-    """Kernel Inception Distance: unbiased MMD^2 with k(x,y) = (x.y/d + 1)^3, averaged
-    over random subsets (same estimator as Bińkowski et al. 2018)."""
+def _kid_values(feats_a: Any, feats_b: Any, subsets: int, subset_size: int, seed: int) -> np.ndarray:
+    """Unbiased MMD^2 ``(subsets,)`` of random subset pairs, k(x,y) = (x.y/d + 1)^3."""
     a, b = _as_f64(feats_a), _as_f64(feats_b)
     m = min(subset_size, a.shape[0], b.shape[0])
     d = a.shape[1]
@@ -91,7 +92,39 @@ def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 100
             + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
             - 2 * kxy.mean()
         )
-    return float(np.mean(vals))
+    return np.asarray(vals)
+
+
+def kid(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 1000, seed: int = 0) -> float:
+    """Kernel Inception Distance: unbiased MMD^2 with k(x,y) = (x.y/d + 1)^3, averaged
+    over random subsets (same estimator as Bińkowski et al. 2018)."""
+    return float(_kid_values(feats_a, feats_b, subsets, subset_size, seed).mean())
+
+
+def kid_with_se(feats_a: Any, feats_b: Any, *, subsets: int = 20, subset_size: int = 1000,
+                seed: int = 0) -> tuple[float, float]:
+    """:func:`kid` (the same draws) and its standard error over the subsets,
+    ``std(ddof=1) / sqrt(subsets)`` (``nan`` for one subset)."""
+    vals = _kid_values(feats_a, feats_b, subsets, subset_size, seed)
+    se = float(vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else float("nan")
+    return float(vals.mean()), se
+
+
+def fid_bootstrap_std(real_feats: Any, fake_feats: Any, *, rounds: int = 10, seed: int = 0) -> float:
+    """Spread of the FID over the draw of the generated set: the std (``ddof=1``) of
+    ``frechet_distance(real, fake[idx])`` over ``rounds`` resamples ``idx`` of the rows of
+    ``fake`` ``(M, D)`` with replacement (``numpy.random.default_rng(seed)``); the
+    reference ``real`` ``(N, D)`` is fixed, as it is shared by every sampler compared."""
+    if rounds < 2:
+        raise ValueError(f"fid_bootstrap_std needs rounds >= 2, got {rounds}")
+    a, b = _as_f64(real_feats), _as_f64(fake_feats)
+    mu_a, cov_a = a.mean(0), np.cov(a, rowvar=False)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(rounds):
+        x = b[rng.integers(0, b.shape[0], b.shape[0])]
+        vals.append(frechet_distance_from_stats(mu_a, cov_a, x.mean(0), np.cov(x, rowvar=False)))
+    return float(np.std(vals, ddof=1))
 
 
 class FeatureStats:

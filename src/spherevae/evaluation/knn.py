@@ -1,5 +1,5 @@
-"""k-nearest-neighbour metrics (re-exported by :mod:`spherevae.evaluation.fid`): improved
-precision/recall of feature sets and k-NN classification accuracy of latents.
+"""k-nearest-neighbour metrics: improved precision/recall and density/coverage of feature
+sets, and k-NN classification accuracy of latents.
 
 Both compare every row of one set with every row of another, so they work in blocks of
 rows (memory bounded whatever the sizes), and precision/recall evaluates sets larger than
@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "PR_MAX_POINTS",
+    "density_coverage",
     "knn_accuracy",
     "precision_recall",
 ]
@@ -55,6 +56,30 @@ def precision_recall(real: Any, fake: Any, *, k: int = 3, chunk: int = 2048,
     f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
     return {"precision": _coverage(f, r, _knn_radii(r, k, chunk), chunk),
             "recall": _coverage(r, f, _knn_radii(f, k, chunk), chunk)}
+
+
+def density_coverage(real: Any, fake: Any, *, k: int = 5, chunk: int = 2048,
+                     max_points: int | None = PR_MAX_POINTS, seed: int = 0) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020), with k-NN balls around the *real* points only.
+
+    ``real`` ``(N, D)``, ``fake`` ``(M, D)``; ``r_i`` is the distance of real point ``i`` to
+    its ``k``-th nearest other real point. ``density = sum_j #{i: |fake_j - real_i| <= r_i}
+    / (k M)`` (fidelity; about 1 for fakes distributed as the reals, above 1 for fakes
+    crowded where the reals are dense), ``coverage = #{i: some fake within r_i} / N``
+    (diversity, in [0, 1]). Subsampling and blocks as :func:`precision_recall`.
+    """
+    rng = np.random.default_rng(seed)
+    r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
+    f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
+    radii = _knn_radii(r, k, chunk)
+    hits = torch.zeros(f.shape[0], dtype=torch.float64)
+    covered = torch.zeros(r.shape[0], dtype=torch.bool)
+    for i in range(0, f.shape[0], chunk):
+        for j in range(0, r.shape[0], _PR_BLOCK):
+            inside = torch.cdist(f[i : i + chunk], r[j : j + _PR_BLOCK]) <= radii[None, j : j + _PR_BLOCK]
+            hits[i : i + chunk] += inside.sum(1)
+            covered[j : j + _PR_BLOCK] |= inside.any(0)
+    return {"density": float(hits.sum() / (k * f.shape[0])), "coverage": float(covered.double().mean())}
 
 
 def _subsample(x: np.ndarray, max_points: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -42,7 +42,9 @@ GROUPS: tuple[str, ...] = ("reconstruction", "generation", "latent geometry")
 # name -> template of a metrics.json key. Parts: {backbone} (a key of
 # spherevae.evaluation.features.FEATURE_BACKBONES), {sampler} (a key of spherevae.distributions.samplers.SAMPLERS),
 # {scale} (a tangent-noise scale, written with ``:g``), {k} (neighbours), {stat} (a
-# collapse_stats entry). The headline keys hold each run's *main* sampler.
+# collapse_stats entry). The headline keys hold each run's *main* sampler. Spreads: a key
+# K of an FID has K + "_std" (over feature seeds or a bootstrap, metrics["fid_spread"]),
+# a KID key K + "_se" (its standard error over subsets).
 KEYS: dict[str, str] = {
     "fid_recon": "fid_{backbone}_{sampler}_recon",
     "fid_test": "fid_{backbone}_{sampler}_test",
@@ -55,6 +57,15 @@ KEYS: dict[str, str] = {
     "tangent_noise_fid": "tangent_noise_fid_{backbone}_{scale}x",
     "tangent_noise_rmse": "tangent_noise_rmse_percent_{scale}x",
     "knn_accuracy": "knn_accuracy_k{k}",
+    "precision_recon": "precision_{backbone}_{sampler}_recon",
+    "recall_recon": "recall_{backbone}_{sampler}_recon",
+    "density": "density_{backbone}_{sampler}",
+    "coverage": "coverage_{backbone}_{sampler}",
+    "density_recon": "density_{backbone}_{sampler}_recon",
+    "coverage_recon": "coverage_{backbone}_{sampler}_recon",
+    "feature_accuracy": "feature_test_accuracy_{backbone}",
+    "feature_effective_dim": "feature_effective_dim_{backbone}",
+    "feature_dead_units": "feature_dead_units_{backbone}",
     "collapse": "collapse_{stat}",
 }
 
@@ -76,7 +87,7 @@ def metric_key(name: str, **parts: object) -> str:
 
 
 # How each part of a template matches inside a key (samplers may hold underscores).
-_PART_PATTERNS = {"backbone": r"[a-z0-9]+", "sampler": r"[a-z0-9_]+?", "k": r"\d+",
+_PART_PATTERNS = {"backbone": r"[a-z0-9-]+", "sampler": r"[a-z0-9_]+?", "k": r"\d+",
                   "scale": r"[0-9.e+-]+", "stat": r"[a-z0-9_]+"}
 
 
@@ -171,7 +182,44 @@ METRICS: dict[str, MetricInfo] = {
         "largest eigenvalue over the sum in the tangent space (1: one direction)", None, "fraction, 0-1"),
 }
 
+METRICS.update({
+    KEYS["precision_recon"]: MetricInfo(
+        "generation", "precision {backbone} vs recon, {sampler}",
+        "fraction of {sampler} samples inside the manifold of the reconstructed test set's "
+        "features (fidelity to what the decoder can make)", "higher"),
+    KEYS["recall_recon"]: MetricInfo(
+        "generation", "recall {backbone} vs recon, {sampler}",
+        "fraction of reconstructed test features inside the manifold of {sampler} samples", "higher"),
+    KEYS["density"]: MetricInfo(
+        "generation", "density {backbone}, {sampler}",
+        "Naeem et al. 2020: mean number of real test k-NN balls (k=5) holding a {sampler} sample, "
+        "over k (fidelity; ~1 for samples distributed as the data)", None),
+    KEYS["coverage"]: MetricInfo(
+        "generation", "coverage {backbone}, {sampler}",
+        "Naeem et al. 2020: fraction of real test k-NN balls (k=5) holding a {sampler} sample "
+        "(diversity)", "higher"),
+    KEYS["density_recon"]: MetricInfo(
+        "generation", "density {backbone} vs recon, {sampler}",
+        "density of {sampler} samples against the reconstructed test set", None),
+    KEYS["coverage_recon"]: MetricInfo(
+        "generation", "coverage {backbone} vs recon, {sampler}",
+        "coverage of the reconstructed test set by {sampler} samples", "higher"),
+    KEYS["feature_accuracy"]: MetricInfo(
+        "generation", "feature network {backbone}: test accuracy",
+        "accuracy of the feature network's own classifier head on the real test set", None),
+    KEYS["feature_effective_dim"]: MetricInfo(
+        "generation", "feature network {backbone}: effective dim",
+        "participation ratio of the covariance of the test features (a 10-class simplex alone "
+        "gives 9)", None),
+    KEYS["feature_dead_units"]: MetricInfo(
+        "generation", "feature network {backbone}: dead units",
+        "features whose std over the test set is below 1e-6", None),
+})
+
 _COMPILED = [(re.compile(_pattern(t)), t, i, info) for i, (t, info) in enumerate(METRICS.items())]
+# Matching tries the most specific template first (most literal characters): a key such as
+# precision_domain_vmf_recon is the _recon template's, not a sampler called "vmf_recon".
+_MATCH_ORDER = sorted(_COMPILED, key=lambda c: -len(_FIELD.sub("", c[1])))
 
 
 def describe(key: str) -> MetricInfo | None:
@@ -179,7 +227,7 @@ def describe(key: str) -> MetricInfo | None:
     for keys that are not a comparable metric (counts, options, headline aliases)."""
     if key.endswith(SPREAD_SUFFIXES):  # a spread of a metric, not a metric
         return None
-    for pattern, template, order, info in _COMPILED:
+    for pattern, template, order, info in _MATCH_ORDER:
         m = pattern.fullmatch(key)
         if m is None:
             continue

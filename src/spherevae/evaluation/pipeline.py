@@ -258,14 +258,44 @@ def encode(ctx: EvalContext) -> None:
 _FIT_ERRORS = (ValueError, RuntimeError, ArithmeticError)
 
 
+def _test_fit_latents(ctx: EvalContext) -> torch.Tensor:
+    """The paper's protocol: the samplers are fitted on the test latents they are scored against."""
+    ctx.metrics["fit_split"] = "test"
+    return stage_result(ctx, "latents", "encode")
+
+
+def _train_fit_latents(ctx: EvalContext) -> torch.Tensor:
+    """Latents of as many training images as test images, held out from training where the
+    run used the first ``data.max_train`` images (those just after them), else the last
+    ones of the split, which the VAE saw (``fit_split_seen_by_vae`` and a warning)."""
+    n, total = stage_result(ctx, "latents", "encode").shape[0], ctx.train.images.shape[0]
+    used = getattr(getattr(ctx.config, "data", None), "max_train", None)
+    start = used if used is not None and used + n <= total else max(total - n, 0)
+    seen = start != used
+    ctx.metrics.update({"fit_split": "train", "fit_split_range": [int(start), int(min(start + n, total))],
+                        "fit_split_seen_by_vae": seen})
+    if seen:
+        add_warning(ctx, f"--fit-split train: no {n} training images were held out from training "
+                         f"(data.max_train {used}, {total} images): fitting on images {start}.. the VAE saw")
+    mu, _ = encode_dataset(ctx.model, ctx.train.images[start:start + n], batch_size=ctx.opts.batch_size,
+                           device=ctx.device)
+    return sampler_latents(ctx.model, mu)
+
+
+# evaluate --fit-split: which latents the samplers are fitted on.
+_FIT_SPLITS: dict[str, Callable[[EvalContext], torch.Tensor]] = {
+    "test": _test_fit_latents, "train": _train_fit_latents}
+
+
 def fit_samplers(ctx: EvalContext) -> None:
-    """Fit every sampler of ``ctx.samplers`` to the test latents (seeded by ``seed``).
+    """Fit every sampler of ``ctx.samplers`` to the test latents (``opts.fit_split="test"``,
+    the paper's protocol) or to held-out training latents (``"train"``), seeded by ``seed``.
     Needs :func:`encode`. Adds ``fitted``, the fit times to ``sampler_timings_s``, and for
     a fit that fails, its reason to ``fit_errors`` and a warning: its metrics are NaN and
     the other samplers go on."""
     from spherevae.distributions.samplers import fit_sampler
 
-    latents = stage_result(ctx, "latents", "encode")
+    latents = _FIT_SPLITS[ctx.opts.fit_split](ctx)
     radius = getattr(ctx.model, "radius", None) or sphere_radius(latents.shape[1])
     timings = ctx.metrics.setdefault("sampler_timings_s", {})
     for name in ctx.samplers:
@@ -303,6 +333,7 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
                             device=ctx.device)
     ctx.reference_features = {"recon": fid.features(x_hat), "test": fid.features(x_test)}
+    _feature_quality(ctx, fid, x_test)
     for ref, feats in ctx.reference_features.items():
         ctx.fids[ref] = FID(fid.extractor, fid.backbone_name, fid.device, fid.batch_size,
                             reset_real_features=False)
@@ -310,20 +341,77 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     return ctx.fids
 
 
-def generation_metrics(ctx: EvalContext) -> None:
-    """FID, KID and precision/recall of the samples, in the features of ``opts.backbone``.
+def _feature_quality(ctx: EvalContext, fid: FID, x_test: torch.Tensor) -> None:
+    """The feature network's test accuracy (its own head), effective dimension and dead
+    units, logged and stored (``feature_*_<b>``); below the floor a backbone with
+    ``quality_floor`` is refused unless ``opts.allow_weak_features``."""
+    from spherevae.evaluation.features import (
+        FEATURE_BACKBONES,
+        check_feature_quality,
+        feature_quality,
+    )
 
-    Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``,
-    ``precision_<b>_<sampler>`` and ``recall_<b>_<sampler>`` (vs the real test set;
-    ``metrics.precision_recall``: on at most 10,000 points per set), and
-    ``kid_<b>_<main>_recon`` for the main sampler; the headline aliases, the
-    reconstructions' own FID vs test, ``main_sampler`` and ``fid_backbone``. A sampler
-    whose fit failed or whose samples are not finite gets NaN. Without a usable backbone
+    q = feature_quality(fid.extractor, ctx.reference_features["test"], x_test, ctx.test_labels,
+                        batch_size=fid.batch_size, device=fid.device)
+    b = fid.backbone_name
+    acc = "n/a" if q["test_accuracy"] is None else f"{q['test_accuracy']:.4f}"
+    ctx.log(f"feature network {b}: test accuracy {acc}, effective dim {q['effective_dim']:.2f}, "
+            f"dead units {q['dead_units']} of {q['feature_dim']}")
+    for name in ("test_accuracy", "effective_dim", "dead_units"):
+        key = {"test_accuracy": "feature_accuracy"}.get(name, f"feature_{name}")
+        if q[name] is not None:
+            ctx.metrics[metric_key(key, backbone=b)] = q[name]
+    spec = FEATURE_BACKBONES.get(b)
+    if spec is not None and spec.quality_floor and not ctx.opts.allow_weak_features:
+        check_feature_quality(q, b)
+
+
+# Per-sampler metric names (KEYS) that generation_metrics fills, NaN for a failed sampler.
+_SAMPLER_KEYS = ("fid_recon", "fid_test", "kid_recon", "precision", "recall", "density", "coverage",
+                 "precision_recon", "recall_recon", "density_recon", "coverage_recon")
+
+
+def _sampler_metrics(ctx: EvalContext, fids: dict[str, FID], feats: np.ndarray, name: str) -> dict[str, float]:
+    """FID (+ bootstrap ``_std``) against each reference, KID (+ ``_se``) against the
+    reconstructions, precision/recall and density/coverage against both references."""
+    from spherevae.evaluation.fid import fid_bootstrap_std, kid_with_se
+    from spherevae.evaluation.knn import density_coverage, precision_recall
+
+    ref, b, out = ctx.reference_features, fids["recon"].backbone_name, {}
+    for reference, fid in fids.items():
+        key = metric_key(f"fid_{reference}", backbone=b, sampler=name)
+        fid.update_features(feats, real=False)
+        out[key] = fid.compute()
+        fid.reset()  # the generated side only: the reference stays
+        if ctx.opts.fid_bootstrap:
+            out[key + "_std"] = fid_bootstrap_std(ref[reference], feats, rounds=ctx.opts.fid_bootstrap,
+                                                  seed=ctx.opts.seed)
+    kid_key = metric_key("kid_recon", backbone=b, sampler=name)
+    out[kid_key], out[kid_key + "_se"] = kid_with_se(feats, ref["recon"], seed=ctx.opts.seed)
+    for reference, suffix in (("test", ""), ("recon", "_recon")):
+        knn = {**precision_recall(ref[reference], feats), **density_coverage(ref[reference], feats)}
+        for which, value in knn.items():
+            out[metric_key(which + suffix, backbone=b, sampler=name)] = value
+    return out
+
+
+def generation_metrics(ctx: EvalContext) -> None:
+    """FID, KID, precision/recall and density/coverage of the samples, in the features of
+    ``opts.backbone``.
+
+    Needs :func:`generate`. Adds, per sampler, ``fid_<b>_<sampler>_recon`` and ``_test``
+    (each with ``_std``, its spread over ``opts.fid_bootstrap`` resamples of the samples),
+    ``kid_<b>_<sampler>_recon`` (with ``_se``), ``precision``/``recall``/``density``/
+    ``coverage_<b>_<sampler>`` against the real test set and the same with ``_recon``
+    against the reconstructions (``knn.precision_recall``/``density_coverage``: on at most
+    10,000 points per set); the feature network's quality (:func:`_feature_quality`), the
+    headline aliases, the reconstructions' own FID vs test, ``main_sampler``,
+    ``fid_backbone`` and ``fid_spread``. A sampler whose fit failed or whose samples are
+    not finite gets NaN. Without a usable backbone
     (:func:`spherevae.evaluation.context.fid_unavailable`) only ``main_sampler`` is added.
     """
     from spherevae.evaluation.features import FEATURE_BACKBONES
-    from spherevae.evaluation.fid import fid_sample_warning, frechet_distance, kid
-    from spherevae.evaluation.knn import precision_recall
+    from spherevae.evaluation.fid import fid_sample_warning, frechet_distance
 
     samples = ctx.samples if ctx.fit_errors else stage_result(ctx, "samples", "generate")
     names = [name for name in ctx.samplers if name in samples or name in ctx.fit_errors]
@@ -343,23 +431,42 @@ def generation_metrics(ctx: EvalContext) -> None:
         if feats is None or not np.isfinite(feats).all():  # its metrics are NaN, the rest go on
             if feats is not None:
                 m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
-            keys = [f"fid_{r}" for r in fids] + ["precision", "recall"] + (["kid_recon"] if name == main else [])
-            m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in keys})
+            m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in _SAMPLER_KEYS})
             continue
-        for reference, fid in fids.items():
-            fid.update_features(feats, real=False)
-            m[metric_key(f"fid_{reference}", backbone=backbone, sampler=name)] = fid.compute()
-            fid.reset()  # the generated side only: the reference stays
-        pr = precision_recall(ref["test"], feats)
-        for which in ("precision", "recall"):
-            m[metric_key(which, backbone=backbone, sampler=name)] = pr[which]
-        if name == main:
-            m[metric_key("kid_recon", backbone=backbone, sampler=name)] = kid(feats, ref["recon"])
+        m.update(_sampler_metrics(ctx, fids, feats, name))
     for reference in ("recon", "test"):
         m[metric_key(f"headline_fid_{reference}", backbone=backbone)] = m[
             metric_key(f"fid_{reference}", backbone=backbone, sampler=main)]
     m[metric_key("fid_reconstruction_vs_test", backbone=backbone)] = frechet_distance(ref["recon"], ref["test"])
     m["fid_backbone"] = backbone
+    m["fid_spread"] = (f"bootstrap over samples ({ctx.opts.fid_bootstrap} resamples, reference fixed)"
+                       if ctx.opts.fid_bootstrap else "none")
+    if ctx.opts.feature_seeds:
+        _seed_spread(ctx, [n for n in names if n not in ctx.fit_errors], samples)
+
+
+def _seed_spread(ctx: EvalContext, names: list[str], samples: dict[str, torch.Tensor]) -> None:
+    """Every FID's ``_std`` as the std (``ddof=1``) over the feature networks of seeds
+    ``opts.feature_seeds`` (the shipped ones where shipped; the network of seed 0 gives the
+    FID itself), and the values per seed in ``fid_per_feature_seed``."""
+    from spherevae.evaluation.fid import frechet_distance
+
+    opts, m = ctx.opts, ctx.metrics
+    x = {"recon": stage_result(ctx, "x_hat", "encode"), "test": stage_result(ctx, "x_test", "encode")}
+    per_seed: dict[str, dict[str, float]] = {}
+    for seed in opts.feature_seeds:
+        fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
+                                device=ctx.device, seed=seed)
+        ref = {r: fid.features(images) for r, images in x.items()}
+        for name in names:
+            feats = fid.features(samples[name])
+            for r in ref:
+                key = metric_key(f"fid_{r}", backbone=fid.backbone_name, sampler=name)
+                per_seed.setdefault(key, {})[str(seed)] = frechet_distance(ref[r], feats)
+    for key, values in per_seed.items():
+        m[key + "_std"] = float(np.std(list(values.values()), ddof=1))
+    m["fid_per_feature_seed"] = per_seed
+    m["fid_spread"] = f"std over feature-network seeds {list(opts.feature_seeds)}"
 
 
 def latent_geometry(ctx: EvalContext) -> None:

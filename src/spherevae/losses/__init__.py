@@ -15,7 +15,7 @@ from spherevae.losses.authors import (
     authors_penalty,
 )
 from spherevae.losses.kernels import MAX_TRITON_DIM, triton_available, triton_prior_loss
-from spherevae.losses.prior import LOSS_BACKENDS, HypersphericalPriorLoss
+from spherevae.losses.prior import LOSS_BACKENDS, SIGMA_WEIGHTINGS, HypersphericalPriorLoss
 from spherevae.losses.stats import (
     LatentStats,
     Moments,
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_TRITON_DIM",
     "PRESETS",
     "RADIUS_TARGETS",
+    "SIGMA_WEIGHTINGS",
     "AuthorsLatentLoss",
     "HypersphericalPriorLoss",
     "LatentStats",

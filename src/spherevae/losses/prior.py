@@ -31,6 +31,7 @@ from spherevae._utils.validation import (
     check_same_shape,
 )
 from spherevae.geometry.coordinates import cosines_backward, cosines_forward
+from spherevae.losses.authors import AUTHORS_SIGMA_ANGLE_WEIGHTS
 from spherevae.losses.stats import (
     LatentStats,
     _check_sigma,
@@ -51,8 +52,23 @@ from spherevae.losses.targets import (
 
 __all__ = [
     "LOSS_BACKENDS",
+    "SIGMA_WEIGHTINGS",
     "HypersphericalPriorLoss",
 ]
+
+# The authors' code weighs its latent terms 1000 mu_angles + 300 mu_radius + W_sigma
+# sigma_angles + 500 sigma_radius (W_sigma: AUTHORS_SIGMA_ANGLE_WEIGHTS).
+_AUTHORS_MU_ANGLE_WEIGHT = 1000.0
+
+# objective.loss_overrides.sigma_weighting: the factor on the sigma-angle gains relative to
+# the mu-angle gains. "paper": the paper's gains, 1/sqrt(k+1) for every angle term. "authors":
+# the authors' relative weight for Fashion-MNIST, W_sigma / 1000 = 225; "authors-<dataset>"
+# for each data set of their table (mnist 50, cifar10 500, ...).
+SIGMA_WEIGHTINGS: dict[str, float] = {
+    "paper": 1.0,
+    "authors": AUTHORS_SIGMA_ANGLE_WEIGHTS["fashion-mnist"] / _AUTHORS_MU_ANGLE_WEIGHT,
+    **{f"authors-{name}": w / _AUTHORS_MU_ANGLE_WEIGHT for name, w in AUTHORS_SIGMA_ANGLE_WEIGHTS.items()},
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -153,7 +169,9 @@ class HypersphericalPriorLoss(nn.Module):
                               (the authors' released code; the paper gives none)
 
     Gains default to ``gain_scale / sqrt(k+1)`` for every angle term (section 4.2) and to
-    ``gain_scale`` for the radius terms.
+    ``gain_scale`` for the radius terms. ``sigma_weighting`` (a key of ``SIGMA_WEIGHTINGS``,
+    default ``"paper"``) multiplies the sigma-angle gains: ``"authors"`` weighs them 225x
+    the mu-angle gains, as the authors' code does for Fashion-MNIST.
 
     Example (eq 6 with the paper's full compression)::
 
@@ -180,7 +198,8 @@ class HypersphericalPriorLoss(nn.Module):
         **overrides: any of ``{mu,sigma}_{angle,radius}_{mean,std}_{target,gain}``
             (angle values: a float, a ``(n-1,)`` tensor, or a name in ``ANGLE_TARGETS``;
             radius values: a float or a name in ``RADIUS_TARGETS``), ``gain_scale``, and the
-            switches ``use_mu_terms``, ``use_sigma_terms``, ``use_radius_terms``.
+            switches ``use_mu_terms``, ``use_sigma_terms``, ``use_radius_terms``, and
+            ``sigma_weighting``.
     """
 
     # Buffers of _register_fused, declared for the type checker (register_buffer sets them).
@@ -208,6 +227,7 @@ class HypersphericalPriorLoss(nn.Module):
             "use_mu_terms": True,
             "use_sigma_terms": True,
             "use_radius_terms": True,
+            "sigma_weighting": "paper",
             **overrides,
         }
         scale = options["gain_scale"]
@@ -226,13 +246,20 @@ class HypersphericalPriorLoss(nn.Module):
         self.use_mu_terms = bool(options["use_mu_terms"])
         self.use_sigma_terms = bool(options["use_sigma_terms"])
         self.use_radius_terms = bool(options["use_radius_terms"])
+        weighting = str(options["sigma_weighting"])
+        check_choice(weighting, "sigma_weighting", SIGMA_WEIGHTINGS)
+        self.sigma_weighting = weighting
         default_angle_gain = float(scale) / torch.sqrt(_k(n) + 1.0)
         for key in _TARGET_KEYS:
             gain_key = key.replace("_target", "_gain")
             gain = options.get(gain_key)
             if "_angle_" in key:
                 target = _resolve_angle(options[key], key, n)
-                gain_t = default_angle_gain if gain is None else _resolve_angle(gain, gain_key, n)
+                factor = SIGMA_WEIGHTINGS[weighting] if key.startswith("sigma_") else 1.0
+                if gain is not None and factor != 1.0:
+                    raise ValueError(f"{gain_key} and sigma_weighting {weighting!r} both set the "
+                                     "sigma-angle gains: give one")
+                gain_t = factor * default_angle_gain if gain is None else _resolve_angle(gain, gain_key, n)
                 low, high = (-1.0, 1.0) if "_mean_" in key else (0.0, 1.0)
             else:
                 target = _resolve_radius(options[key], key, n)

@@ -128,7 +128,7 @@ _TARGET_KEYS = tuple(
 )
 _GAIN_KEYS = tuple(k.replace("_target", "_gain") for k in _TARGET_KEYS)
 _SWITCHES = ("use_mu_terms", "use_sigma_terms", "use_radius_terms")
-_OPTIONS = (*_TARGET_KEYS, *_GAIN_KEYS, *_SWITCHES, "gain_scale")
+_OPTIONS = (*_TARGET_KEYS, *_GAIN_KEYS, *_SWITCHES, "gain_scale", "sigma_weighting")
 
 
 def _resolve_angle(value: object, name: str, n: int) -> torch.Tensor:
