@@ -106,7 +106,8 @@ def test_cli_train_evaluate_report(tmp_path, capsys):
         assert (run / "eval" / f"{fig}.png").is_file()
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
     assert "fid_domain_recon" in (tmp_path / "r.html").read_text()
-    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150", "--all"]) == 0
+    assert main(["evaluate", str(run), "--num-samples", "200", "--tsne-points", "150", "--all",
+                 "--allow-weak-features"]) == 0
     assert "-- generation" in capsys.readouterr().out  # the full table behind --all
 
 
