@@ -467,7 +467,8 @@ def _toy_reader(spec, split, root, download, *, size=96):
 
 
 def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
-    from spherevae.io.files import read_json, read_jsonl
+    from spherevae.io.files import read_jsonl
+    from spherevae.io.safe_read import read_run_json
     from spherevae.training.config import load_config
     from spherevae.training.runs import train
 
@@ -486,7 +487,7 @@ def test_registering_a_dataset_makes_loading_and_training_accept_it(tmp_path):
         cfg = load_config(Path(__file__).parents[2] / "configs" / "digits-tiny.yaml",
                           [f"train.out_dir={tmp_path}", "data.name=toy8", "train.epochs=1"])
         run = train(cfg)
-        assert read_json(run / "data_fingerprint.json")["train"]["size"] == 96
+        assert read_run_json(run, run / "data_fingerprint.json")["train"]["size"] == 96
         assert len(read_jsonl(run / "metrics.jsonl")) == 1
     finally:
         del DATASETS["toy8"]

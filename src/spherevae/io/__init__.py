@@ -14,7 +14,6 @@ from spherevae.io.files import (
     atomic_write_json,
     atomic_write_text,
     clean_tmp_files,
-    read_json,
     read_jsonl,
 )
 from spherevae.io.layout import RunLayout, check_name, make_run_dir
@@ -65,7 +64,6 @@ __all__ = [
     "load_state",
     "load_weights",
     "make_run_dir",
-    "read_json",
     "read_jsonl",
     "read_provenance",
     "read_run_bytes",

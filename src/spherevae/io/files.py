@@ -33,7 +33,6 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "clean_tmp_files",
-    "read_json",
     "read_jsonl",
 ]
 
@@ -175,17 +174,6 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                             "damaged: restore it from a copy or remove that line") from None
         records.append(rec)
     return records
-
-
-def read_json(path: str | os.PathLike[str], *, hint: str = "") -> Any:
-    """``json.loads`` of ``path``; a damaged file raises :class:`UserError` naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(
-            f"{path} is not valid JSON ({exc}): it is damaged{'; ' + hint if hint else ''}"
-        ) from None
 
 
 def clean_tmp_files(directory: str | os.PathLike[str]) -> list[Path]:

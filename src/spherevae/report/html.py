@@ -40,6 +40,7 @@ from spherevae.io.files import atomic_write_text, read_jsonl
 from spherevae.io.layout import RunLayout
 from spherevae.io.safe_read import check_run_file, read_run_json
 from spherevae.report.comparability import comparable_groups, group_label, incomparability
+from spherevae.report.freshness import PNG_SIGNATURE, mark_stale, png_bytes, run_figures
 
 __all__ = [
     "FIGURE_CAPTIONS",
@@ -136,7 +137,6 @@ def load_run_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     ``data_fingerprint.json`` (when the run has one), as untrusted input
     (:mod:`spherevae.io.safe_read`); an evaluation of other weights than the run's is
     marked stale (:func:`spherevae.report.freshness.mark_stale`)."""
-    from spherevae.report.freshness import mark_stale, run_figures
     from spherevae.training.config import read_yaml
 
     run_dir = Path(run_dir)
@@ -445,8 +445,6 @@ def _img(data: bytes, alt: str) -> str:
 def _embedded_png(path: Path) -> bytes | None:
     """The bytes of a figure to embed: a regular PNG file, not a link, at most 64 MiB
     (checked again here, as the page is written); anything else is skipped with a warning."""
-    from spherevae.report.freshness import png_bytes
-
     try:
         return png_bytes(path)
     except UserError as exc:
@@ -535,7 +533,7 @@ _WIDE_PX = 900
 
 def _png_width(data: bytes) -> int:
     """The width of a PNG from its IHDR chunk (bytes 16-20)."""
-    return int.from_bytes(data[16:20], "big") if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
+    return int.from_bytes(data[16:20], "big") if data.startswith(PNG_SIGNATURE) else 0
 
 
 def _figures_section(runs: Sequence[RunSummary]) -> list[str]:
