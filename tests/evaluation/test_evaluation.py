@@ -411,8 +411,13 @@ class _Scaled(nn.Module):
 def test_feature_seed_spread_is_the_std_over_the_seeds_networks(monkeypatch, tmp_path) -> None:
     import numpy as np
 
-    monkeypatch.setitem(FEATURE_BACKBONES, "scaled", BackboneSpec(
-        lambda dataset=None, *, seed=0, **_: _Scaled(seed), 32, "scaled pixels"))
+    builds: list[int] = []
+
+    def build(dataset=None, *, seed=0, **_):
+        builds.append(seed)
+        return _Scaled(seed)
+
+    monkeypatch.setitem(FEATURE_BACKBONES, "scaled", BackboneSpec(build, 32, "scaled pixels"))
     images, labels = _images()
     opts = EvalConfig(backbone="scaled", num_samples=200, progress=False, samplers=("prior",),
                       feature_seeds=(0, 1, 2))
@@ -426,5 +431,9 @@ def test_feature_seed_spread_is_the_std_over_the_seeds_networks(monkeypatch, tmp
     assert m["fid_per_feature_seed"][key]["2"] == pytest.approx(9 * fid0, rel=1e-6)
     assert m[key + "_std"] == pytest.approx(np.std([fid0, 4 * fid0, 9 * fid0], ddof=1), rel=1e-6)
     assert m["fid_spread"].startswith("std over feature-network seeds")
+    # Seed 0's network is the FIDs' own: built once, its features reused for the spread.
+    assert sorted(builds) == [0, 1, 2]
+    # The bootstrap's (sampling) std is kept beside the seeds' one, not overwritten.
+    assert 0 < m["fid_bootstrap_std"][key] < m[key + "_std"]
     with pytest.raises(ValueError, match="feature_seeds"):
         EvalConfig(feature_seeds=(1, 2))

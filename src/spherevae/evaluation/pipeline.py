@@ -426,6 +426,7 @@ def generation_metrics(ctx: EvalContext) -> None:
     warning = fid_sample_warning(ref["recon"].shape[0], ctx.opts.num_samples, ref["recon"].shape[1])
     if warning:
         add_warning(ctx, warning)
+    sample_features: dict[str, np.ndarray] = {}  # the seed-spread reuses them (seed 0's network)
     for name in names:
         feats = None if name in ctx.fit_errors else fids["recon"].features(samples[name])
         if feats is None or not np.isfinite(feats).all():  # its metrics are NaN, the rest go on
@@ -433,6 +434,7 @@ def generation_metrics(ctx: EvalContext) -> None:
                 m.setdefault("warnings", []).append(f"sampler {name}: non-finite samples, metrics NaN")
             m.update({metric_key(k, backbone=backbone, sampler=name): float("nan") for k in _SAMPLER_KEYS})
             continue
+        sample_features[name] = feats
         m.update(_sampler_metrics(ctx, fids, feats, name))
     for reference in ("recon", "test"):
         m[metric_key(f"headline_fid_{reference}", backbone=backbone)] = m[
@@ -442,31 +444,49 @@ def generation_metrics(ctx: EvalContext) -> None:
     m["fid_spread"] = (f"bootstrap over samples ({ctx.opts.fid_bootstrap} resamples, reference fixed)"
                        if ctx.opts.fid_bootstrap else "none")
     if ctx.opts.feature_seeds:
-        _seed_spread(ctx, [n for n in names if n not in ctx.fit_errors], samples)
+        _seed_spread(ctx, sample_features, samples)
 
 
-def _seed_spread(ctx: EvalContext, names: list[str], samples: dict[str, torch.Tensor]) -> None:
+def _seed_spread(ctx: EvalContext, seed0_features: dict[str, np.ndarray],
+                 samples: dict[str, torch.Tensor]) -> None:
     """Every FID's ``_std`` as the std (``ddof=1``) over the feature networks of seeds
     ``opts.feature_seeds`` (the shipped ones where shipped; the network of seed 0 gives the
-    FID itself), and the values per seed in ``fid_per_feature_seed``."""
+    FID itself, so its features, ``seed0_features`` per sampler and the context's reference
+    features, are reused, not extracted again), the values per seed in
+    ``fid_per_feature_seed`` and, where a bootstrap ran, its std per key in
+    ``fid_bootstrap_std`` (the sampling part of the spread, kept beside the seeds' one)."""
     from spherevae.evaluation.fid import frechet_distance
 
     opts, m = ctx.opts, ctx.metrics
     x = {"recon": stage_result(ctx, "x_hat", "encode"), "test": stage_result(ctx, "x_test", "encode")}
     per_seed: dict[str, dict[str, float]] = {}
     for seed in opts.feature_seeds:
-        fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
-                                device=ctx.device, seed=seed)
-        ref = {r: fid.features(images) for r, images in x.items()}
-        for name in names:
-            feats = fid.features(samples[name])
-            for r in ref:
-                key = metric_key(f"fid_{r}", backbone=fid.backbone_name, sampler=name)
-                per_seed.setdefault(key, {})[str(seed)] = frechet_distance(ref[r], feats)
+        backbone, ref, feats = _seed_features(ctx, seed, seed0_features, samples, x)
+        for name, f in feats.items():
+            for r in x:
+                key = metric_key(f"fid_{r}", backbone=backbone, sampler=name)
+                per_seed.setdefault(key, {})[str(seed)] = frechet_distance(ref[r], f)
+    boot = {key: m[key + "_std"] for key in per_seed if key + "_std" in m}
     for key, values in per_seed.items():
         m[key + "_std"] = float(np.std(list(values.values()), ddof=1))
     m["fid_per_feature_seed"] = per_seed
     m["fid_spread"] = f"std over feature-network seeds {list(opts.feature_seeds)}"
+    if boot:
+        m["fid_bootstrap_std"] = boot
+
+
+def _seed_features(ctx: EvalContext, seed: int, seed0_features: dict[str, np.ndarray],
+                   samples: dict[str, torch.Tensor], images: dict[str, torch.Tensor]
+                   ) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(backbone name, reference features per reference, sample features per sampler) in
+    the feature network of ``seed``; seed 0's are the ones the FIDs were computed with."""
+    if seed == 0:
+        return ctx.fids["recon"].backbone_name, ctx.reference_features, seed0_features
+    opts = ctx.opts
+    fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
+                            device=ctx.device, seed=seed)
+    return (fid.backbone_name, {r: fid.features(x) for r, x in images.items()},
+            {name: fid.features(samples[name]) for name in seed0_features})
 
 
 def latent_geometry(ctx: EvalContext) -> None:
