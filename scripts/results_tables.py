@@ -59,8 +59,8 @@ def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     for r in rows:
         run = sweep_dir / "runs" / r["name"]
         r["_eval"] = RunLayout(run).eval_metrics
-        r[HEADLINE] = r.get(fid_key(paper_sampler(run)),
-                            r.get(metric_key("headline_fid_recon", backbone=BACKBONE)))
+        r["_headline_key"] = fid_key(paper_sampler(run))
+        r[HEADLINE] = r.get(r["_headline_key"], r.get(metric_key("headline_fid_recon", backbone=BACKBONE)))
     return rows
 
 
@@ -78,12 +78,16 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
 
-def fid_gauss(r: dict[str, Any]) -> float | None:
-    """FID of the model's own Gaussian fit: the projected normal on the sphere for the
-    compressed/authors models, the plain Gaussian for the standard one (since the sweeps
+def gauss_key(r: dict[str, Any]) -> str:
+    """The key of the model's own Gaussian fit's FID: the projected normal on the sphere for
+    the compressed/authors models, the plain Gaussian for the standard one (since the sweeps
     evaluate every sampler on every model, both keys exist in every row)."""
-    own = "gaussian" if r.get("variant") == "standard" else "gaussian_sphere"
-    return r.get(fid_key(own), r.get(fid_key("gaussian")))
+    own = fid_key("gaussian" if r.get("variant") == "standard" else "gaussian_sphere")
+    return own if own in r else fid_key("gaussian")
+
+
+def fid_gauss(r: dict[str, Any]) -> float | None:
+    return r.get(gauss_key(r))
 
 
 _collapse_cache: dict[str, dict[str, int]] = {}
@@ -173,6 +177,144 @@ def sampler_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, .
     print()
 
 
+_metrics_cache: dict[str, dict[str, Any]] = {}
+
+
+def full_metrics(r: dict[str, Any]) -> dict[str, Any]:
+    """The run's whole eval/metrics.json (results.json keeps scalars only)."""
+    path = r.get("_eval")
+    if path is None or not path.is_file():
+        return {}
+    if str(path) not in _metrics_cache:
+        _metrics_cache[str(path)] = json.loads(path.read_text())
+    return _metrics_cache[str(path)]
+
+
+def seed_values(r: dict[str, Any], key: str) -> list[float]:
+    """The FID ``key`` of run ``r`` in each feature network (``fid_per_feature_seed``), or
+    the one value of its own network where no seed spread was measured."""
+    per = full_metrics(r).get("fid_per_feature_seed", {}).get(key)
+    if per:
+        return [float(v) for _, v in sorted(per.items())]
+    return [float(r[key])] if isinstance(r.get(key), int | float) else []
+
+
+def cv(values: list[float]) -> float | None:
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else None
+
+
+def cell(rs: list[dict[str, Any]], key: str) -> tuple[float, float, list[float]] | None:
+    """Mean and std over every (training seed, feature seed) value of ``key`` in the runs
+    ``rs``, and the per-run coefficients of variation over the feature seeds."""
+    values = [v for r in rs for v in seed_values(r, key)]
+    if not values:
+        return None
+    cvs = [c for c in (cv(seed_values(r, key)) for r in rs) if c is not None]
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), cvs
+
+
+def feature_seed_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
+    """Every sampler's FID over (training seed x feature-network seed): mean ± std over all
+    of them, the largest coefficient of variation over the feature seeds of one run, and
+    whether every run's CV is <= 10% (issue 22's criterion for the instrument)."""
+    print(f"**{title}**: FID mean ± std over every (training seed, feature-network seed); "
+          "[largest CV over the feature seeds of one run]\n")
+    print("| variant | sampler | runs | FID vs reconstructions | FID vs real test set |")
+    print("|---|---|---|---|---|")
+    all_cvs: dict[str, list[float]] = {"recon": [], "test": []}
+    for v in variants:
+        rs = [r for r in rows if r["variant"] == v]
+        for name in samplers_in(rs):
+            cells = []
+            for ref in ("recon", "test"):
+                c = cell(rs, fid_key(name, ref))
+                if c is None:
+                    cells.append("-")
+                    continue
+                all_cvs[ref] += c[2]
+                top = f" [{max(c[2]):.1%}]" if c[2] else ""
+                cells.append(f"{c[0]:.3g} ± {c[1]:.2g}{top}")
+            print(f"| {v} | `{name}` | {len(rs)} | " + " | ".join(cells) + " |")
+    for ref, cvs in all_cvs.items():
+        if cvs:
+            print(f"\n- vs {ref}: {sum(c <= 0.10 for c in cvs)} of {len(cvs)} (run, sampler) cells have a CV over "
+                  f"the feature seeds <= 10% (median {statistics.median(cvs):.1%}, largest {max(cvs):.1%})")
+    print()
+
+
+def fidelity_diversity_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
+    """Precision / recall / density / coverage (mean over runs) against the reconstructions
+    and against the real test set, and KID against the reconstructions (x 10^3)."""
+    print(f"**{title}**: precision / recall / density / coverage vs the reconstructions; the same vs the real "
+          "test set; KID vs the reconstructions x 10^3 (mean ± std over runs)\n")
+    print("| variant | sampler | vs reconstructions | vs real test set | KID x 10^3 |")
+    print("|---|---|---|---|---|")
+
+    def mean_of(rs: list[dict[str, Any]], key: str) -> str:
+        vals = [r[key] for r in rs if isinstance(r.get(key), int | float)]
+        return fmt(statistics.mean(vals), 2) if vals else "-"
+
+    for v in variants:
+        rs = [r for r in rows if r["variant"] == v]
+        for name in samplers_in(rs):
+            parts = {}
+            for suffix in ("_recon", ""):
+                keys = [metric_key(m + suffix, backbone=BACKBONE, sampler=name)
+                        for m in ("precision", "recall", "density", "coverage")]
+                parts[suffix] = " / ".join(mean_of(rs, k) for k in keys)
+            kid = [1e3 * r[k] for r in rs if isinstance(r.get(k := metric_key("kid_recon", backbone=BACKBONE,
+                                                                                  sampler=name)), int | float)]
+            print(f"| {v} | `{name}` | {parts['_recon']} | {parts['']} | {mean_std(kid)} |")
+    print()
+
+
+def separated(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Mean ± 2 std intervals that do not overlap (the report's rule, evaluation.verdict)."""
+    (ma, sa), (mb, sb) = a, b
+    return ma + 2 * sa < mb - 2 * sb or mb + 2 * sb < ma - 2 * sa
+
+
+def comparison(label: str, rows_a: list[dict[str, Any]], key_a: str, rows_b: list[dict[str, Any]],
+               key_b: str) -> None:
+    """One verdict line: A vs B over every (training seed, feature seed) value, whether
+    their ±2 std intervals separate, and in how many paired (training seed, feature seed)
+    cases A is lower."""
+    a, b = cell(rows_a, key_a), cell(rows_b, key_b)
+    if a is None or b is None:
+        return
+    pairs = [(x, y) for ra, rb in zip(sorted(rows_a, key=lambda r: r.get("train.seed", 0)),
+                                      sorted(rows_b, key=lambda r: r.get("train.seed", 0)), strict=False)
+             for x, y in zip(seed_values(ra, key_a), seed_values(rb, key_b), strict=False)]
+    lower = sum(x < y for x, y in pairs)
+    verdict = "separated" if separated(a[:2], b[:2]) else "NOT separated (within 2 std)"
+    print(f"- {label}: {a[0]:.3g} ± {a[1]:.2g} vs {b[0]:.3g} ± {b[1]:.2g}: {verdict}; "
+          f"first lower in {lower} of {len(pairs)} paired (training seed, feature seed) cases")
+
+
+# (label, variant A, sampler A, variant B, sampler B): the comparisons the summary reads.
+COMPARISONS = (
+    ("compressed vMF vs standard prior (the paper's samplers)", "compressed", "vmf", "standard", "prior"),
+    ("compressed projected normal vs standard prior", "compressed", "gaussian_sphere", "standard", "prior"),
+    ("compressed ESAG vs standard prior", "compressed", "esag", "standard", "prior"),
+    ("compressed projected normal vs standard Gaussian fit", "compressed", "gaussian_sphere", "standard", "gaussian"),
+    ("compressed vMF mixture vs standard vMF mixture", "compressed", "vmf_mixture", "standard", "vmf_mixture"),
+    ("compressed GMM vs standard GMM", "compressed", "gmm", "standard", "gmm"),
+    ("authors vMF vs standard prior", "authors", "vmf", "standard", "prior"),
+    ("authors projected normal vs standard Gaussian fit", "authors", "gaussian_sphere", "standard", "gaussian"),
+)
+
+
+def verdicts(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"**{title}** (lower FID first; separated = mean ± 2 std over every (training seed, feature seed) "
+          "value do not overlap)\n")
+    for ref, ref_label in (("recon", "vs reconstructions"), ("test", "vs real test set")):
+        for label, va, sa, vb, sb in COMPARISONS:
+            ra = [r for r in rows if r["variant"] == va]
+            rb = [r for r in rows if r["variant"] == vb]
+            comparison(f"{label}, {ref_label}", ra, fid_key(sa, ref), rb, fid_key(sb, ref))
+    print()
+
+
 def diagnostics_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
     """Latent geometry that explains generation (evaluate's diagnostics)."""
     print(f"**{title}**\n")
@@ -205,6 +347,9 @@ def fig1(sweeps: Path, figures: Path) -> None:
                   f"{col(rs, KNN)} | {col(rs, 'replica_angle_mean')} |")
     print()
     sampler_table("Every sampler, Fig 1 runs", rows)
+    feature_seed_table("Every sampler, Fig 1 runs, over the feature networks", rows)
+    fidelity_diversity_table("Fidelity and diversity, Fig 1 runs", rows)
+    verdicts("Verdicts, Fig 1 runs", rows)
     diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)
     figures.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
@@ -254,6 +399,9 @@ def fig1_long(sweeps: Path, figures: Path) -> None:
                                                            "latent_spectrum"), figures, f"fig1-long-{r['variant']}")
     print()
     sampler_table("Every sampler, 40-epoch runs", rows)
+    feature_seed_table("Every sampler, 40-epoch runs, over the feature networks", rows)
+    fidelity_diversity_table("Fidelity and diversity, 40-epoch runs", rows)
+    verdicts("Verdicts, 40-epoch runs", rows)
     diagnostics_table("Latent geometry, 40-epoch runs", rows)
 
 
@@ -270,11 +418,28 @@ def fig2_rows(sweeps: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def pareto_summary(label: str, points: list[tuple[float, float, str, str]]) -> None:
-    """Print the joint Pareto front and the domination counts of (rmse, fid, variant, name) points."""
+def dominated_separated(point: tuple[float, float, float], others: list[tuple[float, float, float]]) -> bool:
+    """(rmse, fid, fid spread) dominated by another point with lower-or-equal RMSE whose FID
+    is lower by more than the two points' 2-spread intervals (mean ± 2 spread do not overlap)."""
+    return any(o[0] <= point[0] and o[1] + 2 * o[2] < point[1] - 2 * point[2] for o in others)
+
+
+def pareto_summary(label: str, points: list[tuple[float, float, str, str]],
+                   spreads: list[float] | None = None) -> None:
+    """Print the joint Pareto front and the domination counts of (rmse, fid, variant, name)
+    points; with ``spreads`` (one FID spread per point) also the counts when a point only
+    dominates another whose FID it beats by more than both spreads (2 std each)."""
     pts = {v: [p[:2] for p in points if p[2] == v] for v in ("standard", "compressed")}
     free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
     free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
+    if spreads is not None:
+        sp = {v: [(*p[:2], s) for p, s in zip(points, spreads, strict=True) if p[2] == v]
+              for v in ("standard", "compressed")}
+        sep_c = sum(not dominated_separated(p, sp["standard"]) for p in sp["compressed"])
+        sep_s = sum(not dominated_separated(p, sp["compressed"]) for p in sp["standard"])
+        print(f"- {label}, counting only separated FID differences (± 2 spreads): {sep_c} of "
+              f"{len(sp['compressed'])} compressed points are not dominated by a standard point; "
+              f"{sep_s} of {len(sp['standard'])} standard points are not dominated by a compressed point.")
     front = sorted((p for p in points if not dominated(p[:2], [q[:2] for q in points])), key=lambda p: p[0])
     print(f"- {label}: joint Pareto front (s = standard, c = compressed), by RMSE: "
           + ", ".join(f"{p[3]} ({p[0]:.2f}%, {p[1]:.1f})" for p in front)
@@ -282,6 +447,15 @@ def pareto_summary(label: str, points: list[tuple[float, float, str, str]]) -> N
     print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
           f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
           "points are not dominated by any compressed point.")
+
+
+def point_spread(rs: list[dict[str, Any]], key_of: Any) -> float:
+    """The FID spread of a Fig 2 point (runs ``rs``, FID key ``key_of(run)``): the larger of
+    the std over its training seeds and the mean ``_std`` (bootstrap over samples) of its runs."""
+    fids = [r[key_of(r)] for r in rs if isinstance(r.get(key_of(r)), int | float)]
+    boots = [r[key_of(r) + "_std"] for r in rs if isinstance(r.get(key_of(r) + "_std"), int | float)]
+    seeds = statistics.stdev(fids) if len(fids) > 1 else 0.0
+    return max(seeds, statistics.mean(boots) if boots else 0.0)
 
 
 def fig2(sweeps: Path, figures: Path) -> None:
@@ -302,9 +476,11 @@ def fig2(sweeps: Path, figures: Path) -> None:
     def values(key: tuple[str, int, float], get) -> list[float]:
         return [v for v in (get(r) for r in groups.get(key, [])) if v is not None]
 
+    headline_key = lambda r: r["_headline_key"]  # noqa: E731
+    esag_key = lambda r: gauss_key(r) if r["variant"] == "standard" else fid_key("esag")  # noqa: E731
     headline = lambda r: r.get(HEADLINE)  # noqa: E731
     rmse = lambda r: r.get("rmse_percent")  # noqa: E731
-    esag = lambda r: fid_gauss(r) if r["variant"] == "standard" else r.get(fid_key("esag"))  # noqa: E731
+    esag = lambda r: r.get(esag_key(r))  # noqa: E731
     for n in sorted({r["model.latent_dim"] for r in rows}):
         for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
             s, c = ("standard", n, beta), ("compressed", n, beta)
@@ -313,24 +489,28 @@ def fig2(sweeps: Path, figures: Path) -> None:
                   f"{mean_std(values(s, fid_gauss))} | {mean_std(values(c, rmse))} | {mean_std(values(c, headline))} | "
                   f"{mean_std(values(c, fid_gauss))} | {mean_std(values(c, esag))} |")
     print()
-    for label, getter, tag, short in (
-        ("headline sampler (standard: prior, compressed: vMF)", headline, "headline", "prior / vMF"),
-        ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss, "gaussian", "Gaussian fits"),
-        ("covariance-aware fits (standard: gaussian, compressed: esag)", esag, "esag", "Gaussian / ESAG"),
+    for label, getter, key_of, tag, short in (
+        ("headline sampler (standard: prior, compressed: vMF)", headline, headline_key, "headline", "prior / vMF"),
+        ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss, gauss_key, "gaussian",
+         "Gaussian fits"),
+        ("covariance-aware fits (standard: gaussian, compressed: esag)", esag, esag_key, "esag", "Gaussian / ESAG"),
     ):
         plane = []
         for variant, n, beta in sorted(groups):
             fids = values((variant, n, beta), getter)
             if fids:
                 plane.append({"n": n, "beta": beta, "objective": variant,
-                              "mse": statistics.mean(values((variant, n, beta), rmse)), "fid": statistics.mean(fids)})
+                              "mse": statistics.mean(values((variant, n, beta), rmse)), "fid": statistics.mean(fids),
+                              "spread": point_spread(groups[(variant, n, beta)], key_of)})
         pareto_summary(f"{label}, seed means",
-                       [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}") for p in plane])
+                       [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}") for p in plane],
+                       [p["spread"] for p in plane])
         for seed in seeds:
+            runs = [r for r in rows if r["train.seed"] == seed and getter(r) is not None]
             pareto_summary(f"{label}, seed {seed} alone",
                            [(r["rmse_percent"], getter(r), r["variant"],
-                             f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}")
-                            for r in rows if r["train.seed"] == seed and getter(r) is not None])
+                             f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}") for r in runs],
+                           [float(r.get(key_of(r) + "_std") or 0.0) for r in runs])
         save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {short}, seed mean",
                                   mse_label="RMSE (% of range), seed mean"),
                     figures / f"fig2-mse-fid-{tag}.png")
