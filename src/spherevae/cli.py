@@ -106,9 +106,10 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"samplers to evaluate, from {sorted(SAMPLERS)} (default: every one that "
                         "applies to the run's objective)")
     p.add_argument("--backbone", default="domain", choices=sorted(FEATURE_BACKBONES),
-                   help="FID features: domain (the domain-v2 ResNet, shipped for Fashion-MNIST, "
-                        "else trained once on the dataset; default), domain-v1 (the old small CNN, "
-                        "for comparison) or inception (comparable to published FIDs; needs weights)")
+                   help="FID features: domain (domain-v3: the domain ResNet's stage means and stds, "
+                        "shipped for Fashion-MNIST, else trained once on the dataset; default), "
+                        "domain-v2 or domain-v1 (older features, for comparison) or inception "
+                        "(comparable to published FIDs; needs weights)")
     p.add_argument("--allow-weak-features", action="store_true",
                    help="evaluate with a feature network below the quality floor (test accuracy "
                         "< 0.85 or effective dim < 4) instead of refusing it")

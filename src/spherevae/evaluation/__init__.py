@@ -1,7 +1,8 @@
 """Evaluation: the stages that evaluate a run (encode, fit samplers, generate, FID/KID,
 precision/recall and density/coverage, latent geometry, figures) over one context, the
 metrics themselves with their spreads, the feature backbones (``domain``: the shipped
-domain-v2 network, ``domain-v1``: the old classifier, ``inception``: Inception-v3), the
+domain network's domain-v3 features, ``domain-v2``: its older read-out, ``domain-v1``: the
+old classifier, ``inception``: Inception-v3), the
 metric-key registry and the verdict rules that compare runs.
 
 Layer 5: imports :mod:`spherevae.training` and everything below it.
@@ -21,17 +22,24 @@ from spherevae.evaluation.diagnostics import (
 )
 from spherevae.evaluation.domain import DomainClassifier, domain_backbone
 from spherevae.evaluation.featnet import (
+    DEFAULT_READOUT,
+    READOUTS,
     RECIPE,
+    SHIPPED_STANDARDISATIONS,
     SHIPPED_WEIGHTS,
     FeatNet,
+    Readout,
     WeightsChecksumError,
     augment,
     build_featnet,
     featnet_backbone,
+    feature_standardisation,
     load_featnet,
     save_featnet,
+    save_standardisation,
     shipped_featnet,
     train_featnet,
+    with_readout,
 )
 from spherevae.evaluation.features import (
     FEATURE_BACKBONES,
@@ -108,6 +116,7 @@ from spherevae.evaluation.verdict import (
 )
 
 __all__ = [
+    "DEFAULT_READOUT",
     "FAMILIES",
     "FEATURE_BACKBONES",
     "FEATURE_FLOORS",
@@ -119,8 +128,10 @@ __all__ = [
     "METRICS",
     "PIPELINE",
     "PR_MAX_POINTS",
+    "READOUTS",
     "RECIPE",
     "REFERENCES",
+    "SHIPPED_STANDARDISATIONS",
     "SHIPPED_WEIGHTS",
     "SPREAD_SUFFIXES",
     "TANGENT_NOISE_SCALES",
@@ -136,6 +147,7 @@ __all__ = [
     "InceptionWeightsNotFoundError",
     "MetricInfo",
     "Pick",
+    "Readout",
     "Stage",
     "Verdict",
     "WeakFeaturesError",
@@ -161,6 +173,7 @@ __all__ = [
     "extract_features",
     "featnet_backbone",
     "feature_quality",
+    "feature_standardisation",
     "fid_bootstrap_std",
     "fid_sample_warning",
     "fid_unavailable",
@@ -187,10 +200,12 @@ __all__ = [
     "reconstruction_metrics",
     "samplers_for",
     "save_featnet",
+    "save_standardisation",
     "separation",
     "shipped_featnet",
     "spread",
     "summary_lines",
     "tangent_noise_fids",
     "train_featnet",
+    "with_readout",
 ]

@@ -1,20 +1,31 @@
-"""The domain feature network ``domain-v2`` (backbone ``"domain"``): FID, KID and
-precision/recall features for small images, shipped trained for Fashion-MNIST.
+"""The domain feature network (backbone ``"domain"``): FID, KID and precision/recall
+features for small images, shipped trained for Fashion-MNIST.
 
-A small ResNet (conv + BatchNorm, basic residual blocks) trained on the labelled training
-split by one fixed recipe (:data:`RECIPE`). Its features are not the penultimate ReLU
-layer: they are the global-average-pooled outputs of the last ``len(feature_stages)``
-stages taken *after BatchNorm and before the ReLU* (so no unit is dead), concatenated
-(64 + 192 = 256 dims), then standardised per unit with the training-set mean and std (a
-fixed affine map stored as buffers), so the earlier stage, which carries within-class
-detail, weighs as much as the last one, which mostly encodes the class.
+The *network* is a small ResNet (conv + BatchNorm, basic residual blocks) trained on the
+labelled training split by one fixed recipe (:data:`RECIPE`, version ``domain-v2``). Its
+*features* are a read-out of its stage maps taken *after BatchNorm and before the ReLU* (so
+no unit is dead), registered in :data:`READOUTS`:
+
+- ``domain-v3`` (the default since 2026-12-07): the spatial mean and the spatial std of
+  every stage's maps (2 x (32 + 64 + 192) = 576 dims). The std (the maps' energy around
+  their mean) carries the texture and sharpness that a mean of nearly linear early
+  filters averages away; early filters are alike across training seeds, so these
+  statistics are too, and the FIDs of VAE samples vary less between the networks of
+  different seeds (docs/evaluation.md: largest CV over the Fig 1 cells 18.6% -> 8.8%).
+- ``domain-v2``: the spatial mean of the last two stages (64 + 192 = 256 dims), kept for
+  comparison.
+
+Either is then standardised per unit with the training split's mean and std (a fixed
+affine map stored as buffers), so every statistic weighs alike.
 
 Where it comes from (:func:`featnet_backbone`): for a dataset with shipped weights
 (:data:`SHIPPED_WEIGHTS`, package data under ``evaluation/weights/`` with a manifest of
 recipe, version, seed, test accuracy and sha256, checked on every load) the shipped file,
-so every user's ``fid_domain_*`` uses the same network; for any other dataset the recipe
-trains it once (about 23 min per seed for 60k images on one CPU thread) and caches it by
-(dataset, image shape, split size, seed, recipe version, data hash).
+with the shipped standardisation of the read-out (one small file per read-out and seed,
+also checksummed), so every user's ``fid_domain_*`` uses the same network; for any other
+dataset the recipe trains it once (about 23 min per seed for 60k images on one CPU
+thread) and caches it by (dataset, image shape, split size, seed, recipe version, data
+hash), and the read-out's standardisation beside it.
 
 Everything random is drawn from explicit :class:`torch.Generator` objects seeded from
 ``seed``: the weight init, the batch order and the augmentation.
@@ -28,6 +39,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +48,23 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "DEFAULT_READOUT",
+    "READOUTS",
     "RECIPE",
     "SHIPPED_WEIGHTS",
     "FeatNet",
+    "Readout",
     "WeightsChecksumError",
     "augment",
     "build_featnet",
     "featnet_backbone",
+    "feature_standardisation",
     "load_featnet",
     "save_featnet",
+    "save_standardisation",
     "shipped_featnet",
     "train_featnet",
+    "with_readout",
 ]
 
 RECIPE: dict[str, Any] = {
@@ -73,6 +91,38 @@ RECIPE: dict[str, Any] = {
     "channels_last": True,          # memory format while training (CPU speed only)
 }
 
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Which stages' pre-ReLU maps ``(N, w_s, H_s, W_s)`` become features (1-based stage
+    numbers) and which spatial statistics of each: ``"mean"`` and/or ``"std"`` (the
+    population std over the ``H_s x W_s`` positions), concatenated stage by stage, each
+    stage's statistics in the order given."""
+
+    stages: tuple[int, ...]
+    moments: tuple[str, ...]
+
+    def dim(self, widths: Sequence[int]) -> int:
+        """Feature dimension ``D`` for a network of stem + stage ``widths``."""
+        return len(self.moments) * sum(int(widths[s]) for s in self.stages)
+
+
+# Spatial statistics of a map (N, C, H, W) -> (N, C).
+_MOMENTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean": lambda m: m.mean((2, 3)),
+    "std": lambda m: m.flatten(2).std(2, correction=0),
+}
+
+# Feature versions of the one trained network (the backbone registry names them).
+READOUTS: dict[str, Readout] = {
+    "domain-v2": Readout((2, 3), ("mean",)),
+    "domain-v3": Readout((1, 2, 3), ("mean", "std")),
+}
+DEFAULT_READOUT = "domain-v3"
+# The read-out whose standardisation a weights file carries (the recipe's feature_stages).
+_RECIPE_READOUT = "domain-v2"
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -85,6 +135,14 @@ def _manifest() -> dict[str, Any]:
 # recipe version, test accuracy and sha256).
 SHIPPED_WEIGHTS: dict[tuple[str, int], str] = {
     (entry["dataset"], int(entry["seed"])): name for name, entry in _manifest()["files"].items()
+}
+# (dataset name, seed, read-out) -> the file of that read-out's standardisation (manifest
+# "standardisations": weights file, read-out, sha256), for read-outs other than the one
+# the weights file carries.
+SHIPPED_STANDARDISATIONS: dict[tuple[str, int, str], str] = {
+    (_manifest()["files"][entry["weights"]]["dataset"], int(_manifest()["files"][entry["weights"]]["seed"]),
+     entry["readout"]): name
+    for name, entry in _manifest().get("standardisations", {}).items()
 }
 
 
@@ -115,7 +173,8 @@ class _Block(nn.Module):
 
 class FeatNet(nn.Module):
     """Classifier whose ``features(x)``: ``(N, C, H, W)`` floats in [0, 1] -> ``(N, D)``,
-    ``D = sum(widths[s] for s in feature_stages)``; ``forward(x)`` -> logits ``(N, classes)``.
+    ``D = len(moments) * sum(widths[s] for s in feature_stages)`` (:class:`Readout`);
+    ``forward(x)`` -> logits ``(N, classes)``.
 
     Stage ``s`` (1-based) halves the resolution with a stride-2 first block (stage 1 keeps
     it); the stem is a 3x3 conv at full resolution followed by a 2x2 max pool.
@@ -126,13 +185,16 @@ class FeatNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *,
                  widths: Sequence[int] = (16, 32, 64, 192), blocks: Sequence[int] = (1, 1, 1),
-                 feature_stages: Sequence[int] = (2, 3), bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1) -> None:
+                 feature_stages: Sequence[int] = (2, 3), moments: Sequence[str] = ("mean",),
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
         super().__init__()
         if len(widths) != len(blocks) + 1:
             raise ValueError(f"FeatNet needs one width per stage plus the stem, got {list(widths)} "
                              f"for blocks {list(blocks)}")
-        self.feature_stages = tuple(int(s) for s in feature_stages)
+        bad = [m for m in moments if m not in _MOMENTS]
+        if bad or not moments:
+            raise ValueError(f"FeatNet moments must be a non-empty list of {sorted(_MOMENTS)}, got {list(moments)}")
+        self.readout = Readout(tuple(int(s) for s in feature_stages), tuple(moments))
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0], eps=bn_eps, momentum=bn_momentum), nn.ReLU(),
@@ -145,7 +207,7 @@ class FeatNet(nn.Module):
                  for j in range(n)]))
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(widths[-1], num_classes)
-        dim = sum(widths[s] for s in self.feature_stages)
+        dim = self.readout.dim(widths)
         # Per-unit standardisation of the features (training-set statistics; identity until set).
         self.register_buffer("feat_mean", torch.zeros(dim))
         self.register_buffer("feat_std", torch.ones(dim))
@@ -155,16 +217,17 @@ class FeatNet(nn.Module):
         return int(self.feat_mean.numel())
 
     def _trunk(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Pre-ReLU GAP ``(N, width_s)`` of each feature stage, and the last post-ReLU map."""
+        """The read-out's statistics ``(N, width_s)`` of each feature stage's pre-ReLU map
+        (stage by stage, moments in the read-out's order), and the last post-ReLU map."""
         h = self.stem(x)
-        pooled = []
+        pooled: list[torch.Tensor] = []
         for s, stage in enumerate(self.stages, start=1):
             pre = h
             for block in stage.children():
                 pre = block(h)
                 h = F.relu(pre)
-            if s in self.feature_stages:
-                pooled.append(pre.mean((2, 3)))
+            if s in self.readout.stages:
+                pooled.extend(_MOMENTS[m](pre) for m in self.readout.moments)
         return pooled, h
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,20 +290,36 @@ def _init_weights(model: nn.Module, generator: torch.Generator) -> None:
             nn.init.zeros_(bn.weight)
 
 
-def build_featnet(recipe: dict[str, Any], in_channels: int, num_classes: int) -> FeatNet:
-    """An untrained :class:`FeatNet` of ``recipe``'s architecture."""
+def build_featnet(recipe: dict[str, Any], in_channels: int, num_classes: int,
+                  readout: str | None = None) -> FeatNet:
+    """An untrained :class:`FeatNet` of ``recipe``'s architecture, its features read out as
+    :data:`READOUTS` ``[readout]`` (default: the recipe's ``feature_stages``, means only)."""
+    stages, moments = ((recipe["feature_stages"], ("mean",)) if readout is None
+                       else (READOUTS[readout].stages, READOUTS[readout].moments))
     return FeatNet(in_channels, num_classes, widths=recipe["widths"], blocks=recipe["blocks"],
-                   feature_stages=recipe["feature_stages"], bn_eps=recipe["bn_eps"],
+                   feature_stages=stages, moments=moments, bn_eps=recipe["bn_eps"],
                    bn_momentum=recipe["bn_momentum"])
 
 
 @torch.no_grad()
-def _feature_stats(model: FeatNet, images_uint8: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std ``(D,)`` (float64) of the raw features of ``images_uint8`` in eval mode."""
+def feature_standardisation(model: FeatNet, images_uint8: torch.Tensor,
+                            batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std ``(D,)`` (float64; the std ``ddof=1``, floored at 1e-6) of the raw
+    features of ``images_uint8`` ``uint8 (N, C, H, W)``, the model in eval mode: what its
+    ``feat_mean``/``feat_std`` are set to, from the training split."""
     model.eval()
     feats = torch.cat([model.raw_features(images_uint8[i:i + batch_size].float() / 255).double()
                        for i in range(0, images_uint8.shape[0], batch_size)])
-    return feats.mean(0), feats.std(0)
+    return feats.mean(0), feats.std(0).clamp_min(1e-6)
+
+
+def _set_standardisation(model: FeatNet, mean: torch.Tensor, std: torch.Tensor) -> FeatNet:
+    if mean.shape != model.feat_mean.shape or std.shape != model.feat_std.shape:
+        raise ValueError(f"a standardisation of {tuple(mean.shape)} features does not fit a read-out of "
+                         f"{model.feature_dim}")
+    model.feat_mean.copy_(mean.float())
+    model.feat_std.copy_(std.float())
+    return model
 
 
 def _epoch(model: FeatNet, opt: torch.optim.Optimizer, sched: Any, images: torch.Tensor,
@@ -317,9 +396,7 @@ def train_featnet(train_images_uint8: torch.Tensor, train_labels: torch.Tensor, 
             steps_left -= steps
             if steps_left <= 0:
                 break
-    mean, std = _feature_stats(model, train_images_uint8, recipe["stats_batch_size"])
-    model.feat_mean.copy_(mean.float())
-    model.feat_std.copy_(std.clamp_min(1e-6).float())
+    _set_standardisation(model, *feature_standardisation(model, train_images_uint8, recipe["stats_batch_size"]))
     history["recipe"] = recipe
     return model.to(memory_format=torch.contiguous_format).eval(), history
 
@@ -339,56 +416,121 @@ def save_featnet(model: FeatNet, path: str | os.PathLike[str], recipe: dict[str,
     save_file(state, str(path), metadata=meta)
 
 
-def load_featnet(path: str | os.PathLike[str], *, sha256: str | None = None) -> tuple[FeatNet, dict[str, str]]:
+def with_readout(trained: FeatNet, readout: str, images_uint8: torch.Tensor, *,
+                 recipe: dict[str, Any] | None = None) -> FeatNet:
+    """A copy of the ``trained`` network (of ``recipe``, default :data:`RECIPE`) that reads
+    its features out as :data:`READOUTS` ``[readout]``, standardised over ``images_uint8``
+    ``uint8 (N, C, H, W)`` (the training split), in eval mode."""
+    recipe = RECIPE if recipe is None else recipe
+    stem = trained.stem[0]
+    assert isinstance(stem, nn.Conv2d)
+    model = build_featnet(recipe, stem.in_channels, trained.head.out_features, readout)
+    trunk = {k: v for k, v in trained.state_dict().items() if k not in ("feat_mean", "feat_std")}
+    model.load_state_dict(trunk, strict=False)
+    return _set_standardisation(model, *feature_standardisation(model, images_uint8, recipe["stats_batch_size"])).eval()
+
+
+def save_standardisation(model: FeatNet, path: str | os.PathLike[str], readout: str, *,
+                         extra: dict[str, str] | None = None) -> None:
+    """Write ``model``'s ``feat_mean``/``feat_std`` (float32) as safetensors with metadata
+    ``readout`` and ``extra`` (e.g. the weights file they belong to)."""
+    from safetensors.torch import save_file
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({"feat_mean": model.feat_mean.float().contiguous(), "feat_std": model.feat_std.float().contiguous()},
+              str(path), metadata={"readout": readout, **(extra or {})})
+
+
+def _check_sha256(path: str | os.PathLike[str], sha256: str | None) -> None:
+    if sha256 is None:
+        return
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if digest != sha256:
+        raise WeightsChecksumError(f"{path}: sha256 {digest} is not the manifest's {sha256}: the "
+                                   "shipped domain feature network files are damaged; reinstall spherevae")
+
+
+def load_featnet(path: str | os.PathLike[str], *, sha256: str | None = None, readout: str | None = None,
+                 standardisation: str | os.PathLike[str] | None = None,
+                 standardisation_sha256: str | None = None) -> tuple[FeatNet, dict[str, str]]:
     """Load a file written by :func:`save_featnet` (strictly). With ``sha256``, the file's
-    checksum must be that one, else :class:`WeightsChecksumError`."""
+    checksum must be that one, else :class:`WeightsChecksumError`.
+
+    ``readout`` (a key of :data:`READOUTS`): read the features out that way; unless it is
+    the one the file's recipe standardised (``domain-v2``), its standardisation comes from
+    the file ``standardisation`` (written by :func:`save_standardisation`, checked against
+    ``standardisation_sha256`` when given); ``None``: the file's own read-out.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    if sha256 is not None:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        if digest != sha256:
-            raise WeightsChecksumError(f"{path}: sha256 {digest} is not the manifest's {sha256}: the "
-                                       "shipped domain-v2 weights are damaged; reinstall spherevae")
+    _check_sha256(path, sha256)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-    model = build_featnet(json.loads(meta["recipe"]), int(meta["in_channels"]), int(meta["num_classes"]))
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    recipe = json.loads(meta["recipe"])
+    own = readout is None or READOUTS[readout] == Readout(tuple(recipe["feature_stages"]), ("mean",))
+    model = build_featnet(recipe, int(meta["in_channels"]), int(meta["num_classes"]),
+                          None if own else readout)
+    state = load_file(str(path))
+    if not own:  # the file's standardisation is that of another read-out
+        state = {k: v for k, v in state.items() if k not in ("feat_mean", "feat_std")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")
+               and (own or k not in ("feat_mean", "feat_std"))]
     if missing or unexpected:
-        raise ValueError(f"{path}: not a domain-v2 network (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{path}: not a domain feature network (missing {missing}, unexpected {unexpected})")
+    if not own:
+        if standardisation is None:
+            raise ValueError(f"load_featnet: read-out {readout!r} needs the file of its standardisation")
+        _check_sha256(standardisation, standardisation_sha256)
+        stats = load_file(str(standardisation))
+        _set_standardisation(model, stats["feat_mean"], stats["feat_std"])
     return model.eval(), meta
 
 
 def shipped_featnet(dataset_name: str, seed: int = 0, *, image_shape: Sequence[int] | None = None,
-                    num_classes: int | None = None) -> FeatNet | None:
-    """The shipped network for ``(dataset_name, seed)``, checksum verified, or ``None``
-    where none is shipped (:data:`SHIPPED_WEIGHTS`) or where the given ``image_shape``
-    ``(C, H, W)`` or ``num_classes`` differ from the manifest's."""
+                    num_classes: int | None = None, readout: str = DEFAULT_READOUT) -> FeatNet | None:
+    """The shipped network for ``(dataset_name, seed)`` read out as ``readout``, its files'
+    checksums verified, or ``None`` where none is shipped (:data:`SHIPPED_WEIGHTS`, and
+    :data:`SHIPPED_STANDARDISATIONS` for a read-out other than the weights file's own) or
+    where the given ``image_shape`` ``(C, H, W)`` or ``num_classes`` differ from the
+    manifest's."""
+    from spherevae._utils.validation import check_choice
+
+    check_choice(readout, "domain feature read-out", READOUTS)
     name = SHIPPED_WEIGHTS.get((dataset_name, int(seed)))
     if name is None:
         return None
-    entry = _manifest()["files"][name]
+    manifest = _manifest()
+    entry = manifest["files"][name]
     if image_shape is not None and tuple(image_shape) != tuple(entry["image_shape"]):
         return None
     if num_classes is not None and num_classes != entry["num_classes"]:
         return None
-    return load_featnet(WEIGHTS_DIR / name, sha256=entry["sha256"])[0]
+    if readout == _RECIPE_READOUT:
+        return load_featnet(WEIGHTS_DIR / name, sha256=entry["sha256"])[0]
+    stats = SHIPPED_STANDARDISATIONS.get((dataset_name, int(seed), readout))
+    if stats is None:
+        return None
+    return load_featnet(WEIGHTS_DIR / name, sha256=entry["sha256"], readout=readout,
+                        standardisation=WEIGHTS_DIR / stats,
+                        standardisation_sha256=manifest["standardisations"][stats]["sha256"])[0]
 
 
 def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
                      cache: str | os.PathLike[str] | None = None,
-                     log: Callable[[str], None] | None = None) -> FeatNet:
-    """The ``domain-v2`` network for ``dataset`` (training split, ``images`` uint8 and
-    ``labels``): the shipped one when the dataset name, image shape and class count match
-    a shipped file for ``seed``; otherwise trained by :data:`RECIPE` once and cached by
-    (name, image shape, split size, seed, recipe version, hash of the first 64 images
-    and of all labels)."""
+                     log: Callable[[str], None] | None = None, readout: str = DEFAULT_READOUT) -> FeatNet:
+    """The domain feature network for ``dataset`` (training split, ``images`` uint8 and
+    ``labels``), read out as ``readout`` (:data:`READOUTS`): the shipped one when the
+    dataset name, image shape and class count match a shipped file for ``seed``; otherwise
+    trained by :data:`RECIPE` once and cached by (name, image shape, split size, seed,
+    recipe version, hash of the first 64 images and of all labels), with the read-out's
+    standardisation (from the whole training split) cached beside it."""
     from spherevae.data.base import cache_dir
 
     num_classes = int(dataset.labels.max()) + 1
     shipped = shipped_featnet(dataset.name, seed, image_shape=dataset.images.shape[1:],
-                              num_classes=num_classes)
+                              num_classes=num_classes, readout=readout)
     if shipped is not None:
         return shipped.to(device)
     digest = hashlib.sha1(dataset.images[:64].numpy().tobytes())
@@ -396,8 +538,13 @@ def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
     key = (f"{dataset.name}-{'x'.join(map(str, dataset.images.shape[1:]))}-s{seed}-{RECIPE['version']}"
            f"-N{dataset.images.shape[0]}-{digest.hexdigest()[:8]}")
     path = Path(cache or cache_dir() / "features") / f"{key}.safetensors"
-    if path.is_file():
+    if not path.is_file():
+        model, _ = train_featnet(dataset.images, dataset.labels, seed=seed, log=log)
+        save_featnet(model, path, RECIPE, extra={"dataset": dataset.name, "seed": str(seed)})
+    if readout == _RECIPE_READOUT:
         return load_featnet(path)[0].to(device)
-    model, _ = train_featnet(dataset.images, dataset.labels, seed=seed, log=log)
-    save_featnet(model, path, RECIPE, extra={"dataset": dataset.name, "seed": str(seed)})
-    return model.to(device)
+    stats = path.with_name(f"{key}.{readout}.safetensors")
+    if not stats.is_file():
+        save_standardisation(with_readout(load_featnet(path)[0], readout, dataset.images), stats, readout,
+                             extra={"weights": path.name})
+    return load_featnet(path, readout=readout, standardisation=stats)[0].to(device)

@@ -6,10 +6,13 @@ from float images ``(N, C, H, W)`` in [0, 1] to features ``(N, D)``), the batch 
 runs at and a label for titles and logs. Metric keys carry the name (``fid_domain_...``).
 Adding a backbone is one entry in that dict (docs/design.md, "Adding a feature backbone").
 
-- ``"domain"``: the ``domain-v2`` ResNet (:mod:`spherevae.evaluation.featnet`): shipped
+- ``"domain"``: the ``domain-v3`` features of the domain ResNet
+  (:mod:`spherevae.evaluation.featnet`: spatial mean and std of every stage): shipped
   trained for Fashion-MNIST (seeds 0, 1, 2), trained once by its recipe and cached for other
   labelled datasets. Its FIDs compare runs with each other; they are NOT comparable to
   published Inception FIDs.
+- ``"domain-v2"``: the same networks read out as before 2026-12-07 (spatial mean of the
+  last two stages), kept for comparison.
 - ``"domain-v1"``: the old small CNN (:class:`~spherevae.evaluation.domain.DomainClassifier`,
   2 epochs), kept for comparison; it is below the quality floor (:data:`FEATURE_FLOORS`),
   so evaluate refuses it unless ``allow_weak_features``.
@@ -73,7 +76,13 @@ def _check_domain(dataset: Any = None, weights: str | None = None) -> None:
 def _build_domain(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
                   seed: int = 0) -> nn.Module:
     _check_domain(dataset, weights)
-    return featnet_backbone(dataset, seed=seed, device=device)
+    return featnet_backbone(dataset, seed=seed, device=device, readout="domain-v3")
+
+
+def _build_domain_v2(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                     seed: int = 0) -> nn.Module:
+    _check_domain(dataset, weights)
+    return featnet_backbone(dataset, seed=seed, device=device, readout="domain-v2")
 
 
 def _build_domain_v1(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
@@ -112,7 +121,8 @@ class BackboneSpec:
 # Only "inception" FIDs are comparable to published numbers; "domain" FIDs compare runs
 # with each other. Inception runs at 299x299: smaller batches keep memory modest on CPU.
 FEATURE_BACKBONES: dict[str, BackboneSpec] = {
-    "domain": BackboneSpec(_build_domain, 500, "domain-v2 features", _check_domain, True),
+    "domain": BackboneSpec(_build_domain, 500, "domain-v3 features", _check_domain, True),
+    "domain-v2": BackboneSpec(_build_domain_v2, 500, "domain-v2 features (before 2026-12-07)", _check_domain, True),
     "domain-v1": BackboneSpec(_build_domain_v1, 500, "domain-v1 features (old)", _check_domain, True),
     "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)", _check_inception),
 }
