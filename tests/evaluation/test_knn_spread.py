@@ -12,7 +12,7 @@ from spherevae.evaluation.fid import (
     kid,
     kid_with_se,
 )
-from spherevae.evaluation.knn import density_coverage, precision_recall
+from spherevae.evaluation.knn import density_coverage, fidelity_diversity, precision_recall
 
 
 def _loop_density_coverage(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
@@ -39,6 +39,29 @@ def test_density_coverage_match_a_plain_loop(k):
     got = density_coverage(real, fake, k=k, chunk=7)  # several row blocks
     assert got["density"] == pytest.approx(ref_density, abs=1e-12)
     assert got["coverage"] == pytest.approx(ref_coverage, abs=1e-12)
+
+
+@pytest.mark.parametrize(("n_real", "n_fake", "max_points"), [(60, 45, None), (90, 70, 50), (40, 80, 60)])
+def test_one_pass_fidelity_diversity_equals_the_two_functions(n_real, n_fake, max_points):
+    """The one distance pass gives exactly the values of precision_recall + density_coverage
+    (with subsampling too), and cached radii of the reference and of the fakes, reused for
+    another fake set / another reference, change nothing."""
+    rng = np.random.default_rng(n_real)
+    real, real2 = rng.normal(size=(n_real, 5)), rng.normal(0.2, 1.1, size=(n_real, 5))
+    fakes = [rng.normal(0.3, 1.2, size=(n_fake, 5)), rng.normal(-0.5, 0.7, size=(n_fake, 5))]
+    real_cache: dict = {}
+    for fake in fakes:
+        fake_cache: dict = {}
+        for ref in (real, real2):
+            expected = {**precision_recall(ref, fake, max_points=max_points, chunk=7),
+                        **density_coverage(ref, fake, max_points=max_points, chunk=7)}
+            cache = real_cache if ref is real else {}
+            got = fidelity_diversity(ref, fake, max_points=max_points, chunk=7, real_radii=cache,
+                                     fake_radii=fake_cache)
+            assert got == expected
+            assert sorted(cache) == [3, 5] and sorted(fake_cache) == [3]
+    with pytest.raises(ValueError, match="do not fit"):
+        fidelity_diversity(real[:20], fakes[0], real_radii=real_cache)
 
 
 def test_density_coverage_edge_cases():

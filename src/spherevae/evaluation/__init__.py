@@ -74,7 +74,13 @@ from spherevae.evaluation.inception import (
     inception_backbone,
     load_inception_weights,
 )
-from spherevae.evaluation.knn import PR_MAX_POINTS, density_coverage, knn_accuracy, precision_recall
+from spherevae.evaluation.knn import (
+    PR_MAX_POINTS,
+    density_coverage,
+    fidelity_diversity,
+    knn_accuracy,
+    precision_recall,
+)
 from spherevae.evaluation.metric_info import (
     GROUPS,
     KEYS,
@@ -178,6 +184,7 @@ __all__ = [
     "fid_sample_warning",
     "fid_unavailable",
     "fid_value",
+    "fidelity_diversity",
     "fit_samplers",
     "format_table",
     "frechet_distance",

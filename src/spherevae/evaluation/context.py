@@ -130,8 +130,10 @@ class EvalContext:
     Added by the stages: ``mu``, ``logvar``, ``latents``, ``x_test``, ``x_hat``
     (:func:`encode`), ``fitted`` and ``fit_errors`` (sampler name -> why its fit failed;
     its metrics are NaN) (:func:`fit_samplers`), ``samples`` (:func:`generate`), ``fids``
-    (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor) and
-    ``reference_features``, and ``metrics`` throughout. ``fid_unavailable``: why there are
+    (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor),
+    ``reference_features`` and ``reference_radii`` (per reference set, its k-NN radii by
+    ``k``, computed by the first sampler's precision/recall and reused by the others), and
+    ``metrics`` throughout. ``fid_unavailable``: why there are
     no FID-type metrics, ``None`` when there are (set by :func:`fid_unavailable`, once).
     """
 
@@ -156,6 +158,7 @@ class EvalContext:
     samples: dict[str, torch.Tensor] = field(default_factory=dict)
     fids: dict[str, FID] = field(default_factory=dict)
     reference_features: dict[str, np.ndarray] = field(default_factory=dict)
+    reference_radii: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     fid_unavailable: str | None = None
     fid_checked: bool = False

@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "PR_MAX_POINTS",
     "density_coverage",
+    "fidelity_diversity",
     "knn_accuracy",
     "precision_recall",
 ]
@@ -80,6 +81,53 @@ def density_coverage(real: Any, fake: Any, *, k: int = 5, chunk: int = 2048,
             hits[i : i + chunk] += inside.sum(1)
             covered[j : j + _PR_BLOCK] |= inside.any(0)
     return {"density": float(hits.sum() / (k * f.shape[0])), "coverage": float(covered.double().mean())}
+
+
+def fidelity_diversity(real: Any, fake: Any, *, k_pr: int = 3, k_dc: int = 5, chunk: int = 2048,
+                       max_points: int | None = PR_MAX_POINTS, seed: int = 0,
+                       real_radii: dict[int, torch.Tensor] | None = None,
+                       fake_radii: dict[int, torch.Tensor] | None = None) -> dict[str, float]:
+    """:func:`precision_recall` (``k = k_pr``) and :func:`density_coverage` (``k = k_dc``)
+    together, equal to theirs with the same arguments, from one pass over the real-fake
+    distances (the two functions pass over them four times, beside the radii).
+
+    ``real_radii`` / ``fake_radii``: optional dicts ``k -> (N,)`` radii of the (subsampled)
+    set, filled here where missing and reused where present, so a caller comparing many
+    fake sets with one reference computes the reference's radii once, and one fake set with
+    two references computes its own once. They are only valid for the same rows,
+    ``max_points``, ``seed`` and ``chunk``; evaluation keeps one per reference set and one
+    per sampler.
+    """
+    rng = np.random.default_rng(seed)
+    r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
+    f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
+    rr = _cached_radii(r, (k_pr, k_dc), chunk, {} if real_radii is None else real_radii)
+    fr = _cached_radii(f, (k_pr,), chunk, {} if fake_radii is None else fake_radii)[k_pr]
+    precise = torch.zeros(f.shape[0], dtype=torch.bool)    # fake inside some real k_pr-ball
+    recalled = torch.zeros(r.shape[0], dtype=torch.bool)   # real inside some fake k_pr-ball
+    hits = torch.zeros(f.shape[0], dtype=torch.float64)    # real k_dc-balls holding each fake
+    covered = torch.zeros(r.shape[0], dtype=torch.bool)    # real k_dc-ball holding some fake
+    for i in range(0, f.shape[0], chunk):
+        for j in range(0, r.shape[0], _PR_BLOCK):
+            d = torch.cdist(f[i : i + chunk], r[j : j + _PR_BLOCK])
+            precise[i : i + chunk] |= (d <= rr[k_pr][None, j : j + _PR_BLOCK]).any(1)
+            recalled[j : j + _PR_BLOCK] |= (d <= fr[i : i + chunk, None]).any(0)
+            inside = d <= rr[k_dc][None, j : j + _PR_BLOCK]
+            hits[i : i + chunk] += inside.sum(1)
+            covered[j : j + _PR_BLOCK] |= inside.any(0)
+    return {"precision": float(precise.double().mean()), "recall": float(recalled.double().mean()),
+            "density": float(hits.sum() / (k_dc * f.shape[0])), "coverage": float(covered.double().mean())}
+
+
+def _cached_radii(x: torch.Tensor, ks: tuple[int, ...], chunk: int,
+                  cache: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """``cache`` with the ``k``-NN radii of ``x`` for every ``k`` in ``ks`` (computed where missing)."""
+    for k in ks:
+        if k not in cache:
+            cache[k] = _knn_radii(x, k, chunk)
+        elif cache[k].shape != (x.shape[0],):
+            raise ValueError(f"cached {k}-NN radii for {cache[k].shape[0]} points do not fit {x.shape[0]} points")
+    return cache
 
 
 def _subsample(x: np.ndarray, max_points: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -333,6 +333,7 @@ def _fids(ctx: EvalContext) -> dict[str, FID]:
     fid = FID.from_backbone(opts.backbone, dataset=ctx.train, weights=opts.inception_weights,
                             device=ctx.device)
     ctx.reference_features = {"recon": fid.features(x_hat), "test": fid.features(x_test)}
+    ctx.reference_radii = {}  # radii of the features just extracted, filled by the first sampler
     _feature_quality(ctx, fid, x_test)
     for ref, feats in ctx.reference_features.items():
         ctx.fids[ref] = FID(fid.extractor, fid.backbone_name, fid.device, fid.batch_size,
@@ -375,7 +376,7 @@ def _sampler_metrics(ctx: EvalContext, fids: dict[str, FID], feats: np.ndarray, 
     """FID (+ bootstrap ``_std``) against each reference, KID (+ ``_se``) against the
     reconstructions, precision/recall and density/coverage against both references."""
     from spherevae.evaluation.fid import fid_bootstrap_std, kid_with_se
-    from spherevae.evaluation.knn import density_coverage, precision_recall
+    from spherevae.evaluation.knn import fidelity_diversity
 
     ref, b, out = ctx.reference_features, fids["recon"].backbone_name, {}
     for reference, fid in fids.items():
@@ -388,8 +389,10 @@ def _sampler_metrics(ctx: EvalContext, fids: dict[str, FID], feats: np.ndarray, 
                                                   seed=ctx.opts.seed)
     kid_key = metric_key("kid_recon", backbone=b, sampler=name)
     out[kid_key], out[kid_key + "_se"] = kid_with_se(feats, ref["recon"], seed=ctx.opts.seed)
+    own_radii: dict[int, torch.Tensor] = {}  # this sampler's k-NN radii, shared by both references
     for reference, suffix in (("test", ""), ("recon", "_recon")):
-        knn = {**precision_recall(ref[reference], feats), **density_coverage(ref[reference], feats)}
+        knn = fidelity_diversity(ref[reference], feats, real_radii=ctx.reference_radii.setdefault(reference, {}),
+                                 fake_radii=own_radii)
         for which, value in knn.items():
             out[metric_key(which + suffix, backbone=b, sampler=name)] = value
     return out
@@ -403,7 +406,7 @@ def generation_metrics(ctx: EvalContext) -> None:
     (each with ``_std``, its spread over ``opts.fid_bootstrap`` resamples of the samples),
     ``kid_<b>_<sampler>_recon`` (with ``_se``), ``precision``/``recall``/``density``/
     ``coverage_<b>_<sampler>`` against the real test set and the same with ``_recon``
-    against the reconstructions (``knn.precision_recall``/``density_coverage``: on at most
+    against the reconstructions (``knn.fidelity_diversity``, one distance pass for the four: on at most
     10,000 points per set); the feature network's quality (:func:`_feature_quality`), the
     headline aliases, the reconstructions' own FID vs test, ``main_sampler``,
     ``fid_backbone`` and ``fid_spread``. A sampler whose fit failed or whose samples are
