@@ -242,6 +242,32 @@ def feature_seed_table(title: str, rows: list[dict[str, Any]], variants: tuple[s
     print()
 
 
+def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]], old_eval: str = "eval-domain-v2") -> None:
+    """The CV of every (run, sampler) FID over the three feature networks, per variant and
+    reference, with the current features (``eval/``) and, where a run kept its evaluation
+    with the older features in ``<run>/<old_eval>/`` (moved there before re-evaluating),
+    with those: how many cells have a CV <= 10%, the median and the largest."""
+    print(f"**{title}**: CV over the three feature networks of every (run, sampler) FID\n")
+    print("| variant | reference | features | cells with CV <= 10% | median CV | largest CV |")
+    print("|---|---|---|---|---|---|")
+    for v in VARIANTS:
+        rs = [r for r in rows if r["variant"] == v]
+        for ref in ("recon", "test"):
+            for label, where in (("domain-v2", old_eval), ("domain-v3", "eval")):
+                cvs = []
+                for r in rs:
+                    path = run_dir(sweep_dir, r) / where / "metrics.json"
+                    if not path.is_file():
+                        continue
+                    per = json.loads(path.read_text()).get("fid_per_feature_seed", {})
+                    cvs += [c for k, v2 in per.items() if k.endswith(f"_{ref}")
+                            and (c := cv(list(v2.values()))) is not None]
+                if cvs:
+                    print(f"| {v} | {ref} | {label} | {sum(c <= 0.10 for c in cvs)} of {len(cvs)} | "
+                          f"{statistics.median(cvs):.1%} | {max(cvs):.1%} |")
+    print()
+
+
 def fidelity_diversity_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, ...] = VARIANTS) -> None:
     """Precision / recall / density / coverage (mean over runs) against the reconstructions
     and against the real test set, and KID against the reconstructions (x 10^3)."""
@@ -348,6 +374,7 @@ def fig1(sweeps: Path, figures: Path) -> None:
     print()
     sampler_table("Every sampler, Fig 1 runs", rows)
     feature_seed_table("Every sampler, Fig 1 runs, over the feature networks", rows)
+    instrument_table("The instrument's spread, Fig 1 runs", sweeps / "fmnist-fig1", rows)
     fidelity_diversity_table("Fidelity and diversity, Fig 1 runs", rows)
     verdicts("Verdicts, Fig 1 runs", rows)
     diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)

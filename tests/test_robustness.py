@@ -529,6 +529,29 @@ def t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again(tmp_path, capsy
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_test"] > 0  # rewritten, valid
 
 
+def t10c_an_evaluation_cut_off_before_its_last_stage_is_not_done(tmp_path, capsys, trained):
+    """evaluate writes metrics.json after every stage group; a sweep must not take the one
+    left by an evaluation killed half-way (complete: false) for a finished run."""
+    from spherevae.experiments.spec import RunSpec
+    from spherevae.experiments.sweep import execute_run
+    from spherevae.training.runs import weights_identity
+
+    run = copy_run(trained, tmp_path)
+    (run / "eval").mkdir()
+    identity = weights_identity(run)
+    partial = {"weights": {"sha256": identity["sha256"], "epoch": identity["epoch"]}, "complete": False,
+               "mse_sum": 1.0}
+    (run / "eval" / "metrics.json").write_text(json.dumps(partial))
+    spec = RunSpec(run.name, run, Path(TINY), (*FAST, "train.epochs=2"), {},
+                   {"num_samples": 50, "figures": False, "progress": False, "allow_weak_features": True})
+    with pytest.warns(UserWarning, match=r"is an incomplete evaluation.*evaluating digits-tiny again"):
+        result = execute_run(spec)
+    assert result.status == "done", result.error
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["complete"] is True and "main_sampler" in metrics
+    assert execute_run(spec).status == "skipped"  # now it is done
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def t11_evaluate_on_cuda_without_cuda(tmp_path, capsys, trained):
     user_error(capsys, ["evaluate", str(trained), "--device", "cuda"], "CUDA is not available")
@@ -967,6 +990,7 @@ CASES = [
     Case("T9", "report --out a directory", "one line", t9_report_out_is_a_directory),
     Case("T10", "corrupt eval/metrics.json", "one line naming the file", t10_corrupt_eval_metrics_json),
     Case("T10b", "corrupt eval/metrics.json in a sweep", "warned, evaluated again", t10b_corrupt_eval_metrics_json_in_a_sweep_is_evaluated_again),
+    Case("T10c", "an evaluation cut off half-way, in a sweep", "warned, evaluated again", t10c_an_evaluation_cut_off_before_its_last_stage_is_not_done),
     Case("T11", "evaluate --device cuda without CUDA", "one line", t11_evaluate_on_cuda_without_cuda),
     Case("T12", "train.out_dir that is a file", "one line", t12_out_dir_that_is_a_file),
     Case("T13", "demo --latent-dim -5", "one line", t13_demo_with_a_negative_latent_dim),

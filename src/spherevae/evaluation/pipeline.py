@@ -129,8 +129,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, allow_classes: Iterable[str
     ``figures``), logs one progress line per stage, saves the fitted samplers under
     ``run_dir/samplers`` and returns the metrics dict, written to
     ``run_dir/eval/metrics.json`` after every stage group (a later failure keeps what
-    was measured). Figures come last, each on its own: one that fails (a full disk, a
-    model its plot cannot draw) costs that figure and one warning. ``metrics["weights"]``
+    was measured), with ``metrics["complete"]`` false until the last one has run. Figures
+    come last, each on its own: one that fails (a full disk, a model its plot cannot draw)
+    costs that figure and one warning. ``metrics["weights"]``
     and each sampler file record the weights (hash, epoch) they were made from.
     Holds the run's shared lock (:class:`spherevae.io.lock.RunReadLock`): never during a
     training of the run. ``allow_classes``: see :func:`spherevae.load` (a run of a user
@@ -153,6 +154,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, allow_classes: Iterable[str
         metrics["weights"] = _made_from(run_dir)
         metrics["eval_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
         metrics["timings_s"] = timings
+        metrics["complete"] = False  # until every stage has run (sweeps redo incomplete ones)
         for name, stages in PIPELINE:
             if name == "figures" and not opts.figures:
                 continue
@@ -162,6 +164,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], *, allow_classes: Iterable[str
             if name == "sample":
                 _save_samplers(ctx.fitted, layout, metrics["weights"])
             _write_metrics(layout, metrics)
+        metrics["complete"] = True
+        _write_metrics(layout, metrics)
     log(f"evaluate {run_dir}: done in {sum(timings.values()):.0f} s -> {layout.eval_metrics}")
     return metrics
 

@@ -92,10 +92,15 @@ def execute_run(spec: RunSpec) -> RunResult:
                 why = stale_reason(metrics.get("weights"), weights_identity(spec.run_dir))
             except FileNotFoundError:  # metrics without weights: nothing they could be stale against
                 why = None
-            if why is None:
+            # Made from other weights (before a resume, or by an older spherevae), or cut off
+            # before its last stage (evaluate writes after every stage group): not done.
+            if why is not None:
+                why = f"is stale ({why})"
+            elif metrics.get("complete") is not True:
+                why = "is an incomplete evaluation (stopped before its last stage)"
+            else:
                 return RunResult(spec.name, spec.params, "skipped", metrics)
-            # Made from other weights (before a resume, or by an older spherevae): not done.
-            warnings.warn(f"{done} is stale ({why}); evaluating {spec.name} again", stacklevel=2)
+            warnings.warn(f"{done} {why}; evaluating {spec.name} again", stacklevel=2)
         except UserError as exc:  # damaged from outside (evaluate writes it atomically)
             warnings.warn(f"{exc}; evaluating {spec.name} again", stacklevel=2)
     try:
