@@ -88,6 +88,18 @@ def test_bessel_ratio_matches_series_and_lies_in_unit_interval(v: float) -> None
     assert bessel_ratio(v, torch.zeros(1, dtype=torch.float64)).item() == 0.0
 
 
+@pytest.mark.parametrize("v", [0.0, 0.5, 1.0, 31.0, 63.0, 499.0])
+def test_one_minus_bessel_ratio_keeps_its_digits_at_large_x(v: float) -> None:
+    # 1 - I_{v+1}/I_v ~ (2v+1)/(2x) is what the vMF concentration solver inverts: a
+    # ratio taken as exp(log I_{v+1} - log I_v) keeps only ~5 of its digits at x = 1e5
+    # (found by hypothesis: kappa 1e5, n = 2 came back as 100000.5). Reference: scipy's
+    # exponentially scaled ive, whose ratio is free of that cancellation.
+    xs = np.array([1e3, 1e4, 3e4, 1e5])  # scipy's ive underflows at order 499, x = 100
+    got = 1.0 - bessel_ratio(v, torch.from_numpy(xs)).numpy()
+    ref = 1.0 - sp.ive(v + 1, xs) / sp.ive(v, xs)
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
 @pytest.mark.parametrize("v", [0.5, 20.0, 511.0])
 def test_log_bessel_gradient_is_the_bessel_identity(v: float) -> None:
     # d/dx log I_v(x) = I_{v+1}(x)/I_v(x) + v/x  (DLMF 10.29.2)

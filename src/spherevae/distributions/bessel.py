@@ -34,7 +34,14 @@ def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
     """
     v = order
     s = torch.sqrt(v * v + x * x)
-    t = v / s  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
+    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + _log_debye_series(v, x)
+
+
+def _log_debye_series(order: float, x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + u1(t)/v + u2(t)/v^2 + u3(t)/v^3 + u4(t)/v^4)``, ``t = v / sqrt(v^2 + x^2)``:
+    the correction factor of the expansion (A&S 9.3.9's polynomials)."""
+    v = order
+    t = v / torch.sqrt(v * v + x * x)  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
     t2 = t * t
     u1 = t * (3.0 - 5.0 * t2) / 24.0
     u2 = t2 * (81.0 + t2 * (-462.0 + t2 * 385.0)) / 1152.0
@@ -45,8 +52,27 @@ def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
         * (4465125.0 + t2 * (-94121676.0 + t2 * (349922430.0 + t2 * (-446185740.0 + t2 * 185910725.0))))
         / 39813120.0
     )
-    series = 1.0 + (u1 + (u2 + (u3 + u4 / v) / v) / v) / v
-    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + torch.log(series)
+    return torch.log1p((u1 + (u2 + (u3 + u4 / v) / v) / v) / v)
+
+
+def _log_ratio_debye(order: float, x: torch.Tensor) -> torch.Tensor:
+    """``log(I_{order+1}(x) / I_order(x))`` from the same expansion, term by term.
+
+    The difference of two :func:`_log_iv_debye` values cancels: both are about ``x`` while
+    the ratio's log is about ``-(2 order + 1) / (2x)``, so at ``x = 1e5`` their difference
+    keeps only ~5 digits of ``1 - ratio`` (a vMF's ``1 - A_n(kappa)``, which the
+    concentration solver inverts). Here every term is a small difference written without
+    cancellation: ``s1 - s0 = (2v+1)/(s0+s1)``, and logs of ratios near 1 via ``log1p``.
+    """
+    v = order
+    s0 = torch.sqrt(v * v + x * x)
+    s1 = torch.sqrt((v + 1.0) ** 2 + x * x)
+    ds = (2.0 * v + 1.0) / (s0 + s1)  # s1 - s0
+    # (v+1) log(x/(v+1+s1)) - v log(x/(v+s0)) = log(x/(v+1+s1)) - v log1p((1+ds)/(v+s0))
+    logs = torch.log(x / (v + 1.0 + s1)) - v * torch.log1p((1.0 + ds) / (v + s0))
+    quarter = -0.25 * torch.log1p((2.0 * v + 1.0) / (s0 * s0))  # -(log s1^2 - log s0^2)/4
+    series = _log_debye_series(v + 1.0, x) - _log_debye_series(v, x)
+    return ds + logs + quarter + series
 
 
 def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +84,7 @@ def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torc
     steps = max(0, math.ceil(_DEBYE_MIN_ORDER - order))
     top = order + steps
     log_i = _log_iv_debye(top, x)
-    ratio = torch.exp(_log_iv_debye(top + 1.0, x) - log_i)
+    ratio = torch.exp(_log_ratio_debye(top, x))
     for j in range(steps - 1, -1, -1):
         inverse = 2.0 * (order + j + 1.0) / x + ratio  # I_{order+j} / I_{order+j+1}
         log_i = log_i + torch.log(inverse)

@@ -97,7 +97,8 @@ def execute_run(spec: RunSpec) -> RunResult:
             if why is not None:
                 why = f"is stale ({why})"
             elif metrics.get("complete") is not True:
-                why = "is an incomplete evaluation (stopped before its last stage)"
+                why = ("does not record a finished evaluation (stopped before its last stage, "
+                       "or written before evaluations recorded 'complete')")
             else:
                 return RunResult(spec.name, spec.params, "skipped", metrics)
             warnings.warn(f"{done} {why}; evaluating {spec.name} again", stacklevel=2)
