@@ -180,14 +180,18 @@ def sampler_table(title: str, rows: list[dict[str, Any]], variants: tuple[str, .
 _metrics_cache: dict[str, dict[str, Any]] = {}
 
 
-def full_metrics(r: dict[str, Any]) -> dict[str, Any]:
-    """The run's whole eval/metrics.json (results.json keeps scalars only)."""
-    path = r.get("_eval")
+def metrics_file(path: Path | None) -> dict[str, Any]:
+    """A whole metrics.json, read once per path ({} where there is none)."""
     if path is None or not path.is_file():
         return {}
     if str(path) not in _metrics_cache:
         _metrics_cache[str(path)] = json.loads(path.read_text())
     return _metrics_cache[str(path)]
+
+
+def full_metrics(r: dict[str, Any]) -> dict[str, Any]:
+    """The run's whole eval/metrics.json (results.json keeps scalars only)."""
+    return metrics_file(r.get("_eval"))
 
 
 def seed_values(r: dict[str, Any], key: str) -> list[float]:
@@ -256,10 +260,7 @@ def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]], ol
             for label, where in (("domain-v2", old_eval), ("domain-v3", "eval")):
                 cvs = []
                 for r in rs:
-                    path = run_dir(sweep_dir, r) / where / "metrics.json"
-                    if not path.is_file():
-                        continue
-                    per = json.loads(path.read_text()).get("fid_per_feature_seed", {})
+                    per = metrics_file(run_dir(sweep_dir, r) / where / "metrics.json").get("fid_per_feature_seed", {})
                     cvs += [c for k, v2 in per.items() if k.endswith(f"_{ref}")
                             and (c := cv(list(v2.values()))) is not None]
                 if cvs:

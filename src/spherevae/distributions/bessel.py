@@ -26,22 +26,11 @@ __all__ = [
 _DEBYE_MIN_ORDER = 50.0
 
 
-def _log_iv_debye(order: float, x: torch.Tensor) -> torch.Tensor:
-    """Uniform asymptotic expansion of ``log I_order(x)`` (A&S 9.7.7 with 9.3.9, 5 terms).
-
-    Written with ``s = sqrt(order^2 + x^2)`` so that nothing overflows for large ``x``
-    or underflows for small ``x``.
-    """
+def _log_debye_series(order: float, s: torch.Tensor) -> torch.Tensor:
+    """``log(1 + u1(t)/v + u2(t)/v^2 + u3(t)/v^3 + u4(t)/v^4)``, ``t = v / s``,
+    ``s = sqrt(v^2 + x^2)``: the correction factor of the expansion (A&S 9.3.9's polynomials)."""
     v = order
-    s = torch.sqrt(v * v + x * x)
-    return s + v * torch.log(x / (v + s)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s * s) + _log_debye_series(v, x)
-
-
-def _log_debye_series(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``log(1 + u1(t)/v + u2(t)/v^2 + u3(t)/v^3 + u4(t)/v^4)``, ``t = v / sqrt(v^2 + x^2)``:
-    the correction factor of the expansion (A&S 9.3.9's polynomials)."""
-    v = order
-    t = v / torch.sqrt(v * v + x * x)  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
+    t = v / s  # = 1 / sqrt(1 + (x/v)^2), in (0, 1]
     t2 = t * t
     u1 = t * (3.0 - 5.0 * t2) / 24.0
     u2 = t2 * (81.0 + t2 * (-462.0 + t2 * 385.0)) / 1152.0
@@ -55,24 +44,27 @@ def _log_debye_series(order: float, x: torch.Tensor) -> torch.Tensor:
     return torch.log1p((u1 + (u2 + (u3 + u4 / v) / v) / v) / v)
 
 
-def _log_ratio_debye(order: float, x: torch.Tensor) -> torch.Tensor:
-    """``log(I_{order+1}(x) / I_order(x))`` from the same expansion, term by term.
+def _log_iv_and_log_ratio_debye(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log I_order(x)`` and ``log(I_{order+1}(x) / I_order(x))`` from the uniform asymptotic
+    expansion (A&S 9.7.7 with 9.3.9, 5 terms), written with ``s = sqrt(order^2 + x^2)`` so
+    that nothing overflows for large ``x`` or underflows for small ``x``.
 
-    The difference of two :func:`_log_iv_debye` values cancels: both are about ``x`` while
-    the ratio's log is about ``-(2 order + 1) / (2x)``, so at ``x = 1e5`` their difference
-    keeps only ~5 digits of ``1 - ratio`` (a vMF's ``1 - A_n(kappa)``, which the
-    concentration solver inverts). Here every term is a small difference written without
+    The ratio is not the difference of two ``log I`` values: both are about ``x`` while the
+    ratio's log is about ``-(2 order + 1) / (2x)``, so at ``x = 1e5`` that difference keeps
+    only ~5 digits of ``1 - ratio`` (a vMF's ``1 - A_n(kappa)``, which the concentration
+    solver inverts). Every term of the ratio is a small difference written without
     cancellation: ``s1 - s0 = (2v+1)/(s0+s1)``, and logs of ratios near 1 via ``log1p``.
     """
-    v = order
+    v, w = order, order + 1.0
     s0 = torch.sqrt(v * v + x * x)
-    s1 = torch.sqrt((v + 1.0) ** 2 + x * x)
+    s1 = torch.sqrt(w * w + x * x)
+    series0 = _log_debye_series(v, s0)
+    log_i = s0 + v * torch.log(x / (v + s0)) - 0.5 * math.log(2 * math.pi) - 0.25 * torch.log(s0 * s0) + series0
     ds = (2.0 * v + 1.0) / (s0 + s1)  # s1 - s0
     # (v+1) log(x/(v+1+s1)) - v log(x/(v+s0)) = log(x/(v+1+s1)) - v log1p((1+ds)/(v+s0))
-    logs = torch.log(x / (v + 1.0 + s1)) - v * torch.log1p((1.0 + ds) / (v + s0))
+    logs = torch.log(x / (w + s1)) - v * torch.log1p((1.0 + ds) / (v + s0))
     quarter = -0.25 * torch.log1p((2.0 * v + 1.0) / (s0 * s0))  # -(log s1^2 - log s0^2)/4
-    series = _log_debye_series(v + 1.0, x) - _log_debye_series(v, x)
-    return ds + logs + quarter + series
+    return log_i, ds + logs + quarter + _log_debye_series(w, s1) - series0
 
 
 def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,8 +75,8 @@ def _log_iv_and_ratio(order: float, x: torch.Tensor) -> tuple[torch.Tensor, torc
     """
     steps = max(0, math.ceil(_DEBYE_MIN_ORDER - order))
     top = order + steps
-    log_i = _log_iv_debye(top, x)
-    ratio = torch.exp(_log_ratio_debye(top, x))
+    log_i, log_ratio = _log_iv_and_log_ratio_debye(top, x)
+    ratio = torch.exp(log_ratio)
     for j in range(steps - 1, -1, -1):
         inverse = 2.0 * (order + j + 1.0) / x + ratio  # I_{order+j} / I_{order+j+1}
         log_i = log_i + torch.log(inverse)

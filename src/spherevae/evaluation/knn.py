@@ -72,14 +72,7 @@ def density_coverage(real: Any, fake: Any, *, k: int = 5, chunk: int = 2048,
     rng = np.random.default_rng(seed)
     r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
     f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
-    radii = _knn_radii(r, k, chunk)
-    hits = torch.zeros(f.shape[0], dtype=torch.float64)
-    covered = torch.zeros(r.shape[0], dtype=torch.bool)
-    for i in range(0, f.shape[0], chunk):
-        for j in range(0, r.shape[0], _PR_BLOCK):
-            inside = torch.cdist(f[i : i + chunk], r[j : j + _PR_BLOCK]) <= radii[None, j : j + _PR_BLOCK]
-            hits[i : i + chunk] += inside.sum(1)
-            covered[j : j + _PR_BLOCK] |= inside.any(0)
+    hits, covered, _, _ = _ball_pass(f, r, _knn_radii(r, k, chunk), chunk)
     return {"density": float(hits.sum() / (k * f.shape[0])), "coverage": float(covered.double().mean())}
 
 
@@ -103,20 +96,37 @@ def fidelity_diversity(real: Any, fake: Any, *, k_pr: int = 3, k_dc: int = 5, ch
     f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
     rr = _cached_radii(r, (k_pr, k_dc), chunk, {} if real_radii is None else real_radii)
     fr = _cached_radii(f, (k_pr,), chunk, {} if fake_radii is None else fake_radii)[k_pr]
-    precise = torch.zeros(f.shape[0], dtype=torch.bool)    # fake inside some real k_pr-ball
-    recalled = torch.zeros(r.shape[0], dtype=torch.bool)   # real inside some fake k_pr-ball
-    hits = torch.zeros(f.shape[0], dtype=torch.float64)    # real k_dc-balls holding each fake
-    covered = torch.zeros(r.shape[0], dtype=torch.bool)    # real k_dc-ball holding some fake
+    hits, covered, precise, recalled = _ball_pass(f, r, rr[k_dc], chunk, pr_radii=(rr[k_pr], fr))
+    return {"precision": float(precise.double().mean()), "recall": float(recalled.double().mean()),
+            "density": float(hits.sum() / (k_dc * f.shape[0])), "coverage": float(covered.double().mean())}
+
+
+def _ball_pass(f: torch.Tensor, r: torch.Tensor, dc_radii: torch.Tensor, chunk: int, *,
+               pr_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the fake-real distances, in blocks of ``chunk`` x 16,384.
+
+    ``f`` ``(M, D)`` fakes, ``r`` ``(N, D)`` reals, ``dc_radii`` ``(N,)`` the reals' ball
+    radii for density/coverage; ``pr_radii`` ``((N,), (M,))`` the reals' and the fakes'
+    radii for precision/recall, or None to skip those. Returns ``hits`` ``(M,)`` (real balls
+    holding each fake), ``covered`` ``(N,)`` (real ball holding some fake), and, with
+    ``pr_radii``, ``precise`` ``(M,)`` (fake inside some real ball) and ``recalled`` ``(N,)``
+    (real inside some fake ball); without, those two stay all False.
+    """
+    hits = torch.zeros(f.shape[0], dtype=torch.float64)
+    covered = torch.zeros(r.shape[0], dtype=torch.bool)
+    precise = torch.zeros(f.shape[0], dtype=torch.bool)
+    recalled = torch.zeros(r.shape[0], dtype=torch.bool)
     for i in range(0, f.shape[0], chunk):
         for j in range(0, r.shape[0], _PR_BLOCK):
             d = torch.cdist(f[i : i + chunk], r[j : j + _PR_BLOCK])
-            precise[i : i + chunk] |= (d <= rr[k_pr][None, j : j + _PR_BLOCK]).any(1)
-            recalled[j : j + _PR_BLOCK] |= (d <= fr[i : i + chunk, None]).any(0)
-            inside = d <= rr[k_dc][None, j : j + _PR_BLOCK]
+            if pr_radii is not None:
+                precise[i : i + chunk] |= (d <= pr_radii[0][None, j : j + _PR_BLOCK]).any(1)
+                recalled[j : j + _PR_BLOCK] |= (d <= pr_radii[1][i : i + chunk, None]).any(0)
+            inside = d <= dc_radii[None, j : j + _PR_BLOCK]
             hits[i : i + chunk] += inside.sum(1)
             covered[j : j + _PR_BLOCK] |= inside.any(0)
-    return {"precision": float(precise.double().mean()), "recall": float(recalled.double().mean()),
-            "density": float(hits.sum() / (k_dc * f.shape[0])), "coverage": float(covered.double().mean())}
+    return hits, covered, precise, recalled
 
 
 def _cached_radii(x: torch.Tensor, ks: tuple[int, ...], chunk: int,
