@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -477,16 +478,56 @@ def pareto_summary(label: str, points: list[tuple[float, float, str, str]],
           "points are not dominated by any compressed point.")
 
 
-def point_spread(rs: list[dict[str, Any]], key_of: Any) -> float:
-    """The FID spread of a Fig 2 point (runs ``rs``, FID key ``key_of(run)``): the larger of
-    the std over its training seeds and the mean ``_std`` (bootstrap over samples) of its runs."""
-    fids = [r[key_of(r)] for r in rs if isinstance(r.get(key_of(r)), int | float)]
-    boots = [r[key_of(r) + "_std"] for r in rs if isinstance(r.get(key_of(r) + "_std"), int | float)]
-    seeds = statistics.stdev(fids) if len(fids) > 1 else 0.0
-    return max(seeds, statistics.mean(boots) if boots else 0.0)
+# Fig 2's sampler pairs: (tag, label, short label, sampler of the standard model, of the compressed one).
+# The first pair is the paper's (the objective registry's headlines: N(0, I) prior, vMF).
+FIG2_PAIRS = (
+    ("headline", "headline sampler (standard: prior, compressed: vMF)", "prior / vMF", "prior", "vmf"),
+    ("gaussian", "Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", "Gaussian fits",
+     "gaussian", "gaussian_sphere"),
+    ("esag", "covariance-aware fits (standard: gaussian, compressed: esag)", "Gaussian / ESAG", "gaussian", "esag"),
+)
+
+
+def fig2_point(rs: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """A Fig 2 point's FID ``key``: every (training seed, feature network) value, and per
+    feature network the mean over the training seeds (the point as that network sees it)."""
+    per_run = [vs for vs in (seed_values(r, key) for r in rs) if vs]
+    return [v for vs in per_run for v in vs], [statistics.mean(col) for col in zip(*per_run, strict=False)]
+
+
+def training_seed_cv(rows: list[dict[str, Any]], ref: str) -> float:
+    """The largest CV over training seeds of a Fig 2 sampler's FID in the Fig 1 runs ``rows``
+    (n = 128, beta = 1, 3 seeds), per feature network: the training-seed part of the spread
+    that a Fig 2 point with one training seed cannot show (0 where Fig 1 has no seeds)."""
+    cvs = []
+    for _, _, _, s_name, c_name in FIG2_PAIRS:
+        for variant, name in (("standard", s_name), ("compressed", c_name)):
+            per_run = [seed_values(r, fid_key(name, ref)) for r in rows if r["variant"] == variant]
+            cvs += [c for net in zip(*per_run, strict=False) if (c := cv(list(net))) is not None]
+    return max(cvs, default=0.0)
+
+
+def point_spread(values: list[float], runs: int, seed_cv: float) -> float:
+    """A Fig 2 point's FID spread: the std of its values (training seeds x feature networks);
+    with one training seed, that std (feature networks only) and ``seed_cv`` of the mean
+    (the training-seed part, measured on Fig 1) in quadrature."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return std if runs > 1 else math.hypot(std, seed_cv * statistics.mean(values))
+
+
+def front_counts(points: list[tuple[float, float, str]]) -> tuple[int, int, int]:
+    """(compressed points not dominated by a standard one, standard points not dominated by
+    a compressed one, compressed points on the joint front) of (rmse, fid, variant) points."""
+    by = {v: [p[:2] for p in points if p[2] == v] for v in ("standard", "compressed")}
+    front = [p for p in points if not dominated(p[:2], [q[:2] for q in points])]
+    return (sum(not dominated(p, by["standard"]) for p in by["compressed"]),
+            sum(not dominated(p, by["compressed"]) for p in by["standard"]),
+            sum(p[2] == "compressed" for p in front))
 
 
 def fig2(sweeps: Path, figures: Path) -> None:
+    """The MSE-FID plane: every FID over (training seed x feature network); Pareto counts on
+    the means (also counting only separated differences) and in each feature network alone."""
     rows = fig2_rows(sweeps)
     if not rows:
         return
@@ -494,54 +535,52 @@ def fig2(sweeps: Path, figures: Path) -> None:
     from spherevae.report.plane import mse_fid_plane
 
     seeds = sorted({r["train.seed"] for r in rows})
-    print(f"### Fig 2: the MSE-FID plane (seeds {', '.join(map(str, seeds))}: mean ± std; 6 epochs of 15k images)\n")
-    print("| n | beta | seeds | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % | compressed FID vMF | compressed FID Gaussian fit on sphere | compressed FID ESAG |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
     groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["variant"], r["model.latent_dim"], r["objective.beta"]), []).append(r)
-
-    def values(key: tuple[str, int, float], get) -> list[float]:
-        return [v for v in (get(r) for r in groups.get(key, [])) if v is not None]
-
-    headline_key = lambda r: r["_headline_key"]  # noqa: E731
-    esag_key = lambda r: gauss_key(r) if r["variant"] == "standard" else fid_key("esag")  # noqa: E731
-    headline = lambda r: r.get(HEADLINE)  # noqa: E731
-    rmse = lambda r: r.get("rmse_percent")  # noqa: E731
-    esag = lambda r: r.get(esag_key(r))  # noqa: E731
+    print(f"### Fig 2: the MSE-FID plane (training seeds {', '.join(map(str, seeds))}; FID mean ± std over every "
+          "(training seed, feature network); 6 epochs of 15k images)\n")
+    print("| n | beta | runs | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % "
+          "| compressed FID vMF | compressed FID projected normal | compressed FID ESAG |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rmse = lambda rs: [r["rmse_percent"] for r in rs if isinstance(r.get("rmse_percent"), int | float)]  # noqa: E731
     for n in sorted({r["model.latent_dim"] for r in rows}):
         for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
-            s, c = ("standard", n, beta), ("compressed", n, beta)
-            k = min(len(groups.get(s, [])), len(groups.get(c, [])))
-            print(f"| {n} | {beta} | {k} | {mean_std(values(s, rmse))} | {mean_std(values(s, headline))} | "
-                  f"{mean_std(values(s, fid_gauss))} | {mean_std(values(c, rmse))} | {mean_std(values(c, headline))} | "
-                  f"{mean_std(values(c, fid_gauss))} | {mean_std(values(c, esag))} |")
+            s, c = groups.get(("standard", n, beta), []), groups.get(("compressed", n, beta), [])
+            fids = [mean_std(fig2_point(rs, fid_key(name))[0])
+                    for rs, name in ((s, "prior"), (s, "gaussian"), (c, "vmf"), (c, "gaussian_sphere"), (c, "esag"))]
+            print(f"| {n} | {beta} | {min(len(s), len(c))} | {mean_std(rmse(s))} | {fids[0]} | {fids[1]} | "
+                  f"{mean_std(rmse(c))} | {fids[2]} | {fids[3]} | {fids[4]} |")
     print()
-    for label, getter, key_of, tag, short in (
-        ("headline sampler (standard: prior, compressed: vMF)", headline, headline_key, "headline", "prior / vMF"),
-        ("Gaussian fits (standard: gaussian, compressed: gaussian_sphere)", fid_gauss, gauss_key, "gaussian",
-         "Gaussian fits"),
-        ("covariance-aware fits (standard: gaussian, compressed: esag)", esag, esag_key, "esag", "Gaussian / ESAG"),
-    ):
-        plane = []
-        for variant, n, beta in sorted(groups):
-            fids = values((variant, n, beta), getter)
-            if fids:
-                plane.append({"n": n, "beta": beta, "objective": variant,
-                              "mse": statistics.mean(values((variant, n, beta), rmse)), "fid": statistics.mean(fids),
-                              "spread": point_spread(groups[(variant, n, beta)], key_of)})
-        pareto_summary(f"{label}, seed means",
-                       [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}") for p in plane],
-                       [p["spread"] for p in plane])
-        for seed in seeds:
-            runs = [r for r in rows if r["train.seed"] == seed and getter(r) is not None]
-            pareto_summary(f"{label}, seed {seed} alone",
-                           [(r["rmse_percent"], getter(r), r["variant"],
-                             f"{r['variant'][0]} n={r['model.latent_dim']} b={r['objective.beta']}") for r in runs],
-                           [float(r.get(key_of(r) + "_std") or 0.0) for r in runs])
-        save_figure(mse_fid_plane(plane, fid_label=f"FID (domain features), {short}, seed mean",
-                                  mse_label="RMSE (% of range), seed mean"),
-                    figures / f"fig2-mse-fid-{tag}.png")
+    fig1_rows = load_rows(sweeps / "fmnist-fig1")
+    for ref in ("recon", "test"):
+        seed_cv = training_seed_cv(fig1_rows, ref)
+        print(f"- spread of a point with one training seed, vs {ref}: its std over the feature networks combined "
+              f"(in quadrature) with {seed_cv:.1%} of its FID, the largest training-seed CV of these samplers in "
+              "the Fig 1 runs (n = 128, beta = 1, 3 seeds, per network)")
+        for tag, label, short, s_name, c_name in FIG2_PAIRS:
+            plane = []
+            for (variant, n, beta), rs in sorted(groups.items()):
+                values, per_net = fig2_point(rs, fid_key(s_name if variant == "standard" else c_name, ref))
+                if values:
+                    plane.append({"n": n, "beta": beta, "objective": variant, "mse": statistics.mean(rmse(rs)),
+                                  "fid": statistics.mean(values), "per_net": per_net,
+                                  "spread": point_spread(values, len(rs), seed_cv)})
+            ref_label = "vs reconstructions" if ref == "recon" else "vs the real test set"
+            pareto_summary(f"{label}, {ref_label}, means",
+                           [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}")
+                            for p in plane], [p["spread"] for p in plane])
+            nets = [front_counts([(p["mse"], p["per_net"][i], p["objective"]) for p in plane])
+                    for i in range(min(len(p["per_net"]) for p in plane))]
+            n_c, n_s = (sum(p["objective"] == v for p in plane) for v in ("compressed", "standard"))
+            print(f"- {label}, {ref_label}, each feature network alone: compressed points not dominated by a standard "
+                  f"one {' / '.join(str(c[0]) for c in nets)} of {n_c}; standard points not dominated by a compressed "
+                  f"one {' / '.join(str(c[1]) for c in nets)} of {n_s}; compressed points on the joint "
+                  f"front {' / '.join(str(c[2]) for c in nets)}")
+            if ref == "recon":
+                bars = [{**p, "fid_err": p["spread"]} for p in plane]
+                save_figure(mse_fid_plane(bars, fid_label=f"FID (domain-v3), {short}; bars: ±1 spread",
+                                          mse_label="RMSE (% of range)"), figures / f"fig2-mse-fid-{tag}.png")
     print()
 
 

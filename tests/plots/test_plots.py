@@ -128,6 +128,21 @@ def test_mse_fid_plane_without_samplers_and_with_many_series() -> None:
     assert len(set(styles.values())) == len(styles) == 30
 
 
+def test_mse_fid_plane_draws_the_given_spreads_as_bars() -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    rows = [{"n": n, "beta": 1, "objective": o, "mse": 10 - n / 8, "fid": f, "fid_err": e}
+            for o, f, e in (("standard", 40.0, 3.0), ("compressed", 60.0, 5.0)) for n in (8, 16)]
+    rows.append({**rows[0], "fid": 44.0, "fid_err": 1.0})  # a second seed of one point: averaged
+    ax = mse_fid_plane(rows).axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    # The bars' half-lengths: the (averaged) errors of each point, centred on the (averaged) FID.
+    spans = sorted(tuple(np.round(seg[:, 1], 6)) for c in bars for seg in c.lines[2][0].get_segments())
+    assert spans == [(37.0, 43.0), (40.0, 44.0), (55.0, 65.0), (55.0, 65.0)]
+    assert not [c for c in mse_fid_plane([{k: v for k, v in r.items() if k != "fid_err"} for r in rows])
+                .axes[0].containers if isinstance(c, ErrorbarContainer)]
+
+
 def test_project_rejects_too_few_dims():
     with pytest.raises(ValueError, match="n >= 3"):
         plots.project_to_3d_sphere(np.zeros((4, 2)))

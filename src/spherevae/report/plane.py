@@ -113,7 +113,9 @@ class _Styles:
 def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse_label: str = "MSE"):
     """Fig 2: one curve per (objective, sampler, beta) across n, seeds averaged; standard
     dashed, compressed solid, n written by each point. Rows need ``n``, ``beta``,
-    ``objective``, ``mse``, ``fid`` and may name a ``sampler``. Each series has its own
+    ``objective``, ``mse``, ``fid`` and may name a ``sampler`` and a ``fid_err`` (a FID
+    spread, e.g. the std over feature networks: drawn as a ±``fid_err`` bar, the mean of
+    the rows' errors where rows of one point are averaged). Each series has its own
     (colour, marker): see the module's docstring; the legend says which is which."""
     from spherevae.plots.figure import new_figure
 
@@ -121,7 +123,7 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
     for r in rows:
         sampler = None if r.get("sampler") is None else str(r["sampler"])
         series.setdefault((str(r["objective"]), sampler, str(r["beta"])), {}).setdefault(
-            r["n"], []).append((r["mse"], r["fid"]))
+            r["n"], []).append((r["mse"], r["fid"], float(r.get("fid_err", np.nan))))
     keys = sorted(series, key=lambda k: (k[0], k[1] or "", k[2]))
     styles = _Styles.of(keys)
     fig = new_figure(9, 5)
@@ -134,7 +136,9 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
         objective, sampler, beta = key
         ax.plot(pts[:, 0], pts[:, 1], "--" if objective.startswith("standard") else "-", color=colour,
                 marker=marker, fillstyle=fill, label=" · ".join(filter(None, (objective, sampler, f"β={beta}"))))
-        for n, (x, y) in zip(ns, pts, strict=True):
+        if np.isfinite(pts[:, 2]).any():  # nan (no spread given) draws no bar
+            ax.errorbar(pts[:, 0], pts[:, 1], yerr=pts[:, 2], fmt="none", ecolor=colour, elinewidth=1, capsize=2)
+        for n, (x, y, _) in zip(ns, pts, strict=True):
             if n is not None:  # the latent size, when the rows say it (a sweep may not vary it)
                 tops[(round(float(x), 6), n)] = max(y, tops.get((round(float(x), 6), n), -np.inf))
     # One "n=" label per run position, above its highest point: every sampler of a run sits
@@ -143,7 +147,7 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
         ax.annotate(f"n={n}", (x, y), xytext=(0, 6), textcoords="offset points", ha="center",
                     fontsize=9, color="0.2")
     ax.margins(x=0.12, y=0.12)  # room for the labels inside the axes
-    fids = np.array([v for by_n in series.values() for pts in by_n.values() for _, v in pts], dtype=float)
+    fids = np.array([v for by_n in series.values() for pts in by_n.values() for _, v, _ in pts], dtype=float)
     outlier = _log_axis(fids)
     if outlier:
         ax.set_yscale("log")
