@@ -119,11 +119,11 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
     (colour, marker): see the module's docstring; the legend says which is which."""
     from spherevae.plots.figure import new_figure
 
-    series: dict[SeriesKey, dict[Any, list[tuple[float, float]]]] = {}
+    series: dict[SeriesKey, dict[Any, list[tuple[float, float, float]]]] = {}
     for r in rows:
         sampler = None if r.get("sampler") is None else str(r["sampler"])
         series.setdefault((str(r["objective"]), sampler, str(r["beta"])), {}).setdefault(
-            r["n"], []).append((r["mse"], r["fid"], float(r.get("fid_err", np.nan))))
+            r["n"], []).append((float(r["mse"]), float(r["fid"]), float(r.get("fid_err", np.nan))))
     keys = sorted(series, key=lambda k: (k[0], k[1] or "", k[2]))
     styles = _Styles.of(keys)
     fig = new_figure(9, 5)
@@ -147,7 +147,7 @@ def mse_fid_plane(rows: Sequence[dict[str, Any]], *, fid_label: str = "FID", mse
         ax.annotate(f"n={n}", (x, y), xytext=(0, 6), textcoords="offset points", ha="center",
                     fontsize=9, color="0.2")
     ax.margins(x=0.12, y=0.12)  # room for the labels inside the axes
-    fids = np.array([v for by_n in series.values() for pts in by_n.values() for _, v, _ in pts], dtype=float)
+    fids = np.array([p[1] for by_n in series.values() for at_n in by_n.values() for p in at_n], dtype=float)
     outlier = _log_axis(fids)
     if outlier:
         ax.set_yscale("log")
