@@ -247,6 +247,22 @@ def feature_seed_table(title: str, rows: list[dict[str, Any]], variants: tuple[s
     print()
 
 
+def per_seed_cvs(per_feature_seed: dict[str, dict[str, float]], ref: str) -> list[float]:
+    """The CV over the feature networks of every FID against ``ref`` in one evaluation's
+    ``fid_per_feature_seed``."""
+    return [c for k, v in per_feature_seed.items() if k.endswith(f"_{ref}") and (c := cv(list(v.values()))) is not None]
+
+
+def instrument_line(label: str, rows: list[dict[str, Any]]) -> None:
+    """How many (run, sampler) FIDs of ``rows`` have a CV <= 10% over the feature networks,
+    per reference, with the median and the largest."""
+    for ref in ("recon", "test"):
+        cvs = [c for r in rows for c in per_seed_cvs(full_metrics(r).get("fid_per_feature_seed", {}), ref)]
+        if cvs:
+            print(f"- {label}, vs {ref}: {sum(c <= 0.10 for c in cvs)} of {len(cvs)} (run, sampler) FIDs have a CV "
+                  f"over the feature networks <= 10% (median {statistics.median(cvs):.1%}, largest {max(cvs):.1%})")
+
+
 def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]], old_eval: str = "eval-domain-v2") -> None:
     """The CV of every (run, sampler) FID over the three feature networks, per variant and
     reference, with the current features (``eval/``) and, where a run kept its evaluation
@@ -262,8 +278,7 @@ def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]], ol
                 cvs = []
                 for r in rs:
                     per = metrics_file(run_dir(sweep_dir, r) / where / "metrics.json").get("fid_per_feature_seed", {})
-                    cvs += [c for k, v2 in per.items() if k.endswith(f"_{ref}")
-                            and (c := cv(list(v2.values()))) is not None]
+                    cvs += per_seed_cvs(per, ref)
                 if cvs:
                     print(f"| {v} | {ref} | {label} | {sum(c <= 0.10 for c in cvs)} of {len(cvs)} | "
                           f"{statistics.median(cvs):.1%} | {max(cvs):.1%} |")
@@ -525,63 +540,89 @@ def front_counts(points: list[tuple[float, float, str]]) -> tuple[int, int, int]
             sum(p[2] == "compressed" for p in front))
 
 
+def rmse_values(rs: list[dict[str, Any]]) -> list[float]:
+    return [r["rmse_percent"] for r in rs if isinstance(r.get("rmse_percent"), int | float)]
+
+
+def fig2_table(groups: dict[tuple[str, int, float], list[dict[str, Any]]], ref: str) -> None:
+    """One row per (n, beta): RMSE and the five Fig 2 samplers' FIDs against ``ref``."""
+    print("| n | beta | runs | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % "
+          "| compressed FID vMF | compressed FID projected normal | compressed FID ESAG |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in sorted({k[1] for k in groups}):
+        for beta in sorted({k[2] for k in groups}, reverse=True):
+            s, c = groups.get(("standard", n, beta), []), groups.get(("compressed", n, beta), [])
+            fids = [mean_std(fig2_point(rs, fid_key(name, ref))[0])
+                    for rs, name in ((s, "prior"), (s, "gaussian"), (c, "vmf"), (c, "gaussian_sphere"), (c, "esag"))]
+            print(f"| {n} | {beta} | {min(len(s), len(c))} | {mean_std(rmse_values(s))} | {fids[0]} | {fids[1]} | "
+                  f"{mean_std(rmse_values(c))} | {fids[2]} | {fids[3]} | {fids[4]} |")
+    print()
+
+
+def fig2_plane(groups: dict[tuple[str, int, float], list[dict[str, Any]]], sampler: dict[str, str], ref: str,
+               seed_cv: float) -> list[dict[str, Any]]:
+    """The points of one sampler pair (``sampler``: variant -> sampler name) against ``ref``:
+    mean RMSE, mean FID, per-network FIDs and the point's spread (``point_spread``)."""
+    plane = []
+    for (variant, n, beta), rs in sorted(groups.items()):
+        values, per_net = fig2_point(rs, fid_key(sampler[variant], ref))
+        if values:
+            plane.append({"n": n, "beta": beta, "objective": variant, "mse": statistics.mean(rmse_values(rs)),
+                          "fid": statistics.mean(values), "per_net": per_net,
+                          "spread": point_spread(values, len(rs), seed_cv)})
+    return plane
+
+
+def fig2_fronts(label: str, plane: list[dict[str, Any]]) -> None:
+    """Pareto counts of one sampler pair's points: on the means (also counting only
+    separated differences) and in each feature network alone."""
+    pareto_summary(f"{label}, means",
+                   [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}")
+                    for p in plane], [p["spread"] for p in plane])
+    nets = [front_counts([(p["mse"], p["per_net"][i], p["objective"]) for p in plane])
+            for i in range(min(len(p["per_net"]) for p in plane))]
+    n_c, n_s = (sum(p["objective"] == v for p in plane) for v in ("compressed", "standard"))
+    print(f"- {label}, each feature network alone: compressed points not dominated by a standard "
+          f"one {' / '.join(str(c[0]) for c in nets)} of {n_c}; standard points not dominated by a compressed "
+          f"one {' / '.join(str(c[1]) for c in nets)} of {n_s}; compressed points on the joint "
+          f"front {' / '.join(str(c[2]) for c in nets)}")
+
+
 def fig2(sweeps: Path, figures: Path) -> None:
-    """The MSE-FID plane: every FID over (training seed x feature network); Pareto counts on
-    the means (also counting only separated differences) and in each feature network alone."""
+    """The MSE-FID plane: every FID over (training seed x feature network), against the
+    reconstructions and the real test set; Pareto counts per sampler pair (``fig2_fronts``);
+    the figures (vs reconstructions) draw each point's spread as a bar."""
     rows = fig2_rows(sweeps)
     if not rows:
         return
     from spherevae.plots.figure import save_figure
     from spherevae.report.plane import mse_fid_plane
 
-    seeds = sorted({r["train.seed"] for r in rows})
+    seeds = ", ".join(map(str, sorted({r["train.seed"] for r in rows})))
     groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["variant"], r["model.latent_dim"], r["objective.beta"]), []).append(r)
-    print(f"### Fig 2: the MSE-FID plane (training seeds {', '.join(map(str, seeds))}; FID mean ± std over every "
-          "(training seed, feature network); 6 epochs of 15k images)\n")
-    print("| n | beta | runs | standard RMSE % | standard FID prior | standard FID Gaussian fit | compressed RMSE % "
-          "| compressed FID vMF | compressed FID projected normal | compressed FID ESAG |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    rmse = lambda rs: [r["rmse_percent"] for r in rs if isinstance(r.get("rmse_percent"), int | float)]  # noqa: E731
-    for n in sorted({r["model.latent_dim"] for r in rows}):
-        for beta in sorted({r["objective.beta"] for r in rows}, reverse=True):
-            s, c = groups.get(("standard", n, beta), []), groups.get(("compressed", n, beta), [])
-            fids = [mean_std(fig2_point(rs, fid_key(name))[0])
-                    for rs, name in ((s, "prior"), (s, "gaussian"), (c, "vmf"), (c, "gaussian_sphere"), (c, "esag"))]
-            print(f"| {n} | {beta} | {min(len(s), len(c))} | {mean_std(rmse(s))} | {fids[0]} | {fids[1]} | "
-                  f"{mean_std(rmse(c))} | {fids[2]} | {fids[3]} | {fids[4]} |")
+    instrument_line("the instrument on the Fig 2 runs", rows)
     print()
     fig1_rows = load_rows(sweeps / "fmnist-fig1")
-    for ref in ("recon", "test"):
+    for ref, ref_label in (("recon", "vs reconstructions"), ("test", "vs the real test set")):
+        print(f"### Fig 2: the MSE-FID plane, FID {ref_label} (training seeds {seeds}; FID mean ± std over every "
+              "(training seed, feature network); 6 epochs of 15k images)\n")
+        fig2_table(groups, ref)
         seed_cv = training_seed_cv(fig1_rows, ref)
-        print(f"- spread of a point with one training seed, vs {ref}: its std over the feature networks combined "
+        print(f"- spread of a point with one training seed, {ref_label}: its std over the feature networks combined "
               f"(in quadrature) with {seed_cv:.1%} of its FID, the largest training-seed CV of these samplers in "
               "the Fig 1 runs (n = 128, beta = 1, 3 seeds, per network)")
         for tag, label, short, s_name, c_name in FIG2_PAIRS:
-            plane = []
-            for (variant, n, beta), rs in sorted(groups.items()):
-                values, per_net = fig2_point(rs, fid_key(s_name if variant == "standard" else c_name, ref))
-                if values:
-                    plane.append({"n": n, "beta": beta, "objective": variant, "mse": statistics.mean(rmse(rs)),
-                                  "fid": statistics.mean(values), "per_net": per_net,
-                                  "spread": point_spread(values, len(rs), seed_cv)})
-            ref_label = "vs reconstructions" if ref == "recon" else "vs the real test set"
-            pareto_summary(f"{label}, {ref_label}, means",
-                           [(p["mse"], p["fid"], p["objective"], f"{p['objective'][0]} n={p['n']} b={p['beta']}")
-                            for p in plane], [p["spread"] for p in plane])
-            nets = [front_counts([(p["mse"], p["per_net"][i], p["objective"]) for p in plane])
-                    for i in range(min(len(p["per_net"]) for p in plane))]
-            n_c, n_s = (sum(p["objective"] == v for p in plane) for v in ("compressed", "standard"))
-            print(f"- {label}, {ref_label}, each feature network alone: compressed points not dominated by a standard "
-                  f"one {' / '.join(str(c[0]) for c in nets)} of {n_c}; standard points not dominated by a compressed "
-                  f"one {' / '.join(str(c[1]) for c in nets)} of {n_s}; compressed points on the joint "
-                  f"front {' / '.join(str(c[2]) for c in nets)}")
+            plane = fig2_plane(groups, {"standard": s_name, "compressed": c_name}, ref, seed_cv)
+            if not plane:  # sweeps evaluated without this pair's samplers
+                continue
+            fig2_fronts(f"{label}, {ref_label}", plane)
             if ref == "recon":
                 bars = [{**p, "fid_err": p["spread"]} for p in plane]
                 save_figure(mse_fid_plane(bars, fid_label=f"FID (domain-v3), {short}; bars: ±1 spread",
                                           mse_label="RMSE (% of range)"), figures / f"fig2-mse-fid-{tag}.png")
-    print()
+        print()
 
 
 def beta_regimes(sweeps: Path) -> None:
