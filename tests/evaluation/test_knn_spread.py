@@ -3,11 +3,14 @@ and direct references."""
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.spatial
 
 from spherevae.evaluation.fid import (
+    FeatureStats,
     _kid_values,
     fid_bootstrap_std,
+    fid_bootstrap_stds,
     frechet_distance,
     kid,
     kid_with_se,
@@ -120,3 +123,31 @@ def test_fid_bootstrap_std_is_the_std_over_resampled_fakes():
     assert fid_bootstrap_std(real, big, rounds=20) < 0.5 * fid_bootstrap_std(real, fake, rounds=20)
     with pytest.raises(ValueError, match="rounds >= 2"):
         fid_bootstrap_std(real, fake, rounds=1)
+
+
+def test_bootstrap_against_several_references_equals_one_call_per_reference():
+    """The shared resamples and reference roots change nothing: bit for bit the values of
+    separate calls with the same seed (the pipeline relies on it for both references)."""
+    rng = np.random.default_rng(11)
+    refs = {"recon": rng.normal(size=(300, 6)), "test": rng.normal(0.3, 1.5, size=(250, 6))}
+    fake = rng.normal(0.2, 1.1, size=(200, 6))
+    got = fid_bootstrap_stds({k: FeatureStats.of(v) for k, v in refs.items()}, fake, rounds=4, seed=3)
+    assert got == {k: fid_bootstrap_std(v, fake, rounds=4, seed=3) for k, v in refs.items()}
+    assert got["recon"] != got["test"]
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # scipy's sqrtm of the singular s1
+def test_psd_sqrt_and_the_frechet_distance_given_a_root_agree_with_scipy():
+    from spherevae.evaluation.fid import frechet_distance_from_stats, psd_sqrt
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(50, 8)) @ rng.normal(size=(8, 8))
+    s1 = np.cov(a, rowvar=False)
+    s1[:, 0] = s1[0, :] = 0  # a singular covariance (a constant feature): still PSD
+    root = psd_sqrt(s1)
+    np.testing.assert_allclose(root, scipy.linalg.sqrtm(s1).real, atol=1e-7)
+    s2 = np.cov(rng.normal(size=(40, 8)), rowvar=False)
+    mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
+    expected = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2, root1=root) == pytest.approx(expected, rel=1e-7)
+    assert frechet_distance_from_stats(mu1, s1, mu2, s2, root1=root) == frechet_distance_from_stats(mu1, s1, mu2, s2)

@@ -11,13 +11,13 @@ callable from images to features, or ``FID.from_backbone(name)`` for a registere
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-# Moved to spherevae.evaluation.features; re-exported so old imports keep working.
-from spherevae.evaluation.features import FEATURE_BACKBONES
+from spherevae.evaluation.features import FEATURE_BACKBONES  # what FID.from_backbone builds
 from spherevae.evaluation.knn import _as_f64
 
 __all__ = [
@@ -25,24 +25,33 @@ __all__ = [
     "KID",
     "FeatureStats",
     "fid_bootstrap_std",
+    "fid_bootstrap_stds",
     "fid_sample_warning",
     "frechet_distance",
     "frechet_distance_from_stats",
     "kid",
     "kid_with_se",
+    "psd_sqrt",
 ]
 
 
+def psd_sqrt(s: np.ndarray) -> np.ndarray:
+    """The symmetric square root ``(D, D)`` of a symmetric PSD matrix, by eigh (tiny
+    negative eigenvalues from rounding clipped to 0)."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def frechet_distance_from_stats(
-    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray
+    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray, *, root1: np.ndarray | None = None
 ) -> float:
     """|mu1-mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}), in float64.
 
     tr((S1 S2)^{1/2}) = sum of sqrt of the eigenvalues of A S2 A with A = S1^{1/2}
     (symmetric PSD, so eigh is stable; tiny negative eigenvalues from rounding are clipped).
+    ``root1``: ``psd_sqrt(s1)`` when the caller has it (a fixed set compared with many).
     """
-    w1, v1 = np.linalg.eigh(s1)
-    a = (v1 * np.sqrt(np.clip(w1, 0, None))) @ v1.T
+    a = psd_sqrt(s1) if root1 is None else root1
     m = a @ s2 @ a
     eig = np.linalg.eigvalsh((m + m.T) / 2)
     tr_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
@@ -115,16 +124,34 @@ def fid_bootstrap_std(real_feats: Any, fake_feats: Any, *, rounds: int = 10, see
     ``frechet_distance(real, fake[idx])`` over ``rounds`` resamples ``idx`` of the rows of
     ``fake`` ``(M, D)`` with replacement (``numpy.random.default_rng(seed)``); the
     reference ``real`` ``(N, D)`` is fixed, as it is shared by every sampler compared."""
+    return fid_bootstrap_stds({"real": FeatureStats.of(real_feats)}, fake_feats, rounds=rounds, seed=seed)["real"]
+
+
+def _rooted(stats: FeatureStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, covariance, psd_sqrt(covariance)) of a reference's statistics."""
+    cov = stats.covariance  # raises for fewer than 2 rows
+    assert stats.mean is not None
+    return stats.mean, cov, psd_sqrt(cov)
+
+
+def fid_bootstrap_stds(references: Mapping[str, FeatureStats], fake_feats: Any, *, rounds: int = 10,
+                       seed: int = 0) -> dict[str, float]:
+    """:func:`fid_bootstrap_std` of ``fake_feats`` ``(M, D)`` against each reference (name ->
+    its statistics), the same resamples for all: each resample's mean and covariance, and
+    each reference's square root, are computed once, not once per pair (equal, to the bit,
+    to one ``fid_bootstrap_std`` call per reference with the same ``seed``)."""
     if rounds < 2:
         raise ValueError(f"fid_bootstrap_std needs rounds >= 2, got {rounds}")
-    a, b = _as_f64(real_feats), _as_f64(fake_feats)
-    mu_a, cov_a = a.mean(0), np.cov(a, rowvar=False)
+    b = _as_f64(fake_feats)
+    refs = {k: _rooted(r) for k, r in references.items()}
     rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(rounds):
+    vals: dict[str, list[float]] = {k: [] for k in refs}
+    for _ in range(rounds):  # a handful of resamples; each is one (M, D) covariance
         x = b[rng.integers(0, b.shape[0], b.shape[0])]
-        vals.append(frechet_distance_from_stats(mu_a, cov_a, x.mean(0), np.cov(x, rowvar=False)))
-    return float(np.std(vals, ddof=1))
+        mu, cov = x.mean(0), np.cov(x, rowvar=False)
+        for k, (mu_a, cov_a, root_a) in refs.items():
+            vals[k].append(frechet_distance_from_stats(mu_a, cov_a, mu, cov, root1=root_a))
+    return {k: float(np.std(v, ddof=1)) for k, v in vals.items()}
 
 
 class FeatureStats:

@@ -379,18 +379,18 @@ _SAMPLER_KEYS = ("fid_recon", "fid_test", "kid_recon", "precision", "recall", "d
 def _sampler_metrics(ctx: EvalContext, fids: dict[str, FID], feats: np.ndarray, name: str) -> dict[str, float]:
     """FID (+ bootstrap ``_std``) against each reference, KID (+ ``_se``) against the
     reconstructions, precision/recall and density/coverage against both references."""
-    from spherevae.evaluation.fid import fid_bootstrap_std, kid_with_se
+    from spherevae.evaluation.fid import fid_bootstrap_stds, kid_with_se
     from spherevae.evaluation.knn import fidelity_diversity
 
     ref, b, out = ctx.reference_features, fids["recon"].backbone_name, {}
     for reference, fid in fids.items():
-        key = metric_key(f"fid_{reference}", backbone=b, sampler=name)
         fid.update_features(feats, real=False)
-        out[key] = fid.compute()
+        out[metric_key(f"fid_{reference}", backbone=b, sampler=name)] = fid.compute()
         fid.reset()  # the generated side only: the reference stays
-        if ctx.opts.fid_bootstrap:
-            out[key + "_std"] = fid_bootstrap_std(ref[reference], feats, rounds=ctx.opts.fid_bootstrap,
-                                                  seed=ctx.opts.seed)
+    if ctx.opts.fid_bootstrap:  # one set of resamples serves both references
+        stds = fid_bootstrap_stds({r: fid.real for r, fid in fids.items()}, feats, rounds=ctx.opts.fid_bootstrap,
+                                  seed=ctx.opts.seed)
+        out.update({metric_key(f"fid_{r}", backbone=b, sampler=name) + "_std": v for r, v in stds.items()})
     kid_key = metric_key("kid_recon", backbone=b, sampler=name)
     out[kid_key], out[kid_key + "_se"] = kid_with_se(feats, ref["recon"], seed=ctx.opts.seed)
     own_radii: dict[int, torch.Tensor] = {}  # this sampler's k-NN radii, shared by both references
