@@ -49,6 +49,7 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_READOUT",
+    "MOMENTS",
     "READOUTS",
     "RECIPE",
     "SHIPPED_WEIGHTS",
@@ -108,8 +109,8 @@ class Readout:
         return len(self.moments) * sum(int(widths[s]) for s in self.stages)
 
 
-# Spatial statistics of a map (N, C, H, W) -> (N, C).
-_MOMENTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+# Spatial statistics of a map (N, C, H, W) -> (N, C): the moments a Readout may name.
+MOMENTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda m: m.mean((2, 3)),
     # Two vectorised passes, not Tensor.std: torch's CPU std (Welford) is 3-7x slower on
     # these maps, and the features it gives differ by rounding only (~1e-7 relative).
@@ -193,9 +194,9 @@ class FeatNet(nn.Module):
         if len(widths) != len(blocks) + 1:
             raise ValueError(f"FeatNet needs one width per stage plus the stem, got {list(widths)} "
                              f"for blocks {list(blocks)}")
-        bad = [m for m in moments if m not in _MOMENTS]
+        bad = [m for m in moments if m not in MOMENTS]
         if bad or not moments:
-            raise ValueError(f"FeatNet moments must be a non-empty list of {sorted(_MOMENTS)}, got {list(moments)}")
+            raise ValueError(f"FeatNet moments must be a non-empty list of {sorted(MOMENTS)}, got {list(moments)}")
         self.readout = Readout(tuple(int(s) for s in feature_stages), tuple(moments))
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -229,7 +230,7 @@ class FeatNet(nn.Module):
                 pre = block(h)
                 h = F.relu(pre)
             if s in self.readout.stages:
-                pooled.extend(_MOMENTS[m](pre) for m in self.readout.moments)
+                pooled.extend(MOMENTS[m](pre) for m in self.readout.moments)
         return pooled, h
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:

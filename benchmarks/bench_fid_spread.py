@@ -1,0 +1,79 @@
+"""Two pieces of evaluate's FID stage before and after 2026-12-07, side by side in one run.
+
+1. The bootstrap spread of every FID (``--rounds`` resamples of a sampler's features) against
+   evaluate's two references. Before: one ``fid_bootstrap_std`` per (sampler, reference),
+   so every resample's covariance and the reference's square root were computed once per
+   reference and per round; after: ``fid_bootstrap_stds`` draws the resamples once and
+   roots each reference once. ``--samplers`` fake sets of ``--n`` rows of ``--dim``
+   features (evaluate's defaults: 10,000 samples, 576 domain-v3 features, 7 samplers).
+2. The domain-v3 read-out's spatial std of a stage map ``(500, C, H, W)``: torch's
+   ``Tensor.std`` (before) against the two vectorised passes of ``featnet`` (after), for
+   the three stage shapes of the Fashion-MNIST network.
+
+Prints both times and their ratio per piece, and checks the values (bootstrap: equal to the
+bit; std: to 1e-6). Threads: torch's and numpy's defaults (evaluate's).
+
+    PYTHONPATH=src python benchmarks/bench_fid_spread.py [--n 10000] [--dim 576] [--samplers 2] [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from spherevae.evaluation.featnet import MOMENTS
+from spherevae.evaluation.fid import FeatureStats, fid_bootstrap_std, fid_bootstrap_stds
+
+_STD_BEFORE = {"std": lambda m: m.flatten(2).std(2, correction=0)}
+
+
+def bench_bootstrap(n: int, dim: int, samplers: int, rounds: int) -> None:
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)  # correlated features, as real ones are
+    refs = {k: rng.standard_normal((n // 2, dim)) @ mix for k in ("recon", "test")}
+    fakes = [rng.standard_normal((n, dim)) @ mix * 1.1 + 0.05 for _ in range(samplers)]
+    t0 = time.perf_counter()
+    before = [{k: fid_bootstrap_std(r, f, rounds=rounds) for k, r in refs.items()} for f in fakes]
+    t_before = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stats = {k: FeatureStats.of(r) for k, r in refs.items()}  # evaluate holds these already
+    after = [fid_bootstrap_stds(stats, f, rounds=rounds) for f in fakes]
+    t_after = time.perf_counter() - t0
+    assert before == after, "the shared-resample stds differ"
+    print(f"bootstrap, {samplers} samplers x 2 references, {n} x {dim}, {rounds} rounds: before "
+          f"{t_before:.1f} s, after {t_after:.1f} s, ratio {t_before / t_after:.2f}x (values equal)")
+
+
+def bench_std(repeats: int = 20) -> None:
+    new = MOMENTS["std"]  # what the domain-v3 read-out computes
+    for shape in ((500, 8, 28, 28), (500, 16, 14, 14), (500, 32, 7, 7)):
+        m = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        times = {}
+        for label, f in (("before", _STD_BEFORE["std"]), ("after", new)):
+            f(m)  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                f(m)
+            times[label] = (time.perf_counter() - t0) / repeats
+        diff = float((_STD_BEFORE["std"](m) - new(m)).abs().max())
+        assert diff < 1e-6, diff
+        print(f"std read-out {shape}: before {times['before'] * 1e3:.2f} ms, after {times['after'] * 1e3:.2f} ms, "
+              f"ratio {times['before'] / times['after']:.2f}x (max difference {diff:.1e})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--dim", type=int, default=576)
+    p.add_argument("--samplers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=10)
+    args = p.parse_args()
+    bench_bootstrap(args.n, args.dim, args.samplers, args.rounds)
+    bench_std()
+
+
+if __name__ == "__main__":
+    main()
