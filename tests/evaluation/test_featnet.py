@@ -219,3 +219,15 @@ def test_metric_keys_with_a_hyphenated_backbone_and_recon_references_parse():
         plain = describe(metric_key("coverage", backbone=backbone, sampler="prior"))
         assert plain is not None and plain.sampler == "prior" and "recon" not in plain.label
     assert describe(metric_key("feature_effective_dim", backbone="domain-v1")).backbone == "domain-v1"
+
+
+def test_spatial_std_is_numpys_population_std_and_exactly_zero_on_constant_maps():
+    """The read-out's fast std against numpy in float64; a spatially constant map (a unit
+    that does not vary over the image) gives exactly 0, as Tensor.std does, so the
+    standardisation cannot blow rounding up into a feature."""
+    m = torch.randn(4, 3, 7, 5, generator=torch.Generator().manual_seed(0)) * 3 + 50
+    expected = m.double().numpy().reshape(4, 3, -1).std(2)
+    np.testing.assert_allclose(featnet.spatial_std(m).double().numpy(), expected, rtol=1e-5)
+    const = torch.full((2, 3, 6, 6), 3.14159)
+    assert torch.equal(featnet.spatial_std(const), torch.zeros(2, 3))
+    assert torch.equal(featnet.spatial_std(torch.zeros(1, 1, 1, 1)), torch.zeros(1, 1))

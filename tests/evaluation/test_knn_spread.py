@@ -151,3 +151,18 @@ def test_psd_sqrt_and_the_frechet_distance_given_a_root_agree_with_scipy():
     expected = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
     assert frechet_distance_from_stats(mu1, s1, mu2, s2, root1=root) == pytest.approx(expected, rel=1e-7)
     assert frechet_distance_from_stats(mu1, s1, mu2, s2, root1=root) == frechet_distance_from_stats(mu1, s1, mu2, s2)
+
+
+def test_bootstrap_against_several_references_names_what_is_wrong():
+    rng = np.random.default_rng(0)
+    refs = {"recon": FeatureStats.of(rng.normal(size=(20, 3)))}
+    with pytest.raises(ValueError, match="at least one reference"):
+        fid_bootstrap_stds({}, rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match=r"'recon'.*got \(10, 4\)"):
+        fid_bootstrap_stds(refs, rng.normal(size=(10, 4)))
+    with pytest.raises(ValueError, match="M >= 2"):
+        fid_bootstrap_stds(refs, rng.normal(size=(1, 3)))
+    with pytest.raises(ValueError, match="'test' has 1 feature rows"):
+        fid_bootstrap_stds({**refs, "test": FeatureStats.of(rng.normal(size=(1, 3)))}, rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match="rounds >= 2"):
+        fid_bootstrap_stds(refs, rng.normal(size=(10, 3)), rounds=1)

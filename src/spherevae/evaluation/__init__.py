@@ -23,6 +23,7 @@ from spherevae.evaluation.diagnostics import (
 from spherevae.evaluation.domain import DomainClassifier, domain_backbone
 from spherevae.evaluation.featnet import (
     DEFAULT_READOUT,
+    MOMENTS,
     READOUTS,
     RECIPE,
     SHIPPED_STANDARDISATIONS,
@@ -38,6 +39,7 @@ from spherevae.evaluation.featnet import (
     save_featnet,
     save_standardisation,
     shipped_featnet,
+    spatial_std,
     train_featnet,
     with_readout,
 )
@@ -64,6 +66,7 @@ from spherevae.evaluation.fid import (
     frechet_distance_from_stats,
     kid,
     kid_with_se,
+    psd_sqrt,
 )
 from spherevae.evaluation.figures import draw_figures
 from spherevae.evaluation.inception import (
@@ -133,6 +136,7 @@ __all__ = [
     "KEYS",
     "KID",
     "METRICS",
+    "MOMENTS",
     "PIPELINE",
     "PR_MAX_POINTS",
     "READOUTS",
@@ -206,12 +210,14 @@ __all__ = [
     "pick",
     "posterior_sigma_summary",
     "precision_recall",
+    "psd_sqrt",
     "reconstruction_metrics",
     "samplers_for",
     "save_featnet",
     "save_standardisation",
     "separation",
     "shipped_featnet",
+    "spatial_std",
     "spread",
     "summary_lines",
     "tangent_noise_fids",

@@ -64,6 +64,7 @@ __all__ = [
     "save_featnet",
     "save_standardisation",
     "shipped_featnet",
+    "spatial_std",
     "train_featnet",
     "with_readout",
 ]
@@ -109,12 +110,23 @@ class Readout:
         return len(self.moments) * sum(int(widths[s]) for s in self.stages)
 
 
+def spatial_std(m: torch.Tensor) -> torch.Tensor:
+    """Population std over the positions of a map ``(N, C, H, W)`` -> ``(N, C)``.
+
+    Two vectorised passes over the map shifted by its first value, not ``Tensor.std``:
+    torch's CPU std (Welford) is several times slower on these maps. The shift keeps a
+    spatially constant map at exactly 0, as ``Tensor.std`` gives (an unshifted two-pass
+    std leaves ~1e-7 |c| there, which the features' standardisation would amplify);
+    elsewhere the two differ by rounding (~1e-7 relative)."""
+    s = m.flatten(2)
+    s = s - s[..., :1]
+    return (s - s.mean(2, keepdim=True)).square().mean(2).sqrt()
+
+
 # Spatial statistics of a map (N, C, H, W) -> (N, C): the moments a Readout may name.
 MOMENTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda m: m.mean((2, 3)),
-    # Two vectorised passes, not Tensor.std: torch's CPU std (Welford) is 3-7x slower on
-    # these maps, and the features it gives differ by rounding only (~1e-7 relative).
-    "std": lambda m: (m - m.mean((2, 3), keepdim=True)).square().mean((2, 3)).sqrt(),
+    "std": spatial_std,
 }
 
 # Feature versions of the one trained network (the backbone registry names them).

@@ -127,10 +127,11 @@ def fid_bootstrap_std(real_feats: Any, fake_feats: Any, *, rounds: int = 10, see
     return fid_bootstrap_stds({"real": FeatureStats.of(real_feats)}, fake_feats, rounds=rounds, seed=seed)["real"]
 
 
-def _rooted(stats: FeatureStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, covariance, psd_sqrt(covariance)) of a reference's statistics."""
-    cov = stats.covariance  # raises for fewer than 2 rows
-    assert stats.mean is not None
+def _rooted(name: str, stats: FeatureStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, covariance, psd_sqrt(covariance)) of the statistics of reference ``name``."""
+    if stats.count < 2 or stats.mean is None:
+        raise ValueError(f"fid_bootstrap_stds: reference {name!r} has {stats.count} feature rows, needs at least 2")
+    cov = stats.covariance
     return stats.mean, cov, psd_sqrt(cov)
 
 
@@ -138,12 +139,19 @@ def fid_bootstrap_stds(references: Mapping[str, FeatureStats], fake_feats: Any, 
                        seed: int = 0) -> dict[str, float]:
     """:func:`fid_bootstrap_std` of ``fake_feats`` ``(M, D)`` against each reference (name ->
     its statistics), the same resamples for all: each resample's mean and covariance, and
-    each reference's square root, are computed once, not once per pair (equal, to the bit,
-    to one ``fid_bootstrap_std`` call per reference with the same ``seed``)."""
+    each reference's square root, are computed once, not once per pair. Equal, to the bit,
+    to one ``fid_bootstrap_std(rows, ...)`` per reference with the same ``seed`` when each
+    reference's statistics come from one ``update`` (``FeatureStats.of(rows)``)."""
     if rounds < 2:
-        raise ValueError(f"fid_bootstrap_std needs rounds >= 2, got {rounds}")
+        raise ValueError(f"fid_bootstrap_stds needs rounds >= 2, got {rounds}")
+    if not references:
+        raise ValueError("fid_bootstrap_stds needs at least one reference")
     b = _as_f64(fake_feats)
-    refs = {k: _rooted(r) for k, r in references.items()}
+    refs = {k: _rooted(k, r) for k, r in references.items()}
+    for k, (mu_a, _, _) in refs.items():
+        if b.ndim != 2 or b.shape[0] < 2 or b.shape[1] != mu_a.shape[0]:
+            raise ValueError(f"fid_bootstrap_stds needs generated features (M >= 2, {mu_a.shape[0]}) to match "
+                             f"reference {k!r}, got {b.shape}")
     rng = np.random.default_rng(seed)
     vals: dict[str, list[float]] = {k: [] for k in refs}
     for _ in range(rounds):  # a handful of resamples; each is one (M, D) covariance
