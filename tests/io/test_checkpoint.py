@@ -1,7 +1,9 @@
 """Checkpoints: atomic writes, weights-only loading."""
 
+import collections
 import os
 import pickle
+import signal
 
 import pytest
 import torch
@@ -55,3 +57,37 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+class _SignalsWhilePickled:
+    """Sends ``signum`` to this process while torch.save pickles it: a signal mid-write."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __reduce__(self):
+        os.kill(os.getpid(), self.signum)
+        return (collections.OrderedDict, ())  # loads as {} with weights_only
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_checkpoint_write_is_handled_once_the_file_is_in_place(tmp_path, signum):
+    """Handled mid-write, the exception a handler raises (KeyboardInterrupt, a sweep's stop)
+    unwinds through torch's zip writer, which can abort the process; so the handler runs
+    after the write, exactly once, and the handlers are restored."""
+    path, seen = tmp_path / "last.pt", []
+
+    def handler(sig, _frame):
+        seen.append((sig, path.is_file()))
+        raise KeyboardInterrupt
+
+    old = signal.signal(signum, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint({"epoch": 1, "w": torch.ones(3), "x": _SignalsWhilePickled(signum)}, path)
+        assert seen == [(signum, True)]
+        assert signal.getsignal(signum) is handler
+        back = load_checkpoint(path)  # complete
+        assert back["epoch"] == 1 and torch.equal(back["w"], torch.ones(3)) and back["x"] == {}
+    finally:
+        signal.signal(signum, old)

@@ -13,10 +13,13 @@ pickled objects, lacking an entry) raises :class:`~spherevae.io.errors.Checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
+import signal
+import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,38 @@ __all__ = [
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write ``obj`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+    """Write ``obj`` to ``path`` atomically (temp file + fsync + ``os.replace``); a SIGINT or
+    SIGTERM that arrives meanwhile is handled when the file is in place
+    (:func:`_signals_held`)."""
     path = Path(path)
-    with atomic_open(path, "wb") as f:
+    with _signals_held(), atomic_open(path, "wb") as f:
         torch.save(obj, f)
     return path
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block, then deliver each one that came (once) to
+    the handlers it would have met. Why: torch's zip writer cannot unwind from an exception
+    raised between its records; its destructor then throws and C++ terminates the process
+    ("terminate called ... unexpected pos"), a crash instead of a clean stop. Only the main
+    thread can swap Python handlers; elsewhere, and for a handler not set from Python,
+    nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: dict[int, None] = {}
+    held: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:
+            held[sig] = signal.signal(sig, lambda signum, _frame: came.setdefault(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        for signum in came:
+            signal.raise_signal(signum)
 
 
 def _why_unreadable(path: Path, exc: BaseException) -> str:
