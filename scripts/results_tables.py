@@ -517,14 +517,19 @@ def fig2_point(rs: list[dict[str, Any]], key: str) -> tuple[list[float], list[fl
 
 
 def training_seed_cv(rows: list[dict[str, Any]], ref: str) -> float:
-    """The largest CV over training seeds of a Fig 2 sampler's FID in the Fig 1 runs ``rows``
-    (n = 128, beta = 1, 3 seeds), per feature network: the training-seed part of the spread
-    that a Fig 2 point with one training seed cannot show (0 where Fig 1 has no seeds)."""
+    """The largest CV over training seeds of a Fig 2 sampler's FID among the runs ``rows``
+    (the Fig 1 runs, n = 128, beta = 1, 3 seeds, and the Fig 2 points that have several
+    seeds), per (variant, n, beta) and feature network: the training-seed part of the
+    spread that a Fig 2 point with one training seed cannot show (0 where none has seeds)."""
+    groups: dict[tuple[str, Any, Any], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r.get("model.latent_dim"), r.get("objective.beta")), []).append(r)
     cvs = []
     for _, _, _, s_name, c_name in FIG2_PAIRS:
         for variant, name in (("standard", s_name), ("compressed", c_name)):
-            per_run = [seed_values(r, fid_key(name, ref)) for r in rows if r["variant"] == variant]
-            cvs += [c for net in zip(*per_run, strict=True) if (c := cv(list(net))) is not None]
+            for rs in (rs for (v, _, _), rs in groups.items() if v == variant):
+                per_run = [seed_values(r, fid_key(name, ref)) for r in rs]
+                cvs += [c for net in zip(*per_run, strict=True) if (c := cv(list(net))) is not None]
     if not cvs:
         print(f"- no Fig 1 runs with training seeds (fmnist-fig1): one-seed Fig 2 spreads vs {ref} leave out "
               "the training-seed part")
@@ -618,10 +623,11 @@ def fig2(sweeps: Path, figures: Path) -> None:
         print(f"### Fig 2: the MSE-FID plane, FID {ref_label} (training seeds {seeds}; FID mean ± std over every "
               "(training seed, feature network); 6 epochs of 15k images)\n")
         fig2_table(groups, ref)
-        seed_cv = training_seed_cv(fig1_rows, ref)
+        seed_cv = max(training_seed_cv(fig1_rows, ref), training_seed_cv(rows, ref))  # each sweep's own seeds
         print(f"- spread of a point with one training seed, {ref_label}: its std over the feature networks combined "
-              f"(in quadrature) with {seed_cv:.1%} of its FID, the largest training-seed CV of these samplers in "
-              "the Fig 1 runs (n = 128, beta = 1, 3 seeds, per network)")
+              f"(in quadrature) with {seed_cv:.1%} of its FID, the largest training-seed CV of these samplers, per "
+              "network, in the Fig 1 runs (n = 128, beta = 1, 3 seeds) and the Fig 2 points with several seeds; "
+              "a point with several seeds: the std over all its (training seed, network) values")
         for tag, label, short, s_name, c_name in FIG2_PAIRS:
             plane = fig2_plane(groups, {"standard": s_name, "compressed": c_name}, ref, seed_cv)
             if not plane:  # sweeps evaluated without this pair's samplers
