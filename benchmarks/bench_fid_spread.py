@@ -4,14 +4,15 @@
    evaluate's two references. Before: the implementation of ``b7b10cf``, restated here
    (``bootstrap_before``): one call per (sampler, reference), each resample's covariance
    computed once per reference and the reference's square root once per round; after:
-   ``fid_bootstrap_stds`` draws the resamples once and roots each reference once. ``--samplers`` fake sets of ``--n`` rows of ``--dim``
-   features (evaluate's defaults: 10,000 samples, 576 domain-v3 features, 7 samplers).
+   ``fid_bootstrap_stds`` draws the resamples once and roots each reference once.
+   ``--samplers`` fake sets of ``--n`` rows of ``--dim`` features (evaluate's defaults: 10,000 samples, 576 domain-v3 features, 7 samplers).
 2. The domain-v3 read-out's spatial std of a stage map ``(500, C, H, W)``: torch's
    ``Tensor.std`` (before) against the two vectorised passes of ``featnet`` (after), for
    the three stage shapes of the Fashion-MNIST network.
 
 Prints both times and their ratio per piece, and checks the values (bootstrap: equal to the
-bit, as the same floating-point operations run in the same order; std: to 1e-6). Threads: torch's and numpy's defaults (evaluate's).
+bit, as the same floating-point operations run in the same order; std: to 1e-6). Threads:
+torch's and numpy's defaults (evaluate's).
 
     PYTHONPATH=src python benchmarks/bench_fid_spread.py [--n 10000] [--dim 576] [--samplers 2] [--rounds 10]
 """
@@ -27,7 +28,10 @@ import torch
 from spherevae.evaluation.featnet import spatial_std
 from spherevae.evaluation.fid import FeatureStats, fid_bootstrap_stds, frechet_distance_from_stats
 
-_STD_BEFORE = {"std": lambda m: m.flatten(2).std(2, correction=0)}
+
+def std_before(m: torch.Tensor) -> torch.Tensor:
+    """The read-out's spatial std as it was at ``b7b10cf``: torch's ``Tensor.std``."""
+    return m.flatten(2).std(2, correction=0)
 
 
 def bootstrap_before(real: np.ndarray, fake: np.ndarray, rounds: int = 10, seed: int = 0) -> float:
@@ -60,17 +64,16 @@ def bench_bootstrap(n: int, dim: int, samplers: int, rounds: int) -> None:
 
 
 def bench_std(repeats: int = 20) -> None:
-    new = spatial_std  # what the domain-v3 read-out computes
     for shape in ((500, 8, 28, 28), (500, 16, 14, 14), (500, 32, 7, 7)):
         m = torch.randn(shape, generator=torch.Generator().manual_seed(0))
         times = {}
-        for label, f in (("before", _STD_BEFORE["std"]), ("after", new)):
+        for label, f in (("before", std_before), ("after", spatial_std)):
             f(m)  # warm-up
             t0 = time.perf_counter()
             for _ in range(repeats):
                 f(m)
             times[label] = (time.perf_counter() - t0) / repeats
-        diff = float((_STD_BEFORE["std"](m) - new(m)).abs().max())
+        diff = float((std_before(m) - spatial_std(m)).abs().max())
         assert diff < 1e-6, diff
         print(f"std read-out {shape}: before {times['before'] * 1e3:.2f} ms, after {times['after'] * 1e3:.2f} ms, "
               f"ratio {times['before'] / times['after']:.2f}x (max difference {diff:.1e})")

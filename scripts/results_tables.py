@@ -479,9 +479,8 @@ def pareto_summary(label: str, points: list[tuple[float, float, str, str]],
     """Print the joint Pareto front and the domination counts of (rmse, fid, variant, name)
     points; with ``spreads`` (one FID spread per point) also the counts when a point only
     dominates another whose FID it beats by more than both spreads (2 std each)."""
-    pts = {v: [p[:2] for p in points if p[2] == v] for v in ("standard", "compressed")}
-    free = [p for p in pts["compressed"] if not dominated(p, pts["standard"])]
-    free_s = [p for p in pts["standard"] if not dominated(p, pts["compressed"])]
+    n_c, n_s = (sum(p[2] == v for p in points) for v in ("compressed", "standard"))
+    free, free_s, _ = front_counts([p[:3] for p in points])
     if spreads is not None:
         sp = {v: [(*p[:2], s) for p, s in zip(points, spreads, strict=True) if p[2] == v]
               for v in ("standard", "compressed")}
@@ -494,8 +493,8 @@ def pareto_summary(label: str, points: list[tuple[float, float, str, str]],
     print(f"- {label}: joint Pareto front (s = standard, c = compressed), by RMSE: "
           + ", ".join(f"{p[3]} ({p[0]:.2f}%, {p[1]:.1f})" for p in front)
           + f" ({sum(p[2] == 'compressed' for p in front)} of {len(front)} compressed)")
-    print(f"- {label}: {len(free)} of {len(pts['compressed'])} compressed points are not dominated by any "
-          f"standard point (lower-or-equal RMSE and FID); {len(free_s)} of {len(pts['standard'])} standard "
+    print(f"- {label}: {free} of {n_c} compressed points are not dominated by any "
+          f"standard point (lower-or-equal RMSE and FID); {free_s} of {n_s} standard "
           "points are not dominated by any compressed point.")
 
 
@@ -530,9 +529,6 @@ def training_seed_cv(rows: list[dict[str, Any]], ref: str) -> float:
             for rs in (rs for (v, _, _), rs in groups.items() if v == variant):
                 per_run = [seed_values(r, fid_key(name, ref)) for r in rs]
                 cvs += [c for net in zip(*per_run, strict=True) if (c := cv(list(net))) is not None]
-    if not cvs:
-        print(f"- no Fig 1 runs with training seeds (fmnist-fig1): one-seed Fig 2 spreads vs {ref} leave out "
-              "the training-seed part")
     return max(cvs, default=0.0)
 
 
@@ -624,6 +620,9 @@ def fig2(sweeps: Path, figures: Path) -> None:
               "(training seed, feature network); 6 epochs of 15k images)\n")
         fig2_table(groups, ref)
         seed_cv = max(training_seed_cv(fig1_rows, ref), training_seed_cv(rows, ref))  # each sweep's own seeds
+        if not seed_cv:
+            print(f"- no runs with several training seeds (fmnist-fig1, Fig 2): one-seed spreads {ref_label} leave "
+                  "out the training-seed part")
         print(f"- spread of a point with one training seed, {ref_label}: its std over the feature networks combined "
               f"(in quadrature) with {seed_cv:.1%} of its FID, the largest training-seed CV of these samplers, per "
               "network, in the Fig 1 runs (n = 128, beta = 1, 3 seeds) and the Fig 2 points with several seeds; "
