@@ -405,11 +405,13 @@ def fig1(sweeps: Path, figures: Path) -> None:
 
 
 def ablation(sweeps: Path) -> None:
-    """The printed 1/sqrt(k+1) profile vs o_k, paired by seed with the Fig 1 runs."""
+    """The printed 1/sqrt(k+1) profile vs o_k, paired by seed with the Fig 1 runs; FIDs as
+    mean ± std over the feature networks, and printed vs o_k over (seed, network)."""
     printed = load_rows(sweeps / "fmnist-ablation-profile")
     if not printed:
         return
-    true = {(r["variant"], r.get("train.seed")): r for r in load_rows(sweeps / "fmnist-fig1")}
+    fig1_rows = load_rows(sweeps / "fmnist-fig1")
+    true = {(r["variant"], r.get("train.seed")): r for r in fig1_rows}
     print("### Ablation: the all-ones profile as printed (1/sqrt(k+1)) vs o_k = 1/sqrt(n-k+1), n = 128\n")
     print("| objective | profile | seed | RMSE % | replica angle | tangent eff. dim | sigma: max (dim) / median / dims > 10x median "
           "| FID vMF | FID gaussian_sphere | FID esag | FID vmf_mixture |")
@@ -419,10 +421,19 @@ def ablation(sweeps: Path) -> None:
         for label, row in (("printed", r), ("o_k", true.get((objective, r.get("train.seed"))))):
             if row is None:
                 continue
+            fids = " | ".join(mean_std(seed_values(row, fid_key(name)))
+                              for name in ("vmf", "gaussian_sphere", "esag", "vmf_mixture"))
             print(f"| {objective} | {label} | {r.get('train.seed')} | {fmt(row.get('rmse_percent'))} | {fmt(row.get('replica_angle_mean'))} | "
-                  f"{fmt(row.get('tangent_effective_dim'))} | {sigma_summary(row)} | {fmt(row.get(fid_key('vmf')))} | "
-                  f"{fmt(row.get(fid_key('gaussian_sphere')))} | {fmt(row.get(fid_key('esag')))} | "
-                  f"{fmt(row.get(fid_key('vmf_mixture')))} |")
+                  f"{fmt(row.get('tangent_effective_dim'))} | {sigma_summary(row)} | {fids} |")
+    print("\nFIDs vs reconstructions, mean ± std over the feature networks.\n")
+    seeds = {r.get("train.seed") for r in printed}
+    for objective in ("compressed", "authors"):
+        rows_p = [r for r in printed if r["variant"] == f"{objective}-printed"]
+        rows_o = [r for r in fig1_rows if r["variant"] == objective and r.get("train.seed") in seeds]
+        for ref, ref_label in (("recon", "vs reconstructions"), ("test", "vs real test set")):
+            for name in ("vmf", "gaussian_sphere", "esag", "vmf_mixture"):
+                comparison(f"{objective}, {name}: printed vs o_k, {ref_label}", rows_p, fid_key(name, ref),
+                           rows_o, fid_key(name, ref))
     print()
 
 
@@ -699,9 +710,11 @@ def quench(sweeps: Path, figures: Path) -> None:
     for name, c in sorted(curves.items()):
         cells = [f"{e['test_replica_angle_mean']:.3f} (x{e['multiplier']:.1f})" for e in c]
         r = final[name]
-        print(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['replica_angle_mean'])} | {fmt(r[HEADLINE])} | "
-              f"{fmt(r['rmse_percent'])} |")
-    print("\n(x m): the schedule's latent-pressure multiplier in that epoch.\n")
+        print(f"| {name} | " + " | ".join(cells) + f" | {fmt(r['replica_angle_mean'])} | "
+              f"{mean_std(seed_values(r, r['_headline_key']))} | {fmt(r['rmse_percent'])} |")
+    print("\n(x m): the schedule's latent-pressure multiplier in that epoch. FID vMF: vs reconstructions, "
+          "mean ± std over the feature networks.\n")
+    quench_samplers(rows)
     fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     for name, c in sorted(curves.items()):
@@ -714,24 +727,89 @@ def quench(sweeps: Path, figures: Path) -> None:
     save_figure(fig, figures / "quench-replica-angle.png")
 
 
+QUENCH_SAMPLERS = ("vmf", "gaussian_sphere", "esag", "gaussian")
+
+
+def quench_samplers(rows: list[dict[str, Any]]) -> None:
+    """Every sampler of the quench sweep per run (FID vs reconstructions, mean ± std over
+    the feature networks; ESAG precision / recall vs the test set), then quench vs constant
+    over every (training seed, network) value, against both references."""
+    print("**Every sampler** (FID vs reconstructions, mean ± std over the feature networks; ESAG precision / "
+          "recall vs the real test set)\n")
+    print("| run | vMF | projected normal | ESAG | Gaussian (unprojected) | ESAG precision / recall | tangent eff. dim |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["variant"], r.get("train.seed", 0))):
+        fids = " | ".join(mean_std(seed_values(r, fid_key(name))) for name in QUENCH_SAMPLERS)
+        print(f"| {r['variant']}, seed {r.get('train.seed', 0)} | {fids} | {fmt(r.get('precision_domain_esag'), 2)} / "
+              f"{fmt(r.get('recall_domain_esag'), 2)} | {fmt(r.get('tangent_effective_dim'), 2)} |")
+    print()
+    quench_rows = [r for r in rows if r["variant"] == "quench"]
+    constant_rows = [r for r in rows if r["variant"] == "constant"]
+    for ref, ref_label in (("recon", "vs reconstructions"), ("test", "vs real test set")):
+        for name in QUENCH_SAMPLERS:
+            comparison(f"quench vs constant, {name}, {ref_label}", quench_rows, fid_key(name, ref),
+                       constant_rows, fid_key(name, ref))
+    print()
+
+
+def variant_seed_cv(rows: list[dict[str, Any]], variants: tuple[str, ...], names: tuple[str, ...], ref: str) -> float:
+    """The largest CV over training seeds, per feature network, of the FIDs of samplers
+    ``names`` (against ``ref``) among the runs of ``variants`` in ``rows`` (0 without seeds)."""
+    cvs = []
+    for variant in variants:
+        rs = [r for r in rows if r["variant"] == variant]
+        for name in names:
+            per_run = [vs for r in rs if (vs := seed_values(r, fid_key(name, ref)))]
+            if len(per_run) > 1:
+                cvs += [c for net in zip(*per_run, strict=True) if (c := cv(list(net))) is not None]
+    return max(cvs, default=0.0)
+
+
+def one_seed_point(r: dict[str, Any], key: str, seed_cv: float) -> tuple[float, float] | None:
+    """A one-training-seed run's FID ``key``: the mean over the feature networks and its
+    spread (network std and ``seed_cv`` of the mean in quadrature, as a Fig 2 point)."""
+    values = seed_values(r, key)
+    return (statistics.mean(values), point_spread(values, 1, seed_cv)) if values else None
+
+
+def paired_cells(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
+    """``a | b | verdict``: each mean ± spread, which is lower, and whether ±2 spreads separate."""
+    if a is None or b is None:
+        return " | ".join(["-" if x is None else f"{x[0]:.3g} ± {x[1]:.2g}" for x in (a, b)] + ["-"])
+    lower = "paper" if a[0] < b[0] else "authors"
+    verdict = f"{lower} lower, " + ("separated" if separated(a, b) else "not separated")
+    return f"{a[0]:.3g} ± {a[1]:.2g} | {b[0]:.3g} ± {b[1]:.2g} | {verdict}"
+
+
 def authors(sweeps: Path) -> None:
+    """Paper equations vs the authors' objective at the Fig 2 grid points (seed 0 both):
+    FIDs over the feature networks with the one-seed spread of the Fig 1 runs' training seeds."""
     rows = load_rows(sweeps / "fmnist-authors")
+    fig1_rows = load_rows(sweeps / "fmnist-fig1")
     paper = {(r["model.latent_dim"], r["objective.beta"]): r for r in load_rows(sweeps / "fmnist-fig2")
              if r["variant"] == "compressed"}
     # fig1's compressed seed-0 run is the same run as fig2's (n = 128, beta = 1.0) point.
-    paper.update({(r["model.latent_dim"], r["objective.beta"]): r for r in load_rows(sweeps / "fmnist-fig1")
+    paper.update({(r["model.latent_dim"], r["objective.beta"]): r for r in fig1_rows
                   if r["variant"] == "compressed" and r.get("train.seed") == 0})
     if not rows:
         return
-    print("### Paper equations (`compressed`) vs the authors' code (`authors`), same grid points\n")
-    print("| n | beta | paper RMSE % | authors RMSE % | paper FID vMF | authors FID vMF | paper FID Gaussian fit | authors FID Gaussian fit | paper replica angle | authors replica angle |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["model.latent_dim"], -r["objective.beta"])):
-        p = paper.get((r["model.latent_dim"], r["objective.beta"]), {})
-        print(f"| {r['model.latent_dim']} | {r['objective.beta']} | {fmt(p.get('rmse_percent'))} | {fmt(r['rmse_percent'])} | "
-              f"{fmt(p.get(HEADLINE))} | {fmt(r[HEADLINE])} | {fmt(fid_gauss(p))} | {fmt(fid_gauss(r))} | "
-              f"{fmt(p.get('replica_angle_mean'))} | {fmt(r['replica_angle_mean'])} |")
-    print()
+    for ref, ref_label in (("recon", "vs reconstructions"), ("test", "vs the real test set")):
+        seed_cv = variant_seed_cv(fig1_rows, ("compressed", "authors"), ("vmf", "gaussian_sphere"), ref)
+        print(f"### Paper equations (`compressed`) vs the authors' code (`authors`), same grid points, FID {ref_label}\n")
+        print(f"FID: mean over the three feature networks ± the one-seed spread (network std and {seed_cv:.1%} of the "
+              "mean in quadrature: the largest training-seed CV of these samplers in the Fig 1 runs); separated = "
+              "±2 spreads do not overlap.\n")
+        print("| n | beta | paper RMSE % | authors RMSE % | paper FID vMF | authors FID vMF | vMF | paper FID projected normal "
+              "| authors FID projected normal | projected normal | paper replica angle | authors replica angle |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(rows, key=lambda r: (r["model.latent_dim"], -r["objective.beta"])):
+            p = paper.get((r["model.latent_dim"], r["objective.beta"]), {})
+            cells = [paired_cells(one_seed_point(p, fid_key(name, ref), seed_cv) if p else None,
+                                  one_seed_point(r, fid_key(name, ref), seed_cv))
+                     for name in ("vmf", "gaussian_sphere")]
+            print(f"| {r['model.latent_dim']} | {r['objective.beta']} | {fmt(p.get('rmse_percent'))} | {fmt(r['rmse_percent'])} | "
+                  f"{cells[0]} | {cells[1]} | {fmt(p.get('replica_angle_mean'))} | {fmt(r['replica_angle_mean'])} |")
+        print()
 
 
 def main() -> None:

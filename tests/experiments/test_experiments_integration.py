@@ -2,6 +2,7 @@
 resume and record failures, and the Ray backend on a local Ray instance."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,72 @@ def test_a_runs_data_max_test_sizes_its_evaluation_unless_evaluate_says_otherwis
     assert result.status == "done" and result.metrics["num_test"] == 60  # not the 360 of digits
     explicit = RunSpec("b", tmp_path / "b", base, quick, {}, dict(FAST_EVAL, figures=False, max_test=40))
     assert execute_run(explicit).metrics["num_test"] == 40
+
+
+DIVERGES = (("optim: {lr: 0.002}", "optim: {lr: 0.002, lr_decay: 1.0e+8}"),
+            ("log_every: 10", "log_every: 1"))  # the learning rate explodes after epoch 0
+
+
+def _quickstart_configs(tmp_path: Path, compressed_diverges: bool = False) -> Path:
+    """The quickstart's two config names, holding 2-epoch runs on the bundled digits."""
+    d = tmp_path / "cfg"
+    d.mkdir(exist_ok=True)
+    base = (CONFIGS / "digits-tiny.yaml").read_text().replace("epochs: 3", "epochs: 2")
+    base = base.replace("progress: false", "progress: true")  # the progress lines are checked
+    for variant in ("standard", "compressed"):
+        text = base.replace("name: compressed", f"name: {variant}")
+        for old, new in DIVERGES if compressed_diverges and variant == "compressed" else ():
+            assert old in text
+            text = text.replace(old, new)
+        (d / f"fmnist-{variant}-cpu.yaml").write_text(text)
+    return d
+
+
+@pytest.mark.slow
+def test_quickstart_runs_side_by_side_reports_a_failure_and_resumes(tmp_path, capfd):
+    # Two workers (the default on 2+ cores). The compressed run diverges: the standard run
+    # still finishes, the exit status is 1 and the error names the failed run; after the
+    # fix only the failed run is redone.
+    cfg = _quickstart_configs(tmp_path, compressed_diverges=True)
+    out = tmp_path / "qs"
+    fast = [f"evaluate.{k}={str(v).lower()}" for k, v in {**FAST_EVAL, "progress": True}.items()]
+    argv = ["quickstart", "--out", str(out), "--configs-dir", str(cfg), "--workers", "2", *fast]
+    assert main(argv) == 1
+    captured = capfd.readouterr()
+    err = captured.err.splitlines()
+    assert "== train + evaluate fmnist-standard-cpu and fmnist-compressed-cpu" in captured.out
+    assert "(2 at a time)" in captured.out
+    # A worker's progress comes as lines naming its run (no progress bar of two processes).
+    assert any(line.startswith("fmnist-standard-cpu: epoch 2/2: loss ") for line in err)
+    assert "fmnist-standard-cpu: [6/6] drawing the figures" in err
+    assert err[-1].startswith("spherevae quickstart: error: fmnist-compressed-cpu failed: TrainingDiverged")
+    assert "fmnist-standard-cpu failed" not in captured.err
+    assert (out / "fmnist-compressed-cpu" / "error.txt").is_file()
+    assert json.loads((out / "fmnist-standard-cpu" / "eval" / "metrics.json").read_text())["complete"] is True
+    assert not (out / "report.html").exists()
+
+    _quickstart_configs(tmp_path)  # the fix
+    shutil.rmtree(out / "fmnist-compressed-cpu")
+    assert main(argv) == 0
+    captured = capfd.readouterr()
+    assert "== fmnist-standard-cpu: skipped" in captured.out
+    assert "== fmnist-compressed-cpu: done" in captured.out
+    assert "fmnist-standard-cpu: epoch" not in captured.err
+    # The headline table's columns keep the configs' order, whichever run ended first.
+    header = next(line for line in captured.out.splitlines() if "fmnist-standard-cpu" in line
+                  and "fmnist-compressed-cpu" in line and not line.startswith("=="))
+    assert header.index("fmnist-standard-cpu") < header.index("fmnist-compressed-cpu")
+    assert (out / "report.html").is_file()
+
+
+def test_quickstart_refuses_a_bad_worker_count_before_any_run(tmp_path, capsys):
+    from spherevae.experiments.quickstart import run_quickstart
+    from spherevae.io.errors import UserError
+
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(UserError, match=r"quickstart: workers must be an integer >= 1, got"):
+            run_quickstart(tmp_path / "qs", configs_dir=_quickstart_configs(tmp_path), workers=bad)
+    assert not (tmp_path / "qs").exists()
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--out", str(tmp_path / "qs"), "--workers", "0"])
+    assert "argument --workers: must be an integer >= 1, got '0'" in capsys.readouterr().err

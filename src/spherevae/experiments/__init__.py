@@ -6,7 +6,12 @@ below them.
 """
 
 from spherevae.experiments.check import check_sweep
-from spherevae.experiments.quickstart import QUICKSTART_CONFIGS, headline_table, run_quickstart
+from spherevae.experiments.quickstart import (
+    QUICKSTART_CONFIGS,
+    QuickstartFailed,
+    headline_table,
+    run_quickstart,
+)
 from spherevae.experiments.spec import (
     BACKEND_NEEDS,
     DEFAULT_RESOURCES,
@@ -26,6 +31,7 @@ from spherevae.experiments.sweep import (
     execute_run,
     identical_runs,
     results_table,
+    run_local,
     run_sweep,
 )
 from spherevae.experiments.workpool import WorkerFailure, WorkerPool
@@ -36,6 +42,7 @@ __all__ = [
     "DEFAULT_RESOURCES",
     "EVALUATE_PREFIX",
     "QUICKSTART_CONFIGS",
+    "QuickstartFailed",
     "RunResult",
     "RunSpec",
     "SweepConfig",
@@ -50,6 +57,7 @@ __all__ = [
     "identical_runs",
     "load_sweep",
     "results_table",
+    "run_local",
     "run_overrides",
     "run_quickstart",
     "run_sweep",

@@ -22,8 +22,9 @@ sweep resumes where it stopped. A failing run is recorded with its error in the
 results table and does not stop the sweep. Results are collected into
 ``results.csv`` and ``results.json`` and drawn as the MSE-FID plane (Fig 2).
 
-Backends (registry :data:`BACKENDS`): ``local`` (one run at a time or ``workers``
-processes) and ``ray`` (the optional ``ray`` extra: a local instance or a cluster).
+Backends (registry :data:`BACKENDS`): ``local`` (:func:`run_local`: one run at a time, or
+``workers`` processes whose progress comes as lines naming their run) and ``ray`` (the
+optional ``ray`` extra: a local instance or a cluster).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,7 @@ __all__ = [
     "execute_run",
     "identical_runs",
     "results_table",
+    "run_local",
     "run_sweep",
 ]
 
@@ -71,12 +74,63 @@ def _metrics_path(run_dir: Path) -> Path:
 
 
 def _execute_in_worker(spec: RunSpec) -> RunResult:
-    """:func:`execute_run` in a sweep worker process, whose warnings print as one line
-    naming the run (the CLI's one-line format does not reach a spawned process)."""
-    with warnings.catch_warnings():
+    """:func:`execute_run` in a worker process: its warnings and its progress (training,
+    evaluation) print as plain lines naming the run, the progress at the level the parent
+    passed in ``SPHEREVAE_WORKER_LOG_LEVEL`` (the parent's ``spherevae`` logger's)."""
+    level = int(os.environ.get("SPHEREVAE_WORKER_LOG_LEVEL", logging.WARNING))
+    with warnings.catch_warnings(), _worker_logging(spec.name, level):
         warnings.showwarning = lambda msg, *_a, **_k: print(
             f"{spec.name}: warning: {msg}", file=sys.stderr, flush=True)
         return execute_run(spec)
+
+
+class _NotATerminal(io.TextIOBase):
+    """A text stream that writes through to ``stream`` and says it is not a terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _RunLines(logging.Formatter):
+    """``<run>: [warning: ]<message>``, the run named once (trainer lines already name it)."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__()
+        self._prefix = f"{run}: "
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().removeprefix(self._prefix)
+        level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        return f"{self._prefix}{level}{text}"
+
+
+@contextlib.contextmanager
+def _worker_logging(run: str, level: int) -> Iterator[None]:
+    # Workers share the parent's terminal: tqdm bars of several processes overwrite each
+    # other, so a worker's stderr says it is not a terminal (the trainer then logs a line
+    # per epoch and one every progress_every_s instead of a bar) and each line names its run.
+    logger = logging.getLogger("spherevae")
+    stderr, old_level = sys.stderr, logger.level
+    sys.stderr = _NotATerminal(stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RunLines(run))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        sys.stderr = stderr
 
 
 def execute_run(spec: RunSpec) -> RunResult:
@@ -150,9 +204,14 @@ class SweepInterrupted(KeyboardInterrupt):
         self.running = running
 
 
-def _local_backend(
+def run_local(
     specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
 ) -> list[RunResult]:
+    """Run ``specs`` (:func:`execute_run`) here, one at a time (``workers == 1``, in this
+    process), or ``workers`` at a time in worker processes of ``cores // workers`` threads
+    each (``SPHEREVAE_THREADS_PER_RUN`` overrides), logging progress lines at this process's
+    ``spherevae`` logger level. ``on_result`` is called as each run ends; returns the
+    results in the order the runs ended. Ctrl-C raises :class:`SweepInterrupted`."""
     results: list[RunResult] = []
     if workers == 1:
         try:
@@ -169,7 +228,9 @@ def _local_backend(
     # Each worker gets its share of the cores: workers * threads must not oversubscribe.
     threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, (os.cpu_count() or 1) // workers))
     try:
-        with WorkerPool(_execute_in_worker, workers, env={"SPHEREVAE_THREADS_PER_RUN": threads}) as pool:
+        env = {"SPHEREVAE_THREADS_PER_RUN": threads,
+               "SPHEREVAE_WORKER_LOG_LEVEL": str(logging.getLogger("spherevae").getEffectiveLevel())}
+        with WorkerPool(_execute_in_worker, workers, env=env) as pool:
             for spec, outcome in pool.imap_unordered(specs):
                 if isinstance(outcome, WorkerFailure):  # the worker died: no error.txt of its own
                     with contextlib.suppress(OSError):
@@ -229,7 +290,7 @@ def _ray_backend(
             ray.shutdown()
 
 
-BACKENDS: dict[str, Backend] = {"local": _local_backend, "ray": _ray_backend}
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": _ray_backend}
 
 
 def collect_results(out_dir: Path, results: Iterable[RunResult]) -> list[dict[str, Any]]:
