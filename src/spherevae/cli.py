@@ -253,9 +253,9 @@ def _quickstart_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs-dir", default=None, metavar="DIR",
                    help="where fmnist-standard-cpu.yaml and fmnist-compressed-cpu.yaml are "
                         "(default: the packaged ones)")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="runs at a time, >= 1 (default: both runs side by side, one thread "
-                        "each, on a machine with 2 or more cores; 1: one after another)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="runs at a time, >= 1 (default 1: one after the other; 2: side by side "
+                        "in worker processes, cores / 2 threads each)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="applied to both runs")
 
 
@@ -265,8 +265,8 @@ def _quickstart_run(args: argparse.Namespace) -> int:
     try:
         run_quickstart(args.out, configs_dir=args.configs_dir, overrides=args.overrides,
                        workers=args.workers)
-    except QuickstartFailed as exc:  # the run's own traceback is in its error.txt
-        print(f"spherevae quickstart: error: {exc}", file=sys.stderr)
+    except QuickstartFailed as exc:  # each run's own traceback is in its error.txt
+        print(f"spherevae quickstart: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -259,3 +259,69 @@ def test_an_unknown_evaluate_override_is_one_clear_error_before_any_run(tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown evaluate option(s) ['num_sample']" in err
     assert not (tmp_path / "qs").exists()
+
+
+def test_a_workers_lines_name_their_run_on_every_line_and_the_process_is_restored(capsys):
+    import logging
+    import sys
+
+    from spherevae.experiments.sweep import _worker_logging
+
+    logger = logging.getLogger("spherevae")
+    before = (sys.stderr, logger.level, list(logger.handlers))
+    with _worker_logging("run-a", logging.INFO):
+        assert not sys.stderr.isatty()  # the trainer then logs lines, not a tqdm bar
+        assert sys.stderr.encoding == before[0].encoding  # everything else is the stream's
+        logger.info("run-a: epoch 1/2: loss 3")  # the trainer's lines already name the run
+        logger.info("[1/6] loading")
+        logger.warning("two\nlines")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed")
+        logger.debug("below the level")
+    assert (sys.stderr, logger.level, list(logger.handlers)) == before
+    err = capsys.readouterr().err.splitlines()
+    assert err[:5] == ["run-a: epoch 1/2: loss 3", "run-a: [1/6] loading", "run-a: warning: two",
+                       "run-a: lines", "run-a: error: failed"]
+    assert err[5] == "run-a: Traceback (most recent call last):" and err[-1] == "run-a: ValueError: boom"
+    assert all(line.startswith("run-a: ") for line in err) and "below the level" not in "\n".join(err)
+    # A parent logging everything (NOTSET) means everything, not the worker root's WARNING.
+    with _worker_logging("run-b", logging.NOTSET):
+        logger.debug("shown")
+    assert capsys.readouterr().err == "run-b: shown\n"
+
+
+@pytest.mark.parametrize("workers", [0, -2, True, 1.5])
+def test_run_local_refuses_a_bad_worker_count(workers):
+    from spherevae.experiments.sweep import run_local
+    from spherevae.io.errors import UserError
+
+    with pytest.raises(UserError, match=r"workers must be an integer >= 1, got"):
+        run_local([], workers, print)
+
+
+def test_a_finished_run_is_evaluated_again_only_when_a_compared_option_changed(tmp_path):
+    from spherevae.experiments.spec import RunSpec
+    from spherevae.experiments.sweep import execute_run, option_changes
+
+    recorded = {"num_samples": 10000, "samplers": ["prior", "vmf"], "feature_seeds": [0, 1, 2],
+                "device": "cpu", "batch_size": 500}
+    assert option_changes(recorded, {"num_samples": 10000, "samplers": ("prior", "vmf")}) == ""
+    assert option_changes(recorded, {"device": "auto", "batch_size": 64, "progress": False}) == ""
+    assert option_changes(recorded, {"unrecorded_option": 1}) == ""
+    assert option_changes(None, {"num_samples": 5}) == ""  # an evaluation older than the record
+    assert (option_changes(recorded, {"feature_seeds": [0], "num_samples": 200})
+            == "feature_seeds: [0, 1, 2] -> [0], num_samples: 10000 -> 200")
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "metrics.json").write_text(json.dumps(
+        {"rmse_percent": 9.0, "complete": True, "eval_options": recorded}))
+    same = RunSpec("r", run, tmp_path / "no-such-config.yaml", (), {}, {"num_samples": 10000})
+    assert execute_run(same).status == "skipped"
+    changed = RunSpec("r", run, tmp_path / "no-such-config.yaml", (), {}, {"num_samples": 200})
+    with pytest.warns(UserWarning, match=r"was made with other evaluate options \(num_samples: 10000 -> 200\); "
+                                         r"evaluating r again"):
+        result = execute_run(changed)
+    assert result.status == "failed"  # it went on to train and evaluate (here: no config)

@@ -32,6 +32,7 @@ from spherevae.experiments.sweep import (
     identical_runs,
     results_table,
     run_local,
+    run_ray,
     run_sweep,
 )
 from spherevae.experiments.workpool import WorkerFailure, WorkerPool
@@ -60,6 +61,7 @@ __all__ = [
     "run_local",
     "run_overrides",
     "run_quickstart",
+    "run_ray",
     "run_sweep",
     "split_evaluate_overrides",
 ]

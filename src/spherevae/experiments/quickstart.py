@@ -1,9 +1,9 @@
 """The README's main job: a standard and a compressed VAE on Fashion-MNIST, trained,
-evaluated and compared in one report (``spherevae quickstart``). The two runs go through
-:func:`spherevae.experiments.sweep.run_local`: side by side on a machine with two or more
-cores, each with its share of the threads (on 2 cores: training 1.19x faster than one run
-at a time with both threads, evaluation 0.91x, the whole job 1.04x; docs/benchmarks.md),
-and finished runs are skipped."""
+evaluated and compared in one report (``spherevae quickstart``). The runs go through
+:func:`spherevae.experiments.sweep.run_local`: one after the other in this process (the
+default), or side by side in worker processes (``workers=2``; on 2 cores training was 1.19x
+faster and the evaluations 0.91x, the whole job no clearly faster: docs/benchmarks.md).
+Finished runs are skipped."""
 
 from __future__ import annotations
 
@@ -41,15 +41,16 @@ def run_quickstart(
     configs_dir: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
     evaluate: dict[str, Any] | None = None,
-    workers: int | None = None,
+    workers: int = 1,
     log: Callable[[str], None] = print,
 ) -> Path:
     """The README's main job: train a standard and a compressed VAE on Fashion-MNIST,
     evaluate both, write the HTML report, and print the headline metrics.
 
-    ``workers`` runs at a time (default: one per run, at most one per core; 1 runs them
-    one after another in this process). Finished runs are skipped, so running it again
-    only redoes what is missing. Returns the path of the report; raises
+    ``workers`` runs at a time: 1 (default) one after the other in this process; more in
+    worker processes with ``cores // workers`` threads each (they import the caller's main
+    module, so a script needs an ``if __name__ == "__main__":`` guard). Finished runs are
+    skipped, so running it again only redoes what is missing. Returns the path of the report; raises
     :class:`QuickstartFailed` naming every run that failed, after the others ended.
     """
     from spherevae.report.html import load_run_summary, write_report
@@ -69,13 +70,13 @@ def run_quickstart(
             RunSpec(run_name, out_dir / run_name, base, tuple(overrides), {"config": run_name},
                     {"tsne_points": 5000, **(evaluate or {})})
         )
-    workers = _workers(workers, len(specs))
+    workers = min(_check_workers(workers), len(specs))
     log(f"== train + evaluate {' and '.join(s.name for s in specs)} -> {out_dir} "
-        f"({workers} at a time)")
+        f"({'one after the other' if workers == 1 else f'{workers} at a time'})")
     ended = run_local(specs, workers, lambda r: log(f"== {r.name}: {r.status}"))
     by_name = {r.name: r for r in ended}
     results = [by_name[s.name] for s in specs]
-    failed = [f"{s.name} failed: {by_name[s.name].error} (traceback in {s.run_dir / 'error.txt'})"
+    failed = [f"{s.name} failed: {by_name[s.name].error} (details in {s.run_dir / 'error.txt'})"
               for s in specs if by_name[s.name].status == "failed"]
     if failed:
         raise QuickstartFailed("; ".join(failed), results)
@@ -88,9 +89,7 @@ def run_quickstart(
     return report
 
 
-def _workers(workers: int | None, runs: int) -> int:
-    if workers is None:
-        return max(1, min(runs, os.cpu_count() or 1))
+def _check_workers(workers: int) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"quickstart: workers must be an integer >= 1, got {workers!r}")
     return workers
@@ -102,7 +101,6 @@ def _check_evaluate(evaluate: dict[str, Any]) -> None:
     import dataclasses
 
     from spherevae.evaluation.context import EvalConfig
-    from spherevae.io.errors import UserError
 
     known = sorted(f.name for f in dataclasses.fields(EvalConfig))
     unknown = sorted(set(evaluate) - set(known))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import sys
@@ -63,8 +64,10 @@ __all__ = [
     "collect_results",
     "execute_run",
     "identical_runs",
+    "option_changes",
     "results_table",
     "run_local",
+    "run_ray",
     "run_sweep",
 ]
 
@@ -84,33 +87,31 @@ def _execute_in_worker(spec: RunSpec) -> RunResult:
         return execute_run(spec)
 
 
-class _NotATerminal(io.TextIOBase):
-    """A text stream that writes through to ``stream`` and says it is not a terminal."""
+class _NotATerminal:
+    """``stream`` in every respect (``write``, ``fileno``, ``encoding`` ...) but ``isatty``."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    def write(self, text: str) -> int:
-        return self._stream.write(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
     def isatty(self) -> bool:
         return False
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
 
 class _RunLines(logging.Formatter):
-    """``<run>: [warning: ]<message>``, the run named once (trainer lines already name it)."""
+    """``<run>: [warning: ]<message>``, every line of it (a traceback's too) starting with the
+    run's name, named once (the trainer's lines already name it)."""
 
     def __init__(self, run: str) -> None:
         super().__init__()
         self._prefix = f"{run}: "
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage().removeprefix(self._prefix)
+        first, *rest = super().format(record).removeprefix(self._prefix).split("\n")
         level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
-        return f"{self._prefix}{level}{text}"
+        return "\n".join([f"{self._prefix}{level}{first}", *(self._prefix + line for line in rest)])
 
 
 @contextlib.contextmanager
@@ -124,13 +125,35 @@ def _worker_logging(run: str, level: int) -> Iterator[None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RunLines(run))
     logger.addHandler(handler)
-    logger.setLevel(level)
+    logger.setLevel(max(level, 1))  # NOTSET (0) would defer to the worker's root logger: WARNING
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         sys.stderr = stderr
+
+
+# Options that change how an evaluation runs, not what it measures: a change is no reason
+# to evaluate a finished run again (``device`` is recorded resolved: "auto" would never match).
+_OPTIONS_NOT_COMPARED = frozenset({"progress", "device", "batch_size"})
+
+
+def option_changes(recorded: Any, requested: dict[str, Any]) -> str:
+    """The ``evaluate`` options of ``requested`` whose values differ from those an evaluation
+    recorded (its ``eval_options``), as ``"key: old -> new"`` items; empty when none does or
+    nothing was recorded (an evaluation older than the record). Values compare as JSON
+    (a tuple equals a list)."""
+    if not isinstance(recorded, dict):
+        return ""
+    changes = []
+    for key, value in sorted(requested.items()):
+        if key in _OPTIONS_NOT_COMPARED or key not in recorded:
+            continue
+        old, new = json.loads(json.dumps(recorded[key])), json.loads(json.dumps(value))
+        if old != new:
+            changes.append(f"{key}: {old!r} -> {new!r}")
+    return ", ".join(changes)
 
 
 def execute_run(spec: RunSpec) -> RunResult:
@@ -153,6 +176,8 @@ def execute_run(spec: RunSpec) -> RunResult:
             elif metrics.get("complete") is not True:
                 why = ("does not record a finished evaluation (stopped before its last stage, "
                        "or written before evaluations recorded 'complete')")
+            elif changed := option_changes(metrics.get("eval_options"), spec.evaluate):
+                why = f"was made with other evaluate options ({changed})"
             else:
                 return RunResult(spec.name, spec.params, "skipped", metrics)
             warnings.warn(f"{done} {why}; evaluating {spec.name} again", stacklevel=2)
@@ -212,6 +237,9 @@ def run_local(
     each (``SPHEREVAE_THREADS_PER_RUN`` overrides), logging progress lines at this process's
     ``spherevae`` logger level. ``on_result`` is called as each run ends; returns the
     results in the order the runs ended. Ctrl-C raises :class:`SweepInterrupted`."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    workers = min(workers, len(specs)) or 1
     results: list[RunResult] = []
     if workers == 1:
         try:
@@ -224,9 +252,8 @@ def run_local(
         return results
     from spherevae.experiments.workpool import WorkerFailure, WorkerPool
 
-    workers = min(workers, len(specs)) or 1
     # Each worker gets its share of the cores: workers * threads must not oversubscribe.
-    threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, (os.cpu_count() or 1) // workers))
+    threads = os.environ.get("SPHEREVAE_THREADS_PER_RUN") or str(max(1, _usable_cores() // workers))
     try:
         env = {"SPHEREVAE_THREADS_PER_RUN": threads,
                "SPHEREVAE_WORKER_LOG_LEVEL": str(logging.getLogger("spherevae").getEffectiveLevel())}
@@ -243,9 +270,20 @@ def run_local(
     return results
 
 
-def _ray_backend(
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. under ``taskset`` or a
+    container's cpuset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def run_ray(
     specs: list[RunSpec], workers: int, on_result: Callable[[RunResult], None]
 ) -> list[RunResult]:
+    """Run ``specs`` as Ray tasks, each reserving its ``resources`` (a local Ray instance of
+    ``workers x cpus`` CPUs, or the cluster ``RAY_ADDRESS`` names); ``on_result`` as each
+    ends; Ctrl-C raises :class:`SweepInterrupted`. Needs the optional ``ray`` extra."""
     try:
         import ray
     except ImportError as exc:
@@ -290,7 +328,7 @@ def _ray_backend(
             ray.shutdown()
 
 
-BACKENDS: dict[str, Backend] = {"local": run_local, "ray": _ray_backend}
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": run_ray}
 
 
 def collect_results(out_dir: Path, results: Iterable[RunResult]) -> list[dict[str, Any]]:
