@@ -779,13 +779,21 @@ def one_seed_point(r: dict[str, Any], key: str, seed_cv: float) -> tuple[float, 
     return (statistics.mean(values), point_spread(values, 1, seed_cv)) if values else None
 
 
+def pm(point: tuple[float, float] | None) -> str:
+    """``mean ± spread``, 3 and 2 significant digits, no exponent notation."""
+    if point is None:
+        return "-"
+    m, s = point
+    return f"{fmt(m)} ± {s:.2g}" if s < 100 else f"{fmt(m)} ± {s:.0f}"
+
+
 def paired_cells(a: tuple[float, float] | None, b: tuple[float, float] | None) -> str:
     """``a | b | verdict``: each mean ± spread, which is lower, and whether ±2 spreads separate."""
     if a is None or b is None:
-        return " | ".join(["-" if x is None else f"{x[0]:.3g} ± {x[1]:.2g}" for x in (a, b)] + ["-"])
+        return f"{pm(a)} | {pm(b)} | -"
     lower = "paper" if a[0] < b[0] else "authors"
     verdict = f"{lower} lower, " + ("separated" if separated(a, b) else "not separated")
-    return f"{a[0]:.3g} ± {a[1]:.2g} | {b[0]:.3g} ± {b[1]:.2g} | {verdict}"
+    return f"{pm(a)} | {pm(b)} | {verdict}"
 
 
 def authors(sweeps: Path) -> None:

@@ -17,8 +17,9 @@ A sweep is a YAML file::
     resources: {cpus: 4, gpus: 1}           # per run, on the ray backend (default 1 CPU, 0 GPU)
 
 Every run gets its own directory ``out_dir/runs/<run name>``. A run whose
-``eval/metrics.json`` exists is finished and skipped, so a crashed or interrupted
-sweep resumes where it stopped. A failing run is recorded with its error in the
+``eval/metrics.json`` records a complete evaluation of its current weights with the
+sweep's ``evaluate`` options (:func:`option_changes`) is finished and skipped, so a crashed
+or interrupted sweep resumes where it stopped. A failing run is recorded with its error in the
 results table and does not stop the sweep. Results are collected into
 ``results.csv`` and ``results.json`` and drawn as the MSE-FID plane (Fig 2).
 
