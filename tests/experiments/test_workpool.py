@@ -259,21 +259,30 @@ def test_an_abandoned_map_does_not_leak_into_the_next_and_a_closed_pool_refuses_
 
 def test_a_second_interrupt_while_closing_still_reaps_every_worker() -> None:
     import _thread
+    import signal
 
-    stubborn = ("[__import__('signal').signal(15, __import__('signal').SIG_IGN), "
-                "__import__('threading').Thread(target=__import__('time').sleep, args=(600,)).start()]")
-    pool = WorkerPool(eval, 2, grace=1.0)
-    list(pool.imap_unordered([stubborn, "1"]))  # one worker now never exits by itself
-    timer = threading.Timer(0.2, _thread.interrupt_main)  # Ctrl-C during the grace wait
-    timer.start()
-    returned = False
-    with pytest.raises(KeyboardInterrupt):
-        pool.close(terminate=True)
-        returned = True
-        timer.join()
-        __import__("time").sleep(5)
-    assert not returned, "the interrupt was meant to land inside close()"
-    assert mp.active_children() == []
+    # interrupt_main does nothing unless SIGINT has Python's handler; in a pytest-xdist
+    # worker an earlier test may have left another one (CI failed twice here with "DID NOT
+    # RAISE" while the test passed alone), so the test sets the default and says what it found.
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    print(f"SIGINT handler found: {found!r}")
+    try:
+        stubborn = ("[__import__('signal').signal(15, __import__('signal').SIG_IGN), "
+                    "__import__('threading').Thread(target=__import__('time').sleep, args=(600,)).start()]")
+        pool = WorkerPool(eval, 2, grace=1.0)
+        list(pool.imap_unordered([stubborn, "1"]))  # one worker now never exits by itself
+        timer = threading.Timer(0.2, _thread.interrupt_main)  # Ctrl-C during the grace wait
+        timer.start()
+        returned = False
+        with pytest.raises(KeyboardInterrupt):
+            pool.close(terminate=True)
+            returned = True
+            timer.join()
+            __import__("time").sleep(5)
+        assert not returned, "the interrupt was meant to land inside close()"
+        assert mp.active_children() == []
+    finally:
+        signal.signal(signal.SIGINT, found)
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path) -> None:
