@@ -532,16 +532,8 @@ def training_seed_cv(rows: list[dict[str, Any]], ref: str) -> float:
     (the Fig 1 runs, n = 128, beta = 1, 3 seeds, and the Fig 2 points that have several
     seeds), per (variant, n, beta) and feature network: the training-seed part of the
     spread that a Fig 2 point with one training seed cannot show (0 where none has seeds)."""
-    groups: dict[tuple[str, Any, Any], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r.get("model.latent_dim"), r.get("objective.beta")), []).append(r)
-    cvs = []
-    for _, _, _, s_name, c_name in FIG2_PAIRS:
-        for variant, name in (("standard", s_name), ("compressed", c_name)):
-            for rs in (rs for (v, _, _), rs in groups.items() if v == variant):
-                per_run = [seed_values(r, fid_key(name, ref)) for r in rs]
-                cvs += [c for net in zip(*per_run, strict=True) if (c := cv(list(net))) is not None]
-    return max(cvs, default=0.0)
+    return max(variant_seed_cv(rows, ("standard",), tuple(p[3] for p in FIG2_PAIRS), ref),
+               variant_seed_cv(rows, ("compressed",), tuple(p[4] for p in FIG2_PAIRS), ref))
 
 
 def point_spread(values: list[float], runs: int, seed_cv: float) -> float:
