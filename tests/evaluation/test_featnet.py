@@ -120,6 +120,26 @@ def test_shipped_network_quality_on_real_test_images(fmnist_test):
         check_feature_quality({**q, "effective_dim": 2.4, "test_accuracy": 0.8}, "domain-v1")
 
 
+def test_the_evaluation_network_is_channels_last_and_its_features_do_not_depend_on_the_batch(fmnist_test):
+    """featnet_backbone gives the network channels-last in eval mode (faster on a CPU): its
+    features equal the default layout's to float32 rounding, and the backbone's batch size
+    (128) gives the same features, to the bit, as one of 500 or 7."""
+    from spherevae.data import load_dataset
+
+    train = load_dataset("fashion-mnist", "train", download=False)
+    fast = featnet.featnet_backbone(train, seed=0)
+    plain = featnet.shipped_featnet("fashion-mnist", 0, readout="domain-v3").eval()
+    assert not fast.training
+    conv = "stages.1.0.conv1.0.weight"  # 32 -> 64 channels (the stem's one input channel is both layouts)
+    assert fast.get_parameter(conv).is_contiguous(memory_format=torch.channels_last)
+    assert not plain.get_parameter(conv).is_contiguous(memory_format=torch.channels_last)
+    x = fmnist_test.images[:600].float() / 255
+    got = extract_features(fast, x, batch_size=FEATURE_BACKBONES["domain"].batch_size)
+    np.testing.assert_allclose(got, extract_features(plain, x), rtol=0, atol=1e-4)
+    for batch in (500, 7):
+        np.testing.assert_array_equal(got, extract_features(fast, x, batch_size=batch))
+
+
 def _class_repeat_and_unseen(images: torch.Tensor, labels: torch.Tensor):
     """reference: test 0..1999; unseen: test 2000..3999; one image per class (the first of
     each in 4000..), each repeated 200x."""

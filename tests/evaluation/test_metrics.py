@@ -154,6 +154,23 @@ def _precision_recall_loops(real, fake, k=3):
             "recall": float((d_fr.T <= r_fake[None]).any(1).mean())}
 
 
+def _spy_on_distance_blocks(monkeypatch) -> list[tuple[int, int]]:
+    """The (rows, cols) of every distance block the k-NN metrics compute, float32 or float64."""
+    import spherevae.evaluation.knn as knn_metrics
+
+    shapes: list[tuple[int, int]] = []
+    f32, cdist = knn_metrics._f32_sq_distances, torch.cdist
+
+    def spy_f32(a, i, b, j):
+        out = f32(a, i, b, j)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(knn_metrics, "_f32_sq_distances", spy_f32)
+    monkeypatch.setattr(torch, "cdist", lambda a, b, **kw: shapes.append((a.shape[0], b.shape[0])) or cdist(a, b, **kw))
+    return shapes
+
+
 def test_precision_recall_in_blocks_matches_one_full_matrix(monkeypatch):
     """Blocking rows and columns changes no value: sets of any size, never N x N at once."""
     import spherevae.evaluation.knn as knn_metrics
@@ -163,12 +180,10 @@ def test_precision_recall_in_blocks_matches_one_full_matrix(monkeypatch):
     ref = _precision_recall_loops(real, fake)
     assert 0 < ref["precision"] < 1 and 0 < ref["recall"] < 1
     assert precision_recall(real, fake) == pytest.approx(ref, abs=1e-12)
-    shapes = []
-    cdist = torch.cdist
+    shapes = _spy_on_distance_blocks(monkeypatch)
     monkeypatch.setattr(knn_metrics, "_PR_BLOCK", 40)
-    monkeypatch.setattr(torch, "cdist", lambda a, b: shapes.append((a.shape[0], b.shape[0])) or cdist(a, b))
     assert precision_recall(real, fake, chunk=32, max_points=None) == pytest.approx(ref, abs=1e-12)
-    assert max(r for r, _ in shapes) <= 32 and max(c for _, c in shapes) <= 40
+    assert shapes and max(r for r, _ in shapes) <= 32 and max(c for _, c in shapes) <= 40
 
 
 def test_precision_recall_caps_large_sets_on_a_seeded_subset(monkeypatch):
@@ -176,11 +191,9 @@ def test_precision_recall_caps_large_sets_on_a_seeded_subset(monkeypatch):
     evaluation asked cdist for 32 GB); sets at or below it are used whole."""
     rng = np.random.default_rng(2)
     real, fake = rng.normal(size=(120, 3)), rng.normal(size=(500, 3))
-    sizes = []
-    cdist = torch.cdist
-    monkeypatch.setattr(torch, "cdist", lambda a, b: sizes.append(b.shape[0]) or cdist(a, b))
+    shapes = _spy_on_distance_blocks(monkeypatch)
     capped = precision_recall(real, fake, max_points=150, seed=4)
-    assert max(sizes) == 150
+    assert max(c for _, c in shapes) == 150
     assert capped == precision_recall(real, fake, max_points=150, seed=4)
     assert precision_recall(real, fake[:150], max_points=150, seed=9) == precision_recall(
         real, fake[:150], max_points=None)

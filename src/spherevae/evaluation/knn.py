@@ -4,10 +4,20 @@ sets, and k-NN classification accuracy of latents.
 Both compare every row of one set with every row of another, so they work in blocks of
 rows (memory bounded whatever the sizes), and precision/recall evaluates sets larger than
 ``max_points`` on a seeded subset of that many rows (:data:`PR_MAX_POINTS` by default).
+
+Every decision "is this point inside that ball" is the one exact distances give (float64
+rounding aside), but the distances of a block are computed in float32, about twice as fast
+as float64 on a CPU: a float32 squared distance is within a proven bound of the exact one
+(:func:`_f32_error_bound`), so only the pairs within that bound of a radius are decided
+again from their float64 rows, and each k-NN radius is the exact distance of the neighbour
+the float32 distances shortlist (checked, else computed in float64). Where float32 matrix
+products may be computed at lower precision (``torch.set_float32_matmul_precision`` other
+than ``"highest"``) or the features could overflow float32, everything runs in float64.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,8 +63,8 @@ def precision_recall(real: Any, fake: Any, *, k: int = 3, chunk: int = 2048,
     stays bounded whatever the sizes.
     """
     rng = np.random.default_rng(seed)
-    r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
-    f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
+    r = _Rows.of(_subsample(_as_f64(real), max_points, rng))
+    f = _Rows.of(_subsample(_as_f64(fake), max_points, rng))
     return {"precision": _coverage(f, r, _knn_radii(r, k, chunk), chunk),
             "recall": _coverage(r, f, _knn_radii(f, k, chunk), chunk)}
 
@@ -70,10 +80,10 @@ def density_coverage(real: Any, fake: Any, *, k: int = 5, chunk: int = 2048,
     (diversity, in [0, 1]). Subsampling and blocks as :func:`precision_recall`.
     """
     rng = np.random.default_rng(seed)
-    r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
-    f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
+    r = _Rows.of(_subsample(_as_f64(real), max_points, rng))
+    f = _Rows.of(_subsample(_as_f64(fake), max_points, rng))
     hits, covered, _, _ = _ball_pass(f, r, _knn_radii(r, k, chunk), chunk)
-    return {"density": float(hits.sum() / (k * f.shape[0])), "coverage": float(covered.double().mean())}
+    return {"density": float(hits.sum() / (k * len(f))), "coverage": float(covered.double().mean())}
 
 
 def fidelity_diversity(real: Any, fake: Any, *, k_pr: int = 3, k_dc: int = 5, chunk: int = 2048,
@@ -92,16 +102,134 @@ def fidelity_diversity(real: Any, fake: Any, *, k_pr: int = 3, k_dc: int = 5, ch
     per sampler.
     """
     rng = np.random.default_rng(seed)
-    r = torch.from_numpy(_subsample(_as_f64(real), max_points, rng))
-    f = torch.from_numpy(_subsample(_as_f64(fake), max_points, rng))
+    r = _Rows.of(_subsample(_as_f64(real), max_points, rng))
+    f = _Rows.of(_subsample(_as_f64(fake), max_points, rng))
     rr = _cached_radii(r, (k_pr, k_dc), chunk, {} if real_radii is None else real_radii)
     fr = _cached_radii(f, (k_pr,), chunk, {} if fake_radii is None else fake_radii)[k_pr]
     hits, covered, precise, recalled = _ball_pass(f, r, rr[k_dc], chunk, pr_radii=(rr[k_pr], fr))
     return {"precision": float(precise.double().mean()), "recall": float(recalled.double().mean()),
-            "density": float(hits.sum() / (k_dc * f.shape[0])), "coverage": float(covered.double().mean())}
+            "density": float(hits.sum() / (k_dc * len(f))), "coverage": float(covered.double().mean())}
 
 
-def _ball_pass(f: torch.Tensor, r: torch.Tensor, dc_radii: torch.Tensor, chunk: int, *,
+# ------------------------------------------------------------------ distance blocks
+
+_U32 = 2.0 ** -24  # unit roundoff of float32
+# Above this squared norm a float32 GEMM could overflow: such features run in float64.
+_F32_MAX_SQ_NORM = 1e30
+# A block with more undecided pairs than this fraction is computed again in float64 (one
+# GEMM) instead of pair by pair; pairs are decided this many at a time (memory bound).
+_MAX_UNDECIDED = 0.02
+_PAIR_BATCH = 4096
+# Extra float32 neighbours shortlisted per row for the exact k-NN radius.
+_SHORTLIST_PAD = 2
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Feature rows ``x`` ``(N, D)`` float64 with what the distance blocks need: their norms
+    ``(N,)`` and, when float32 is safe (:func:`_f32_safe`), the float32 factors of
+    ``|a - b|^2 = [-2a, |a|^2, 1] . [b, 1, |b|^2]`` (``lhs``, ``rhs``: ``(N, D + 2)``),
+    else ``None``."""
+
+    x: torch.Tensor
+    norm: torch.Tensor
+    lhs: torch.Tensor | None
+    rhs: torch.Tensor | None
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> _Rows:
+        t = torch.from_numpy(x)
+        sq = (t * t).sum(1)
+        if not _f32_safe(sq):
+            return cls(t, sq.sqrt(), None, None)
+        ones, sq32 = torch.ones(t.shape[0], 1), sq.float()[:, None]
+        t32 = t.float()
+        return cls(t, sq.sqrt(), torch.cat([-2 * t32, sq32, ones], 1), torch.cat([t32, ones, sq32], 1))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def _f32_safe(sq_norms: torch.Tensor) -> bool:
+    """Float32 distances are safe to bound: matrix products at full float32 precision (no
+    TF32/bf16 shortcuts) and squared norms far from float32's overflow."""
+    return (torch.get_float32_matmul_precision() == "highest"
+            and (sq_norms.numel() == 0 or float(sq_norms.max()) < _F32_MAX_SQ_NORM))
+
+
+def _f32_error_bound(dim: int, norm_a: torch.Tensor, norm_b: torch.Tensor) -> torch.Tensor:
+    """Bound on ``|d2_32 - |a - b|^2|`` for the float32 squared distance ``d2_32`` of rows with
+    norms ``norm_a``, ``norm_b`` (broadcast): rounding the rows and squared norms to float32
+    moves ``|a - b|^2`` by at most ``3u (|a| + |b|)^2``, and a float32 dot product of
+    ``D + 2`` terms errs by at most ``(D + 2) u / (1 - (D + 2) u)`` times the sum of the
+    terms' magnitudes, ``(|a| + |b|)^2`` (Higham, Accuracy and Stability, eq. 3.5), so
+    ``2 (D + 8) u (|a| + |b|)^2`` holds with a factor 2 to spare. A tiny absolute term
+    covers float32 underflow."""
+    return 2 * (dim + 8) * _U32 * (norm_a + norm_b) ** 2 + 1e-30
+
+
+class _Block:
+    """Distances between rows ``i`` of ``a`` and rows ``j`` of ``b`` (slices)."""
+
+    def __init__(self, a: _Rows, b: _Rows, i: slice, j: slice) -> None:
+        self.a, self.b, self.i, self.j = a, b, i, j
+        self.exact: torch.Tensor | None = None  # (rows, cols) float64 distances, when computed
+        self.d2: torch.Tensor | None = None     # (rows, cols) float32 squared distances
+        if a.lhs is None or b.rhs is None:
+            self.exact = torch.cdist(a.x[i], b.x[j])
+        else:
+            self.d2 = _f32_sq_distances(a, i, b, j)
+
+    def within(self, radii: torch.Tensor, *, of: str) -> torch.Tensor:
+        """``(rows, cols)`` bool: the distance ``|a_i - b_j| <= radius``, with ``radii`` the
+        columns' ``(cols,)`` (``of="cols"``) or the rows' ``(rows,)`` (``of="rows"``)."""
+        r = radii[None, :] if of == "cols" else radii[:, None]
+        if self.d2 is None:
+            return self._exact_distances() <= r
+        na, nb = self.a.norm[self.i], self.b.norm[self.j]
+        tol = (_f32_error_bound(self.a.x.shape[1], na.max(), nb)[None, :] if of == "cols"
+               else _f32_error_bound(self.a.x.shape[1], na, nb.max())[:, None])
+        thr = r * r
+        margin = tol + 2 * _U32 * thr  # and the rounding of the thresholds to float32
+        inside = self.d2 <= (thr - margin).float()
+        undecided = (self.d2 <= (thr + margin).float()) & ~inside
+        pairs = undecided.nonzero()
+        if pairs.shape[0] > _MAX_UNDECIDED * undecided.numel():
+            return self._exact_distances() <= r
+        if pairs.shape[0]:
+            rows, cols = pairs.unbind(1)
+            bound = r.expand_as(self.d2)[rows, cols]
+            inside[rows, cols] = _pair_distances(self.a.x[self.i], rows, self.b.x[self.j], cols) <= bound
+        return inside
+
+    def _exact_distances(self) -> torch.Tensor:
+        if self.exact is None:
+            self.exact = torch.cdist(self.a.x[self.i], self.b.x[self.j])
+        return self.exact
+
+
+def _f32_sq_distances(a: _Rows, i: slice, b: _Rows, j: slice) -> torch.Tensor:
+    """``(rows, cols)`` float32 squared distances of rows ``i`` of ``a`` to rows ``j`` of ``b``
+    (one GEMM of the factors; error within :func:`_f32_error_bound`)."""
+    assert a.lhs is not None and b.rhs is not None
+    return a.lhs[i] @ b.rhs[j].T
+
+
+def _pair_distances(a: torch.Tensor, rows: torch.Tensor, b: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``|a[rows[p]] - b[cols[p]]|`` ``(P,)`` in float64, :data:`_PAIR_BATCH` pairs at a time."""
+    out = [torch.linalg.vector_norm(a[rows[s : s + _PAIR_BATCH]] - b[cols[s : s + _PAIR_BATCH]], dim=1)
+           for s in range(0, rows.shape[0], _PAIR_BATCH)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _blocks(a: _Rows, b: _Rows, chunk: int) -> Any:
+    """Every :class:`_Block` of ``chunk`` rows of ``a`` by ``16,384`` rows of ``b``."""
+    for i in range(0, len(a), chunk):
+        for j in range(0, len(b), _PR_BLOCK):
+            yield _Block(a, b, slice(i, i + chunk), slice(j, j + _PR_BLOCK))
+
+
+def _ball_pass(f: _Rows, r: _Rows, dc_radii: torch.Tensor, chunk: int, *,
                pr_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over the fake-real distances, in blocks of ``chunk`` x 16,384.
@@ -113,30 +241,29 @@ def _ball_pass(f: torch.Tensor, r: torch.Tensor, dc_radii: torch.Tensor, chunk: 
     ``pr_radii``, ``precise`` ``(M,)`` (fake inside some real ball) and ``recalled`` ``(N,)``
     (real inside some fake ball); without, those two stay all False.
     """
-    hits = torch.zeros(f.shape[0], dtype=torch.float64)
-    covered = torch.zeros(r.shape[0], dtype=torch.bool)
-    precise = torch.zeros(f.shape[0], dtype=torch.bool)
-    recalled = torch.zeros(r.shape[0], dtype=torch.bool)
-    for i in range(0, f.shape[0], chunk):
-        for j in range(0, r.shape[0], _PR_BLOCK):
-            d = torch.cdist(f[i : i + chunk], r[j : j + _PR_BLOCK])
-            if pr_radii is not None:
-                precise[i : i + chunk] |= (d <= pr_radii[0][None, j : j + _PR_BLOCK]).any(1)
-                recalled[j : j + _PR_BLOCK] |= (d <= pr_radii[1][i : i + chunk, None]).any(0)
-            inside = d <= dc_radii[None, j : j + _PR_BLOCK]
-            hits[i : i + chunk] += inside.sum(1)
-            covered[j : j + _PR_BLOCK] |= inside.any(0)
+    hits = torch.zeros(len(f), dtype=torch.float64)
+    covered = torch.zeros(len(r), dtype=torch.bool)
+    precise = torch.zeros(len(f), dtype=torch.bool)
+    recalled = torch.zeros(len(r), dtype=torch.bool)
+    for blk in _blocks(f, r, chunk):
+        i, j = blk.i, blk.j
+        if pr_radii is not None:
+            precise[i] |= blk.within(pr_radii[0][j], of="cols").any(1)
+            recalled[j] |= blk.within(pr_radii[1][i], of="rows").any(0)
+        inside = blk.within(dc_radii[j], of="cols")
+        hits[i] += inside.sum(1)
+        covered[j] |= inside.any(0)
     return hits, covered, precise, recalled
 
 
-def _cached_radii(x: torch.Tensor, ks: tuple[int, ...], chunk: int,
+def _cached_radii(x: _Rows, ks: tuple[int, ...], chunk: int,
                   cache: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """``cache`` with the ``k``-NN radii of ``x`` for every ``k`` in ``ks`` (computed where missing)."""
     for k in ks:
         if k not in cache:
             cache[k] = _knn_radii(x, k, chunk)
-        elif cache[k].shape != (x.shape[0],):
-            raise ValueError(f"cached {k}-NN radii for {cache[k].shape[0]} points do not fit {x.shape[0]} points")
+        elif cache[k].shape != (len(x),):
+            raise ValueError(f"cached {k}-NN radii for {cache[k].shape[0]} points do not fit {len(x)} points")
     return cache
 
 
@@ -148,33 +275,70 @@ def _subsample(x: np.ndarray, max_points: int | None, rng: np.random.Generator) 
     return x[np.sort(rng.choice(x.shape[0], max_points, replace=False))]
 
 
-def _knn_radii(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+def _knn_radii(x: _Rows, k: int, chunk: int) -> torch.Tensor:
     """Distance of each row of ``x`` ``(N, D)`` to its ``k``-th nearest other row ``(N,)``:
-    the ``k + 1`` smallest distances of a row (the row itself is one) kept across blocks."""
-    if not 1 <= k < x.shape[0]:
-        raise ValueError(f"precision_recall: k must be in [1, {x.shape[0] - 1}] for {x.shape[0]} points, got {k}")
+    the ``(k + 1)``-th smallest distance of a row, the row itself (0) included.
+
+    The float32 distances shortlist ``k + 1 + pad`` neighbours per row, kept across blocks;
+    the radius is the ``(k + 1)``-th smallest of their float64 distances, which is the
+    row's when no row off the list can be nearer (its float32 squared distance, minus the
+    error bound, is not below the radius squared); rows where that cannot be shown are
+    computed whole in float64."""
+    n = len(x)
+    if not 1 <= k < n:
+        raise ValueError(f"precision_recall: k must be in [1, {n - 1}] for {n} points, got {k}")
     out = []
-    for i in range(0, x.shape[0], chunk):
-        best = None
-        for j in range(0, x.shape[0], _PR_BLOCK):
-            d = torch.cdist(x[i : i + chunk], x[j : j + _PR_BLOCK])
-            d = d if best is None else torch.cat([best, d], 1)
-            best = d.topk(min(k + 1, d.shape[1]), dim=1, largest=False).values
-        assert best is not None
-        out.append(best.max(1).values)  # the (k+1)-th smallest: kthvalue(k + 1) of the full row
+    for i in range(0, n, chunk):
+        rows = slice(i, min(i + chunk, n))
+        out.append(_exact_kth(x.x[rows], x, k) if x.lhs is None else _shortlisted_kth(x, rows, k))
     return torch.cat(out)
 
 
-def _coverage(points: torch.Tensor, ref: torch.Tensor, ref_radii: torch.Tensor, chunk: int) -> float:
+def _exact_kth(q: torch.Tensor, x: _Rows, k: int) -> torch.Tensor:
+    """The ``(k + 1)``-th smallest float64 distance of each row of ``q`` ``(R, D)`` to the rows of ``x``."""
+    best = None
+    for j in range(0, len(x), _PR_BLOCK):
+        d = torch.cdist(q, x.x[j : j + _PR_BLOCK])
+        d = d if best is None else torch.cat([best, d], 1)
+        best = d.topk(min(k + 1, d.shape[1]), dim=1, largest=False).values
+    assert best is not None
+    return best.max(1).values
+
+
+def _shortlisted_kth(x: _Rows, rows: slice, k: int) -> torch.Tensor:
+    """:func:`_exact_kth` from a float32 shortlist (see :func:`_knn_radii`)."""
+    m = min(k + 1 + _SHORTLIST_PAD, len(x))
+    vals = idx = None
+    for j in range(0, len(x), _PR_BLOCK):
+        d2 = _f32_sq_distances(x, rows, x, slice(j, j + _PR_BLOCK))
+        v, ix = d2.topk(min(m, d2.shape[1]), dim=1, largest=False)
+        if vals is not None and idx is not None:
+            v, ix = torch.cat([vals, v], 1), torch.cat([idx, ix + j], 1)
+            v, pick = v.topk(min(m, v.shape[1]), dim=1, largest=False)
+            ix = ix.gather(1, pick)
+        vals, idx = v, ix
+    assert vals is not None and idx is not None
+    q = x.x[rows]
+    step = max(1, _PAIR_BATCH // m)  # rows per batch: about _PAIR_BATCH pairs
+    d = torch.cat([torch.linalg.vector_norm(q[s : s + step, None, :] - x.x[idx[s : s + step]], dim=2)
+                   for s in range(0, q.shape[0], step)])
+    kth = d.kthvalue(k + 1, dim=1).values
+    if m == len(x):  # every row is on the list
+        return kth
+    floor = vals.max(1).values.double() - _f32_error_bound(x.x.shape[1], x.norm[rows], x.norm.max())
+    # A radius of 0 (k + 1 copies of the row on the list) needs no check: none is shorter.
+    unsure = ((kth * kth) * (1 + 4 * _U32) > floor) & (kth > 0)
+    if unsure.any():
+        kth[unsure] = _exact_kth(x.x[rows][unsure], x, k)
+    return kth
+
+
+def _coverage(points: _Rows, ref: _Rows, ref_radii: torch.Tensor, chunk: int) -> float:
     """Fraction of ``points`` inside at least one ball ``(ref[j], ref_radii[j])``."""
-    inside = []
-    for i in range(0, points.shape[0], chunk):
-        hit = torch.zeros(min(chunk, points.shape[0] - i), dtype=torch.bool)
-        for j in range(0, ref.shape[0], _PR_BLOCK):
-            d = torch.cdist(points[i : i + chunk], ref[j : j + _PR_BLOCK])
-            hit |= (d <= ref_radii[None, j : j + _PR_BLOCK]).any(1)
-        inside.append(hit)
-    return float(torch.cat(inside).double().mean())
+    hit = torch.zeros(len(points), dtype=torch.bool)
+    for blk in _blocks(points, ref, chunk):
+        hit[blk.i] |= blk.within(ref_radii[blk.j], of="cols").any(1)
+    return float(hit.double().mean())
 
 
 def knn_accuracy(
