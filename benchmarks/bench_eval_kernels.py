@@ -1,14 +1,13 @@
 """The two evaluation kernels changed on 2026-12-07 (third session), each against its
 previous form, side by side in one run on real Fashion-MNIST data.
 
-1. Precision/recall + density/coverage (``knn.fidelity_diversity``) with float32 distance
-   blocks against the float64 blocks used before. The float64 form is the same code with
-   ``torch.set_float32_matmul_precision("high")``, under which the module computes every
-   block in float64 exactly as before (``torch.cdist``). Workload of one sampler in
-   evaluate: 10,000 fake rows against two references of 5,000 (each fake set's radii once,
-   the references' radii once), here the domain-v3 features of 10,000 training images
-   (fakes) and of the 5,000 test images and 5,000 other training images (references).
-   The values must be equal.
+1. Precision/recall + density/coverage (``knn.fidelity_diversity``: float32 distance
+   blocks, every decision exact) against the float64 ``torch.cdist`` blocks used before
+   (``_before``, the 2026-12-07 implementation at d1938cd restated here). Workload of one
+   sampler in evaluate: 10,000 fake rows against two references of 5,000 (each fake set's
+   radii once, the references' radii once), here the domain-v3 features of 10,000 training
+   images (fakes) and of the 5,000 test images and 5,000 other training images
+   (references). The values must be equal (no exact ties in these features).
 2. Domain-v3 feature extraction of 10,000 test images: batch 500 in the default memory
    layout (before) against batch 128 with the network channels-last (after), and the
    largest difference between the two.
@@ -39,21 +38,42 @@ def _knn_workload(fake: np.ndarray, refs: list[np.ndarray]) -> list[dict[str, fl
     return [fidelity_diversity(r, fake, real_radii={}, fake_radii=own) for r in refs]
 
 
+def _before_radii(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """k-NN radii as before: the (k + 1) smallest of float64 cdist rows."""
+    return torch.cat([torch.cdist(x[i : i + chunk], x).topk(k + 1, dim=1, largest=False).values.max(1).values
+                      for i in range(0, x.shape[0], chunk)])
+
+
+def _before_one(r: torch.Tensor, f: torch.Tensor, rr: dict[int, torch.Tensor], fr: torch.Tensor,
+                chunk: int = 2048) -> dict[str, float]:
+    """One (sampler, reference) pass as before: float64 cdist blocks, three comparisons."""
+    hits, covered = torch.zeros(f.shape[0], dtype=torch.float64), torch.zeros(r.shape[0], dtype=torch.bool)
+    precise, recalled = torch.zeros(f.shape[0], dtype=torch.bool), torch.zeros(r.shape[0], dtype=torch.bool)
+    for i in range(0, f.shape[0], chunk):
+        d = torch.cdist(f[i : i + chunk], r)
+        precise[i : i + chunk] |= (d <= rr[3][None]).any(1)
+        recalled |= (d <= fr[i : i + chunk, None]).any(0)
+        inside = d <= rr[5][None]
+        hits[i : i + chunk] += inside.sum(1)
+        covered |= inside.any(0)
+    return {"precision": float(precise.double().mean()), "recall": float(recalled.double().mean()),
+            "density": float(hits.sum() / (5 * f.shape[0])), "coverage": float(covered.double().mean())}
+
+
+def _before(fake: np.ndarray, refs: list[np.ndarray]) -> list[dict[str, float]]:
+    f = torch.from_numpy(fake)
+    fr = _before_radii(f, 3)
+    out = []
+    for ref in refs:
+        r = torch.from_numpy(ref)
+        out.append(_before_one(r, f, {3: _before_radii(r, 3), 5: _before_radii(r, 5)}, fr))
+    return out
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
-
-
-def _with_matmul_precision(precision: str, fn: Callable[[], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(precision)
-        try:
-            return fn()
-        finally:
-            torch.set_float32_matmul_precision(before)
-    return run
 
 
 def _side_by_side(name: str, before: Callable[[], Any], after: Callable[[], Any], rounds: int) -> tuple[Any, Any]:
@@ -91,8 +111,7 @@ def main() -> None:
     refs = [f_before[:5000], extract_features(net, x_train[10000:15000])]
     k_before, k_after = _side_by_side(
         "precision/recall/density/coverage, 10,000 fakes x 2 references of 5,000",
-        _with_matmul_precision("high", lambda: _knn_workload(fake, refs)),
-        lambda: _knn_workload(fake, refs), args.rounds)
+        lambda: _before(fake, refs), lambda: _knn_workload(fake, refs), args.rounds)
     assert k_before == k_after, f"values differ: {k_before} vs {k_after}"
     print(f"  values equal: {k_after}")
 

@@ -155,19 +155,18 @@ def _precision_recall_loops(real, fake, k=3):
 
 
 def _spy_on_distance_blocks(monkeypatch) -> list[tuple[int, int]]:
-    """The (rows, cols) of every distance block the k-NN metrics compute, float32 or float64."""
+    """The (rows, cols) of every distance block (GEMM) the k-NN metrics compute, in any dtype."""
     import spherevae.evaluation.knn as knn_metrics
 
     shapes: list[tuple[int, int]] = []
-    f32, cdist = knn_metrics._f32_sq_distances, torch.cdist
+    gemm = knn_metrics._gemm
 
-    def spy_f32(a, i, b, j):
-        out = f32(a, i, b, j)
+    def spy(a, i, b, j, dtype):
+        out = gemm(a, i, b, j, dtype)
         shapes.append(tuple(out.shape))
         return out
 
-    monkeypatch.setattr(knn_metrics, "_f32_sq_distances", spy_f32)
-    monkeypatch.setattr(torch, "cdist", lambda a, b, **kw: shapes.append((a.shape[0], b.shape[0])) or cdist(a, b, **kw))
+    monkeypatch.setattr(knn_metrics, "_gemm", spy)
     return shapes
 
 

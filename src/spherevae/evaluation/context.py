@@ -131,7 +131,7 @@ class EvalContext:
     (:func:`encode`), ``fitted`` and ``fit_errors`` (sampler name -> why its fit failed;
     its metrics are NaN) (:func:`fit_samplers`), ``samples`` (:func:`generate`), ``fids``
     (one FID per reference set, ``"recon"`` and ``"test"``, sharing one extractor),
-    ``reference_features`` and ``reference_radii`` (per reference set, its k-NN radii by
+    ``reference_features`` and ``reference_radii`` (per reference set, its squared k-NN radii by
     ``k``, computed by the first sampler's precision/recall and reused by the others), and
     ``metrics`` throughout. ``fid_unavailable``: why there are
     no FID-type metrics, ``None`` when there are (set by :func:`fid_unavailable`, once).

@@ -567,9 +567,9 @@ def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
 
 
 def _for_inference(model: FeatNet, device: str) -> FeatNet:
-    """``model`` on ``device`` in eval mode, its conv weights channels-last: oneDNN's
-    channels-last kernels extract features ~1.5x faster on a CPU at batch 128 (measured,
+    """``model`` on ``device`` in eval mode, its conv weights channels-last: with oneDNN's
+    channels-last kernels features come 1.2-1.5x faster on a CPU at batch 128 (measured,
     docs/benchmarks.md#feature-extraction), equal to the default layout's to float32
-    rounding (~1e-5 on features of unit spread)."""
+    rounding (8e-6 on features of unit spread)."""
     # Module.to documents memory_format, but torch's typing overloads leave it out.
     return model.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]

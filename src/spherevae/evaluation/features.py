@@ -120,8 +120,9 @@ class BackboneSpec:
 
 # Only "inception" FIDs are comparable to published numbers; "domain" FIDs compare runs
 # with each other. Inception runs at 299x299: smaller batches keep memory modest on CPU.
-# The domain ResNet runs at 128: its activations then stay in a CPU's caches (1.1-1.5x
-# faster than 500, docs/benchmarks.md#feature-extraction; the features do not depend on it).
+# The domain ResNet runs at 128: its activations then stay in a CPU's caches (with its
+# channels-last layout 1.2-1.5x faster than 500, docs/benchmarks.md#feature-extraction);
+# batches of 7 to 600 give identical features, a batch of one differs in float32's last bits.
 FEATURE_BACKBONES: dict[str, BackboneSpec] = {
     "domain": BackboneSpec(_build_domain, 128, "domain-v3 features", _check_domain, True),
     "domain-v2": BackboneSpec(_build_domain_v2, 128, "domain-v2 features (before 2026-12-07)", _check_domain, True),
