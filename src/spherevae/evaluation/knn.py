@@ -349,7 +349,7 @@ def _knn_sq_radii(x: _Rows, k: int, chunk: int) -> torch.Tensor:
     n = len(x)
     if not 1 <= k < n:
         raise ValueError(f"precision_recall: k must be in [1, {n - 1}] for {n} points, got {k}")
-    prec = _Pass.of(x)
+    prec, everyone = _Pass.of(x), torch.arange(n)
     out = []
     for i in range(0, n, chunk):
         rows = torch.arange(i, min(i + chunk, n))
@@ -359,7 +359,6 @@ def _knn_sq_radii(x: _Rows, k: int, chunk: int) -> torch.Tensor:
                 prec.give_up_f32()  # float32 cannot resolve these data: float64 from here on
             redo = unsure.clone()
             kth[redo], unsure[redo] = _shortlisted_kth(x, rows[redo], k, torch.float64)
-        everyone = torch.arange(n)
         for r in rows[unsure].tolist():  # ties at the k-th neighbour
             kth[r - i] = _direct_sq(x.x, torch.full((n,), r), x.x, everyone).kthvalue(k + 1).values
         out.append(kth)
