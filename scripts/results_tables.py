@@ -91,10 +91,10 @@ def fid_gauss(r: dict[str, Any]) -> float | None:
     return r.get(gauss_key(r))
 
 
-_collapse_cache: dict[str, dict[str, int]] = {}
+_collapse_cache: dict[str, dict[str, float]] = {}
 
 
-def collapse(run_dir: Path) -> dict[str, int]:
+def collapse(run_dir: Path) -> dict[str, float]:
     """Collapsed-dimension counts and the tangent effective dimension of the directions
     (projection to the sphere does not change them) from the run's model on the 10k test images."""
     key = str(run_dir)
@@ -152,7 +152,7 @@ def sigma_summary(r: dict[str, Any]) -> str:
 def samplers_in(rows: list[dict[str, Any]]) -> list[str]:
     infos = [describe(k) for r in rows for k in r]
     found = {i.sampler for i in infos
-             if i is not None and i.template == KEYS["fid_recon"] and i.backbone == BACKBONE}
+             if i is not None and i.sampler is not None and i.template == KEYS["fid_recon"] and i.backbone == BACKBONE}
     return [s for s in SAMPLER_ORDER if s in found] + sorted(found - set(SAMPLER_ORDER))
 
 
@@ -263,18 +263,22 @@ def instrument_line(label: str, rows: list[dict[str, Any]]) -> None:
                   f"over the feature networks <= 10% (median {statistics.median(cvs):.1%}, largest {max(cvs):.1%})")
 
 
-def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]], old_eval: str = "eval-domain-v2") -> None:
-    """The CV of every (run, sampler) FID over the three feature networks, per variant and
-    reference, with the current features (``eval/``) and, where a run kept its evaluation
-    with the older features in ``<run>/<old_eval>/`` (moved there before re-evaluating),
-    with those: how many cells have a CV <= 10%, the median and the largest."""
+# Evaluations of one run with other features, beside its eval/ (label, directory): the
+# older read-out (moved there before re-evaluating) and the two-network ensemble.
+OTHER_EVALS = (("domain-v2", "eval-domain-v2"), ("domain-v3", "eval"), ("domain-x2", "eval-domain-x2"))
+
+
+def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """The CV of every (run, sampler) FID over the three feature networks (or ensembles),
+    per variant and reference, for every evaluation a run has of :data:`OTHER_EVALS`: how
+    many cells have a CV <= 10%, the median and the largest."""
     print(f"**{title}**: CV over the three feature networks of every (run, sampler) FID\n")
     print("| variant | reference | features | cells with CV <= 10% | median CV | largest CV |")
     print("|---|---|---|---|---|---|")
     for v in VARIANTS:
         rs = [r for r in rows if r["variant"] == v]
         for ref in ("recon", "test"):
-            for label, where in (("domain-v2", old_eval), ("domain-v3", "eval")):
+            for label, where in OTHER_EVALS:
                 cvs = []
                 for r in rs:
                     per = metrics_file(run_dir(sweep_dir, r) / where / "metrics.json").get("fid_per_feature_seed", {})
@@ -376,6 +380,27 @@ def diagnostics_table(title: str, rows: list[dict[str, Any]], variants: tuple[st
     print()
 
 
+def rows_with_features(sweep_dir: Path, rows: list[dict[str, Any]], where: str, backbone: str) -> list[dict[str, Any]]:
+    """``rows`` as their evaluation in ``<run>/<where>/`` (features ``backbone``) reads them,
+    its metric keys spelled with :data:`BACKBONE` so every table above can show it; rows
+    without that evaluation are left out."""
+    def respell(d: dict[str, Any]) -> dict[str, Any]:
+        return {k.replace(f"_{backbone}_", f"_{BACKBONE}_"): v for k, v in d.items()}
+
+    out = []
+    for r in rows:
+        path = run_dir(sweep_dir, r) / where / "metrics.json"
+        if not path.is_file():
+            continue
+        m = respell(json.loads(path.read_text()))
+        m["fid_per_feature_seed"] = respell(m.get("fid_per_feature_seed", {}))
+        _metrics_cache[str(path)] = m
+        keep: dict[str, Any] = {k: r[k] for k in ("name", "variant", "train.seed", "status") if k in r}
+        row: dict[str, Any] = {**keep, **{k: v for k, v in m.items() if not isinstance(v, dict | list)}}
+        out.append({**row, "_eval": path})
+    return out
+
+
 def fig1(sweeps: Path, figures: Path) -> None:
     rows = load_rows(sweeps / "fmnist-fig1")
     if not rows:
@@ -394,6 +419,10 @@ def fig1(sweeps: Path, figures: Path) -> None:
     instrument_table("The instrument's spread, Fig 1 runs", sweeps / "fmnist-fig1", rows)
     fidelity_diversity_table("Fidelity and diversity, Fig 1 runs", rows)
     verdicts("Verdicts, Fig 1 runs", rows)
+    x2 = rows_with_features(sweeps / "fmnist-fig1", rows, "eval-domain-x2", "domain-x2")
+    if x2:
+        feature_seed_table("Every sampler, Fig 1 runs, over three two-network ensembles (domain-x2)", x2)
+        verdicts("Verdicts, Fig 1 runs, domain-x2 ensembles", x2)
     diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)
     figures.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:

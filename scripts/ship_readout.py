@@ -8,7 +8,7 @@ dataset (in eval mode, deterministic), writes ``<readout>-<dataset>-seed<s>.safe
 beside the weights and records them, with their sha256, in ``manifest.json``
 ("standardisations"). About a minute per seed on one CPU thread for Fashion-MNIST.
 
-    .venv/bin/python scripts/ship_readout.py --readout domain-v3 --dataset fashion-mnist
+    .venv/bin/python scripts/ship_readout.py --readout domain-v3 --dataset fashion-mnist [--seeds 3 4 5]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readout", default=featnet.DEFAULT_READOUT, choices=sorted(featnet.READOUTS))
     p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="only these shipped seeds (default: all)")
     args = p.parse_args()
     torch.set_num_threads(1)
     train = load_dataset(args.dataset, "train", download=False)
@@ -34,7 +35,7 @@ def main() -> None:
     manifest = json.loads(manifest_path.read_text())
     entries = manifest.setdefault("standardisations", {})
     for (dataset, seed), weights in sorted(featnet.SHIPPED_WEIGHTS.items()):
-        if dataset != args.dataset:
+        if dataset != args.dataset or (args.seeds is not None and seed not in args.seeds):
             continue
         base, _ = featnet.load_featnet(featnet.WEIGHTS_DIR / weights, sha256=manifest["files"][weights]["sha256"])
         model = featnet.with_readout(base, args.readout, train.images)

@@ -1,7 +1,8 @@
 """Evaluation: the stages that evaluate a run (encode, fit samplers, generate, FID/KID,
 precision/recall and density/coverage, latent geometry, figures) over one context, the
 metrics themselves with their spreads, the feature backbones (``domain``: the shipped
-domain network's domain-v3 features, ``domain-v2``: its older read-out, ``domain-v1``: the
+domain network's domain-v3 features, ``domain-x2``: those of two networks at once,
+``domain-v2``: its older read-out, ``domain-v1``: the
 old classifier, ``inception``: Inception-v3), the
 metric-key registry and the verdict rules that compare runs.
 
@@ -23,19 +24,23 @@ from spherevae.evaluation.diagnostics import (
 from spherevae.evaluation.domain import DomainClassifier, domain_backbone
 from spherevae.evaluation.featnet import (
     DEFAULT_READOUT,
+    ENSEMBLE_SIZE,
     MOMENTS,
     READOUTS,
     RECIPE,
     SHIPPED_STANDARDISATIONS,
     SHIPPED_WEIGHTS,
+    FeatEnsemble,
     FeatNet,
     Readout,
     WeightsChecksumError,
     augment,
     build_featnet,
     featnet_backbone,
+    featnet_ensemble,
     feature_standardisation,
     load_featnet,
+    member_seeds,
     save_featnet,
     save_standardisation,
     shipped_featnet,
@@ -127,6 +132,7 @@ from spherevae.evaluation.verdict import (
 
 __all__ = [
     "DEFAULT_READOUT",
+    "ENSEMBLE_SIZE",
     "FAMILIES",
     "FEATURE_BACKBONES",
     "FEATURE_FLOORS",
@@ -152,6 +158,7 @@ __all__ = [
     "DomainClassifier",
     "EvalConfig",
     "EvalContext",
+    "FeatEnsemble",
     "FeatNet",
     "FeatureStats",
     "InceptionV3Features",
@@ -183,6 +190,7 @@ __all__ = [
     "evaluate_run",
     "extract_features",
     "featnet_backbone",
+    "featnet_ensemble",
     "feature_quality",
     "feature_standardisation",
     "fid_bootstrap_std",
@@ -205,6 +213,7 @@ __all__ = [
     "load_context",
     "load_featnet",
     "load_inception_weights",
+    "member_seeds",
     "metric_key",
     "paper_sampler",
     "pick",

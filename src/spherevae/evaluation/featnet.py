@@ -27,6 +27,10 @@ dataset the recipe trains it once (about 23 min per seed for 60k images on one C
 thread) and caches it by (dataset, image shape, split size, seed, recipe version, data
 hash), and the read-out's standardisation beside it.
 
+Several trained networks read as one (:class:`FeatEnsemble`, backbone ``"domain-x2"``:
+feature seed ``s`` = networks :func:`member_seeds` ``(s)``) give FIDs that depend less on
+which networks were trained (docs/evaluation.md, "Two networks at once").
+
 Everything random is drawn from explicit :class:`torch.Generator` objects seeded from
 ``seed``: the weight init, the batch order and the augmentation.
 """
@@ -41,7 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,18 +53,22 @@ from torch import nn
 
 __all__ = [
     "DEFAULT_READOUT",
+    "ENSEMBLE_SIZE",
     "MOMENTS",
     "READOUTS",
     "RECIPE",
     "SHIPPED_WEIGHTS",
+    "FeatEnsemble",
     "FeatNet",
     "Readout",
     "WeightsChecksumError",
     "augment",
     "build_featnet",
     "featnet_backbone",
+    "featnet_ensemble",
     "feature_standardisation",
     "load_featnet",
+    "member_seeds",
     "save_featnet",
     "save_standardisation",
     "shipped_featnet",
@@ -564,6 +572,59 @@ def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
         save_standardisation(with_readout(load_featnet(path)[0], readout, dataset.images), stats, readout,
                              extra={"weights": path.name})
     return _for_inference(load_featnet(path, readout=readout, standardisation=stats)[0], device)
+
+
+# Networks per ensemble of backbone "domain-x2" (issue 22: the FID of a pair varies about
+# 1/sqrt(2) as much between networks as one network's, measured in docs/evaluation.md).
+ENSEMBLE_SIZE = 2
+
+
+class FeatEnsemble(nn.Module):
+    """Several trained domain networks read as one: ``features(x)``: ``(N, C, H, W)``
+    floats in [0, 1] -> ``(N, sum D_i)``, the members' standardised features concatenated
+    and divided by ``sqrt(k)`` for ``k`` members (so the FID of uncorrelated members is on
+    the scale of one member's, their mean); ``forward(x)`` -> ``(N, classes)``, the mean
+    of the members' class probabilities (the ensemble's classifier, whose accuracy
+    ``feature_quality`` reports)."""
+
+    def __init__(self, members: Sequence[FeatNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"FeatEnsemble needs at least 2 member networks, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def _nets(self) -> list[FeatNet]:
+        return [cast(FeatNet, m) for m in self.members]
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(m.feature_dim for m in self._nets())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``(N, sum D_i)`` of images ``(N, C, H, W)`` in [0, 1]."""
+        return torch.cat([m.features(x) for m in self._nets()], 1) / math.sqrt(len(self.members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x).softmax(1) for m in self._nets()]).mean(0)
+
+
+def member_seeds(seed: int, size: int = ENSEMBLE_SIZE) -> list[int]:
+    """The network seeds of ensemble ``seed``: ``size*seed .. size*seed + size - 1``, so
+    ensembles of different seeds share no network (seeds 0, 1, 2 of pairs: networks 0-5)."""
+    if seed < 0 or size < 2:
+        raise ValueError(f"member_seeds: seed must be >= 0 and size >= 2, got seed {seed}, size {size}")
+    return [size * seed + j for j in range(size)]
+
+
+def featnet_ensemble(dataset: Any, *, seed: int = 0, size: int = ENSEMBLE_SIZE, device: str = "cpu",
+                     cache: str | os.PathLike[str] | None = None, log: Callable[[str], None] | None = None,
+                     readout: str = DEFAULT_READOUT) -> FeatEnsemble:
+    """The ensemble ``seed`` of ``size`` domain networks for ``dataset``, each from
+    :func:`featnet_backbone` with the seeds :func:`member_seeds` gives (shipped where
+    shipped, else trained once and cached: ``size`` trainings per ensemble seed), in
+    eval mode on ``device``."""
+    return FeatEnsemble([featnet_backbone(dataset, seed=s, device=device, cache=cache, log=log, readout=readout)
+                         for s in member_seeds(seed, size)]).eval()
 
 
 def _for_inference(model: FeatNet, device: str) -> FeatNet:

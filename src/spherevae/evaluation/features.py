@@ -8,9 +8,13 @@ Adding a backbone is one entry in that dict (docs/design.md, "Adding a feature b
 
 - ``"domain"``: the ``domain-v3`` features of the domain ResNet
   (:mod:`spherevae.evaluation.featnet`: spatial mean and std of every stage): shipped
-  trained for Fashion-MNIST (seeds 0, 1, 2), trained once by its recipe and cached for other
+  trained for Fashion-MNIST (seeds 0-5), trained once by its recipe and cached for other
   labelled datasets. Its FIDs compare runs with each other; they are NOT comparable to
   published Inception FIDs.
+- ``"domain-x2"``: the ``domain-v3`` features of two networks at once
+  (:class:`~spherevae.evaluation.featnet.FeatEnsemble`; ensemble seed ``s`` = networks
+  ``2s`` and ``2s + 1``, shipped for Fashion-MNIST seeds 0-2): twice the extraction cost
+  for FIDs that vary about 1/sqrt(2) as much between networks (docs/evaluation.md).
 - ``"domain-v2"``: the same networks read out as before 2026-12-07 (spatial mean of the
   last two stages), kept for comparison.
 - ``"domain-v1"``: the old small CNN (:class:`~spherevae.evaluation.domain.DomainClassifier`,
@@ -32,7 +36,12 @@ import torch
 from torch import nn
 
 from spherevae.evaluation.domain import domain_backbone
-from spherevae.evaluation.featnet import featnet_backbone
+from spherevae.evaluation.featnet import (
+    ENSEMBLE_SIZE,
+    FeatEnsemble,
+    featnet_backbone,
+    featnet_ensemble,
+)
 from spherevae.evaluation.inception import _check_inception, inception_backbone
 
 __all__ = [
@@ -85,6 +94,12 @@ def _build_domain_v2(dataset: Any = None, *, weights: str | None = None, device:
     return featnet_backbone(dataset, seed=seed, device=device, readout="domain-v2")
 
 
+def _build_domain_x2(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
+                     seed: int = 0) -> nn.Module:
+    _check_domain(dataset, weights)
+    return featnet_ensemble(dataset, seed=seed, size=ENSEMBLE_SIZE, device=device, readout="domain-v3")
+
+
 def _build_domain_v1(dataset: Any = None, *, weights: str | None = None, device: str = "cpu",
                      seed: int = 0) -> nn.Module:
     _check_domain(dataset, weights)
@@ -125,6 +140,8 @@ class BackboneSpec:
 # batches of 7 to 600 give identical features, a batch of one differs in float32's last bits.
 FEATURE_BACKBONES: dict[str, BackboneSpec] = {
     "domain": BackboneSpec(_build_domain, 128, "domain-v3 features", _check_domain, True),
+    "domain-x2": BackboneSpec(_build_domain_x2, 128, "domain-v3 features of two networks (ensemble)",
+                              _check_domain, True),
     "domain-v2": BackboneSpec(_build_domain_v2, 128, "domain-v2 features (before 2026-12-07)", _check_domain, True),
     "domain-v1": BackboneSpec(_build_domain_v1, 500, "domain-v1 features (old)", _check_domain, True),
     "inception": BackboneSpec(inception_backbone, 50, "Inception (pytorch-fid weights)", _check_inception),
@@ -191,7 +208,8 @@ def feature_quality(extractor: Any, test_features: Any, images: torch.Tensor | N
     ``l`` of their covariance (1: one direction; D: isotropic), ``dead_units``, features
     whose std over the set is below 1e-6, ``feature_dim`` ``D``, and ``test_accuracy``:
     the accuracy of the network's own classifier head (an ``nn.Module`` with a ``head``
-    whose forward gives logits ``(N, classes)``) on float ``images`` ``(N, C, H, W)`` with
+    whose forward gives logits ``(N, classes)``, or a ``FeatEnsemble``, whose forward gives
+    the members' mean class probabilities) on float ``images`` ``(N, C, H, W)`` with
     ``labels`` ``(N,)``, ``None`` for a network without a head or without labels.
     """
     f = np.asarray(test_features, dtype=np.float64)
@@ -199,8 +217,8 @@ def feature_quality(extractor: Any, test_features: Any, images: torch.Tensor | N
     out: dict[str, float | int | None] = {
         "effective_dim": float(lam.sum() ** 2 / max((lam ** 2).sum(), 1e-300)),
         "dead_units": int((f.std(0) < 1e-6).sum()), "feature_dim": int(f.shape[1]), "test_accuracy": None}
-    if isinstance(extractor, nn.Module) and hasattr(extractor, "head") and images is not None \
-            and labels is not None:
+    classifier = hasattr(extractor, "head") or isinstance(extractor, FeatEnsemble)
+    if isinstance(extractor, nn.Module) and classifier and images is not None and labels is not None:
         extractor.eval()
         with torch.no_grad():
             pred = torch.cat([extractor(images[i:i + batch_size].to(device).float()).argmax(1).cpu()
