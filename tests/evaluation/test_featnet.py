@@ -25,16 +25,6 @@ from spherevae.evaluation.metric_info import describe, metric_key
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def fmnist_test():
-    from spherevae.data import load_dataset
-
-    try:
-        return load_dataset("fashion-mnist", "test", download=False)
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        pytest.skip(f"Fashion-MNIST not available: {exc}")
-
-
 def test_manifest_lists_six_seeds_whose_checksums_and_accuracy_hold():
     """Seeds 0-2: the networks of domain's feature seeds; 0-5: the three domain-x2 pairs."""
     manifest = json.loads((featnet.WEIGHTS_DIR / "manifest.json").read_text())

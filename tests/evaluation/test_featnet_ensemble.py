@@ -21,15 +21,9 @@ from spherevae.evaluation.metric_info import describe, metric_key
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def fmnist():
-    from spherevae.data import load_dataset
-
-    try:
-        return load_dataset("fashion-mnist", "train", download=False), load_dataset("fashion-mnist", "test",
-                                                                                   download=False)
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        pytest.skip(f"Fashion-MNIST not available: {exc}")
+@pytest.fixture
+def fmnist(fmnist_train, fmnist_test):
+    return fmnist_train, fmnist_test
 
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000), st.integers(2, 5))
