@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -182,8 +183,9 @@ _metrics_cache: dict[str, dict[str, Any]] = {}
 
 
 def metrics_file(path: Path | None) -> dict[str, Any]:
-    """A whole metrics.json, read once per path ({} where there is none)."""
-    if path is None or not path.is_file():
+    """A whole metrics.json, read once per path ({} where there is none; a path cached by
+    :func:`rows_with_features` is its respelled copy)."""
+    if path is None or (str(path) not in _metrics_cache and not path.is_file()):
         return {}
     if str(path) not in _metrics_cache:
         _metrics_cache[str(path)] = json.loads(path.read_text())
@@ -263,8 +265,9 @@ def instrument_line(label: str, rows: list[dict[str, Any]]) -> None:
                   f"over the feature networks <= 10% (median {statistics.median(cvs):.1%}, largest {max(cvs):.1%})")
 
 
-# Evaluations of one run with other features, beside its eval/ (label, directory): the
-# older read-out (moved there before re-evaluating) and the two-network ensemble.
+# A run's evaluations with each feature read-out (label, directory under the run): the
+# older read-out (moved to eval-domain-v2/ before re-evaluating), the current one (eval/)
+# and the two-network ensemble (eval-domain-x2/, whose "networks" are pairs).
 OTHER_EVALS = (("domain-v2", "eval-domain-v2"), ("domain-v3", "eval"), ("domain-x2", "eval-domain-x2"))
 
 
@@ -272,7 +275,7 @@ def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]]) ->
     """The CV of every (run, sampler) FID over the three feature networks (or ensembles),
     per variant and reference, for every evaluation a run has of :data:`OTHER_EVALS`: how
     many cells have a CV <= 10%, the median and the largest."""
-    print(f"**{title}**: CV over the three feature networks of every (run, sampler) FID\n")
+    print(f"**{title}**: CV over the three feature networks (pairs for domain-x2) of every (run, sampler) FID\n")
     print("| variant | reference | features | cells with CV <= 10% | median CV | largest CV |")
     print("|---|---|---|---|---|---|")
     for v in VARIANTS:
@@ -384,8 +387,10 @@ def rows_with_features(sweep_dir: Path, rows: list[dict[str, Any]], where: str, 
     """``rows`` as their evaluation in ``<run>/<where>/`` (features ``backbone``) reads them,
     its metric keys spelled with :data:`BACKBONE` so every table above can show it; rows
     without that evaluation are left out."""
+    pattern = re.compile(rf"(?<=_){re.escape(backbone)}(?=_|$)")  # the backbone part of a key
+
     def respell(d: dict[str, Any]) -> dict[str, Any]:
-        return {k.replace(f"_{backbone}_", f"_{BACKBONE}_"): v for k, v in d.items()}
+        return {pattern.sub(BACKBONE, k): v for k, v in d.items()}
 
     out = []
     for r in rows:
@@ -394,10 +399,14 @@ def rows_with_features(sweep_dir: Path, rows: list[dict[str, Any]], where: str, 
             continue
         m = respell(json.loads(path.read_text()))
         m["fid_per_feature_seed"] = respell(m.get("fid_per_feature_seed", {}))
-        _metrics_cache[str(path)] = m
+        # Cached under its own name: metrics_file(path) keeps giving the file as written.
+        respelled = Path(f"{path}#as-{BACKBONE}")
+        _metrics_cache[str(respelled)] = m
         keep: dict[str, Any] = {k: r[k] for k in ("name", "variant", "train.seed", "status") if k in r}
         row: dict[str, Any] = {**keep, **{k: v for k, v in m.items() if not isinstance(v, dict | list)}}
-        out.append({**row, "_eval": path})
+        out.append({**row, "_eval": respelled})
+    if out and len(out) < len(rows):
+        print(f"({len(rows) - len(out)} of {len(rows)} runs have no {where}/: left out of the {backbone} tables)\n")
     return out
 
 

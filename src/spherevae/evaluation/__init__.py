@@ -24,7 +24,6 @@ from spherevae.evaluation.diagnostics import (
 from spherevae.evaluation.domain import DomainClassifier, domain_backbone
 from spherevae.evaluation.featnet import (
     DEFAULT_READOUT,
-    ENSEMBLE_SIZE,
     MOMENTS,
     READOUTS,
     RECIPE,
@@ -132,7 +131,6 @@ from spherevae.evaluation.verdict import (
 
 __all__ = [
     "DEFAULT_READOUT",
-    "ENSEMBLE_SIZE",
     "FAMILIES",
     "FEATURE_BACKBONES",
     "FEATURE_FLOORS",

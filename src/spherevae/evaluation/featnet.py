@@ -574,8 +574,8 @@ def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
     return _for_inference(load_featnet(path, readout=readout, standardisation=stats)[0], device)
 
 
-# Networks per ensemble of backbone "domain-x2" (issue 22: the FID of a pair varies about
-# 1/sqrt(2) as much between networks as one network's, measured in docs/evaluation.md).
+# Networks per ensemble by default (backbone "domain-x2" names its own 2). For independent
+# networks a pair's FID spreads 1/sqrt(2) as much as one network's (docs/evaluation.md).
 ENSEMBLE_SIZE = 2
 
 
@@ -583,9 +583,9 @@ class FeatEnsemble(nn.Module):
     """Several trained domain networks read as one: ``features(x)``: ``(N, C, H, W)``
     floats in [0, 1] -> ``(N, sum D_i)``, the members' standardised features concatenated
     and divided by ``sqrt(k)`` for ``k`` members (so the FID of uncorrelated members is on
-    the scale of one member's, their mean); ``forward(x)`` -> ``(N, classes)``, the mean
-    of the members' class probabilities (the ensemble's classifier, whose accuracy
-    ``feature_quality`` reports)."""
+    the scale of one member's, their mean; correlated members give 2-15% more, measured);
+    ``forward(x)`` -> ``(N, classes)`` logits of the ensemble's classifier: the log of the
+    mean of the members' class probabilities (whose accuracy ``feature_quality`` reports)."""
 
     def __init__(self, members: Sequence[FeatNet]) -> None:
         super().__init__()
@@ -605,7 +605,7 @@ class FeatEnsemble(nn.Module):
         return torch.cat([m.features(x) for m in self._nets()], 1) / math.sqrt(len(self.members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x).softmax(1) for m in self._nets()]).mean(0)
+        return torch.stack([m(x).softmax(1) for m in self._nets()]).mean(0).log()
 
 
 def member_seeds(seed: int, size: int = ENSEMBLE_SIZE) -> list[int]:
