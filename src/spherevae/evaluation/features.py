@@ -211,7 +211,7 @@ def feature_quality(extractor: Any, test_features: Any, images: torch.Tensor | N
     whose std over the set is below 1e-6, ``feature_dim`` ``D``, and ``test_accuracy``:
     the accuracy of the network's own classifier head (an ``nn.Module`` with a ``head``
     whose forward gives logits ``(N, classes)``, or a ``FeatEnsemble``, whose forward gives
-    the members' mean class probabilities) on float ``images`` ``(N, C, H, W)`` with
+    the log of the members' mean class probabilities) on float ``images`` ``(N, C, H, W)`` with
     ``labels`` ``(N,)``, ``None`` for a network without a head or without labels.
     """
     f = np.asarray(test_features, dtype=np.float64)
