@@ -108,8 +108,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="domain", choices=sorted(FEATURE_BACKBONES),
                    help="FID features: domain (domain-v3: the domain ResNet's stage means and stds, "
                         "shipped for Fashion-MNIST, else trained once on the dataset; default), "
-                        "domain-x2 (the same features of two networks at once: FIDs that depend less "
-                        "on which networks were trained, twice the extraction cost), "
+                        "domain-x2 / domain-x3 (the same features of two / three networks at once: FIDs "
+                        "that depend less on which networks were trained, two / three times the "
+                        "extraction cost), "
                         "domain-v2 or domain-v1 (older features, for comparison) or inception "
                         "(comparable to published FIDs; needs weights)")
     p.add_argument("--allow-weak-features", action="store_true",

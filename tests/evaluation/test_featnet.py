@@ -25,10 +25,10 @@ from spherevae.evaluation.metric_info import describe, metric_key
 torch.set_num_threads(1)
 
 
-def test_manifest_lists_six_seeds_whose_checksums_and_accuracy_hold():
-    """Seeds 0-2: the networks of domain's feature seeds; 0-5: the three domain-x2 pairs."""
+def test_manifest_lists_nine_seeds_whose_checksums_and_accuracy_hold():
+    """Seeds 0-2: the networks of domain's feature seeds; 0-5: the three domain-x2 pairs; 0-8: the three domain-x3 triples."""
     manifest = json.loads((featnet.WEIGHTS_DIR / "manifest.json").read_text())
-    assert sorted(SEED for (_, SEED) in featnet.SHIPPED_WEIGHTS) == [0, 1, 2, 3, 4, 5]
+    assert sorted(SEED for (_, SEED) in featnet.SHIPPED_WEIGHTS) == list(range(9))
     for name, entry in manifest["files"].items():
         assert entry["version"] == featnet.RECIPE["version"] == manifest["recipe"]["version"]
         assert entry["test_accuracy"] >= 0.92
@@ -37,7 +37,7 @@ def test_manifest_lists_six_seeds_whose_checksums_and_accuracy_hold():
     assert manifest["recipe"] == featnet.RECIPE  # the code's recipe is the shipped one's
     # The default read-out's standardisation is shipped for every seed, from all 60k images.
     assert sorted(k for k in featnet.SHIPPED_STANDARDISATIONS if k[2] == featnet.DEFAULT_READOUT) == [
-        ("fashion-mnist", s, "domain-v3") for s in range(6)]
+        ("fashion-mnist", s, "domain-v3") for s in range(9)]
     for name, entry in manifest["standardisations"].items():
         assert name.startswith(entry["readout"]) and entry["weights"] in manifest["files"]
         assert entry["images"] == 60_000

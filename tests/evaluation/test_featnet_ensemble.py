@@ -1,4 +1,4 @@
-"""The two-network feature ensemble (backbone ``domain-x2``): its features against the
+"""The feature ensembles (backbones ``domain-x2``, ``domain-x3``): features against the
 members' own, its classifier against a plain mean of probabilities, its seeds (disjoint
 networks per ensemble seed), the shipped members and the cache for other datasets."""
 
@@ -68,12 +68,17 @@ def test_ensemble_features_and_classifier_against_its_members(fmnist):
     assert corr < 0.9
 
 
-def test_domain_x2_backbone_is_the_shipped_networks_2s_and_2s_plus_1(fmnist):
+@pytest.mark.parametrize(("backbone", "networks"), [
+    ("domain-x2", {0: (0, 1), 1: (2, 3), 2: (4, 5)}),
+    ("domain-x3", {0: (0, 1, 2), 1: (3, 4, 5), 2: (6, 7, 8)}),
+])
+def test_ensemble_backbones_are_disjoint_shipped_networks(fmnist, backbone, networks):
+    """Feature seed s of domain-x<k> is shipped networks k*s .. k*s + k - 1 (written out)."""
     train, test = fmnist
-    assert FEATURE_BACKBONES["domain-x2"].quality_floor
+    assert FEATURE_BACKBONES[backbone].quality_floor
     x = test.images[:64].float() / 255
-    for seed, nets in {0: (0, 1), 1: (2, 3), 2: (4, 5)}.items():
-        ens = backbone_extractor("domain-x2", dataset=train, seed=seed)
+    for seed, nets in networks.items():
+        ens = backbone_extractor(backbone, dataset=train, seed=seed)
         assert isinstance(ens, featnet.FeatEnsemble) and not ens.training
         for member, net_seed in zip(ens.members, nets, strict=True):
             shipped = featnet.shipped_featnet("fashion-mnist", net_seed)

@@ -157,7 +157,7 @@ def test_weights_file_with_code_is_not_executed(tmp_path: Path) -> None:
 
 
 def test_unknown_backbone_lists_choices() -> None:
-    with pytest.raises(ValueError, match=r"one of \['domain', 'domain-v1', 'domain-v2', 'domain-x2', 'inception'\]"):
+    with pytest.raises(ValueError, match=r"one of \['domain', 'domain-v1', 'domain-v2', 'domain-x2', 'domain-x3', 'inception'\]"):
         FID.from_backbone("clip")
 
 

@@ -1,7 +1,7 @@
 """Evaluation: the stages that evaluate a run (encode, fit samplers, generate, FID/KID,
 precision/recall and density/coverage, latent geometry, figures) over one context, the
 metrics themselves with their spreads, the feature backbones (``domain``: the shipped
-domain network's domain-v3 features, ``domain-x2``: those of two networks at once,
+domain network's domain-v3 features, ``domain-x2`` / ``domain-x3``: those of two / three networks at once,
 ``domain-v2``: its older read-out, ``domain-v1``: the
 old classifier, ``inception``: Inception-v3), the
 metric-key registry and the verdict rules that compare runs.

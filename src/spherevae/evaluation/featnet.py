@@ -27,8 +27,8 @@ dataset the recipe trains it once (about 23 min per seed for 60k images on one C
 thread) and caches it by (dataset, image shape, split size, seed, recipe version, data
 hash), and the read-out's standardisation beside it.
 
-Several trained networks read as one (:class:`FeatEnsemble`, backbone ``"domain-x2"``:
-feature seed ``s`` = networks :func:`member_seeds` ``(s)``) give FIDs that depend less on
+Several trained networks read as one (:class:`FeatEnsemble`, backbones ``"domain-x2"``
+and ``"domain-x3"``: feature seed ``s`` = networks :func:`member_seeds` ``(s, size)``) give FIDs that depend less on
 which networks were trained (docs/evaluation.md, "Two networks at once").
 
 Everything random is drawn from explicit :class:`torch.Generator` objects seeded from
@@ -574,8 +574,9 @@ def featnet_backbone(dataset: Any, *, seed: int = 0, device: str = "cpu",
     return _for_inference(load_featnet(path, readout=readout, standardisation=stats)[0], device)
 
 
-# Networks per ensemble by default (backbone "domain-x2" names its own 2). For independent
-# networks a pair's FID spreads 1/sqrt(2) as much as one network's (docs/evaluation.md).
+# Networks per ensemble by default (backbones "domain-x2" and "domain-x3" name their own
+# size). For independent networks an ensemble of k spreads 1/sqrt(k) as much as one
+# network's FID; measured: docs/evaluation.md.
 ENSEMBLE_SIZE = 2
 
 
