@@ -20,6 +20,7 @@ import math
 import re
 import shutil
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,15 +268,19 @@ def instrument_line(label: str, rows: list[dict[str, Any]]) -> None:
 
 # A run's evaluations with each feature read-out (label, directory under the run): the
 # older read-out (moved to eval-domain-v2/ before re-evaluating), the current one (eval/)
-# and the two-network ensemble (eval-domain-x2/, whose "networks" are pairs).
-OTHER_EVALS = (("domain-v2", "eval-domain-v2"), ("domain-v3", "eval"), ("domain-x2", "eval-domain-x2"))
+# and the ensembles (eval-domain-x2/, eval-domain-x3/: whose "networks" are pairs, triples).
+OTHER_EVALS = (("domain-v2", "eval-domain-v2"), ("domain-v3", "eval"), ("domain-x2", "eval-domain-x2"),
+               ("domain-x3", "eval-domain-x3"))
+# The ensembles' evaluations of the Fig 1 runs: (backbone, directory under the run, title words).
+ENSEMBLE_EVALS = (("domain-x2", "eval-domain-x2", "three two-network ensembles"),
+                  ("domain-x3", "eval-domain-x3", "three three-network ensembles"))
 
 
 def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     """The CV of every (run, sampler) FID over the three feature networks (or ensembles),
     per variant and reference, for every evaluation a run has of :data:`OTHER_EVALS`: how
     many cells have a CV <= 10%, the median and the largest."""
-    print(f"**{title}**: CV over the three feature networks (pairs for domain-x2) of every (run, sampler) FID\n")
+    print(f"**{title}**: CV over the three feature networks (pairs for domain-x2, triples for domain-x3) of every (run, sampler) FID\n")
     print("| variant | reference | features | cells with CV <= 10% | median CV | largest CV |")
     print("|---|---|---|---|---|---|")
     for v in VARIANTS:
@@ -410,6 +415,20 @@ def rows_with_features(sweep_dir: Path, rows: list[dict[str, Any]], where: str, 
     return out
 
 
+def fig1_ensembles(sweeps: Path, figures: Path) -> None:
+    """The Fig 1 runs read by the feature ensembles (:data:`ENSEMBLE_EVALS`), for each one
+    the runs have: every sampler over the three ensembles, the cells with CV <= 10%, and
+    the verdicts. Needs only the sweep's results.json and those evaluations."""
+    rows = load_rows(sweeps / "fmnist-fig1")
+    for backbone, where, words in ENSEMBLE_EVALS:
+        ens = rows_with_features(sweeps / "fmnist-fig1", rows, where, backbone)
+        if ens:
+            feature_seed_table(f"Every sampler, Fig 1 runs, over {words} ({backbone})", ens)
+            instrument_line(f"{backbone}, Fig 1 runs", ens)
+            print()
+            verdicts(f"Verdicts, Fig 1 runs, {backbone} ensembles", ens)
+
+
 def fig1(sweeps: Path, figures: Path) -> None:
     rows = load_rows(sweeps / "fmnist-fig1")
     if not rows:
@@ -428,10 +447,6 @@ def fig1(sweeps: Path, figures: Path) -> None:
     instrument_table("The instrument's spread, Fig 1 runs", sweeps / "fmnist-fig1", rows)
     fidelity_diversity_table("Fidelity and diversity, Fig 1 runs", rows)
     verdicts("Verdicts, Fig 1 runs", rows)
-    x2 = rows_with_features(sweeps / "fmnist-fig1", rows, "eval-domain-x2", "domain-x2")
-    if x2:
-        feature_seed_table("Every sampler, Fig 1 runs, over three two-network ensembles (domain-x2)", x2)
-        verdicts("Verdicts, Fig 1 runs, domain-x2 ensembles", x2)
     diagnostics_table("Why: latent geometry and the decoder's sensitivity (Fig 1 runs)", rows)
     figures.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
@@ -861,22 +876,33 @@ def authors(sweeps: Path) -> None:
         print()
 
 
+# Every section of docs/results.md's tables, in the order of the document; each prints
+# nothing when its sweep is absent.
+SECTIONS: dict[str, Callable[[Path, Path], None]] = {
+    "fig1": fig1,
+    "fig1-ensembles": fig1_ensembles,
+    "ablation": lambda sweeps, figures: ablation(sweeps),
+    "fig1-long": fig1_long,
+    "fig2": fig2,
+    "beta-regimes": lambda sweeps, figures: beta_regimes(sweeps),
+    "collapse": lambda sweeps, figures: collapse_all_n(sweeps),
+    "quench": quench,
+    "authors": lambda sweeps, figures: authors(sweeps),
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sweeps", default="sweeps")
     p.add_argument("--figures", default="docs/figures/results")
+    p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=None,
+                   help="print only these sections (default: every one, in this order)")
     args = p.parse_args()
     torch.set_num_threads(1)
     sweeps, figures = Path(args.sweeps), Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
-    fig1(sweeps, figures)
-    ablation(sweeps)
-    fig1_long(sweeps, figures)
-    fig2(sweeps, figures)
-    beta_regimes(sweeps)
-    collapse_all_n(sweeps)
-    quench(sweeps, figures)
-    authors(sweeps)
+    for name in args.only or SECTIONS:
+        SECTIONS[name](sweeps, figures)
 
 
 if __name__ == "__main__":
