@@ -417,15 +417,13 @@ def rows_with_features(sweep_dir: Path, rows: list[dict[str, Any]], where: str, 
 
 def fig1_ensembles(sweeps: Path, figures: Path) -> None:
     """The Fig 1 runs read by the feature ensembles (:data:`ENSEMBLE_EVALS`), for each one
-    the runs have: every sampler over the three ensembles, the cells with CV <= 10%, and
-    the verdicts. Needs only the sweep's results.json and those evaluations."""
+    the runs have: every sampler over the three ensembles (with the cells whose CV is
+    <= 10%) and the verdicts. Needs only the sweep's results.json and those evaluations."""
     rows = load_rows(sweeps / "fmnist-fig1")
     for backbone, where, words in ENSEMBLE_EVALS:
         ens = rows_with_features(sweeps / "fmnist-fig1", rows, where, backbone)
         if ens:
             feature_seed_table(f"Every sampler, Fig 1 runs, over {words} ({backbone})", ens)
-            instrument_line(f"{backbone}, Fig 1 runs", ens)
-            print()
             verdicts(f"Verdicts, Fig 1 runs, {backbone} ensembles", ens)
 
 
