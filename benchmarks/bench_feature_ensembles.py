@@ -78,9 +78,9 @@ def splittings(networks: list[int], size: int, count: int = FEATURE_SEEDS) -> It
     yield from pick(sorted(networks), count, ())
 
 
-def quality(networks: list[int], sizes: list[int], x: torch.Tensor, y: torch.Tensor) -> None:
-    nets: dict[str, torch.nn.Module] = {f"network {s}": network(s) for s in networks}
-    nets |= {f"domain-x{size} seed {s}": FeatEnsemble([network(k) for k in member_seeds(s, size)])
+def quality(loaded: dict[int, FeatNet], sizes: list[int], x: torch.Tensor, y: torch.Tensor) -> None:
+    nets: dict[str, torch.nn.Module] = {f"network {s}": net for s, net in loaded.items()}
+    nets |= {f"domain-x{size} seed {s}": FeatEnsemble([loaded[k] for k in member_seeds(s, size)])
              for size in sizes for s in range(FEATURE_SEEDS)}
     for name, net in nets.items():
         q = feature_quality(net, extract_features(net, x, batch_size=128), x, y)
@@ -129,16 +129,17 @@ def main() -> None:
         raise SystemExit(f"--size {args.size}: needs sizes >= 2 and {FEATURE_SEEDS} x size networks, "
                          f"{len(networks)} shipped")
     positions = {n: i for i, n in enumerate(networks)}
+    loaded = {s: network(s) for s in networks}  # each file read and checksummed once
     ctx = load_context(args.run_dir, EvalConfig(samplers=tuple(args.samplers), num_samples=10_000, seed=0,
                                                 figures=False))
     encode(ctx)
     assert ctx.x_test is not None and ctx.x_hat is not None and ctx.test_labels is not None
     if args.quality:
-        quality(networks, args.size, ctx.x_test, ctx.test_labels)
+        quality(loaded, args.size, ctx.x_test, ctx.test_labels)
     fit_samplers(ctx)
     generate(ctx)
     sets = {"recon": ctx.x_hat, "test": ctx.x_test, **ctx.samples}
-    stats = {k: JointStats([extract_features(network(s), v, batch_size=128) for s in networks])
+    stats = {k: JointStats([extract_features(loaded[s], v, batch_size=128) for s in networks])
              for k, v in sets.items()}
     for size in args.size:
         ensembles = list(itertools.combinations(networks, size))

@@ -271,9 +271,8 @@ def instrument_line(label: str, rows: list[dict[str, Any]]) -> None:
 # and the ensembles (eval-domain-x2/, eval-domain-x3/: whose "networks" are pairs, triples).
 OTHER_EVALS = (("domain-v2", "eval-domain-v2"), ("domain-v3", "eval"), ("domain-x2", "eval-domain-x2"),
                ("domain-x3", "eval-domain-x3"))
-# The ensembles' evaluations of the Fig 1 runs: (backbone, directory under the run, title words).
-ENSEMBLE_EVALS = (("domain-x2", "eval-domain-x2", "three two-network ensembles"),
-                  ("domain-x3", "eval-domain-x3", "three three-network ensembles"))
+# The ensembles among them (backbone "domain-x<k>"), for the Fig 1 ensemble tables.
+ENSEMBLE_EVALS = tuple((label, where) for label, where in OTHER_EVALS if label.startswith("domain-x"))
 
 
 def instrument_table(title: str, sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -420,10 +419,11 @@ def fig1_ensembles(sweeps: Path, figures: Path) -> None:
     the runs have: every sampler over the three ensembles (with the cells whose CV is
     <= 10%) and the verdicts. Needs only the sweep's results.json and those evaluations."""
     rows = load_rows(sweeps / "fmnist-fig1")
-    for backbone, where, words in ENSEMBLE_EVALS:
+    for backbone, where in ENSEMBLE_EVALS:
         ens = rows_with_features(sweeps / "fmnist-fig1", rows, where, backbone)
         if ens:
-            feature_seed_table(f"Every sampler, Fig 1 runs, over {words} ({backbone})", ens)
+            size = backbone.removeprefix("domain-x")
+            feature_seed_table(f"Every sampler, Fig 1 runs, over three {size}-network ensembles ({backbone})", ens)
             verdicts(f"Verdicts, Fig 1 runs, {backbone} ensembles", ens)
 
 
